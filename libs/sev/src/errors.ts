@@ -1,0 +1,31 @@
+/**
+ * Every failure in libs/sev is a SevError with a stable code, so callers (the broker, the CLI) can map failures to
+ * exit codes or gRPC statuses without parsing messages.
+ */
+export type SevErrorCode =
+  | 'ERR_SEV_LENGTH' // input has the wrong size
+  | 'ERR_SEV_FORMAT' // a field holds a value the layout does not allow (version, usage, algorithm, curve...)
+  | 'ERR_SEV_SIGNATURE' // a signature did not verify
+  | 'ERR_SEV_CHAIN' // certificates do not form a valid chain (order, ids, usages)
+  | 'ERR_SEV_UNTRUSTED_ROOT' // the chain is valid but its ARK/ASK is not a pinned or explicitly trusted root
+  | 'ERR_SEV_POLICY' // a guest policy the encoding cannot represent
+  | 'ERR_SEV_RANGE' // a number outside the range the firmware encodes (e.g. API version > 255)
+  | 'ERR_SEV_MEASUREMENT' // a launch measurement did not verify
+  | 'ERR_SEV_MAC' // a wrap, policy or packet MAC did not verify
+  | 'ERR_SEV_FIRMWARE' // firmware image lacks a structure the operation needs (footer table, reset block, hashes area)
+  | 'ERR_SEV_SECRET_TABLE' // a secret table is malformed or too large
+  | 'ERR_SEV_ARGUMENT'; // invalid argument combination
+
+export class SevError extends Error {
+  override readonly name = 'SevError';
+  constructor(
+    readonly code: SevErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function isSevError(e: unknown, code?: SevErrorCode): e is SevError {
+  return e instanceof SevError && (code === undefined || e.code === code);
+}
