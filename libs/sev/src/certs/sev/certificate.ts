@@ -118,11 +118,7 @@ export function sevPublicKey(cert: SevCertificate): KeyObject {
   let key: KeyObject;
   try {
     if (cert.key.kind === 'ec') {
-      const crv = cert.key.curve === 1 ? 'P-256' : 'P-384';
-      key = createPublicKey({
-        key: { kty: 'EC', crv, x: cert.key.x.toString('base64url'), y: cert.key.y.toString('base64url') },
-        format: 'jwk',
-      });
+      key = createPublicKey({ key: ecSpki(cert.key), format: 'der', type: 'spki' });
     } else {
       key = createPublicKey({
         key: { kty: 'RSA', n: stripZeros(cert.key.modulus).toString('base64url'), e: stripZeros(cert.key.exponent).toString('base64url') },
@@ -134,6 +130,28 @@ export function sevPublicKey(cert: SevCertificate): KeyObject {
   }
   keyCache.set(cert, key);
   return key;
+}
+
+/** DER SubjectPublicKeyInfo prefixes (algorithm id, curve OID, bit-string header, uncompressed-point tag 04). */
+const SPKI_PREFIX: Record<number, Buffer> = {
+  1: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200' + '04', 'hex'),
+  2: Buffer.from('3076301006072a8648ce3d020106052b81040022036200' + '04', 'hex'),
+};
+
+/**
+ * Importing the point as SPKI makes OpenSSL check it is on the curve, which for these prime-order curves is the whole
+ * validity check; the JWK import path also multiplies by the group order, tripling the cost of every chain decode.
+ */
+function ecSpki(k: SevEcKey): Buffer {
+  const prefix = SPKI_PREFIX[k.curve];
+  const size = CURVE_BYTES[k.curve];
+  if (prefix === undefined || size === undefined) throw new Error(`unknown curve id ${k.curve}`);
+  const coord = (be: Buffer) => {
+    const v = stripZeros(be);
+    if (v.length > size) throw new Error('EC coordinate larger than its curve');
+    return Buffer.concat([Buffer.alloc(size - v.length), v]);
+  };
+  return Buffer.concat([prefix, coord(k.x), coord(k.y)]);
 }
 
 function stripZeros(b: Buffer): Buffer {

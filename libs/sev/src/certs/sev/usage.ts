@@ -37,3 +37,10 @@ export function algoHash(a: number): 'sha256' | 'sha384' | undefined {
   if (a === Algo.RSA_SHA384 || a === Algo.ECDSA_SHA384 || a === Algo.ECDH_SHA384) return 'sha384';
   return undefined;
 }
+
+const USAGE_NAMES = new Map<number, string>(Object.entries(Usage).map(([name, value]) => [value, name]));
+
+/** "PEK", "ASK"…: error messages name certificates by their usage. */
+export function usageName(usage: number): string {
+  return USAGE_NAMES.get(usage) ?? `usage 0x${usage.toString(16)}`;
+}

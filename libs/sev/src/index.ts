@@ -1,0 +1,59 @@
+/**
+ * @kb/sev — the SEV / SEV-ES crypto core, byte-compatible with the Rust `sev` crate (as simple-kbs uses it), sevctl,
+ * sev-snp-measure and libvirt's virt-qemu-sev-validate. Folders mirror the crate: certs/ (AMD CA and SEV certificate
+ * layouts, chain verification, pinned roots), launch/ (firmware structures), session/ (the guest owner's
+ * computations), secret/ (the OVMF secret table), measurement/ (expected launch digests).
+ */
+export { SevError, isSevError, type SevErrorCode } from './errors';
+export { guidToBytesLe, guidFromBytesLe, isGuid } from './guid';
+export { constantTimeEqual } from './util/bytes';
+
+// certificates
+export { Usage, Algo, usageName, type UsageValue, type AlgoValue } from './certs/sev/usage';
+export { SEV_CERT_SIZE, Curve } from './certs/sev/layout';
+export {
+  parseSevCertificate,
+  encodeSevCertificate,
+  sevPublicKey,
+  emptySignatureSlot,
+  type SevCertificate,
+  type SevCertificateFields,
+  type SevEcKey,
+  type SevRsaKey,
+  type SevSignatureSlot,
+} from './certs/sev/certificate';
+export { sevKeyFromPublicKey } from './certs/sev/key';
+export { signSevCertificate, type SevSigner } from './certs/sev/sign';
+export { parseCaCertificate, encodeCaCertificate, type CaCertificate, type CaCertificateFields } from './certs/ca/certificate';
+export { signCaCertificate, caKeyFromPublicKey, type UnsignedCaCertificate } from './certs/ca/sign';
+export { verifyCaCertificate, verifySevCertificate } from './certs/verify';
+export { AMD_GENERATIONS, builtinCaCertificates, type AmdGeneration } from './certs/builtin/roots';
+export { decodeChain, decodePlatformChain, encodeChain, PLATFORM_CHAIN_SIZE, type FullChain, type PlatformChain } from './certs/chain/chain';
+export { verifyChain, type ExtraRoot, type VerifyChainOptions, type VerifiedChain } from './certs/chain/verify';
+export { builtinGeneration, withBuiltinCa } from './certs/chain/generation';
+export { cekId } from './certs/chain/identity';
+
+// firmware structures
+export { PolicyFlag, policyBytes, assertPolicyRange, assertRepresentablePolicy, describePolicy, type PolicyFlagName } from './launch/policy';
+export { LAUNCH_BLOB_SIZE, encodeLaunchBlob, parseLaunchBlob, type LaunchBlob } from './launch/session-blob';
+export { MEASUREMENT_SIZE, encodeLaunchMeasurement, parseLaunchMeasurement, type LaunchMeasurement } from './launch/measurement';
+export { SECRET_HEADER_SIZE, encodeSecretHeader, parseSecretHeader, type LaunchSecretHeader } from './launch/secret-header';
+
+// the guest owner's side of a launch
+export { kdf } from './session/kdf';
+export { hmacSha256 } from './session/mac';
+export { aes128Ctr } from './session/aes-ctr';
+export { generateGodhKey, godhCertificate } from './session/godh';
+export { wrapSession, unwrapSession, deriveWrapKeys, type SessionKeys, type WrapKeys } from './session/wrap';
+export { startSession, type StartSessionInput, type StartedSession } from './session/start';
+export { openLaunchBlob, type OpenLaunchBlobInput } from './session/open';
+export { computeMeasurement, verifyMeasurement, type MeasurementParams } from './session/measurement';
+export { packageSecret, openSecret, type SecretPacket } from './session/secret';
+export { SECRET_TABLE_GUID, SECRET_TABLE_MAX_SIZE, buildSecretTable, parseSecretTable, type SecretTableEntry } from './secret/table';
+
+// expected launch digests
+export * from './measurement/ovmf';
+export * from './measurement/sev-hashes';
+export * from './measurement/vcpu-types';
+export * from './measurement/vmsa';
+export * from './measurement/digest';
