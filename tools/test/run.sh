@@ -30,5 +30,5 @@ if [ -z "${KB_TEST_DATABASE_URL:-}" ]; then
 fi
 
 status=0
-npx --no-install jest "$@" || status=$?
+NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --disable-warning=ExperimentalWarning" npx --no-install jest "$@" || status=$?
 exit $status

@@ -1,0 +1,101 @@
+/**
+ * Append-only audit trail for the owner (the host only ever sees generic failures). Entries hold ids, outcomes and
+ * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident.
+ */
+import { and, desc, eq, gte, type SQL } from 'drizzle-orm';
+import { requireId, requireJson, type StoreContext } from './context';
+import { StoreError } from './errors';
+import { auditLog, type JsonValue } from './schema';
+
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 10_000;
+
+export interface AuditEntryInput {
+  event: string;
+  outcome: string;
+  at?: Date;
+  /** As received, even when malformed: recorded as text. */
+  launchId?: string | null;
+  clientId?: string | null;
+  peer?: string | null;
+  /** Correlation id also returned to the caller in the generic error. */
+  refId?: string | null;
+  detail?: JsonValue | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: Date;
+  event: string;
+  outcome: string;
+  launchId: string | null;
+  clientId: string | null;
+  peer: string | null;
+  refId: string | null;
+  detail: JsonValue | null;
+}
+
+export interface AuditFilter {
+  /** Entries at or after this instant. */
+  since?: Date;
+  launchId?: string;
+  /** the reference id a caller saw in an error message */
+  refId?: string;
+  clientId?: string;
+  event?: string;
+  /** Default 100, at most 10000. */
+  limit?: number;
+}
+
+export interface AuditLogStore {
+  appendAudit(entry: AuditEntryInput): Promise<AuditEntry>;
+  /** Newest first. */
+  listAudit(filter?: AuditFilter): Promise<AuditEntry[]>;
+}
+
+export function auditLogStore(ctx: StoreContext): AuditLogStore {
+  return {
+    async appendAudit(entry) {
+      requireId(entry.event, 'audit event');
+      requireId(entry.outcome, 'audit outcome');
+      if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
+      const [row] = await ctx.run((db) =>
+        db
+          .insert(auditLog)
+          .values({
+            at: entry.at ?? new Date(),
+            event: entry.event,
+            outcome: entry.outcome,
+            launchId: entry.launchId ?? null,
+            clientId: entry.clientId ?? null,
+            peer: entry.peer ?? null,
+            refId: entry.refId ?? null,
+            detail: entry.detail ?? null,
+          })
+          .returning(),
+      );
+      return row!;
+    },
+
+    async listAudit(filter = {}) {
+      const limit = filter.limit ?? DEFAULT_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+        throw new StoreError('ERR_STORE_ARGUMENT', `audit limit must be an integer in [1, ${MAX_LIMIT}]`);
+      }
+      const conditions: SQL[] = [];
+      if (filter.since !== undefined) conditions.push(gte(auditLog.at, filter.since));
+      if (filter.launchId !== undefined) conditions.push(eq(auditLog.launchId, filter.launchId));
+      if (filter.refId !== undefined) conditions.push(eq(auditLog.refId, filter.refId));
+      if (filter.clientId !== undefined) conditions.push(eq(auditLog.clientId, filter.clientId));
+      if (filter.event !== undefined) conditions.push(eq(auditLog.event, filter.event));
+      return ctx.run((db) =>
+        db
+          .select()
+          .from(auditLog)
+          .where(and(...conditions))
+          .orderBy(desc(auditLog.at), desc(auditLog.id))
+          .limit(limit),
+      );
+    },
+  };
+}

@@ -1,0 +1,23 @@
+export { StoreError, isStoreError, type StoreErrorCode } from './errors';
+export { loadOrCreateMasterKey, parseMasterKey, MASTER_KEY_FILE } from './master-key';
+export { MASTER_KEY_LENGTH } from './sealing';
+export {
+  openStore,
+  PGLITE_MEMORY,
+  PGLITE_SUBDIR,
+  type Store,
+  type StoreOptions,
+  type PgliteStoreOptions,
+  type PgStoreOptions,
+} from './open';
+export type { JsonValue } from './schema';
+export type { PolicyRecord, PolicyStore } from './policies';
+export type { SecretInput, SecretRecord, SecretStore } from './secrets';
+export type { SealedItem, SealedItemInput } from './sealed-items';
+export type { KeysetInput, KeysetRecord, KeysetStore } from './keysets';
+export type { ResourceInput, ResourceRecord, ResourceStore } from './resources';
+export type { ReportKeyInput, ReportKeyRecord, ReportKeyStore } from './report-keys';
+export type { ConsumedLaunchSession, LaunchSession, LaunchSessionInput, LaunchSessionStore } from './launch-sessions';
+export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, LaunchFacts } from './connections';
+export type { ReleaseCountStore } from './release-counts';
+export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore } from './audit-log';

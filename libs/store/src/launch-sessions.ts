@@ -1,0 +1,152 @@
+/**
+ * Launch sessions: the TEK/TIK made by GetBundle, consumed exactly once by GetSecret. Kept in the database (sealed)
+ * rather than in process memory, so sessions survive a restart and brokers sharing one PostgreSQL can serve either
+ * half of a launch.
+ */
+import { randomUUID } from 'node:crypto';
+import { and, count, eq, gt, isNull, lte } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
+import { isUuid, requireId, requireLength, requireUint, type StoreContext } from './context';
+import { StoreError } from './errors';
+import { launchSessions } from './schema';
+
+const KEY_LENGTH = 16;
+const SEALED_COLUMN = { table: 'launch_sessions', column: 'keys_enc' };
+
+export interface LaunchSessionInput {
+  /** Defaults to a random UUIDv4 (the wire LaunchId). */
+  id?: string;
+  tek: Buffer;
+  tik: Buffer;
+  /** The guest policy given to GetBundle; GetSecret must present the same one. */
+  sevPolicy: number;
+  chipId: string;
+  generation: string;
+  chainSha256: Buffer;
+  createdAt?: Date;
+  expiresAt: Date;
+}
+
+export interface LaunchSession {
+  id: string;
+  sevPolicy: number;
+  chipId: string;
+  generation: string;
+  chainSha256: Buffer;
+  createdAt: Date;
+  expiresAt: Date;
+  consumedAt: Date | null;
+}
+
+export interface ConsumedLaunchSession extends LaunchSession {
+  tek: Buffer;
+  tik: Buffer;
+  consumedAt: Date;
+}
+
+export interface LaunchSessionStore {
+  /** ERR_STORE_CONFLICT if the id is taken. */
+  createLaunchSession(input: LaunchSessionInput): Promise<LaunchSession>;
+  /**
+   * Marks the session consumed and returns it with its keys, only if it exists, is unconsumed and has not expired
+   * at `now`. One UPDATE statement: of any number of concurrent callers (any broker on the database) exactly one
+   * gets the session; the others, and every later call, get undefined. The stored keys are erased in the same step.
+   */
+  consumeLaunchSession(id: string, now: Date): Promise<ConsumedLaunchSession | undefined>;
+  /** Sessions neither consumed nor expired at `now` (for a cap on outstanding GetBundle calls). */
+  countPendingSessions(now: Date): Promise<number>;
+  /** Deletes sessions expired at `now`, consumed or not; returns how many. */
+  purgeExpiredSessions(now: Date): Promise<number>;
+}
+
+export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
+  return {
+    async createLaunchSession(input) {
+      const { id = randomUUID(), tek, tik, sevPolicy, chipId, generation, chainSha256, createdAt = new Date(), expiresAt } = input;
+      if (!isUuid(id)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch session id must be a UUID');
+      requireLength(tek, KEY_LENGTH, 'TEK');
+      requireLength(tik, KEY_LENGTH, 'TIK');
+      requireLength(chainSha256, 32, 'chainSha256');
+      requireUint(sevPolicy, 0xffffffff, 'sevPolicy');
+      requireId(chipId, 'chipId');
+      requireId(generation, 'generation');
+      if (!(expiresAt.getTime() > createdAt.getTime())) {
+        throw new StoreError('ERR_STORE_ARGUMENT', 'launch session must expire after it is created');
+      }
+      const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId: id.toLowerCase() });
+      const [row] = await ctx.run(
+        (db) =>
+          db
+            .insert(launchSessions)
+            .values({ id, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt })
+            .returning(),
+        { unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`) },
+      );
+      return toSession(row!);
+    },
+
+    async consumeLaunchSession(id, now) {
+      if (!isUuid(id)) return undefined;
+      // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
+      // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
+      const prior = alias(launchSessions, 'prior');
+      const [row] = await ctx.run((db) =>
+        db
+          .update(launchSessions)
+          .set({ consumedAt: now, keysEnc: null })
+          .from(prior)
+          .where(
+            and(
+              eq(launchSessions.id, id),
+              eq(prior.id, launchSessions.id),
+              isNull(launchSessions.consumedAt),
+              gt(launchSessions.expiresAt, now),
+            ),
+          )
+          .returning({ ...sessionColumns, keysEnc: prior.keysEnc }),
+      );
+      if (row === undefined) return undefined;
+      if (row.keysEnc === null) throw new StoreError('ERR_STORE_DECRYPT', `launch session ${row.id} has no keys`);
+      const keys = ctx.sealer.open(row.keysEnc, { ...SEALED_COLUMN, rowId: row.id });
+      return {
+        ...toSession(row),
+        consumedAt: row.consumedAt ?? now,
+        tek: keys.subarray(0, KEY_LENGTH),
+        tik: keys.subarray(KEY_LENGTH),
+      };
+    },
+
+    async countPendingSessions(now) {
+      const [row] = await ctx.run((db) =>
+        db
+          .select({ n: count() })
+          .from(launchSessions)
+          .where(and(isNull(launchSessions.consumedAt), gt(launchSessions.expiresAt, now))),
+      );
+      return row?.n ?? 0;
+    },
+
+    async purgeExpiredSessions(now) {
+      const rows = await ctx.run((db) =>
+        db.delete(launchSessions).where(lte(launchSessions.expiresAt, now)).returning({ id: launchSessions.id }),
+      );
+      return rows.length;
+    },
+  };
+}
+
+const sessionColumns = {
+  id: launchSessions.id,
+  sevPolicy: launchSessions.sevPolicy,
+  chipId: launchSessions.chipId,
+  generation: launchSessions.generation,
+  chainSha256: launchSessions.chainSha256,
+  createdAt: launchSessions.createdAt,
+  expiresAt: launchSessions.expiresAt,
+  consumedAt: launchSessions.consumedAt,
+};
+
+function toSession(row: LaunchSession): LaunchSession {
+  const { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt } = row;
+  return { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt };
+}

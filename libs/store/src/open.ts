@@ -1,0 +1,140 @@
+/**
+ * openStore: one schema, two drivers. PGlite (embedded PostgreSQL in WebAssembly) is the zero-set-up default for a
+ * single broker; a PostgreSQL server lets several brokers share sessions and connections.
+ */
+import * as path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { Pool } from 'pg';
+import { auditLogStore, type AuditLogStore } from './audit-log';
+import { connectionStore, type ConnectionStore } from './connections';
+import { createContext, type Db } from './context';
+import { StoreError } from './errors';
+import { keysetStore, type KeysetStore } from './keysets';
+import { launchSessionStore, type LaunchSessionStore } from './launch-sessions';
+import { checkMasterKey, DEFAULT_MIGRATIONS_FOLDER, migratePglite, migratePostgres } from './migrations';
+import { policyStore, type PolicyStore } from './policies';
+import { releaseCountStore, type ReleaseCountStore } from './release-counts';
+import { reportKeyStore, type ReportKeyStore } from './report-keys';
+import { resourceStore, type ResourceStore } from './resources';
+import { secretStore, type SecretStore } from './secrets';
+import { Sealer } from './sealing';
+
+export const PGLITE_MEMORY = 'memory://';
+/** PGlite's files live in this subdirectory of the broker's data directory, beside master.key. */
+export const PGLITE_SUBDIR = 'pgdata';
+
+interface CommonOptions {
+  /** 32 bytes: loadOrCreateMasterKey(dataDir) or parseMasterKey(base64 from configuration). */
+  masterKey: Buffer;
+  /** Defaults to libs/store/migrations; a bundled build ships a copy and passes its path. */
+  migrationsFolder?: string;
+}
+
+export interface PgliteStoreOptions extends CommonOptions {
+  driver: 'pglite';
+  /** The broker's data directory (PGlite uses `<dataDir>/pgdata`), or 'memory://' for a throw-away database. */
+  dataDir: string;
+}
+
+export interface PgStoreOptions extends CommonOptions {
+  driver: 'pg';
+  /** postgres://user:password@host:port/database */
+  url: string;
+  /** Pool size; default 10. */
+  maxConnections?: number;
+}
+
+export type StoreOptions = PgliteStoreOptions | PgStoreOptions;
+
+export interface Store
+  extends PolicyStore,
+    SecretStore,
+    KeysetStore,
+    ResourceStore,
+    ReportKeyStore,
+    LaunchSessionStore,
+    ConnectionStore,
+    ReleaseCountStore,
+    AuditLogStore {
+  readonly driver: 'pglite' | 'pg';
+  /** Idempotent; later calls on the store fail with ERR_STORE_CLOSED. */
+  close(): Promise<void>;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Opens the database, applies pending migrations and checks the master key against the database. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const migrationsFolder = options.migrationsFolder ?? DEFAULT_MIGRATIONS_FOLDER;
+  if (options.driver === 'pglite') {
+    const dataDir = options.dataDir === PGLITE_MEMORY ? PGLITE_MEMORY : path.join(options.dataDir, PGLITE_SUBDIR);
+    const sealer = new Sealer(options.masterKey);
+    let client: PGlite;
+    try {
+      client = await PGlite.create(dataDir);
+    } catch (e) {
+      throw new StoreError('ERR_STORE_CONNECT', `cannot start PGlite in ${dataDir}: ${(e as Error).message}`, { cause: e });
+    }
+    return storeOnPglite(client, sealer, migrationsFolder);
+  }
+  if (options.driver === 'pg') return openPostgres(options, new Sealer(options.masterKey), migrationsFolder);
+  throw new StoreError('ERR_STORE_ARGUMENT', `unknown store driver '${(options as { driver: unknown }).driver}'`);
+}
+
+/** A store on an already started PGlite, which it owns: close() closes the client, and so does a failed open. */
+export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFolder: string): Promise<Store> {
+  try {
+    await migratePglite(client, migrationsFolder);
+    const db: Db = drizzlePglite({ client });
+    await checkMasterKey(db, sealer);
+    return assemble('pglite', db, sealer, () => client.close());
+  } catch (e) {
+    await client.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function openPostgres(options: PgStoreOptions, sealer: Sealer, migrationsFolder: string): Promise<Store> {
+  const { url, maxConnections = 10 } = options;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) {
+    throw new StoreError('ERR_STORE_ARGUMENT', 'maxConnections must be a positive integer');
+  }
+  const config = { connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS };
+  await migratePostgres(config, migrationsFolder);
+  const pool = new Pool({ ...config, max: maxConnections });
+  // An idle pooled connection that drops emits 'error' on the pool; unhandled, that would kill the broker. The pool
+  // discards the connection and the next query reconnects (or fails with ERR_STORE_CONNECT).
+  pool.on('error', () => undefined);
+  try {
+    const db: Db = drizzlePg({ client: pool });
+    await checkMasterKey(db, sealer);
+    return assemble('pg', db, sealer, () => pool.end());
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw e;
+  }
+}
+
+function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: () => Promise<void>): Store {
+  let closed = false;
+  const ctx = createContext(db, sealer, () => closed);
+  return {
+    driver,
+    ...policyStore(ctx),
+    ...secretStore(ctx),
+    ...keysetStore(ctx),
+    ...resourceStore(ctx),
+    ...reportKeyStore(ctx),
+    ...launchSessionStore(ctx),
+    ...connectionStore(ctx),
+    ...releaseCountStore(ctx),
+    ...auditLogStore(ctx),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await closeDriver();
+    },
+  };
+}

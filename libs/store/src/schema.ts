@@ -1,0 +1,132 @@
+/**
+ * The broker's tables (one schema for PGlite and PostgreSQL). drizzle-kit reads this file to generate the SQL in
+ * ../migrations; change it, then regenerate, never edit applied migrations.
+ *
+ * Columns ending in `_enc` hold AES-256-GCM ciphertext (see sealing.ts) bound to their table, column and row id.
+ * Tables use unqualified names so the connection's search_path decides the schema.
+ */
+import { sql } from 'drizzle-orm';
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+
+/** JSON as stored in jsonb columns (policy documents, audit details). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+// drizzle-orm 0.45 has no bytea column; node-postgres returns Buffer, PGlite returns Uint8Array.
+const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)),
+  toDriver: (value) => value,
+});
+
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/** Holds the master-key check value (so a wrong key is reported at open time, not as garbage later). */
+export const storeMeta = pgTable('store_meta', {
+  key: text('key').primaryKey(),
+  value: bytea('value').notNull(),
+});
+
+export const policies = pgTable('policies', {
+  name: text('name').primaryKey(),
+  document: jsonb('document').$type<JsonValue>().notNull(),
+  createdAt: timestamptz('created_at').notNull(),
+  updatedAt: timestamptz('updated_at').notNull(),
+});
+
+/** secrets, resources and report_keys share one shape: an id, one sealed value, an optional policy. */
+function sealedItemTable<TName extends string>(name: TName, sealedColumn: string) {
+  return pgTable(
+    name,
+    {
+      id: text('id').primaryKey(),
+      sealed: bytea(sealedColumn).notNull(),
+      policyName: text('policy_name').references(() => policies.name),
+      createdAt: timestamptz('created_at').notNull(),
+      updatedAt: timestamptz('updated_at').notNull(),
+    },
+    (t) => [index(`${name}_policy_name_idx`).on(t.policyName)],
+  );
+}
+
+export const secrets = sealedItemTable('secrets', 'value_enc');
+export const resources = sealedItemTable('resources', 'bytes_enc');
+export const reportKeys = sealedItemTable('report_keys', 'private_key_enc');
+export type SealedItemTable = ReturnType<typeof sealedItemTable<string>>;
+
+export const keysets = pgTable(
+  'keysets',
+  {
+    id: text('id').primaryKey(),
+    secretIds: jsonb('secret_ids').$type<string[]>().notNull(),
+    policyName: text('policy_name').references(() => policies.name),
+    createdAt: timestamptz('created_at').notNull(),
+    updatedAt: timestamptz('updated_at').notNull(),
+  },
+  (t) => [
+    index('keysets_policy_name_idx').on(t.policyName),
+    // deleteSecret looks for keysets containing a secret id (jsonb @>).
+    index('keysets_secret_ids_idx').using('gin', t.secretIds),
+  ],
+);
+
+export const launchSessions = pgTable(
+  'launch_sessions',
+  {
+    id: uuid('id').primaryKey(),
+    // TEK ‖ TIK; set to NULL when the session is consumed, the keys are not needed after GetSecret.
+    keysEnc: bytea('keys_enc'),
+    sevPolicy: bigint('sev_policy', { mode: 'number' }).notNull(),
+    chipId: text('chip_id').notNull(),
+    generation: text('generation').notNull(),
+    chainSha256: bytea('chain_sha256').notNull(),
+    createdAt: timestamptz('created_at').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+    consumedAt: timestamptz('consumed_at'),
+  },
+  (t) => [
+    index('launch_sessions_expires_at_idx').on(t.expiresAt),
+    index('launch_sessions_pending_idx').on(t.expiresAt).where(sql`${t.consumedAt} IS NULL`),
+  ],
+);
+
+export const connections = pgTable(
+  'connections',
+  {
+    clientId: uuid('client_id').primaryKey(),
+    keyEnc: bytea('key_enc').notNull(),
+    launchId: uuid('launch_id').notNull(),
+    sevPolicy: bigint('sev_policy', { mode: 'number' }).notNull(),
+    apiMajor: integer('api_major').notNull(),
+    apiMinor: integer('api_minor').notNull(),
+    buildId: integer('build_id').notNull(),
+    launchDigest: bytea('launch_digest').notNull(),
+    chipId: text('chip_id').notNull(),
+    createdAt: timestamptz('created_at').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+    revokedAt: timestamptz('revoked_at'),
+  },
+  (t) => [index('connections_expires_at_idx').on(t.expiresAt)],
+);
+
+export const releaseCounts = pgTable('release_counts', {
+  key: text('key').primaryKey(),
+  count: bigint('count', { mode: 'number' }).notNull(),
+  updatedAt: timestamptz('updated_at').notNull(),
+});
+
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamptz('at').notNull(),
+    event: text('event').notNull(),
+    // text, not uuid: ids in failed requests come from the untrusted host and must be recorded as sent.
+    launchId: text('launch_id'),
+    clientId: text('client_id'),
+    peer: text('peer'),
+    refId: text('ref_id'),
+    outcome: text('outcome').notNull(),
+    detail: jsonb('detail').$type<JsonValue>(),
+  },
+  (t) => [index('audit_log_at_idx').on(t.at), index('audit_log_launch_id_idx').on(t.launchId)],
+);

@@ -1,0 +1,459 @@
+/**
+ * The behaviour every driver must share. Each driver's test file opens a store and a raw SQL channel to the same
+ * database, then calls storeSuite.
+ */
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import fc from 'fast-check';
+import type { Store } from '../../src/open';
+import type { ConnectionInput } from '../../src/connections';
+import type { LaunchSessionInput } from '../../src/launch-sessions';
+
+export type RawQuery = (sql: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
+
+export interface Harness {
+  store: Store;
+  raw: RawQuery;
+}
+
+const T0 = new Date('2030-01-01T00:00:00.000Z');
+const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
+
+export function sessionInput(overrides: Partial<LaunchSessionInput> = {}): LaunchSessionInput {
+  return {
+    tek: randomBytes(16),
+    tik: randomBytes(16),
+    sevPolicy: 0x0003,
+    chipId: 'chip-0',
+    generation: 'milan',
+    chainSha256: randomBytes(32),
+    createdAt: T0,
+    expiresAt: at(300),
+    ...overrides,
+  };
+}
+
+export function connectionInput(overrides: Partial<ConnectionInput> = {}): ConnectionInput {
+  return {
+    key: randomBytes(32),
+    launchId: randomUUID(),
+    sevPolicy: 0x0007,
+    apiMajor: 1,
+    apiMinor: 51,
+    buildId: 3,
+    launchDigest: randomBytes(32),
+    chipId: 'chip-0',
+    createdAt: T0,
+    expiresAt: at(3600),
+    ...overrides,
+  };
+}
+
+export function bytesOf(value: unknown): Buffer {
+  if (!(value instanceof Uint8Array)) throw new Error(`expected bytea, got ${typeof value}`);
+  return Buffer.from(value);
+}
+
+export async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (e) {
+    if ((e as Error).name !== 'StoreError') throw e;
+    return (e as { code: string }).code;
+  }
+}
+
+const TABLES = 'audit_log, connections, launch_sessions, release_counts, keysets, secrets, resources, report_keys, policies';
+
+export function storeSuite(harness: () => Harness): void {
+  let store: Store;
+  let raw: RawQuery;
+
+  beforeEach(async () => {
+    ({ store, raw } = harness());
+    await raw(`TRUNCATE ${TABLES}`);
+  });
+
+  describe('policies', () => {
+    it('create, get, list, replace (keeping createdAt), delete', async () => {
+      const created = await store.putPolicy('tenant', { allowedDigests: ['aa'], minApi: [0, 17] }, at(0));
+      expect(created).toEqual({ name: 'tenant', document: { allowedDigests: ['aa'], minApi: [0, 17] }, createdAt: at(0), updatedAt: at(0) });
+      await store.putPolicy('other', [1, 'two', { three: true }], at(1));
+      expect(await store.listPolicyNames()).toEqual(['other', 'tenant']);
+
+      const replaced = await store.putPolicy('tenant', { allowedDigests: [] }, at(5));
+      expect(replaced).toEqual({ name: 'tenant', document: { allowedDigests: [] }, createdAt: at(0), updatedAt: at(5) });
+      expect(await store.getPolicy('tenant')).toEqual(replaced);
+
+      expect(await store.deletePolicy('tenant')).toBe(true);
+      expect(await store.deletePolicy('tenant')).toBe(false);
+      expect(await store.getPolicy('tenant')).toBeUndefined();
+      expect(await store.listPolicyNames()).toEqual(['other']);
+      expect((await store.getPolicy('other'))?.document).toEqual([1, 'two', { three: true }]);
+    });
+
+    it('refuses documents that are not plain JSON and empty names', async () => {
+      expect(await codeOf(store.putPolicy('p', { key: Buffer.from('k') } as never))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.putPolicy('p', undefined as never))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.putPolicy('p', null))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.putPolicy('', {}))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.listPolicyNames()).toEqual([]);
+    });
+
+    it.each(['secret', 'keyset', 'resource', 'report key'])('delete while a %s uses it → ERR_STORE_IN_USE, then allowed', async (kind) => {
+      await store.putPolicy('p', {});
+      const removeUser = await attachPolicyUser(store, kind, 'p');
+      const error = await store.deletePolicy('p').catch((e: Error) => e);
+      expect(error).toMatchObject({ name: 'StoreError', code: 'ERR_STORE_IN_USE' });
+      expect((error as Error).message).not.toMatch(/violates|delete from|params/i);
+      expect(await store.getPolicy('p')).toBeDefined();
+      await removeUser();
+      expect(await store.deletePolicy('p')).toBe(true);
+    });
+
+    it('items naming a missing policy → ERR_STORE_NOT_FOUND', async () => {
+      expect(await codeOf(store.putSecret({ id: 's', value: Buffer.from('v'), policyName: 'nope' }))).toBe('ERR_STORE_NOT_FOUND');
+      expect(await codeOf(store.putResource({ id: 'r', bytes: Buffer.from('v'), policyName: 'nope' }))).toBe('ERR_STORE_NOT_FOUND');
+      expect(await codeOf(store.putKeyset({ id: 'k', secretIds: [], policyName: 'nope' }))).toBe('ERR_STORE_NOT_FOUND');
+      expect(await store.listSecretIds()).toEqual([]);
+    });
+  });
+
+  describe('secrets, resources, report keys', () => {
+    it('secrets: create, get, list, replace, delete; values round-trip as Buffers', async () => {
+      await store.putPolicy('p', {});
+      const s = await store.putSecret({ id: 'default/key/key_id1', value: Buffer.from('c2VjcmV0'), policyName: 'p' }, at(0));
+      expect(s).toEqual({ id: 'default/key/key_id1', value: Buffer.from('c2VjcmV0'), policyName: 'p', createdAt: at(0), updatedAt: at(0) });
+      await store.putSecret({ id: 'default/key/key_id0', value: Buffer.alloc(0) });
+      expect(await store.listSecretIds()).toEqual(['default/key/key_id0', 'default/key/key_id1']);
+      expect((await store.getSecret('default/key/key_id0'))?.value).toEqual(Buffer.alloc(0));
+
+      const replaced = await store.putSecret({ id: 'default/key/key_id1', value: Buffer.from('new') }, at(9));
+      expect(replaced).toMatchObject({ policyName: null, createdAt: at(0), updatedAt: at(9) });
+      expect((await store.getSecret('default/key/key_id1'))?.value.toString()).toBe('new');
+
+      expect(await store.deleteSecret('default/key/key_id1')).toBe(true);
+      expect(await store.deleteSecret('default/key/key_id1')).toBe(false);
+      expect(await store.getSecret('default/key/key_id1')).toBeUndefined();
+    });
+
+    it('arbitrary secret bytes and ids round-trip', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !s.includes('\0')),
+          fc.uint8Array({ maxLength: 300 }),
+          async (id, bytes) => {
+            await store.putSecret({ id, value: Buffer.from(bytes) });
+            expect((await store.getSecret(id))?.value.equals(Buffer.from(bytes))).toBe(true);
+          },
+        ),
+        { numRuns: 25 },
+      );
+    });
+
+    it('resources keep their bytes in the database', async () => {
+      const bytes = randomBytes(4096);
+      expect(await store.putResource({ id: 'default/resource/blob', bytes })).toMatchObject({ id: 'default/resource/blob', bytes, policyName: null });
+      expect((await store.getResource('default/resource/blob'))?.bytes.equals(bytes)).toBe(true);
+      expect(await store.listResourceIds()).toEqual(['default/resource/blob']);
+      expect(await store.deleteResource('default/resource/blob')).toBe(true);
+      expect(await store.getResource('default/resource/blob')).toBeUndefined();
+    });
+
+    it('report keys must be PKCS#8 DER', async () => {
+      const der = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
+      await store.putReportKey({ id: 'report-1', privateKeyPkcs8: der });
+      expect((await store.getReportKey('report-1'))?.privateKeyPkcs8.equals(der)).toBe(true);
+      expect(await codeOf(store.putReportKey({ id: 'report-2', privateKeyPkcs8: Buffer.from('not a key') }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.listReportKeyIds()).toEqual(['report-1']);
+      expect(await store.deleteReportKey('report-1')).toBe(true);
+    });
+  });
+
+  describe('keysets', () => {
+    it('list existing secrets only; a listed secret cannot be deleted', async () => {
+      await store.putSecret({ id: 'a', value: Buffer.from('1') });
+      await store.putSecret({ id: 'b', value: Buffer.from('2') });
+      expect(await codeOf(store.putKeyset({ id: 'KEYSET-1', secretIds: ['a', 'missing'] }))).toBe('ERR_STORE_NOT_FOUND');
+      expect(await store.getKeyset('KEYSET-1')).toBeUndefined();
+
+      const ks = await store.putKeyset({ id: 'KEYSET-1', secretIds: ['b', 'a'] }, at(0));
+      expect(ks).toEqual({ id: 'KEYSET-1', secretIds: ['b', 'a'], policyName: null, createdAt: at(0), updatedAt: at(0) });
+      expect(await codeOf(store.deleteSecret('a'))).toBe('ERR_STORE_IN_USE');
+      expect(await store.getSecret('a')).toBeDefined();
+
+      await store.putKeyset({ id: 'KEYSET-1', secretIds: ['b'] }, at(1));
+      expect(await store.deleteSecret('a')).toBe(true);
+      expect(await store.deleteKeyset('KEYSET-1')).toBe(true);
+      expect(await store.deleteSecret('b')).toBe(true);
+    });
+
+    it('may be empty', async () => {
+      await store.putKeyset({ id: 'EMPTY', secretIds: [] });
+      expect((await store.getKeyset('EMPTY'))?.secretIds).toEqual([]);
+      expect(await store.listKeysetIds()).toEqual(['EMPTY']);
+    });
+  });
+
+  describe('encryption at rest', () => {
+    it('no plaintext in any sealed column; each is version | IV | ciphertext | tag', async () => {
+      const marker = Buffer.from(`PLAINTEXT-${randomUUID()}`);
+      const tek = randomBytes(16);
+      const key = randomBytes(32);
+      await store.putSecret({ id: 's', value: marker });
+      await store.putResource({ id: 'r', bytes: marker });
+      const der = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
+      await store.putReportKey({ id: 'k', privateKeyPkcs8: der });
+      const session = await store.createLaunchSession(sessionInput({ tek, tik: tek }));
+      const conn = await store.createConnection(connectionInput({ key }));
+
+      const columns: [string, string, Buffer][] = [
+        ['secrets', 'value_enc', marker],
+        ['resources', 'bytes_enc', marker],
+        ['report_keys', 'private_key_enc', der],
+        ['launch_sessions', 'keys_enc', Buffer.concat([tek, tek])],
+        ['connections', 'key_enc', key],
+      ];
+      for (const [table, column, plain] of columns) {
+        const rows = await raw(`SELECT ${column} AS v FROM ${table}`);
+        expect(rows).toHaveLength(1);
+        const stored = bytesOf(rows[0]!.v);
+        expect(stored.length).toBe(1 + 12 + plain.length + 16);
+        expect(stored[0]).toBe(1);
+        expect(stored.includes(plain.subarray(0, 16))).toBe(false);
+      }
+      // Nothing else in those rows carries the secrets either.
+      const dump = JSON.stringify(await raw(`SELECT * FROM secrets`)) + JSON.stringify(await raw(`SELECT * FROM connections`));
+      expect(dump).not.toContain(marker.toString());
+      expect(dump).not.toContain(key.toString('hex'));
+      expect(session.id).toBeDefined();
+      expect(conn.clientId).toBeDefined();
+    });
+
+    it('a ciphertext copied to another row, or tampered with, fails with ERR_STORE_DECRYPT', async () => {
+      await store.putSecret({ id: 'victim', value: Buffer.from('victim secret') });
+      await store.putSecret({ id: 'attacker', value: Buffer.from('attacker secret') });
+      await raw(`UPDATE secrets SET value_enc = (SELECT value_enc FROM secrets WHERE id = 'victim') WHERE id = 'attacker'`);
+      expect(await codeOf(store.getSecret('attacker'))).toBe('ERR_STORE_DECRYPT');
+      expect((await store.getSecret('victim'))?.value.toString()).toBe('victim secret');
+
+      // Same id, other table: the table name is bound too.
+      await store.putResource({ id: 'victim', bytes: Buffer.from('resource') });
+      await raw(`UPDATE resources SET bytes_enc = (SELECT value_enc FROM secrets WHERE id = 'victim') WHERE id = 'victim'`);
+      expect(await codeOf(store.getResource('victim'))).toBe('ERR_STORE_DECRYPT');
+
+      await raw(`UPDATE secrets SET value_enc = set_byte(value_enc, 20, get_byte(value_enc, 20) # 1) WHERE id = 'victim'`);
+      expect(await codeOf(store.getSecret('victim'))).toBe('ERR_STORE_DECRYPT');
+    });
+
+    it('swapped connection keys fail to open', async () => {
+      const a = await store.createConnection(connectionInput());
+      const b = await store.createConnection(connectionInput());
+      await raw(`UPDATE connections SET key_enc = (SELECT key_enc FROM connections WHERE client_id = $1) WHERE client_id = $2`, [a.clientId, b.clientId]);
+      expect(await codeOf(store.getValidConnection(b.clientId, at(1)))).toBe('ERR_STORE_DECRYPT');
+      expect((await store.getValidConnection(a.clientId, at(1)))?.key.equals(a.key)).toBe(true);
+    });
+  });
+
+  describe('launch sessions', () => {
+    it('create, count, consume once (keys erased), then nothing', async () => {
+      const input = sessionInput();
+      const created = await store.createLaunchSession(input);
+      expect(created).toEqual({
+        id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        sevPolicy: input.sevPolicy,
+        chipId: 'chip-0',
+        generation: 'milan',
+        chainSha256: input.chainSha256,
+        createdAt: T0,
+        expiresAt: at(300),
+        consumedAt: null,
+      });
+      expect(created).not.toHaveProperty('tek');
+      expect(await store.countPendingSessions(at(1))).toBe(1);
+
+      const consumed = await store.consumeLaunchSession(created.id, at(10));
+      expect(consumed).toEqual({ ...created, consumedAt: at(10), tek: input.tek, tik: input.tik });
+      expect(await store.consumeLaunchSession(created.id, at(11))).toBeUndefined();
+      expect(await store.countPendingSessions(at(12))).toBe(0);
+      const [row] = await raw(`SELECT keys_enc, consumed_at FROM launch_sessions WHERE id = $1`, [created.id]);
+      expect(row!.keys_enc).toBeNull();
+      expect(new Date(row!.consumed_at as string).getTime()).toBe(at(10).getTime());
+    });
+
+    it('exactly one of 50 concurrent consumers wins', async () => {
+      const { id } = await store.createLaunchSession(sessionInput());
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.consumeLaunchSession(id, at(1 + i / 1000))));
+      const winners = results.filter((r) => r !== undefined);
+      expect(winners).toHaveLength(1);
+      expect(winners[0]!.tek).toHaveLength(16);
+    });
+
+    it('an expired session is not handed out, at or after expiresAt', async () => {
+      const { id } = await store.createLaunchSession(sessionInput({ expiresAt: at(60) }));
+      expect(await store.consumeLaunchSession(id, at(60))).toBeUndefined();
+      expect(await store.consumeLaunchSession(id, at(61))).toBeUndefined();
+      expect(await store.countPendingSessions(at(59))).toBe(1);
+      expect(await store.countPendingSessions(at(60))).toBe(0);
+      // Not consumed by the refused attempts: still there (until purged) for an earlier clock.
+      expect(await store.consumeLaunchSession(id, at(59))).toBeDefined();
+    });
+
+    it('unknown and malformed ids are simply absent', async () => {
+      expect(await store.consumeLaunchSession(randomUUID(), at(1))).toBeUndefined();
+      expect(await store.consumeLaunchSession('not-a-uuid', at(1))).toBeUndefined();
+      expect(await store.consumeLaunchSession("'; DROP TABLE launch_sessions; --", at(1))).toBeUndefined();
+    });
+
+    it('accepts the id in any case', async () => {
+      const { id } = await store.createLaunchSession(sessionInput());
+      expect(await store.consumeLaunchSession(id.toUpperCase(), at(1))).toMatchObject({ id });
+    });
+
+    it('purge deletes expired sessions, consumed or not, and keeps live ones', async () => {
+      const live = await store.createLaunchSession(sessionInput({ expiresAt: at(600) }));
+      const expired = await store.createLaunchSession(sessionInput({ expiresAt: at(60) }));
+      const consumedExpired = await store.createLaunchSession(sessionInput({ expiresAt: at(60) }));
+      await store.consumeLaunchSession(consumedExpired.id, at(1));
+      expect(await store.purgeExpiredSessions(at(100))).toBe(2);
+      const ids = (await raw(`SELECT id FROM launch_sessions`)).map((r) => r.id);
+      expect(ids).toEqual([live.id]);
+      expect(expired.id).not.toBe(live.id);
+    });
+
+    it('refuses duplicates and malformed input', async () => {
+      const { id } = await store.createLaunchSession(sessionInput());
+      expect(await codeOf(store.createLaunchSession(sessionInput({ id })))).toBe('ERR_STORE_CONFLICT');
+      expect(await codeOf(store.createLaunchSession(sessionInput({ tek: randomBytes(15) })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createLaunchSession(sessionInput({ chainSha256: randomBytes(31) })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createLaunchSession(sessionInput({ sevPolicy: 2 ** 32 })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createLaunchSession(sessionInput({ id: 'abc' })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createLaunchSession(sessionInput({ expiresAt: T0 })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.countPendingSessions(at(1))).toBe(1);
+    });
+
+    it('stores the full u32 policy range', async () => {
+      const { id } = await store.createLaunchSession(sessionInput({ sevPolicy: 0xffffffff }));
+      expect((await store.consumeLaunchSession(id, at(1)))?.sevPolicy).toBe(0xffffffff);
+    });
+  });
+
+  describe('connections', () => {
+    it('create, get while valid, expire', async () => {
+      const input = connectionInput({ expiresAt: at(100) });
+      const conn = await store.createConnection(input);
+      const { key, createdAt, expiresAt, ...facts } = input;
+      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null });
+      expect(await store.getValidConnection(conn.clientId, at(99))).toEqual(conn);
+      expect(await store.getValidConnection(conn.clientId, at(100))).toBeUndefined();
+      expect(await store.getValidConnection(randomUUID(), at(1))).toBeUndefined();
+      expect(await store.getValidConnection('garbage', at(1))).toBeUndefined();
+    });
+
+    it('revoke ends validity once', async () => {
+      const conn = await store.createConnection(connectionInput());
+      expect(await store.revokeConnection(conn.clientId, at(5))).toBe(true);
+      expect(await store.revokeConnection(conn.clientId, at(6))).toBe(false);
+      expect(await store.getValidConnection(conn.clientId, at(7))).toBeUndefined();
+      expect(await store.revokeConnection('garbage', at(6))).toBe(false);
+      const [listed] = await store.listConnections();
+      expect(listed).toMatchObject({ clientId: conn.clientId, revokedAt: at(5) });
+    });
+
+    it('list never includes keys; validAt filters; purge drops expired', async () => {
+      const a = await store.createConnection(connectionInput({ createdAt: at(0), expiresAt: at(50) }));
+      const b = await store.createConnection(connectionInput({ createdAt: at(1), expiresAt: at(500) }));
+      const c = await store.createConnection(connectionInput({ createdAt: at(2), expiresAt: at(500) }));
+      await store.revokeConnection(c.clientId, at(3));
+      const all = await store.listConnections();
+      expect(all.map((x) => x.clientId)).toEqual([a.clientId, b.clientId, c.clientId]);
+      for (const x of all) expect(x).not.toHaveProperty('key');
+      expect((await store.listConnections({ validAt: at(60) })).map((x) => x.clientId)).toEqual([b.clientId]);
+      expect(await store.purgeExpiredConnections(at(60))).toBe(1);
+      expect((await store.listConnections()).map((x) => x.clientId)).toEqual([b.clientId, c.clientId]);
+    });
+
+    it('refuses duplicates and out-of-range launch facts', async () => {
+      const { clientId } = await store.createConnection(connectionInput());
+      expect(await codeOf(store.createConnection(connectionInput({ clientId })))).toBe('ERR_STORE_CONFLICT');
+      expect(await codeOf(store.createConnection(connectionInput({ key: randomBytes(16) })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createConnection(connectionInput({ apiMajor: 256 })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.createConnection(connectionInput({ launchId: 'x' })))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.listConnections()).toHaveLength(1);
+    });
+  });
+
+  describe('release counts', () => {
+    it('count up to max, then refuse without changing the count', async () => {
+      expect(await store.getReleaseCount('p/s')).toBe(0);
+      expect(await store.incrementReleaseCount('p/s', 2)).toBe(1);
+      expect(await store.incrementReleaseCount('p/s', 2)).toBe(2);
+      expect(await store.incrementReleaseCount('p/s', 2)).toBeUndefined();
+      expect(await store.getReleaseCount('p/s')).toBe(2);
+      expect(await store.incrementReleaseCount('p/s')).toBe(3);
+      expect(await store.incrementReleaseCount('other', 0)).toBeUndefined();
+      expect(await store.getReleaseCount('other')).toBe(0);
+      expect(await codeOf(store.incrementReleaseCount('p/s', -1))).toBe('ERR_STORE_ARGUMENT');
+    });
+
+    it('50 concurrent increments with max 10: exactly 10 succeed, each count handed out once', async () => {
+      const results = await Promise.all(Array.from({ length: 50 }, () => store.incrementReleaseCount('race', 10)));
+      const granted = results.filter((r): r is number => r !== undefined).sort((x, y) => x - y);
+      expect(granted).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(await store.getReleaseCount('race')).toBe(10);
+    });
+  });
+
+  describe('audit log', () => {
+    it('append and list newest first, with filters and limit', async () => {
+      const launchId = randomUUID();
+      const e1 = await store.appendAudit({ at: at(1), event: 'GetBundle', outcome: 'ok', launchId, peer: '10.0.0.1:5000' });
+      await store.appendAudit({ at: at(2), event: 'GetSecret', outcome: 'denied', launchId, refId: 'ref-1', detail: { reason: 'fw digest not allowed' } });
+      await store.appendAudit({ at: at(3), event: 'GetSecret', outcome: 'denied', launchId: 'not-a-uuid-from-host' });
+      await store.appendAudit({ at: at(4), event: 'GetOnlineSecret', outcome: 'ok', clientId: randomUUID() });
+
+      expect(e1).toEqual({
+        id: expect.any(Number),
+        at: at(1),
+        event: 'GetBundle',
+        outcome: 'ok',
+        launchId,
+        clientId: null,
+        peer: '10.0.0.1:5000',
+        refId: null,
+        detail: null,
+      });
+      expect((await store.listAudit()).map((e) => e.at.getTime())).toEqual([4, 3, 2, 1].map((s) => at(s).getTime()));
+      expect((await store.listAudit({ launchId })).map((e) => e.event)).toEqual(['GetSecret', 'GetBundle']);
+      expect((await store.listAudit({ launchId }))[0]).toMatchObject({ refId: 'ref-1', detail: { reason: 'fw digest not allowed' } });
+      expect(await store.listAudit({ launchId: 'not-a-uuid-from-host' })).toHaveLength(1);
+      expect((await store.listAudit({ since: at(3) })).map((e) => e.event)).toEqual(['GetOnlineSecret', 'GetSecret']);
+      expect((await store.listAudit({ event: 'GetSecret', limit: 1 })).map((e) => e.at)).toEqual([at(3)]);
+    });
+
+    it('refuses binary detail (no secret bytes by accident) and bad limits', async () => {
+      expect(await codeOf(store.appendAudit({ event: 'x', outcome: 'ok', detail: { tek: randomBytes(16) } as never }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.listAudit({ limit: 0 }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.listAudit()).toEqual([]);
+    });
+  });
+}
+
+async function attachPolicyUser(store: Store, kind: string, policyName: string): Promise<() => Promise<unknown>> {
+  switch (kind) {
+    case 'secret':
+      await store.putSecret({ id: 'x', value: Buffer.from('v'), policyName });
+      return () => store.deleteSecret('x');
+    case 'keyset':
+      await store.putKeyset({ id: 'x', secretIds: [], policyName });
+      return () => store.putKeyset({ id: 'x', secretIds: [] });
+    case 'resource':
+      await store.putResource({ id: 'x', bytes: Buffer.from('v'), policyName });
+      return () => store.deleteResource('x');
+    default: {
+      const der = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
+      await store.putReportKey({ id: 'x', privateKeyPkcs8: der, policyName });
+      return () => store.deleteReportKey('x');
+    }
+  }
+}
