@@ -1,0 +1,41 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Metadata } from '@grpc/grpc-js';
+
+/**
+ * Bearer-token check for the admin listener. Both sides are hashed first so the constant-time compare sees equal
+ * lengths whatever the caller sends, and the token itself never sits in a comparison buffer of the caller's size.
+ */
+export class AdminAuth {
+  private readonly digest: Buffer;
+
+  constructor(token: string) {
+    if (token.length < 16) throw new Error('the admin token must be at least 16 characters');
+    this.digest = sha256(token);
+  }
+
+  check(md: Metadata): boolean {
+    const h = md.get('authorization')[0];
+    if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
+    return timingSafeEqual(sha256(h.slice(7).trim()), this.digest);
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** The token from configuration, or the one in `file`, created (0600) on first run. */
+export function loadOrCreateAdminToken(file: string): { token: string; created: boolean } {
+  if (existsSync(file)) {
+    const token = readFileSync(file, 'utf8').trim();
+    if (!token) throw new Error(`admin token file ${file} is empty`);
+    return { token, created: false };
+  }
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
+  chmodSync(file, 0o600);
+  return { token, created: true };
+}

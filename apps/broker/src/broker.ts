@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { admin, keybroker } from '@kb/grpc-api';
+import { isAllowAll, parsePolicy } from '@kb/policy';
+import type { ExtraRoot } from '@kb/sev';
+import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
+import { adminService } from './admin/service';
+import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
+import { AuditTrail } from './audit';
+import type { BrokerConfig } from './config';
+import type { BrokerContext } from './context';
+import { keyBrokerService } from './keybroker/service';
+import { createLogger, type Logger } from './log';
+import { decodeRootFile } from './trust-roots';
+
+export interface RunningBroker {
+  /** host:port actually bound (useful with port 0) */
+  address: string;
+  adminAddress: string;
+  store: Store;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** share an already open store (tests); otherwise opened from the configuration and closed with the broker */
+  store?: Store;
+  /** extra roots given as values (tests, demos) in addition to --trust-root files */
+  extraRoots?: ExtraRoot[];
+  now?: () => Date;
+}
+
+/** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
+const MAX_MESSAGE_BYTES = 64 * 1024;
+const PROTO_DIR = resolve(__dirname, '../../../proto');
+
+export async function startBroker(config: BrokerConfig, opts: StartOptions = {}): Promise<RunningBroker> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const extraRoots = [...(opts.extraRoots ?? []), ...config.trustRoots.map((r) => ({ name: r.name, ...decodeRootFile(readFileSync(r.file)) }))];
+  for (const r of extraRoots) {
+    logger.warn('TRUSTING A NON-AMD ROOT: chains under it are accepted as genuine SEV platforms. Use only for labs and simulators.', {
+      generation: r.name,
+    });
+  }
+  const store = opts.store ?? (await openConfiguredStore(config, logger));
+  const ownsStore = !opts.store;
+  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
+  await warnAboutDefaultPolicy(ctx);
+
+  const token = config.adminToken ?? loadOrCreateAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin.token'));
+  if (typeof token !== 'string' && token.created) logger.info('generated the admin token', { file: config.adminTokenFile ?? join(config.dataDir, 'admin.token') });
+  const auth = new AdminAuth(typeof token === 'string' ? token : token.token);
+
+  const serverOptions = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 };
+  const server = new Server(serverOptions);
+  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx));
+  const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
+
+  const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  adminServer.addService(admin.BrokerAdminService, adminService(ctx, auth));
+  new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
+
+  const creds = (cert?: string, key?: string) =>
+    cert && key ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false) : ServerCredentials.createInsecure();
+  let address: string;
+  let adminAddress: string;
+  try {
+    address = await bind(server, config.listen, creds(config.tlsCert, config.tlsKey));
+    adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
+  } catch (e) {
+    server.forceShutdown();
+    adminServer.forceShutdown();
+    if (ownsStore) await store.close();
+    throw e;
+  }
+  logger.info('broker listening', { keybroker: address, tls: Boolean(config.tlsCert), admin: adminAddress, adminTls: Boolean(config.adminTlsCert), database: store.driver });
+
+  const purge = setInterval(() => {
+    const now = ctx.now();
+    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
+  }, 60_000);
+  purge.unref();
+
+  return {
+    address,
+    adminAddress,
+    store,
+    async close() {
+      clearInterval(purge);
+      health.setStatus('', 'NOT_SERVING');
+      await Promise.all([shutdown(server), shutdown(adminServer)]);
+      await ctx.audit.flush();
+      if (ownsStore) await store.close();
+    },
+  };
+}
+
+async function openConfiguredStore(config: BrokerConfig, logger: Logger): Promise<Store> {
+  const keyText = config.masterKey ?? (config.masterKeyFile ? readFileSync(config.masterKeyFile, 'utf8').trim() : undefined);
+  if (config.databaseUrl) {
+    if (!keyText) throw new Error('a master key is required with a PostgreSQL database');
+    return openStore({ driver: 'pg', url: config.databaseUrl, masterKey: parseMasterKey(keyText) });
+  }
+  const masterKey = keyText ? parseMasterKey(keyText) : await loadOrCreateMasterKey(config.dataDir);
+  logger.info('using the embedded database', { dataDir: resolve(config.dataDir) });
+  return openStore({ driver: 'pglite', dataDir: config.dataDir, masterKey });
+}
+
+async function warnAboutDefaultPolicy(ctx: BrokerContext): Promise<void> {
+  const rec = await ctx.store.getPolicy(ctx.config.defaultPolicy);
+  if (!rec) {
+    ctx.logger.warn('no tenant default policy: every GetSecret is refused until the owner creates it', { policy: ctx.config.defaultPolicy });
+    return;
+  }
+  try {
+    if (isAllowAll(parsePolicy(rec.document))) {
+      ctx.logger.warn('the tenant default policy allows any launched guest (simple-kbs behaviour); secrets rely on their own policies alone', {
+        policy: ctx.config.defaultPolicy,
+      });
+    }
+  } catch (e) {
+    ctx.logger.warn('the tenant default policy does not parse: every GetSecret is refused', { policy: ctx.config.defaultPolicy, error: (e as Error).message });
+  }
+}
+
+function bind(server: Server, address: string, creds: ServerCredentials): Promise<string> {
+  return new Promise((resolvePort, reject) => {
+    server.bindAsync(address, creds, (err, port) => {
+      if (err) return reject(new Error(`cannot listen on ${address}: ${err.message}`));
+      resolvePort(address.replace(/:\d+$/, `:${port}`));
+    });
+  });
+}
+
+function shutdown(server: Server): Promise<void> {
+  return new Promise((done) => {
+    const force = setTimeout(() => server.forceShutdown(), 5000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      done();
+    });
+  });
+}

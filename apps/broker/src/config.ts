@@ -1,0 +1,138 @@
+import { parseArgs } from 'node:util';
+import type { LogLevel } from './log';
+
+/** Everything the broker can be told, from flags or KB_* environment variables (flags win). */
+export interface BrokerConfig {
+  listen: string;
+  adminListen: string;
+  dataDir: string;
+  databaseUrl?: string;
+  masterKey?: string;
+  masterKeyFile?: string;
+  adminToken?: string;
+  adminTokenFile?: string;
+  /** extra trusted roots: files holding ASK‖ARK in AMD CA format, with a name reported as the generation */
+  trustRoots: { name: string; file: string }[];
+  tlsCert?: string;
+  tlsKey?: string;
+  adminTlsCert?: string;
+  adminTlsKey?: string;
+  defaultPolicy: string;
+  sessionTtlSeconds: number;
+  maxPendingSessions: number;
+  connectionTtlSeconds: number;
+  bundleRatePerSecond: number;
+  bundleBurst: number;
+  maxSecretsPerRequest: number;
+  logLevel: LogLevel;
+}
+
+export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
+
+Usage: kb-broker [options]
+
+Guest-facing service (keybroker.KeyBrokerService, plaintext unless --tls-cert/--tls-key):
+  --listen ADDR               host:port (KB_LISTEN, default 127.0.0.1:44444)
+  --tls-cert FILE --tls-key FILE   serve TLS (KB_TLS_CERT, KB_TLS_KEY)
+
+Admin API (kb.admin.v1.BrokerAdmin, bearer token):
+  --admin-listen ADDR         host:port (KB_ADMIN_LISTEN, default 127.0.0.1:44445)
+  --admin-token-file FILE     file holding the admin token (KB_ADMIN_TOKEN_FILE); KB_ADMIN_TOKEN gives it directly.
+                              Default: <data-dir>/admin.token, generated on first run (mode 0600)
+  --admin-tls-cert FILE --admin-tls-key FILE   serve the admin API over TLS
+
+Storage:
+  --data-dir DIR              embedded database (PGlite), master key and admin token (KB_DATA_DIR, default ./.kb-data)
+  --database-url URL          use a PostgreSQL server instead, e.g. postgres://user:pw@host/db (KB_DATABASE_URL)
+  --master-key-file FILE      base64 32-byte key encrypting secrets at rest (KB_MASTER_KEY_FILE; KB_MASTER_KEY gives it
+                              directly). Required with --database-url; generated into the data dir otherwise.
+
+Trust:
+  --trust-root NAME=FILE      also trust the ARK/ASK pair in FILE (ASK‖ARK, AMD CA format) as generation NAME.
+                              Repeatable. For labs and simulators only: logged loudly at start-up.
+
+Policy and limits:
+  --default-policy NAME       tenant default policy applied to every release (KB_DEFAULT_POLICY, default "default");
+                              while it does not exist, every GetSecret is refused
+  --session-ttl SECONDS       how long a GetBundle session waits for its GetSecret (KB_SESSION_TTL, default 600)
+  --max-pending-sessions N    cap on unconsumed sessions (KB_MAX_PENDING_SESSIONS, default 10000)
+  --connection-ttl SECONDS    lifetime of online connections (KB_CONNECTION_TTL, default 86400)
+  --bundle-rate N             GetBundle requests per second per peer (KB_BUNDLE_RATE, default 20; 0 = unlimited)
+  --bundle-burst N            burst size of that limit (KB_BUNDLE_BURST, default 40)
+  --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
+  -h, --help                  show this help
+`;
+
+export class ConfigError extends Error {}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string' },
+      'admin-listen': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'database-url': { type: 'string' },
+      'master-key-file': { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      'trust-root': { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'admin-tls-cert': { type: 'string' },
+      'admin-tls-key': { type: 'string' },
+      'default-policy': { type: 'string' },
+      'session-ttl': { type: 'string' },
+      'max-pending-sessions': { type: 'string' },
+      'connection-ttl': { type: 'string' },
+      'bundle-rate': { type: 'string' },
+      'bundle-burst': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const num = (flag: string, v: string | undefined, dflt: number, min = 0): number => {
+    if (v === undefined || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new ConfigError(`--${flag} must be a number ≥ ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const trustRoots = (values['trust-root'] ?? (env.KB_TRUST_ROOTS ? env.KB_TRUST_ROOTS.split(',') : [])).map((s) => {
+    const eq = s.indexOf('=');
+    if (eq <= 0 || eq === s.length - 1) throw new ConfigError(`--trust-root must be NAME=FILE, got ${JSON.stringify(s)}`);
+    return { name: s.slice(0, eq), file: s.slice(eq + 1) };
+  });
+  const logLevel = (values['log-level'] ?? env.KB_LOG_LEVEL ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`unknown log level ${logLevel}`);
+  const cfg: BrokerConfig = {
+    listen: values.listen ?? env.KB_LISTEN ?? '127.0.0.1:44444',
+    adminListen: values['admin-listen'] ?? env.KB_ADMIN_LISTEN ?? '127.0.0.1:44445',
+    dataDir: values['data-dir'] ?? env.KB_DATA_DIR ?? './.kb-data',
+    databaseUrl: values['database-url'] ?? env.KB_DATABASE_URL,
+    masterKey: env.KB_MASTER_KEY,
+    masterKeyFile: values['master-key-file'] ?? env.KB_MASTER_KEY_FILE,
+    adminToken: env.KB_ADMIN_TOKEN,
+    adminTokenFile: values['admin-token-file'] ?? env.KB_ADMIN_TOKEN_FILE,
+    trustRoots,
+    tlsCert: values['tls-cert'] ?? env.KB_TLS_CERT,
+    tlsKey: values['tls-key'] ?? env.KB_TLS_KEY,
+    adminTlsCert: values['admin-tls-cert'] ?? env.KB_ADMIN_TLS_CERT,
+    adminTlsKey: values['admin-tls-key'] ?? env.KB_ADMIN_TLS_KEY,
+    defaultPolicy: values['default-policy'] ?? env.KB_DEFAULT_POLICY ?? 'default',
+    sessionTtlSeconds: num('session-ttl', values['session-ttl'] ?? env.KB_SESSION_TTL, 600, 1),
+    maxPendingSessions: num('max-pending-sessions', values['max-pending-sessions'] ?? env.KB_MAX_PENDING_SESSIONS, 10_000, 1),
+    connectionTtlSeconds: num('connection-ttl', values['connection-ttl'] ?? env.KB_CONNECTION_TTL, 86_400, 1),
+    bundleRatePerSecond: num('bundle-rate', values['bundle-rate'] ?? env.KB_BUNDLE_RATE, 20),
+    bundleBurst: num('bundle-burst', values['bundle-burst'] ?? env.KB_BUNDLE_BURST, 40, 1),
+    maxSecretsPerRequest: 64,
+    logLevel,
+  };
+  if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');
+  if (Boolean(cfg.adminTlsCert) !== Boolean(cfg.adminTlsKey)) throw new ConfigError('--admin-tls-cert and --admin-tls-key go together');
+  if (cfg.databaseUrl && !cfg.masterKey && !cfg.masterKeyFile) {
+    throw new ConfigError('with --database-url, give the master key (KB_MASTER_KEY or --master-key-file): replicas must share it');
+  }
+  return cfg;
+}

@@ -1,0 +1,46 @@
+import { randomBytes } from 'node:crypto';
+import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+
+/**
+ * What an untrusted caller (the host) may learn: the class of failure and a reference id. The owner finds the
+ * reason under that reference in the broker log and audit trail. Messages for malformed input describe the input
+ * format only — they say nothing about launches, policies or secrets.
+ */
+export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'unauthenticated' | 'not-found' | 'conflict' | 'internal';
+
+export class BrokerError extends Error {
+  override readonly name = 'BrokerError';
+  constructor(
+    readonly kind: FailureClass,
+    /** safe to return to the caller */
+    readonly publicMessage: string,
+    /** for the log / audit trail only */
+    readonly detail: string = publicMessage,
+  ) {
+    super(detail);
+  }
+}
+
+export const invalid = (msg: string) => new BrokerError('invalid', msg);
+/** Attestation or policy refusal: the caller only learns that it failed. */
+export const denied = (detail: string) => new BrokerError('denied', 'attestation failed', detail);
+
+const CODES: Record<FailureClass, status> = {
+  invalid: status.INVALID_ARGUMENT,
+  denied: status.PERMISSION_DENIED,
+  exhausted: status.RESOURCE_EXHAUSTED,
+  unauthenticated: status.UNAUTHENTICATED,
+  'not-found': status.NOT_FOUND,
+  conflict: status.ALREADY_EXISTS,
+  internal: status.INTERNAL,
+};
+
+export function newRefId(): string {
+  return randomBytes(6).toString('hex');
+}
+
+export function toServiceError(e: BrokerError, refId: string): Partial<ServiceError> {
+  const md = new Metadata();
+  md.set('kb-ref', refId);
+  return { code: CODES[e.kind], details: `${e.publicMessage} (ref ${refId})`, metadata: md };
+}

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { assertRepresentablePolicy, describePolicy, isSevError, startSession } from '@kb/sev';
+import type { keybroker } from '@kb/grpc-api';
+import type { BrokerContext } from '../context';
+import { BrokerError, invalid } from '../errors';
+import { peerAddress, RateLimiter } from '../rate-limit';
+import type { CallInfo } from '../unary';
+import type { ChainCache } from './chain-cache';
+import { base64Field } from './validate';
+
+/** A full Rome+ chain is 11536 bytes; leave room for longer future layouts, nothing more. */
+const MAX_CHAIN_BYTES = 16 * 1024;
+
+/**
+ * Counts unconsumed sessions without a query per GetBundle: the database count is refreshed at most once a second
+ * and sessions created since are added locally. Other replicas' sessions show up at the next refresh.
+ */
+class PendingSessions {
+  private count = 0;
+  private at = 0;
+  constructor(private readonly ctx: BrokerContext) {}
+  async current(): Promise<number> {
+    const now = this.ctx.now();
+    if (now.getTime() - this.at >= 1000) {
+      this.count = await this.ctx.store.countPendingSessions(now);
+      this.at = now.getTime();
+    }
+    return this.count;
+  }
+  added(): void {
+    this.count++;
+  }
+}
+
+export function getBundleHandler(ctx: BrokerContext, chains: ChainCache) {
+  const limiter = new RateLimiter({ ratePerSecond: ctx.config.bundleRatePerSecond, burst: ctx.config.bundleBurst });
+  const pending = new PendingSessions(ctx);
+
+  return async (req: keybroker.BundleRequest, info: CallInfo): Promise<keybroker.BundleResponse> => {
+    if (!limiter.take(peerAddress(info.peer))) throw new BrokerError('exhausted', 'too many GetBundle requests from this peer; retry later');
+    const chain = base64Field('CertificateChain', req.CertificateChain, { max: MAX_CHAIN_BYTES });
+    try {
+      assertRepresentablePolicy(req.Policy);
+    } catch (e) {
+      if (isSevError(e)) throw invalid(`Policy: ${e.message}`);
+      throw e;
+    }
+    let platform;
+    try {
+      platform = chains.verify(chain);
+    } catch (e) {
+      if (!isSevError(e)) throw e;
+      const malformed = e.code === 'ERR_SEV_LENGTH' || e.code === 'ERR_SEV_FORMAT';
+      ctx.audit.record({ event: 'bundle', outcome: 'refused', peer: info.peer, refId: info.refId, detail: { reason: e.message, code: e.code } });
+      if (malformed) throw invalid(`CertificateChain is not a SEV certificate chain: ${e.message}`);
+      throw new BrokerError('denied', 'certificate chain not trusted', e.message);
+    }
+    if ((await pending.current()) >= ctx.config.maxPendingSessions) {
+      throw new BrokerError('exhausted', 'too many launches in progress; retry later', 'pending session cap reached');
+    }
+    const session = startSession({ pdh: platform.pdh, policy: req.Policy });
+    const launchId = randomUUID();
+    const now = ctx.now();
+    await ctx.store.createLaunchSession({
+      id: launchId,
+      tek: session.tek,
+      tik: session.tik,
+      sevPolicy: req.Policy,
+      chipId: platform.chipId,
+      generation: platform.generation,
+      chainSha256: platform.chainSha256,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + ctx.config.sessionTtlSeconds * 1000),
+    });
+    pending.added();
+    ctx.audit.record({
+      event: 'bundle',
+      outcome: 'issued',
+      launchId,
+      peer: info.peer,
+      refId: info.refId,
+      detail: { policy: req.Policy, policyFlags: describePolicy(req.Policy), generation: platform.generation, trustedBy: platform.trustedBy, chipId: platform.chipId },
+    });
+    return {
+      GuestOwnerPublicKey: session.godhCert.toString('base64'),
+      LaunchBlob: session.launchBlob.toString('base64'),
+      LaunchId: launchId,
+    };
+  };
+}
+

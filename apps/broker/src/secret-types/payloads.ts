@@ -1,0 +1,138 @@
+import { createPrivateKey, createSign, randomBytes, randomUUID } from 'node:crypto';
+import { parsePolicy, isPolicyError, type NamedPolicy, type PolicyKind } from '@kb/policy';
+import type { Store } from '@kb/store';
+import { denied } from '../errors';
+import type { SecretRequestItem } from '../keybroker/validate';
+import { encodeBincodeMap } from './bincode';
+
+/** The launch facts the measurement proved (or, online, that were stored when the connection was made). */
+export interface ProvenLaunch {
+  launchId: string;
+  sevPolicy: number;
+  apiMajor: number;
+  apiMinor: number;
+  buildId: number;
+  launchDigest: Buffer;
+  chipId: string;
+}
+
+/** One requested secret, looked up but not yet produced: producing a `connection` writes a row. */
+export interface PendingSecret {
+  item: SecretRequestItem;
+  policies: { name: string; kind: PolicyKind }[];
+  produce(launch: ProvenLaunch): Promise<Buffer>;
+}
+
+export interface PayloadOptions {
+  connectionTtlSeconds: number;
+  now: () => Date;
+}
+
+/**
+ * Looks every requested secret up. A missing one refuses the whole request (the host learns only "attestation
+ * failed"; the audit trail names the id), before any policy is evaluated or anything is written.
+ */
+export async function lookUpSecrets(store: Store, items: SecretRequestItem[], opts: PayloadOptions): Promise<PendingSecret[]> {
+  return Promise.all(items.map((item) => lookUp(store, item, opts)));
+}
+
+async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOptions): Promise<PendingSecret> {
+  const withPolicy = (kind: PolicyKind, name: string | null) => (name ? [{ name, kind }] : []);
+  switch (item.type) {
+    case 'key': {
+      const s = await store.getSecret(item.id);
+      if (!s) throw denied(`secret '${item.id}' does not exist`);
+      return {
+        item,
+        policies: withPolicy('secret', s.policyName),
+        // simple-kbs stored base64 text and returned {"id","payload"} with it: the same bytes as base64 of ours
+        produce: async () => (item.format === 'binary' ? s.value : json({ id: s.id, payload: s.value.toString('base64') })),
+      };
+    }
+    case 'bundle': {
+      const k = await store.getKeyset(item.id);
+      if (!k) throw denied(`keyset '${item.id}' does not exist`);
+      const secrets = await Promise.all(k.secretIds.map((id) => store.getSecret(id)));
+      const missing = k.secretIds.filter((_, i) => !secrets[i]);
+      if (missing.length) throw denied(`keyset '${item.id}' names missing secrets: ${missing.join(', ')}`);
+      return {
+        item,
+        policies: [...withPolicy('keyset', k.policyName), ...secrets.flatMap((s) => withPolicy('secret', s!.policyName))],
+        // offline_sev_kbc reads {"<key id>": "<base64 key>"}
+        produce: async () => json(Object.fromEntries(secrets.map((s) => [s!.id, s!.value.toString('base64')]))),
+      };
+    }
+    case 'resource': {
+      const r = await store.getResource(item.id);
+      if (!r) throw denied(`resource '${item.id}' does not exist`);
+      return {
+        item,
+        policies: withPolicy('resource', r.policyName),
+        // simple-kbs's JSON resource format is bincode of a serde_json {Id: base64} object
+        produce: async () => (item.format === 'binary' ? r.bytes : encodeBincodeMap([[item.id, Buffer.from(r.bytes.toString('base64'))]])),
+      };
+    }
+    case 'report': {
+      const k = await store.getReportKey(item.id);
+      if (!k) throw denied(`report key '${item.id}' does not exist`);
+      return { item, policies: withPolicy('report-key', k.policyName), produce: async (launch) => signedReport(k.privateKeyPkcs8, launch) };
+    }
+    case 'connection':
+      return {
+        item,
+        policies: [], // simple-kbs: only the tenant default applies to connections
+        produce: async (launch) => {
+          const key = randomBytes(32);
+          const now = opts.now();
+          const c = await store.createConnection({
+            clientId: randomUUID(),
+            key,
+            createdAt: now,
+            expiresAt: new Date(now.getTime() + opts.connectionTtlSeconds * 1000),
+            ...launch,
+          });
+          return json({ client_id: c.clientId, key: key.toString('base64') });
+        },
+      };
+  }
+}
+
+/**
+ * The `report` type: the launch's proven parameters, signed with the owner's P-256 key, in simple-kbs's layout
+ * ({"connection": <JSON string>, "signature": base64 DER}). `launch_description` is host-supplied and unverified, so
+ * it is always signed as empty rather than vouched for.
+ */
+function signedReport(pkcs8: Buffer, launch: ProvenLaunch): Buffer {
+  const connection = JSON.stringify({
+    policy: launch.sevPolicy,
+    fw_api_major: launch.apiMajor,
+    fw_api_minor: launch.apiMinor,
+    fw_build_id: launch.buildId,
+    launch_description: '',
+    fw_digest: launch.launchDigest.toString('base64'),
+  });
+  const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+  const signature = createSign('sha256').update(connection).sign(key).toString('base64');
+  return json({ connection, signature });
+}
+
+function json(o: unknown): Buffer {
+  return Buffer.from(JSON.stringify(o), 'utf8');
+}
+
+/** Loads and parses named policies; one that no longer parses refuses (it can only come from a hand-edited row). */
+export async function loadPolicies(store: Store, refs: { name: string; kind: PolicyKind }[]): Promise<NamedPolicy[]> {
+  const unique = [...new Map(refs.map((r) => [`${r.kind}:${r.name}`, r])).values()];
+  return Promise.all(
+    unique.map(async (ref) => {
+      const rec = await store.getPolicy(ref.name);
+      if (!rec) throw denied(`${ref.kind} policy '${ref.name}' does not exist`);
+      try {
+        return { name: ref.name, kind: ref.kind, policy: parsePolicy(rec.document) };
+      } catch (e) {
+        if (isPolicyError(e)) throw denied(`${ref.kind} policy '${ref.name}' is invalid: ${e.message}`);
+        throw e;
+      }
+    }),
+  );
+}
