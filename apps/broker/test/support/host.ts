@@ -26,10 +26,10 @@ export interface LaunchOptions {
 }
 
 /**
- * A simulated SEV host doing what the kata shim / LaunchVM.py do: GetBundle, LAUNCH_START with the blob, measure,
- * GetSecret, LAUNCH_SECRET, resume — returning what the guest then reads.
+ * A simulated SEV host doing what the kata shim / LaunchVM.py do up to GetSecret: GetBundle, LAUNCH_START with the
+ * blob, LAUNCH_UPDATE, LAUNCH_MEASURE — returning the GetSecret request it would send (not sent).
  */
-export async function simulatedLaunch(client: HostClient, platform: SimulatedPlatform, o: LaunchOptions) {
+export async function prepareLaunch(client: HostClient, platform: SimulatedPlatform, o: LaunchOptions) {
   const sp = new SimulatedSecureProcessor(platform);
   const bundle = await client.getBundle({ CertificateChain: platformChain(platform).toString('base64'), Policy: o.policy });
   const launchPolicy = o.launchPolicy ?? o.policy;
@@ -42,7 +42,7 @@ export async function simulatedLaunch(client: HostClient, platform: SimulatedPla
   if (launchPolicy & PolicyFlag.ES) sp.launchUpdateVmsa(handle, VMSA);
   const measurement = sp.launchMeasure(handle);
   const fw = platform.firmware;
-  const secret = await client.getSecret({
+  const request: keybroker.SecretRequest = {
     LaunchMeasurement: measurement.toString('base64'),
     LaunchId: bundle.LaunchId,
     Policy: launchPolicy,
@@ -53,7 +53,14 @@ export async function simulatedLaunch(client: HostClient, platform: SimulatedPla
     LaunchDescription: 'test launch',
     SecretRequests: o.requests,
     ...o.claim,
-  });
+  };
+  return { bundle, request, sp, handle };
+}
+
+/** The whole launch: prepareLaunch, GetSecret, LAUNCH_SECRET, resume — returning what the guest then reads. */
+export async function simulatedLaunch(client: HostClient, platform: SimulatedPlatform, o: LaunchOptions) {
+  const { bundle, request, sp, handle } = await prepareLaunch(client, platform, o);
+  const secret = await client.getSecret(request);
   sp.launchSecret(handle, Buffer.from(secret.LaunchSecretHeader, 'base64'), Buffer.from(secret.LaunchSecretData, 'base64'));
   sp.launchFinish(handle);
   return { bundle, secrets: sp.guestSecrets(handle), sp, handle };
