@@ -1,0 +1,166 @@
+/**
+ * Small timing helpers shared by the micro-benchmarks (tools/bench/*.ts). Node built-ins only.
+ *
+ * Each case is warmed up (JIT, lazy crypto initialisation, caches) and then run for a fixed wall-clock time; the
+ * clock is read once per batch, with the batch sized from the warm-up so that the timer itself costs ~nothing even
+ * for sub-microsecond operations.
+ */
+import { performance } from 'node:perf_hooks';
+
+export interface MeasureOptions {
+  /** Measured run time, seconds (default 1.5). */
+  seconds?: number;
+  /** Warm-up time before measuring, milliseconds (default 200). */
+  warmupMs?: number;
+}
+
+export interface MeasureResult {
+  name: string;
+  /** Operations completed in the measured window. */
+  ops: number;
+  /** Measured window, seconds. */
+  seconds: number;
+  opsPerSec: number;
+  /** Mean wall-clock time per operation, microseconds. */
+  meanUs: number;
+}
+
+export interface MeasureAsyncOptions extends MeasureOptions {
+  /** Operations kept in flight at once (default 1). */
+  concurrency?: number;
+}
+
+export interface MeasureAsyncResult extends MeasureResult {
+  concurrency: number;
+  /** Latency percentiles of single operations, milliseconds. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+const DEFAULT_SECONDS = 1.5;
+const DEFAULT_WARMUP_MS = 200;
+/** Target duration of one timed batch in measure(). */
+const BATCH_TARGET_MS = 2;
+
+/** Results are stored here so that no benchmarked call can be treated as dead code. */
+export let sink: unknown;
+
+function checkOptions(o: MeasureOptions): { seconds: number; warmupMs: number } {
+  const seconds = o.seconds ?? DEFAULT_SECONDS;
+  const warmupMs = o.warmupMs ?? DEFAULT_WARMUP_MS;
+  if (!(seconds > 0) || !Number.isFinite(seconds)) throw new RangeError(`seconds must be > 0, got ${seconds}`);
+  if (!(warmupMs >= 0) || !Number.isFinite(warmupMs)) throw new RangeError(`warmupMs must be >= 0, got ${warmupMs}`);
+  return { seconds, warmupMs };
+}
+
+/** Run a synchronous operation repeatedly for a fixed time and report its throughput. */
+export function measure(name: string, fn: () => unknown, opts: MeasureOptions = {}): MeasureResult {
+  const { seconds, warmupMs } = checkOptions(opts);
+
+  // Warm-up: at least one call, also used to size the timed batches.
+  let warmOps = 0;
+  const w0 = performance.now();
+  let wElapsed = 0;
+  do {
+    sink = fn();
+    warmOps++;
+    wElapsed = performance.now() - w0;
+  } while (wElapsed < warmupMs);
+  const perOpMs = wElapsed / warmOps;
+  const batch = Math.max(1, Math.floor(BATCH_TARGET_MS / Math.max(perOpMs, 1e-6)));
+
+  const budgetMs = seconds * 1000;
+  let ops = 0;
+  const t0 = performance.now();
+  let elapsed = 0;
+  do {
+    for (let i = 0; i < batch; i++) sink = fn();
+    ops += batch;
+    elapsed = performance.now() - t0;
+  } while (elapsed < budgetMs);
+
+  return { name, ops, seconds: elapsed / 1000, opsPerSec: (ops * 1000) / elapsed, meanUs: (elapsed * 1000) / ops };
+}
+
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+/**
+ * Run an asynchronous operation with `concurrency` calls in flight for a fixed time. Reports throughput over the
+ * whole window (meanUs = window / ops: inverse throughput, which is not latency once concurrency > 1) and the
+ * latency of single operations (p50/p99/max, ms).
+ */
+export async function measureAsync(
+  name: string,
+  fn: () => Promise<unknown>,
+  opts: MeasureAsyncOptions = {},
+): Promise<MeasureAsyncResult> {
+  const { seconds, warmupMs } = checkOptions(opts);
+  const concurrency = opts.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
+
+  // Every call started before the deadline is counted; the window ends when the last of them completes.
+  const run = async (durationMs: number, record: boolean) => {
+    let latencies = new Float64Array(record ? 1024 : 0);
+    let ops = 0;
+    const t0 = performance.now();
+    const deadline = t0 + durationMs;
+    const worker = async () => {
+      do {
+        const s = performance.now();
+        sink = await fn();
+        if (record) {
+          if (ops === latencies.length) {
+            const grown = new Float64Array(latencies.length * 2);
+            grown.set(latencies);
+            latencies = grown;
+          }
+          latencies[ops] = performance.now() - s;
+        }
+        ops++;
+      } while (performance.now() < deadline); // at least one call per worker, even with a 0 ms warm-up
+    };
+    await Promise.all(Array.from({ length: concurrency }, () => worker()));
+    return { ops, elapsedMs: performance.now() - t0, latencies: latencies.subarray(0, record ? ops : 0) };
+  };
+
+  await run(warmupMs, false);
+  const { ops, elapsedMs, latencies } = await run(seconds * 1000, true);
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    name,
+    ops,
+    seconds: elapsedMs / 1000,
+    opsPerSec: (ops * 1000) / elapsedMs,
+    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
+    concurrency,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
+  };
+}
+
+/** Format a number with a sensible number of significant digits and thousands separators. */
+export function fmt(n: number, digits = 3): string {
+  if (!Number.isFinite(n)) return String(n);
+  const abs = Math.abs(n);
+  if (abs >= 1000) return Math.round(n).toLocaleString('en-US');
+  const decimals = abs === 0 ? 0 : Math.max(0, digits - 1 - Math.floor(Math.log10(abs)));
+  return n.toFixed(Math.min(decimals, 6));
+}
+
+/** Render rows as an aligned text table; columns listed in `right` are right-aligned. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[], right: ReadonlySet<number> = new Set()): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
