@@ -1,12 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { platformRoot } from '@kb/sev-sim';
 import { startBroker } from '../src/broker';
 import { silentLogger } from '../src/log';
-import { ADMIN_TOKEN, policyFor, startTestBroker, testConfig, testDatabase, testPlatform } from './support/broker';
+import { ADMIN_TOKEN, MASTER_KEY, policyFor, startTestBroker, testConfig, testDatabase, testPlatform } from './support/broker';
 import { HostClient, OwnerClient } from './support/grpc';
+import { spawnBroker } from './support/process';
 import { expectedDigest, prepareLaunch } from './support/host';
 
 const KEY = [{ Guid: '736869e5-84f0-4973-92ec-06879ce3da0b', Format: 'binary', SecretType: 'key', Id: 'default/key/disk' }];
@@ -81,6 +82,31 @@ describe('two brokers on one PostgreSQL', () => {
       await b.close();
       await storeA.close();
       await storeB.close();
+    }
+  }, 120_000);
+
+  it('a separate broker process and an in-process broker share launches through the database', async () => {
+    const platform = testPlatform();
+    const rootDir = mkdtempSync(join(tmpdir(), 'kb-root-'));
+    writeFileSync(join(rootDir, 'root.cert'), Buffer.concat([platform.ask.raw, platform.ark.raw]));
+    const proc = await spawnBroker(
+      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', rootDir, '--trust-root', `sev-sim=${join(rootDir, 'root.cert')}`],
+      { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN },
+    );
+    const store = await db.open();
+    const local = await startTestBroker(store);
+    const remoteHost = new HostClient(proc.address);
+    try {
+      await seed(local.owner);
+      const prepared = await prepareLaunch(remoteHost, platform, { policy: 0x1, requests: KEY });
+      const res = await local.host.getSecret(prepared.request);
+      expect(complete(prepared, res)[0]!.data.toString()).toBe('disk passphrase');
+    } finally {
+      remoteHost.close();
+      await local.close();
+      await store.close();
+      expect(await proc.stop()).toBe(0);
+      rmSync(rootDir, { recursive: true, force: true });
     }
   }, 120_000);
 });

@@ -24,7 +24,7 @@ export {
 } from './certs/sev/certificate';
 export { sevKeyFromPublicKey } from './certs/sev/key';
 export { signSevCertificate, type SevSigner } from './certs/sev/sign';
-export { parseCaCertificate, encodeCaCertificate, type CaCertificate, type CaCertificateFields } from './certs/ca/certificate';
+export { parseCaCertificate, encodeCaCertificate, caCertificateLength, type CaCertificate, type CaCertificateFields } from './certs/ca/certificate';
 export { signCaCertificate, caKeyFromPublicKey, type UnsignedCaCertificate } from './certs/ca/sign';
 export { verifyCaCertificate, verifySevCertificate } from './certs/verify';
 export { AMD_GENERATIONS, builtinCaCertificates, type AmdGeneration } from './certs/builtin/roots';

@@ -118,7 +118,13 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
     listPolicies: rpc('ListPolicies', async (req: admin.ListRequest) => ({
       policies: await Promise.all(byPrefix(await store.listPolicyNames(), req.prefix).map(policyMessage)),
     })),
-    deletePolicy: rpc('DeletePolicy', async (req: admin.NameRequest) => deleted(await store.deletePolicy(req.name), `policy '${req.name}'`)),
+    deletePolicy: rpc('DeletePolicy', async (req: admin.NameRequest) => {
+      const ok = await store.deletePolicy(req.name);
+      if (ok && req.name === ctx.config.defaultPolicy) {
+        ctx.logger.warn('the tenant default policy was deleted: every GetSecret is refused until it is created again', { policy: req.name });
+      }
+      return deleted(ok, `policy '${req.name}'`);
+    }),
 
     putSecret: rpc('PutSecret', async (req: admin.PutSecretRequest) => {
       const sid = id('id', req.id);
@@ -138,6 +144,7 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       const kid = id('id', req.id);
       if (!req.secret_ids?.length) throw badRequest('a keyset names at least one secret');
       const ids = req.secret_ids.map((s) => id('secret_ids[]', s));
+      if (new Set(ids).size !== ids.length) throw badRequest('secret_ids lists a secret twice');
       const missing = (await Promise.all(ids.map(async (s) => ((await store.getSecret(s)) ? undefined : s)))).filter(Boolean);
       if (missing.length) throw new AdminError(status.FAILED_PRECONDITION, `unknown secrets: ${missing.join(', ')}`);
       const k = await store.putKeyset({ id: kid, secretIds: ids, policyName: optionalPolicy(req.policy_name) }, ctx.now());
@@ -171,6 +178,8 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
 
     createReportKey: rpc('CreateReportKey', async (req: admin.CreateReportKeyRequest) => {
       const kid = id('id', req.id);
+      // A signing key replaced by accident would invalidate every report verifier: delete first to rotate.
+      if (await store.getReportKey(kid)) throw new AdminError(status.ALREADY_EXISTS, `report key '${kid}' already exists (delete it first to rotate)`);
       let key;
       if (req.private_key_pem) {
         try {
@@ -206,13 +215,17 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
           launch_digest_hex: c.launchDigest.toString('hex'),
         })),
     })),
-    revokeConnection: rpc('RevokeConnection', async (req: admin.RevokeConnectionRequest) =>
-      deleted(await store.revokeConnection(req.client_id, ctx.now()), `connection '${req.client_id}'`),
-    ),
+    revokeConnection: rpc('RevokeConnection', async (req: admin.RevokeConnectionRequest) => {
+      if (await store.revokeConnection(req.client_id, ctx.now())) return {};
+      // revoking twice is not an error: the connection is revoked either way
+      const known = (await store.listConnections()).some((c) => c.clientId === req.client_id.toLowerCase());
+      return deleted(known, `connection '${req.client_id}'`);
+    }),
 
     listAudit: rpc('ListAudit', async (req: admin.ListAuditRequest) => {
       let since: Date | undefined;
       if (req.since) {
+        if (!/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(req.since)) throw badRequest('since must be an ISO-8601 time');
         since = new Date(req.since);
         if (Number.isNaN(since.getTime())) throw badRequest('since must be an ISO-8601 time');
       }

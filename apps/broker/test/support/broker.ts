@@ -26,9 +26,9 @@ export function testConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig 
 }
 
 /** A database for one test file: PGlite in memory, or a fresh PostgreSQL database (dropped by `drop`). */
-export async function testDatabase(driver: Driver): Promise<{ open(): Promise<Store>; drop(): Promise<void> }> {
+export async function testDatabase(driver: Driver): Promise<{ url: string; open(): Promise<Store>; drop(): Promise<void> }> {
   if (driver === 'pglite') {
-    return { open: () => openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: MASTER_KEY }), drop: async () => undefined };
+    return { url: PGLITE_MEMORY, open: () => openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: MASTER_KEY }), drop: async () => undefined };
   }
   const base = process.env.KB_TEST_DATABASE_URL;
   if (!base) {
@@ -39,6 +39,7 @@ export async function testDatabase(driver: Driver): Promise<{ open(): Promise<St
   const url = new URL(base);
   url.pathname = `/${name}`;
   return {
+    url: url.toString(),
     open: () => openStore({ driver: 'pg', url: url.toString(), masterKey: MASTER_KEY, maxConnections: 20 }),
     drop: () => adminQuery(base, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
   };
