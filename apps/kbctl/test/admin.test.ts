@@ -414,7 +414,6 @@ describe('kbctl against a real broker', () => {
       expect((await kb(['connection', 'revoke', 'not-a-uuid'])).code).toBe(1);
       // Revoking it a second time is not an error: it stays revoked.
       expect(await ok(['connection', 'revoke', clientId])).toBe(`connection ${clientId} revoked`);
-      await expect(host.getOnlineSecret(online)).rejects.toMatchObject({ code: 7 });
     });
 
     it('audit: tab-separated lines, newest first', async () => {
