@@ -1,8 +1,9 @@
 # The broker image: the workspace with its dependencies, run from source with tsx (no separate build step to drift).
 FROM node:20-bookworm-slim
 WORKDIR /app
-ENV NODE_ENV=production NX_DAEMON=false
+ENV NX_DAEMON=false
 COPY . .
+# dev dependencies included: tsx runs the TypeScript sources
 RUN npm ci --no-audit --no-fund && mkdir -p /data && chown node:node /data
 USER node
 ENV KB_DATA_DIR=/data KB_LISTEN=0.0.0.0:44444 KB_ADMIN_LISTEN=0.0.0.0:44445
