@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cekId, isSevError, verifyChain, type ExtraRoot, type SevCertificate, type SevError } from '@kb/sev';
+import { cekId, decodeChain, isSevError, verifyChain, type ExtraRoot, type SevCertificate, type SevError } from '@kb/sev';
 
 export interface TrustedPlatform {
   pdh: SevCertificate;
@@ -9,13 +9,23 @@ export interface TrustedPlatform {
   chainSha256: Buffer;
 }
 
+/** A refused chain: malformed (not a PDH‖PEK‖OCA‖CEK‖ASK‖ARK layout at all) or well-formed but not trusted. */
+export class ChainRefused extends Error {
+  constructor(
+    readonly malformed: boolean,
+    readonly reason: SevError,
+  ) {
+    super(reason.message);
+  }
+}
+
 /**
  * Chain verification results by chain hash. Hosts send the same chain for every launch; verifying it costs three
  * RSA and four ECDSA checks, which would dominate GetBundle. Only the verdict on public certificates is cached —
- * never per-launch keys. Failures are cached too, so a host repeating a bad chain costs nothing extra.
+ * never per-launch keys. Refusals are cached too, so a host repeating a bad chain costs nothing extra.
  */
 export class ChainCache {
-  private readonly entries = new Map<string, TrustedPlatform | SevError>();
+  private readonly entries = new Map<string, TrustedPlatform | ChainRefused>();
 
   constructor(
     private readonly extraRoots: readonly ExtraRoot[],
@@ -29,17 +39,27 @@ export class ChainCache {
     if (hit) {
       this.entries.delete(key); // refresh recency
     } else {
-      try {
-        const v = verifyChain(chain, { extraRoots: this.extraRoots });
-        hit = { pdh: v.pdh, chipId: cekId(v.chain), generation: v.generation, trustedBy: v.trustedBy, chainSha256 };
-      } catch (e) {
-        if (!isSevError(e)) throw e;
-        hit = e;
-      }
+      hit = this.check(chain, chainSha256);
       if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value as string);
     }
     this.entries.set(key, hit);
-    if (hit instanceof Error) throw hit;
+    if (hit instanceof ChainRefused) throw hit;
     return hit;
+  }
+
+  private check(chain: Buffer, chainSha256: Buffer): TrustedPlatform | ChainRefused {
+    try {
+      decodeChain(chain); // layout errors (sizes, order, usages) are the caller's input, not a trust decision
+    } catch (e) {
+      if (isSevError(e)) return new ChainRefused(true, e);
+      throw e;
+    }
+    try {
+      const v = verifyChain(chain, { extraRoots: this.extraRoots });
+      return { pdh: v.pdh, chipId: cekId(v.chain), generation: v.generation, trustedBy: v.trustedBy, chainSha256 };
+    } catch (e) {
+      if (isSevError(e)) return new ChainRefused(false, e);
+      throw e;
+    }
   }
 }

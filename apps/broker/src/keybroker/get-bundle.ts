@@ -5,7 +5,7 @@ import type { BrokerContext } from '../context';
 import { BrokerError, invalid } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
 import type { CallInfo } from '../unary';
-import type { ChainCache } from './chain-cache';
+import { ChainRefused, type ChainCache } from './chain-cache';
 import { base64Field } from './validate';
 
 /** A full Rome+ chain is 11536 bytes; leave room for longer future layouts, nothing more. */
@@ -49,10 +49,9 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache) {
     try {
       platform = chains.verify(chain);
     } catch (e) {
-      if (!isSevError(e)) throw e;
-      const malformed = e.code === 'ERR_SEV_LENGTH' || e.code === 'ERR_SEV_FORMAT';
-      ctx.audit.record({ event: 'bundle', outcome: 'refused', peer: info.peer, refId: info.refId, detail: { reason: e.message, code: e.code } });
-      if (malformed) throw invalid(`CertificateChain is not a SEV certificate chain: ${e.message}`);
+      if (!(e instanceof ChainRefused)) throw e;
+      ctx.audit.record({ event: 'bundle', outcome: 'refused', peer: info.peer, refId: info.refId, detail: { reason: e.message, code: e.reason.code } });
+      if (e.malformed) throw invalid(`CertificateChain is not a SEV certificate chain: ${e.message}`);
       throw new BrokerError('denied', 'certificate chain not trusted', e.message);
     }
     if ((await pending.current()) >= ctx.config.maxPendingSessions) {

@@ -5,7 +5,7 @@ import { BrokerError, denied } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { lookUpSecrets } from '../secret-types/payloads';
 import type { CallInfo } from '../unary';
-import { authorizeAndProduce } from './release';
+import { authorize } from './release';
 import { secretRequests, uuidField } from './validate';
 
 /**
@@ -29,8 +29,9 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       const conn = await ctx.store.getValidConnection(clientId, ctx.now());
       if (!conn) throw denied('connection unknown, expired or revoked');
       const pending = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
-      const payloads = await authorizeAndProduce(ctx, conn, pending);
-      const plain = encodeBincodeMap(items.map((it, i) => [it.guid, payloads[i]!] as const));
+      const release = await authorize(ctx, conn, pending);
+      const plain = encodeBincodeMap(items.map((it, i) => [it.guid, release.payloads[i]!] as const));
+      await release.commit();
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', conn.key, iv);
       const ct = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);

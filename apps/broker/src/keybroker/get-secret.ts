@@ -4,7 +4,7 @@ import type { BrokerContext } from '../context';
 import { BrokerError, denied, invalid } from '../errors';
 import { lookUpSecrets, type ProvenLaunch } from '../secret-types/payloads';
 import type { CallInfo } from '../unary';
-import { authorizeAndProduce } from './release';
+import { authorize } from './release';
 import { base64Field, byteField, secretRequests, SECRET_TYPES, uuidField } from './validate';
 
 /**
@@ -46,14 +46,15 @@ export function getSecretHandler(ctx: BrokerContext) {
       }
       const launch: ProvenLaunch = { launchId, sevPolicy: session.sevPolicy, apiMajor, apiMinor, buildId, launchDigest: digest, chipId: session.chipId };
       const pendingSecrets = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
-      const payloads = await authorizeAndProduce(ctx, launch, pendingSecrets);
+      const release = await authorize(ctx, launch, pendingSecrets);
       let table: Buffer;
       try {
-        table = buildSecretTable(items.map((it, i) => ({ guid: it.guid, data: payloads[i]! })));
+        table = buildSecretTable(items.map((it, i) => ({ guid: it.guid, data: release.payloads[i]! })));
       } catch (e) {
         if (isSevError(e)) throw denied(`the requested secrets do not fit one secret table: ${e.message}`);
         throw e;
       }
+      await release.commit();
       const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
       ctx.audit.record({
         ...base,

@@ -1,14 +1,23 @@
 import { evaluate } from '@kb/policy';
 import type { BrokerContext } from '../context';
 import { denied } from '../errors';
-import { loadPolicies, type PendingSecret, type ProvenLaunch } from '../secret-types/payloads';
+import { loadPolicies, type PendingSecret, type Produced, type ProvenLaunch } from '../secret-types/payloads';
+
+export interface Release {
+  payloads: Buffer[];
+  /**
+   * The writes a release implies: "max releases" counters (taken atomically, so a policy at its limit refuses even
+   * if another request raced it there) and new connection rows. Call it once the response is certain to go out, so a
+   * request refused later (e.g. a table that does not fit) writes nothing.
+   */
+  commit(): Promise<void>;
+}
 
 /**
  * The release decision shared by GetSecret and GetOnlineSecret: the tenant default policy plus every policy attached
- * to what was asked for must all pass on the proven launch facts; then "max releases" counters are taken atomically
- * (a policy at its limit refuses even if another request raced it there), and only then are payloads produced.
+ * to what was asked for must all pass on the proven launch facts; then the payloads are produced, without writing.
  */
-export async function authorizeAndProduce(ctx: BrokerContext, launch: ProvenLaunch, secrets: PendingSecret[]): Promise<Buffer[]> {
+export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, secrets: PendingSecret[]): Promise<Release> {
   const refs = [{ name: ctx.config.defaultPolicy, kind: 'tenant-default' as const }, ...secrets.flatMap((s) => s.policies)];
   // A missing tenant default refuses everything (fail closed), like any other missing policy.
   const policies = await loadPolicies(ctx.store, refs);
@@ -27,14 +36,21 @@ export async function authorizeAndProduce(ctx: BrokerContext, launch: ProvenLaun
   if (!verdict.allowed) {
     throw denied(verdict.refusals.map((r) => `${r.policy}: ${r.rule}: ${r.reason}`).join('; '));
   }
-  for (const name of counted) {
-    const max = policies.find((p) => p.name === name)!.policy.maxReleases!;
-    const n = await ctx.store.incrementReleaseCount(releaseKey(name), max, ctx.now());
-    if (n === undefined) throw denied(`policy '${name}' reached maxReleases ${max}`);
-  }
-  const out: Buffer[] = [];
-  for (const s of secrets) out.push(await s.produce(launch));
-  return out;
+  const produced: Produced[] = [];
+  for (const s of secrets) produced.push(await s.produce(launch));
+  return {
+    payloads: produced.map((p) => p.data),
+    async commit() {
+      // Several counted policies in one request are taken one by one: if a later one is at its limit, the earlier
+      // ones stay counted (a refusal that still costs a release), which only a concurrent race can cause.
+      for (const name of counted) {
+        const max = policies.find((p) => p.name === name)!.policy.maxReleases!;
+        const n = await ctx.store.incrementReleaseCount(releaseKey(name), max, ctx.now());
+        if (n === undefined) throw denied(`policy '${name}' reached maxReleases ${max}`);
+      }
+      for (const p of produced) await p.commit?.();
+    },
+  };
 }
 
 function releaseKey(policyName: string): string {

@@ -45,6 +45,7 @@ export interface SecretRequestItem {
 }
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
+const NIL_GUID = '00000000-0000-0000-0000-000000000000';
 
 /**
  * simple-kbs matched `SecretType` and `Format` case-sensitively; the kata shim sends "JSON", so both are compared
@@ -58,6 +59,8 @@ export function secretRequests(list: keybroker.RequestDetails[], max: number, al
     const where = `SecretRequests[${i}]`;
     if (!isGuid(r.Guid ?? '')) throw invalid(`${where}.Guid must be a GUID`);
     const guid = r.Guid.toLowerCase();
+    // efi_secret treats the nil GUID as a deleted entry, so the secret table refuses it
+    if (guid === NIL_GUID) throw invalid(`${where}.Guid must not be the nil GUID`);
     if (seen.has(guid)) throw invalid(`${where}.Guid repeats an earlier entry`);
     seen.add(guid);
     const type = (r.SecretType ?? '').toLowerCase() as SecretType;

@@ -16,11 +16,17 @@ export interface ProvenLaunch {
   chipId: string;
 }
 
-/** One requested secret, looked up but not yet produced: producing a `connection` writes a row. */
+/** A payload ready to send, and the write it implies (a `connection` row), made only once the release is certain. */
+export interface Produced {
+  data: Buffer;
+  commit?: () => Promise<void>;
+}
+
+/** One requested secret, looked up but not yet produced. */
 export interface PendingSecret {
   item: SecretRequestItem;
   policies: { name: string; kind: PolicyKind }[];
-  produce(launch: ProvenLaunch): Promise<Buffer>;
+  produce(launch: ProvenLaunch): Promise<Produced>;
 }
 
 export interface PayloadOptions {
@@ -46,7 +52,7 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
         item,
         policies: withPolicy('secret', s.policyName),
         // simple-kbs stored base64 text and returned {"id","payload"} with it: the same bytes as base64 of ours
-        produce: async () => (item.format === 'binary' ? s.value : json({ id: s.id, payload: s.value.toString('base64') })),
+        produce: async () => ({ data: item.format === 'binary' ? s.value : json({ id: s.id, payload: s.value.toString('base64') }) }),
       };
     }
     case 'bundle': {
@@ -59,7 +65,7 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
         item,
         policies: [...withPolicy('keyset', k.policyName), ...secrets.flatMap((s) => withPolicy('secret', s!.policyName))],
         // offline_sev_kbc reads {"<key id>": "<base64 key>"}
-        produce: async () => json(Object.fromEntries(secrets.map((s) => [s!.id, s!.value.toString('base64')]))),
+        produce: async () => ({ data: json(Object.fromEntries(secrets.map((s) => [s!.id, s!.value.toString('base64')]))) }),
       };
     }
     case 'resource': {
@@ -69,13 +75,13 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
         item,
         policies: withPolicy('resource', r.policyName),
         // simple-kbs's JSON resource format is bincode of a serde_json {Id: base64} object
-        produce: async () => (item.format === 'binary' ? r.bytes : encodeBincodeMap([[item.id, Buffer.from(r.bytes.toString('base64'))]])),
+        produce: async () => ({ data: item.format === 'binary' ? r.bytes : encodeBincodeMap([[item.id, Buffer.from(r.bytes.toString('base64'))]]) }),
       };
     }
     case 'report': {
       const k = await store.getReportKey(item.id);
       if (!k) throw denied(`report key '${item.id}' does not exist`);
-      return { item, policies: withPolicy('report-key', k.policyName), produce: async (launch) => signedReport(k.privateKeyPkcs8, launch) };
+      return { item, policies: withPolicy('report-key', k.policyName), produce: async (launch) => ({ data: signedReport(k.privateKeyPkcs8, launch) }) };
     }
     case 'connection':
       return {
@@ -83,15 +89,13 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
         policies: [], // simple-kbs: only the tenant default applies to connections
         produce: async (launch) => {
           const key = randomBytes(32);
+          const clientId = randomUUID();
           const now = opts.now();
-          const c = await store.createConnection({
-            clientId: randomUUID(),
-            key,
-            createdAt: now,
-            expiresAt: new Date(now.getTime() + opts.connectionTtlSeconds * 1000),
-            ...launch,
-          });
-          return json({ client_id: c.clientId, key: key.toString('base64') });
+          const expiresAt = new Date(now.getTime() + opts.connectionTtlSeconds * 1000);
+          return {
+            data: json({ client_id: clientId, key: key.toString('base64') }),
+            commit: async () => void (await store.createConnection({ clientId, key, createdAt: now, expiresAt, ...launch })),
+          };
         },
       };
   }
