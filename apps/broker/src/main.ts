@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env tsx
 import { ConfigError, HELP, parseConfig } from './config';
 import { startBroker } from './broker';
 import { createLogger } from './log';

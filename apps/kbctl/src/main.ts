@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env tsx
 import { runCli } from './cli';
 import { adminTree } from './admin/commands';
 
