@@ -164,3 +164,119 @@ export function table(header: readonly string[], rows: readonly (readonly string
       .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
+
+// ---- worker-aware and fixed-input variants of measureAsync (tools/bench/broker.ts) --------------------------------
+
+export interface LatencySummary {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** Nearest-rank p50/p99/max of latency samples in milliseconds (NaN when there are none). */
+export function summarizeLatencies(samplesMs: ArrayLike<number>): LatencySummary {
+  const sorted = Float64Array.from(samplesMs).sort();
+  return { p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN };
+}
+
+/** Growable Float64Array of latency samples. */
+class Samples {
+  private buf = new Float64Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.buf.length) {
+      const grown = new Float64Array(this.buf.length * 2);
+      grown.set(this.buf);
+      this.buf = grown;
+    }
+    this.buf[this.length++] = v;
+  }
+  values(): Float64Array {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+/**
+ * measureAsync with the worker index (0 … concurrency-1) passed to `fn`, so that each simulated client can keep its
+ * own connection or state. Same window and latency semantics as measureAsync.
+ */
+export async function measureAsyncWorkers(
+  name: string,
+  fn: (worker: number) => Promise<unknown>,
+  opts: MeasureAsyncOptions = {},
+): Promise<MeasureAsyncResult> {
+  const { seconds, warmupMs } = checkOptions(opts);
+  const concurrency = opts.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
+  const run = async (durationMs: number, samples: Samples | undefined) => {
+    let ops = 0;
+    const t0 = performance.now();
+    const deadline = t0 + durationMs;
+    const worker = async (w: number) => {
+      do {
+        const s = performance.now();
+        sink = await fn(w);
+        samples?.push(performance.now() - s);
+        ops++;
+      } while (performance.now() < deadline);
+    };
+    await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+    return { ops, elapsedMs: performance.now() - t0 };
+  };
+  await run(warmupMs, undefined);
+  const samples = new Samples();
+  const { ops, elapsedMs } = await run(seconds * 1000, samples);
+  return {
+    name,
+    ops,
+    seconds: elapsedMs / 1000,
+    opsPerSec: (ops * 1000) / elapsedMs,
+    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
+    concurrency,
+    ...summarizeLatencies(samples.values()),
+  };
+}
+
+export interface MeasureEachResult extends MeasureAsyncResult {
+  /** Latency of every call, milliseconds, in completion order (to merge several batches). */
+  latenciesMs: Float64Array;
+}
+
+/**
+ * Calls `fn` once per item, `concurrency` calls in flight, and times exactly those calls: for operations that consume
+ * an input prepared beforehand, untimed (a one-shot token, a session). The window runs from the first start to the
+ * last completion, so a batch should be large against `concurrency` to keep the drain at its end negligible.
+ */
+export async function measureEach<T>(
+  name: string,
+  items: readonly T[],
+  fn: (item: T, worker: number) => Promise<unknown>,
+  opts: { concurrency?: number } = {},
+): Promise<MeasureEachResult> {
+  const concurrency = opts.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
+  const samples = new Samples();
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (w: number) => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      const s = performance.now();
+      sink = await fn(item, w);
+      samples.push(performance.now() - s);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, items.length)) }, (_, w) => worker(w)));
+  const elapsedMs = performance.now() - t0;
+  const ops = samples.length;
+  return {
+    name,
+    ops,
+    seconds: elapsedMs / 1000,
+    opsPerSec: (ops * 1000) / elapsedMs,
+    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
+    concurrency,
+    ...summarizeLatencies(samples.values()),
+    latenciesMs: Float64Array.from(samples.values()),
+  };
+}

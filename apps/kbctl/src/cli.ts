@@ -14,6 +14,8 @@ export interface Io {
   cwd: string;
   /** all of standard input, for FILE arguments given as '-' (default: read file descriptor 0) */
   stdin?: () => Buffer;
+  /** whether `err` is a terminal (long offline computations then report progress there) */
+  errIsTTY?: boolean;
 }
 
 export interface Command<O extends Options = Options> {

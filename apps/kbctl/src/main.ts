@@ -1,10 +1,20 @@
-#!/usr/bin/env tsx
-import { runCli } from './cli';
+#!/usr/bin/env node
+import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
+import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
 
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
 
-export const tree = [...adminTree];
+/** Offline commands that join an admin group (`kbctl secret build`, `kbctl policy from-configs`). */
+const extraGroupCommands: Record<string, Command[]> = { secret: [secretBuild], policy: [policyFromConfigs] };
+
+export const tree: (Group | Command)[] = [
+  ...adminTree.map((n) => ('commands' in n && extraGroupCommands[n.name] ? { ...n, commands: [...n.commands, ...extraGroupCommands[n.name]!] } : n)),
+  measure,
+  measurementGroup,
+  validate,
+  session,
+];
 
 if (require.main === module) {
   runCli('kbctl', ABOUT, tree, process.argv.slice(2), {
@@ -12,6 +22,7 @@ if (require.main === module) {
     err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
     env: process.env,
     cwd: process.cwd(),
+    errIsTTY: process.stderr.isTTY === true,
   }).then((code) => {
     process.exitCode = code;
   });

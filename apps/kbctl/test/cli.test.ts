@@ -44,14 +44,14 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit']);
+    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session']);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);
       expect(new Set(g.commands.map((c) => c.name)).size).toBe(g.commands.length);
     }
     expect(commands.map(([path]) => path)).toEqual(
-      expect.arrayContaining(['policy put', 'secret put', 'keyset put', 'resource put', 'report-key create', 'connection revoke', 'audit']),
+      expect.arrayContaining(['policy put', 'secret put', 'keyset put', 'resource put', 'report-key create', 'connection revoke', 'audit', 'secret build', 'policy from-configs']),
     );
   });
 
@@ -92,7 +92,16 @@ describe('help', () => {
     expect(bare.err).toContain(`Usage: kbctl ${name} <command> [options]`);
   });
 
-  it.each(commands)('command %s: --help and -h print its usage and the connection flags, exit 0', async (path, c) => {
+  // the guest-owner commands (measure, validate, session, secret build, ...) are offline: no connection flags
+  const adminCommands = commands.filter(([, c]) => 'admin-url' in c.options);
+  it('every admin command takes the connection flags; no offline command does', () => {
+    expect(adminCommands.map(([p]) => p)).toEqual(expect.arrayContaining(['policy put', 'secret put', 'audit']));
+    for (const [p] of commands.filter(([, c]) => !('admin-url' in c.options))) {
+      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs']).toContain(p);
+    }
+  });
+
+  it.each(adminCommands)('command %s: --help and -h print its usage and the connection flags, exit 0', async (path, c) => {
     for (const flag of ['--help', '-h']) {
       const r = await run([...path.split(' '), flag]);
       expect(r.code).toBe(0);
