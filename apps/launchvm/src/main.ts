@@ -1,0 +1,102 @@
+#!/usr/bin/env tsx
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { HypervisorBackend } from './backends/backend';
+import { LibvirtBackend } from './backends/libvirt/backend';
+import { QmpBackend } from './backends/qmp/backend';
+import { SimulatedBackend } from './backends/simulate';
+import { HELP } from './cli/help';
+import { parseOptions, type LaunchvmOptions } from './cli/options';
+import { LaunchError, UsageError } from './errors';
+import { ExitCode } from './exit-codes';
+import { launch } from './launch';
+import type { Output } from './steps';
+
+export interface Io extends Output {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+function backendFor(o: LaunchvmOptions, xmlDir: string): HypervisorBackend {
+  switch (o.backend) {
+    case 'libvirt':
+      return new LibvirtBackend({ uri: o.connect, virshBinary: o.virsh });
+    case 'qmp':
+      return new QmpBackend({ qemuBinary: o.qemuBinary, extraArgs: o.qemuArgs, runDir: o.runDir, xmlDir, startTimeoutSeconds: o.startTimeout });
+    case 'simulate':
+      return new SimulatedBackend({ platformDir: o.simPlatform, guestDir: o.simGuestDir, xmlDir });
+  }
+}
+
+function readInput(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new LaunchError('CONFIG', `cannot read the ${what} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/** The whole command; returns the exit code. */
+export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
+  let o: LaunchvmOptions | 'help';
+  try {
+    o = parseOptions(argv, io.env);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`launchvm: ${e.message}\nRun 'launchvm --help'.`);
+    return ExitCode.USAGE;
+  }
+  if (o === 'help') {
+    io.out(HELP);
+    return ExitCode.OK;
+  }
+  const xmlPath = resolve(io.cwd, o.xmlFile);
+  let xml: string;
+  let certChain: Buffer | undefined;
+  let backend: HypervisorBackend;
+  try {
+    xml = readInput('domain XML', xmlPath).toString('utf8');
+    certChain = o.certChain ? readInput('certificate chain', resolve(io.cwd, o.certChain)) : undefined;
+    backend = backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
+  } catch (e) {
+    if (!(e instanceof LaunchError)) throw e;
+    io.err(`launchvm: ${e.message}`);
+    return ExitCode[e.failure];
+  }
+  return launch(
+    {
+      xml,
+      xmlDir: dirname(xmlPath),
+      broker: { address: o.broker, caFile: o.brokerCa && resolve(io.cwd, o.brokerCa), timeoutSeconds: o.brokerTimeout },
+      certChain,
+      secrets: o.secrets,
+      digest: o.digest,
+      digestOptions: { vcpu: o.vcpu, fpu: o.fpu },
+      description: o.description,
+    },
+    backend,
+    io,
+    signal,
+  );
+}
+
+if (require.main === module) {
+  const abort = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.abort());
+  runLaunchvm(
+    process.argv.slice(2),
+    {
+      out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
+      err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
+      env: process.env,
+      cwd: process.cwd(),
+    },
+    abort.signal,
+  ).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`launchvm: internal error: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(ExitCode.INTERNAL);
+    },
+  );
+}
