@@ -6,10 +6,16 @@ import { measure, measurementGroup, policyFromConfigs, secretBuild, session, val
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
 
 /** Offline commands that join an admin group (`kbctl secret build`, `kbctl policy from-configs`). */
-const extraGroupCommands: Record<string, Command[]> = { secret: [secretBuild], policy: [policyFromConfigs] };
+const extraGroupCommands: Record<string, { summary: string; commands: Command[] }> = {
+  secret: { summary: 'store secrets (write-only: values are never read back); build LAUNCH_SECRET packets offline', commands: [secretBuild] },
+  policy: { summary: 'create, show, list and delete release policies; derive one from launch configurations', commands: [policyFromConfigs] },
+};
 
 export const tree: (Group | Command)[] = [
-  ...adminTree.map((n) => ('commands' in n && extraGroupCommands[n.name] ? { ...n, commands: [...n.commands, ...extraGroupCommands[n.name]!] } : n)),
+  ...adminTree.map((n) => {
+    const extra = 'commands' in n ? extraGroupCommands[n.name] : undefined;
+    return extra && 'commands' in n ? { ...n, summary: extra.summary, commands: [...n.commands, ...extra.commands] } : n;
+  }),
   measure,
   measurementGroup,
   validate,
