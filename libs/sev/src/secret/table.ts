@@ -52,7 +52,11 @@ export function buildSecretTable(entries: readonly { guid: string; data: Uint8Ar
   return out;
 }
 
-/** Strict inverse of buildSecretTable: exact padding, every length in range, no duplicate GUIDs. */
+/**
+ * Strict inverse of buildSecretTable: zero padding of the sevctl/simple-kbs size, or of libvirt's (which pads with
+ * `16 - len % 16` bytes, a whole extra block when the table is already aligned; firmware and efi_secret accept both),
+ * every length in range, no duplicate GUIDs.
+ */
 export function parseSecretTable(bytes: Uint8Array): SecretTableEntry[] {
   const fail = (why: string): never => {
     throw new SevError('ERR_SEV_SECRET_TABLE', `malformed secret table: ${why}`);
@@ -63,7 +67,8 @@ export function parseSecretTable(bytes: Uint8Array): SecretTableEntry[] {
   if (!b.subarray(0, 16).equals(TABLE_GUID_LE)) fail('wrong header GUID');
   const total = b.readUInt32LE(16);
   if (total < HEADER_SIZE || total > b.length) fail(`total length ${total} out of range`);
-  if (b.length !== paddedSize(total)) fail(`${b.length} bytes is not the total length ${total} padded to 16`);
+  const libvirtSize = total + 16 - (total % 16);
+  if (b.length !== paddedSize(total) && b.length !== libvirtSize) fail(`${b.length} bytes is not the total length ${total} padded to 16`);
   if (b.subarray(total).some((x) => x !== 0)) fail('non-zero padding');
 
   const entries: SecretTableEntry[] = [];

@@ -115,3 +115,17 @@ describe('secret table', () => {
     });
   });
 });
+
+describe("libvirt's padding", () => {
+  it('accepts the whole extra zero block libvirt adds to an already aligned table, and nothing else extra', () => {
+    const guid = '736869e5-84f0-4973-92ec-06879ce3da0b';
+    const table = buildSecretTable([{ guid, data: Buffer.alloc(24, 7) }]); // 20 + 44 = 64 bytes: aligned, no padding
+    expect(table).toHaveLength(64);
+    const libvirt = Buffer.concat([table, Buffer.alloc(16)]);
+    expect(parseSecretTable(libvirt)).toEqual([{ guid, data: Buffer.alloc(24, 7) }]);
+    expect(() => parseSecretTable(Buffer.concat([table, Buffer.alloc(32)]))).toThrow(expect.objectContaining({ code: 'ERR_SEV_SECRET_TABLE' }));
+    const dirty = Buffer.from(libvirt);
+    dirty[70] = 1;
+    expect(() => parseSecretTable(dirty)).toThrow(expect.objectContaining({ code: 'ERR_SEV_SECRET_TABLE' }));
+  });
+});

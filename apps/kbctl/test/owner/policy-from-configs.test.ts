@@ -1,0 +1,111 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { evaluate, parsePolicy } from '@kb/policy';
+import { AMDSEV, kbctl, OVMFX64, SEVCTL_OVMF, tempDir } from './support/cli';
+
+/** `kbctl policy from-configs`: one digest per allowed launch configuration, as a document the broker accepts. */
+
+let work: ReturnType<typeof tempDir>;
+beforeAll(() => {
+  work = tempDir('policy');
+  writeFileSync(join(work.dir, 'empty'), '');
+});
+afterAll(() => work.cleanup());
+const run = (argv: string[]) => kbctl(['policy', 'from-configs', ...argv], { cwd: work.dir });
+const measure = async (argv: string[]) => (await kbctl(['measure', ...argv], { cwd: work.dir })).out;
+
+describe('digests', () => {
+  it('SEV-ES, vCPUs 1–4: the four digests `measure` gives, with the derived §G legacy values among them', async () => {
+    const r = await run(['--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--policy', '0x5', '--vcpus', '1-4', '--vcpu-type', 'EPYC-v4']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    const expected = await Promise.all(
+      [1, 2, 3, 4].map((n) => measure(['--mode', 'seves', '--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--vcpus', String(n), '--vcpu-type', 'EPYC-v4'])),
+    );
+    expect(doc).toEqual({ version: 1, allowedDigests: [...expected].sort(), allowedPolicies: [5] });
+    // VECTORS.md §G, legacy VMSA: 1 and 4 vCPUs
+    expect(doc.allowedDigests).toEqual(expect.arrayContaining(['664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36', 'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9']));
+    expect(parsePolicy(doc)).toEqual(doc);
+    // stderr lists each digest with the configuration it came from
+    expect(r.err).toContain('664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36  seves, policy 0x5, 1 vCPU, EPYC-v4, legacy VMSA');
+    expect(r.err.split('\n')).toHaveLength(4);
+  });
+
+  it('the product of CPUs × vCPU counts × FPU flavours, plus SEV policies (one digest each), deduplicated', async () => {
+    const r = await run([
+      '--ovmf', SEVCTL_OVMF, '--policy', '1', '--policy', '0x5', '--policy', '0x7', '--vcpus', '1,2', '--vcpus', '2-3',
+      '--vcpu-type', 'EPYC-Milan', '--vcpu-sig', '0xa00f11', '--vcpu-family', '23', '--vcpu-model', '1', '--vcpu-stepping', '2',
+      '--vmsa-fpu', 'legacy', '--vmsa-fpu', 'init2', '--quiet',
+    ]);
+    expect(r.err).toBe('');
+    const doc = JSON.parse(r.out);
+    // SEV: 1; SEV-ES: 3 counts × 2 distinct CPUs (EPYC-Milan = 0xa00f11) × 2 flavours; 0x5 and 0x7 share digests
+    expect(doc.allowedDigests).toHaveLength(1 + 3 * 2 * 2);
+    expect(doc.allowedPolicies).toEqual([1, 5, 7]);
+    expect(doc.allowedDigests).toContain('2f6fc6065f4abc131eb4fb2b5090a542636eae84a94c0db0fdd5f405cb372ff5'); // E2 LD
+    const e4Style = await measure(['--mode', 'seves', '--ovmf', SEVCTL_OVMF, '--vcpus', '3', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1', '--vmsa-fpu', 'init2']);
+    expect(doc.allowedDigests).toContain(e4Style);
+  });
+
+  it('a --config file (paths relative to it), combined with flags; --out, --allow-debug, --min-fw-api', async () => {
+    writeFileSync(
+      join(work.dir, 'configs.json'),
+      JSON.stringify([
+        { ovmf: AMDSEV, policy: 5, vcpus: [1, 4], 'vcpu-type': 'EPYC-v4', kernel: 'empty', initrd: 'empty', append: '' },
+        { ovmf: SEVCTL_OVMF, policy: ['0x4'], vcpus: '2', 'vcpu-sig': '0xa00f11' },
+      ]),
+    );
+    const r = await run(['--config', 'configs.json', '--ovmf', SEVCTL_OVMF, '--policy', '0', '--allow-debug', '--min-fw-api', '1.51', '--out', 'policy.json']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/^wrote policy\.json: 4 digests, 4 configurations$/m);
+    const doc = JSON.parse(readFileSync(join(work.dir, 'policy.json'), 'utf8'));
+    expect(doc.allowedPolicies).toEqual([0, 4, 5]);
+    expect(doc.allowDebug).toBe(true);
+    expect([doc.minFwApiMajor, doc.minFwApiMinor]).toEqual([1, 51]);
+    expect(doc.allowedDigests).toEqual(expect.arrayContaining(['664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36', 'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9']));
+    // the broker's evaluation admits a launch with one of the digests and refuses another digest
+    const policy = parsePolicy(doc);
+    const facts = { sevPolicy: 5, apiMajor: 1, apiMinor: 55, buildId: 21, now: new Date() };
+    expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36' })).toEqual({ allowed: true });
+    expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '00'.repeat(32) }).allowed).toBe(false);
+  });
+});
+
+describe('errors', () => {
+  it.each([
+    [[], 2, 'give launch configurations with --ovmf/--policy/... or --config FILE'],
+    [['--ovmf', AMDSEV], 2, 'flags: give at least one allowed guest policy'],
+    [['--policy', '1'], 2, 'flags: the firmware (--ovmf / "ovmf") is required'],
+    [['--ovmf', AMDSEV, '--policy', '5', '--vcpu-type', 'EPYC'], 2, 'policy 0x5 is SEV-ES: give the allowed vCPU counts (--vcpus)'],
+    [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '2'], 2, 'policy 0x5 is SEV-ES: give the allowed CPUs'],
+    [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '0-2', '--vcpu-type', 'EPYC'], 2, '--vcpus 0-2 must be a range within 1..4096'],
+    [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', 'all', '--vcpu-type', 'EPYC'], 2, '--vcpus "all" must be N, N-M or a comma list'],
+    [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '1-4096', '--vcpu-type', 'EPYC', '--vcpu-sig', '1', '--vmsa-fpu', 'legacy', '--vmsa-fpu', 'init2'], 2, 'more than 4096 launch configurations'],
+    [['--ovmf', AMDSEV, '--policy', '0'], 2, 'the broker would refuse this policy: no entry of allowedPolicies passes the bit rules'],
+    [['--ovmf', AMDSEV, '--policy', '0x41'], 2, 'the broker would refuse this policy: allowedPolicies[0] 0x41 sets reserved bits'],
+    [['--ovmf', AMDSEV, '--policy', '1', '--min-fw-api', '1'], 2, '--min-fw-api must be MAJOR.MINOR'],
+    [['--ovmf', OVMFX64, '--policy', '1', '--kernel', 'empty'], 1, 'does not support kernel hashes'],
+    [['--ovmf', 'missing.fd', '--policy', '1'], 1, 'cannot read the firmware from missing.fd: ENOENT'],
+    [['--config', 'missing.json'], 1, 'cannot read the configuration from missing.json: ENOENT'],
+  ])('%j → exit %i', async (argv, code, message) => {
+    const r = await run(argv as string[]);
+    expect(r.code).toBe(code);
+    expect(r.out).toBe('');
+    expect(r.err).toContain(message as string);
+  });
+
+  it.each([
+    ['{"ovmf": 1', 'bad.json is not valid JSON'],
+    ['[1]', 'bad.json[0] must be a JSON object'],
+    ['{"ovmf": "x", "polcy": 1}', 'bad.json: unknown key "polcy"'],
+    ['{"ovmf": ["a", "b"], "policy": 1}', 'bad.json: "ovmf" takes one value'],
+    ['{"ovmf": "x", "policy": []}', 'bad.json: "policy" must be a string, a number or a non-empty list of them'],
+  ])('config %s', async (text, message) => {
+    writeFileSync(join(work.dir, 'bad.json'), text);
+    const r = await run(['--config', 'bad.json']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(message);
+  });
+});
+
