@@ -4,7 +4,7 @@ const fs = require('node:fs');
 
 const swc = ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }];
 const moduleNameMapper = {
-  '^@kb/(sev|sev-sim|sev-host-sim|grpc-api|policy|store)$': '<rootDir>/../../libs/$1/src/index.ts',
+  '^@kb/(sev|sev-sim|sev-host-sim|grpc-api|policy|store|xml)$': '<rootDir>/../../libs/$1/src/index.ts',
 };
 
 function project(dir) {

@@ -1,7 +1,5 @@
 import { qemuCommandLine } from '../src/backends/qmp/qemu-command';
 import { parseDomainDocument, readSevDomain, withLaunchSession } from '../src/domain/sev-domain';
-import { parseXml } from '../src/xml/parse';
-import { serializeXml } from '../src/xml/serialize';
 
 const DOMAIN = `<?xml version="1.0"?>
 <!-- owner's template -->
@@ -25,23 +23,6 @@ const DOMAIN = `<?xml version="1.0"?>
 `;
 
 describe('domain XML', () => {
-  it('round-trips comments, CDATA, entities and character references', () => {
-    const doc = parseXml('<a x="1 &lt; 2" y=\'&#x41;&#66;\'><!-- c --><b>t &amp; &gt;</b><![CDATA[<raw>]]><?pi x?></a>');
-    expect(doc.root.attrs).toEqual([['x', '1 < 2'], ['y', 'AB']]);
-    expect(serializeXml(doc)).toBe("<a x='1 &lt; 2' y='AB'><!-- c --><b>t &amp; &gt;</b><![CDATA[<raw>]]><?pi x?></a>");
-  });
-
-  it.each([
-    ['<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>', /DOCTYPE declarations are not supported/],
-    ['<a>&x;</a>', /unknown entity '&x;'/],
-    ['<a><b></a>', /<\/a> closes <b>/],
-    ['<a x="1" x="2"/>', /duplicate attribute 'x'/],
-    ['<a/><b/>', /content after the root element/],
-    ['<a>&#0;</a>', /invalid character reference/],
-  ])('refuses %s', (xml, message) => {
-    expect(() => parseXml(xml)).toThrow(message);
-  });
-
   it('reads what a launch needs and replaces an earlier session, leaving the rest as written', () => {
     const doc = parseDomainDocument(DOMAIN);
     const d = readSevDomain(doc);
@@ -53,6 +34,12 @@ describe('domain XML', () => {
     expect(xml).toContain("<policy>0x0007</policy>\n    <dhCert>R09ESA==</dhCert>\n    <session>U0VTU0lPTg==</session>\n  </launchSecurity>");
     expect(xml.match(/<dhCert>/g)).toHaveLength(1);
     expect(readSevDomain(parseDomainDocument(xml))).toMatchObject({ dhCert: 'R09ESA==', session: 'U0VTU0lPTg==' });
+  });
+
+  it('refuses a domain XML with a DOCTYPE (entity declarations could make the parser read host files)', () => {
+    expect(() => parseDomainDocument('<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><domain><name>&x;</name></domain>')).toThrow(
+      /the domain XML is not well-formed: DOCTYPE declarations are not supported at line 1, column 1/,
+    );
   });
 
   it('builds the QEMU command line libvirt would for the launch-relevant parts', () => {

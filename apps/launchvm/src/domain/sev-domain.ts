@@ -1,6 +1,4 @@
-import { attr, childElement, childElements, element, textOf, type XmlDocument, type XmlElement } from '../xml/node';
-import { parseXml, XmlSyntaxError } from '../xml/parse';
-import { serializeXml } from '../xml/serialize';
+import { attr, childElement, childElements, element, parseXml, serializeXml, textOf, XmlError, type XmlDocument, type XmlElement } from '@kb/xml';
 import { configError } from '../errors';
 
 /** What a launch needs from a libvirt domain with `<launchSecurity type='sev'>`. */
@@ -51,7 +49,7 @@ export function parseDomainDocument(xml: string): XmlDocument {
     if (doc.root.name !== 'domain') throw configError(`the root element is <${doc.root.name}>, not a libvirt <domain>`);
     return doc;
   } catch (e) {
-    if (e instanceof XmlSyntaxError) throw configError(`the domain XML is not well-formed: ${e.message}`);
+    if (e instanceof XmlError) throw configError(`the domain XML is not well-formed: ${e.message}`);
     throw e;
   }
 }

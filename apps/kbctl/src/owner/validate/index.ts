@@ -20,10 +20,10 @@ import {
   type LaunchDigestInput,
   type MeasuredPiece,
 } from '@kb/sev';
+import { attr, leadingText, parseXml, select, XmlError, type XmlElement } from '@kb/xml';
 import { CliError, type Command, type Io } from '../../cli';
 import { decodeBase64, flag, list, parseUint, readInput, SECRET_GUID_ALIASES, sha256File, str, writeOutput, type Values } from '../common';
 import { Virsh } from './virsh';
-import { parseXml, select, XmlError, type XmlElement } from './xml';
 
 /**
  * `kbctl validate`: libvirt's virt-qemu-sev-validate (as Debian 9.0.0 ships it), on @kb/sev. Same options and
@@ -172,7 +172,7 @@ function buildVmsas(s: State, sku: { family: number; model: number; stepping: nu
 
 function parseDoc(xml: string, what: string): XmlElement {
   try {
-    return parseXml(xml);
+    return parseXml(xml).root;
   } catch (e) {
     if (e instanceof XmlError) return fail(6, `cannot parse the ${what}: ${e.message}`);
     throw e;
@@ -188,7 +188,7 @@ function checkDomain(doc: XmlElement, secure: boolean, s: State): void {
   if (select(doc, ['domain', sev, 'session']).length !== 1) fail(4, 'Domain must have SEV session data to validate measurement');
   if (select(doc, ['domain', 'os', 'nvram']).length !== 0 && secure) fail(3, 'Domain firmware with NVRAM cannot be securely measured');
   if (select(doc, ['domain', 'os', 'loader']).length !== 1) fail(4, 'Domain must have one firmware path');
-  const measureKernel = ls[0]!.attrs.kernelHashes === 'yes';
+  const measureKernel = attr(ls[0]!, 'kernelHashes') === 'yes';
   const kernNodes = ['kernel', 'initrd', 'cmdline'].flatMap((n) => select(doc, ['domain', 'os', n]));
   if (!measureKernel) {
     if (s.kernel !== undefined) fail(2, 'kernel/initrd/cmdline provided but kernel measurement not enabled');
@@ -246,32 +246,33 @@ function loadDomain(io: Io, v: Values, s: State, virsh: Virsh, domain: string): 
     if (secure) fail(3, 'Using firmware path from XML is not secure');
     const loader = select(doc, ['domain', 'os', 'loader'])[0];
     if (loader === undefined) fail(2, '--firmware not specified and no firmware path found');
-    if (!loader!.text) fail(6, 'the domain XML <loader> names no file');
-    s.firmware = readInput(io, loader!.text, 'the firmware named in the domain XML', 6);
+    const path = leadingText(loader!);
+    if (!path) fail(6, 'the domain XML <loader> names no file');
+    s.firmware = readInput(io, path, 'the firmware named in the domain XML', 6);
     s.debug(`Firmware(sha256): ${sha256hex(s.firmware)}`);
   }
   if (s.kernel === undefined) {
     const k = fromXml('kernel', 'kernel', true);
-    if (k) s.kernel = sha256File(io, k.text, 'the kernel named in the domain XML', undefined, 6).sha256;
+    if (k) s.kernel = sha256File(io, leadingText(k), 'the kernel named in the domain XML', undefined, 6).sha256;
   }
   if (s.initrd === undefined) {
     const r = fromXml('initrd', 'initrd', true);
-    if (r) s.initrd = sha256File(io, r.text, 'the initrd named in the domain XML', undefined, 6).sha256;
+    if (r) s.initrd = sha256File(io, leadingText(r), 'the initrd named in the domain XML', undefined, 6).sha256;
   }
   if (s.cmdline === undefined) {
     const c = fromXml('cmdline', 'cmdline', false);
-    if (c) s.cmdline = c.text;
+    if (c) s.cmdline = leadingText(c);
   }
   const caps = parseDoc(virsh.capabilities(), 'capabilities XML');
   if (isEs(s) && s.vmsa0 === undefined && s.sku === undefined) {
     if (secure) fail(3, 'Using CPU SKU from capabilities is not secure');
     const sig = select(caps, ['capabilities', 'host', 'cpu', 'signature']);
     if (sig.length !== 1) fail(2, 'Libvirt is too old to report host CPU signature');
-    const a = sig[0]!.attrs;
+    const a = (k: string) => attr(sig[0]!, k);
     buildVmsas(s, {
-      family: intField(a.family, 'host CPU family'),
-      model: intField(a.model, 'host CPU model'),
-      stepping: intField(a.stepping, 'host CPU stepping'),
+      family: intField(a('family'), 'host CPU family'),
+      model: intField(a('model'), 'host CPU model'),
+      stepping: intField(a('stepping'), 'host CPU stepping'),
     });
   }
 }

@@ -1,6 +1,8 @@
-import type { XmlDocument, XmlNode } from './node';
+import type { XmlDocument, XmlNode } from './dom';
 
-const escText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+// '\r' as a reference: a literal one would become '\n' when read again (line-end normalisation); '\n' and '\t' in
+// attributes likewise, or they would come back as spaces (attribute-value normalisation).
+const escText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;');
 const escAttr = (s: string) => escText(s).replace(/'/g, '&apos;').replace(/\n/g, '&#10;').replace(/\t/g, '&#9;');
 
 function node(n: XmlNode): string {
@@ -22,6 +24,7 @@ function node(n: XmlNode): string {
   }
 }
 
+/** The document as parsed (modulo quoting, escaping and a dropped BOM), with whatever the caller changed. */
 export function serializeXml(doc: XmlDocument): string {
   return [...doc.before, doc.root, ...doc.after].map(node).join('');
 }
