@@ -49,32 +49,40 @@ export interface AuditFilter {
 
 export interface AuditLogStore {
   appendAudit(entry: AuditEntryInput): Promise<AuditEntry>;
+  /** Several entries in one statement (a busy broker batches its audit writes); all or none are stored. */
+  appendAudits(entries: AuditEntryInput[]): Promise<number>;
   /** Newest first. */
   listAudit(filter?: AuditFilter): Promise<AuditEntry[]>;
 }
 
 export function auditLogStore(ctx: StoreContext): AuditLogStore {
+  const row = (entry: AuditEntryInput) => {
+    requireId(entry.event, 'audit event');
+    requireId(entry.outcome, 'audit outcome');
+    if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
+    return {
+      at: entry.at ?? new Date(),
+      event: entry.event,
+      outcome: entry.outcome,
+      launchId: entry.launchId ?? null,
+      clientId: entry.clientId ?? null,
+      peer: entry.peer ?? null,
+      refId: entry.refId ?? null,
+      detail: entry.detail ?? null,
+    };
+  };
   return {
     async appendAudit(entry) {
-      requireId(entry.event, 'audit event');
-      requireId(entry.outcome, 'audit outcome');
-      if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
-      const [row] = await ctx.run((db) =>
-        db
-          .insert(auditLog)
-          .values({
-            at: entry.at ?? new Date(),
-            event: entry.event,
-            outcome: entry.outcome,
-            launchId: entry.launchId ?? null,
-            clientId: entry.clientId ?? null,
-            peer: entry.peer ?? null,
-            refId: entry.refId ?? null,
-            detail: entry.detail ?? null,
-          })
-          .returning(),
-      );
-      return row!;
+      const values = row(entry);
+      const [stored] = await ctx.run((db) => db.insert(auditLog).values(values).returning());
+      return stored!;
+    },
+
+    async appendAudits(entries) {
+      if (entries.length === 0) return 0;
+      const values = entries.map(row);
+      await ctx.run((db) => db.insert(auditLog).values(values));
+      return values.length;
     },
 
     async listAudit(filter = {}) {

@@ -12,18 +12,26 @@ import { base64Field } from './validate';
 const MAX_CHAIN_BYTES = 16 * 1024;
 
 /**
- * Counts unconsumed sessions without a query per GetBundle: the database count is refreshed at most once a second
- * and sessions created since are added locally. Other replicas' sessions show up at the next refresh.
+ * Counts unconsumed sessions without a query per GetBundle: the database count (which other replicas' sessions
+ * also reach) is refreshed in the background every few seconds, and sessions created here since are added locally.
+ * The cap is therefore approximate by a few seconds' worth of GetBundle calls — which the rate limit bounds.
  */
 class PendingSessions {
   private count = 0;
-  private at = 0;
+  private at = Number.NEGATIVE_INFINITY;
+  private refreshing: Promise<void> | undefined;
   constructor(private readonly ctx: BrokerContext) {}
   async current(): Promise<number> {
-    const now = this.ctx.now();
-    if (now.getTime() - this.at >= 1000) {
-      this.count = await this.ctx.store.countPendingSessions(now);
-      this.at = now.getTime();
+    const now = this.ctx.now().getTime();
+    if (now - this.at >= 5000 && !this.refreshing) {
+      this.refreshing = this.ctx.store
+        .countPendingSessions(new Date(now))
+        .then((n) => {
+          this.count = n;
+          this.at = now;
+        })
+        .finally(() => (this.refreshing = undefined));
+      if (this.at === Number.NEGATIVE_INFINITY) await this.refreshing; // the first call waits for a real count
     }
     return this.count;
   }

@@ -431,6 +431,16 @@ export function storeSuite(harness: () => Harness): void {
       expect((await store.listAudit({ event: 'GetSecret', limit: 1 })).map((e) => e.at)).toEqual([at(3)]);
     });
 
+    it('appends a batch in one statement, all or nothing, and finds entries by reference', async () => {
+      const batch = Array.from({ length: 5 }, (_, i) => ({ at: at(i + 1), event: 'GetBundle', outcome: 'issued', refId: `ref-${i}` }));
+      expect(await store.appendAudits(batch)).toBe(5);
+      expect(await store.appendAudits([])).toBe(0);
+      expect((await store.listAudit({ refId: 'ref-3' })).map((e) => e.at)).toEqual([at(4)]);
+      const bad = [{ event: 'x', outcome: 'ok' }, { event: 'y', outcome: 'ok', detail: { tek: randomBytes(16) } as never }];
+      expect(await codeOf(store.appendAudits(bad))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.listAudit()).toHaveLength(5);
+    });
+
     it('refuses binary detail (no secret bytes by accident) and bad limits', async () => {
       expect(await codeOf(store.appendAudit({ event: 'x', outcome: 'ok', detail: { tek: randomBytes(16) } as never }))).toBe('ERR_STORE_ARGUMENT');
       expect(await codeOf(store.listAudit({ limit: 0 }))).toBe('ERR_STORE_ARGUMENT');
