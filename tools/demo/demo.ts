@@ -27,6 +27,17 @@ const DISK_KEY_GUID = '736869e5-84f0-4973-92ec-06879ce3da0b'; // sevctl's / libv
 const SECRET_ID = 'demo/key/disk';
 const EXIT_SECRET_REFUSED = 8; // apps/launchvm exit-codes.ts
 
+const args = process.argv.slice(2);
+if (args.length) {
+  const help = args.includes('--help') || args.includes('-h');
+  (help ? process.stdout : process.stderr).write(
+    'Usage: npm run demo\n\nPlays the whole SEV launch story against a simulated SEV host (no options): a broker on a temporary\n' +
+      'embedded database, a policy and a secret stored with kbctl, launchvm --simulate delivering the secret, two refused\n' +
+      'launches and the audit trail explaining them. Exits 0 when everything behaves as expected.\n',
+  );
+  process.exit(help ? 0 : 2);
+}
+
 const work = mkdtempSync(join(tmpdir(), 'kb-demo-'));
 const children = new Set<ChildProcess>();
 let failures = 0;
