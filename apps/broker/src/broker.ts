@@ -13,6 +13,7 @@ import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
+import { GodhKeyPool } from './keybroker/godh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { decodeRootFile } from './trust-roots';
@@ -57,7 +58,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const serverOptions = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 };
   const server = new Server(serverOptions);
-  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx));
+  const godhKeys = new GodhKeyPool();
+  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, godhKeys));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
@@ -76,6 +78,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   } catch (e) {
     server.forceShutdown();
     adminServer.forceShutdown();
+    godhKeys.close();
     if (ownsStore) await store.close();
     throw e;
   }
@@ -93,6 +96,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     store,
     async close() {
       clearInterval(purge);
+      godhKeys.close();
       health.setStatus('', 'NOT_SERVING');
       await Promise.all([shutdown(server), shutdown(adminServer)]);
       await ctx.audit.flush();

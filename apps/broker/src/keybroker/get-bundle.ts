@@ -6,6 +6,7 @@ import { BrokerError, invalid } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
 import type { CallInfo } from '../unary';
 import { ChainRefused, type ChainCache } from './chain-cache';
+import type { GodhKeyPool } from './godh-pool';
 import { base64Field } from './validate';
 
 /** A full Rome+ chain is 11536 bytes; leave room for longer future layouts, nothing more. */
@@ -40,7 +41,7 @@ class PendingSessions {
   }
 }
 
-export function getBundleHandler(ctx: BrokerContext, chains: ChainCache) {
+export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, godhKeys: GodhKeyPool) {
   const limiter = new RateLimiter({ ratePerSecond: ctx.config.bundleRatePerSecond, burst: ctx.config.bundleBurst });
   const pending = new PendingSessions(ctx);
 
@@ -65,7 +66,7 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache) {
     if ((await pending.current()) >= ctx.config.maxPendingSessions) {
       throw new BrokerError('exhausted', 'too many launches in progress; retry later', 'pending session cap reached');
     }
-    const session = startSession({ pdh: platform.pdh, policy: req.Policy });
+    const session = startSession({ pdh: platform.pdh, policy: req.Policy, godhKey: godhKeys.take() });
     const launchId = randomUUID();
     const now = ctx.now();
     await ctx.store.createLaunchSession({

@@ -9,7 +9,10 @@ export interface StartSessionInput {
   /** The platform PDH; verifying the chain that certifies it is the caller's job. */
   pdh: SevCertificate;
   policy: number;
-  /** The following are random per session; inject them only for known-answer tests. */
+  /**
+   * The following are random per session; inject them only for known-answer tests — except `godhKey`, which a
+   * caller may generate ahead of time (never reusing one).
+   */
   tek?: Uint8Array;
   tik?: Uint8Array;
   nonce?: Uint8Array;
