@@ -1,9 +1,12 @@
 /**
- * End-to-end benchmark of the broker: a broker started in this process (apps/broker/src/broker.ts), simulated SEV
- * hosts (libs/sev-sim) calling it over real gRPC on loopback, on PGlite and on PostgreSQL, with the node:crypto ECDH
- * P-384 floor measured in the same run.
+ * End-to-end benchmark of the broker: simulated SEV hosts (libs/sev-sim) calling it over real gRPC on loopback, on
+ * PGlite and on PostgreSQL, with the node:crypto ECDH P-384 floor measured in the same run.
  *
- *   npx tsx tools/bench/broker.ts [--driver pglite|pg|both] [--seconds N] [--concurrency 1,16,64] [--json]
+ * By default the broker runs as its own process, as deployed (`tsx apps/broker/src/main.ts`, seeded through the admin
+ * API; PGlite on disk in its --data-dir), while this process runs the simulated clients, the simulated Secure
+ * Processor and the floor. `--broker inprocess` starts it in this process instead (apps/broker/src/broker.ts).
+ *
+ *   npx tsx tools/bench/broker.ts [--broker process|inprocess] [--driver pglite|pg|both] [--seconds N] [--concurrency 1,16,64] [--json]
  *
  * Cases, each at every concurrency (one gRPC connection per simulated client):
  *   GetBundle    GetBundle alone, the same certificate chain every time (chain verdict cached by the broker)
@@ -11,8 +14,9 @@
  *                on the simulated Secure Processor), then only their GetSecret calls are timed
  *   full launch  GetBundle + LAUNCH_START/UPDATE/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, checked end to end
  */
+import { execFileSync, spawn } from 'node:child_process';
 import { createECDH, createHash, diffieHellman, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,22 +26,36 @@ import { Client as PgClient } from 'pg';
 import { startBroker, type RunningBroker } from '../../apps/broker/src/broker';
 import { parseConfig, type BrokerConfig } from '../../apps/broker/src/config';
 import { silentLogger } from '../../apps/broker/src/log';
-import { keybroker } from '../../libs/grpc-api/src';
+import { admin, keybroker } from '../../libs/grpc-api/src';
 import { sevPublicKey } from '../../libs/sev/src';
-import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor, type SimulatedPlatform } from '../../libs/sev-sim/src';
+import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedSecureProcessor, type SimulatedPlatform } from '../../libs/sev-sim/src';
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
-import { fmt, measure, measureAsyncWorkers, measureEach, summarizeLatencies, table, type MeasureAsyncResult, type MeasureResult } from './harness';
+import {
+  fmt,
+  measure,
+  measureAsyncWorkers,
+  measureEach,
+  summarizeLatencies,
+  table,
+  type MeasureAsyncResult,
+  type MeasureResult,
+  type WindowHooks,
+} from './harness';
 
 const USAGE = `Usage: npx tsx tools/bench/broker.ts [options]
 
-End-to-end broker benchmark over gRPC on loopback (broker and clients in this process), next to the node:crypto
-ECDH P-384 keygen+derive floor measured in the same run.
+End-to-end broker benchmark over gRPC on loopback, next to the node:crypto ECDH P-384 keygen+derive floor measured
+in the same run. By default the broker runs as its own process (kb-broker, as deployed) and this process runs the
+simulated clients and Secure Processor.
 
 Options:
+  --broker MODE         process (default): kb-broker as its own process (tsx apps/broker/src/main.ts), seeded through
+                        the admin API, PGlite on disk in its --data-dir; inprocess: the broker in this process
   --driver D            pglite | pg | both (default: both when a PostgreSQL URL is known, else pglite)
   --database-url URL    PostgreSQL server whose role may CREATE DATABASE (default: KB_BENCH_DATABASE_URL, then
                         KB_TEST_DATABASE_URL); a fresh database is created for the run and dropped afterwards
-  --pglite-dir DIR      PGlite data directory: "memory" (default) or "tmp" (a fresh temporary directory on disk)
+  --pglite-dir DIR      --broker inprocess only: PGlite data directory, "memory" (default) or "tmp" (a fresh
+                        temporary directory on disk). A broker process always uses a fresh --data-dir on disk.
   --seconds N           measured time per case, seconds (default 3)
   --warmup-ms N         warm-up per case, milliseconds (default 300; GetSecret: one batch of max(2×clients, 32))
   --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
@@ -47,6 +65,7 @@ Options:
 `;
 
 type Driver = 'pglite' | 'pg';
+type BrokerMode = 'process' | 'inprocess';
 type CaseId = 'bundle' | 'secret' | 'launch';
 const CASES: { id: CaseId; name: string }[] = [
   { id: 'bundle', name: 'GetBundle' },
@@ -62,6 +81,12 @@ const SECRET_VALUE = randomBytes(32);
 const SECRET_GUID = randomUUID();
 const MASTER_KEY = randomBytes(32);
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
+/** The repository root (tools/bench/..). */
+const ROOT = path.resolve(__dirname, '../..');
+/** kb-broker's start-up, at most (tsx compiles on the fly). */
+const BROKER_START_TIMEOUT_MS = 60_000;
+/** After SIGTERM, how long the broker process may take to exit before it is killed. */
+const BROKER_STOP_TIMEOUT_MS = 15_000;
 const PG_POOL = 10; // openStore's default, which is what `kb-broker --database-url` uses
 const CALL_DEADLINE_MS = 60_000;
 /** Clients used to prepare GetSecret's launches (untimed), at least. */
@@ -75,6 +100,7 @@ const GOAL_LAUNCH_P99_MS = 20;
 const GOAL_LAUNCH_CLIENTS = 16;
 
 interface Options {
+  broker: BrokerMode;
   drivers: Driver[];
   driverNote?: string;
   databaseUrl?: string;
@@ -96,6 +122,7 @@ function parseOptions(): Options {
   try {
     ({ values } = parseArgs({
       options: {
+        broker: { type: 'string' },
         driver: { type: 'string' },
         'database-url': { type: 'string' },
         'pglite-dir': { type: 'string' },
@@ -153,9 +180,13 @@ function parseOptions(): Options {
       usageError(`--driver must be pglite, pg or both, got ${JSON.stringify(values.driver)}`);
   }
   if (drivers.includes('pg') && !databaseUrl) usageError('--driver pg/both needs --database-url, KB_BENCH_DATABASE_URL or KB_TEST_DATABASE_URL');
-  const pgliteDir = values['pglite-dir'] ?? 'memory';
+  const broker = values.broker ?? 'process';
+  if (broker !== 'process' && broker !== 'inprocess') usageError(`--broker must be process or inprocess, got ${JSON.stringify(broker)}`);
+  const pgliteDir = values['pglite-dir'] ?? (broker === 'process' ? 'tmp' : 'memory');
   if (pgliteDir !== 'memory' && pgliteDir !== 'tmp') usageError(`--pglite-dir must be memory or tmp, got ${JSON.stringify(pgliteDir)}`);
+  if (broker === 'process' && pgliteDir !== 'tmp') usageError('--pglite-dir memory needs --broker inprocess: a broker process keeps PGlite in its --data-dir, on disk');
   return {
+    broker,
     drivers,
     driverNote,
     databaseUrl,
@@ -246,7 +277,10 @@ function finishLaunch(sp: SimulatedSecureProcessor, p: Prepared, res: keybroker.
 
 interface Database {
   label: string;
+  /** In-process broker: opens the store. */
   open(): Promise<Store>;
+  /** Broker process: the environment telling kb-broker where its database is (PGlite: none, it uses --data-dir). */
+  brokerEnv: Record<string, string>;
   drop(): Promise<void>;
 }
 
@@ -260,15 +294,30 @@ async function adminQuery(url: string, sql: string): Promise<void> {
   }
 }
 
-async function benchDatabase(driver: Driver, opts: Options): Promise<Database> {
+/** `brokerDir`: the broker process's --data-dir (process mode), where PGlite then lives. */
+async function benchDatabase(driver: Driver, opts: Options, brokerDir: string | undefined): Promise<Database> {
   if (driver === 'pglite') {
+    if (brokerDir !== undefined) {
+      return {
+        label: `PGlite (on disk in ${path.join(brokerDir, 'pgdata')}, WASM in the broker process: what kb-broker --data-dir does in production)`,
+        open: () => Promise.reject(new Error('a broker process opens its own PGlite')),
+        brokerEnv: {},
+        drop: async () => undefined, // the directory goes with the broker's
+      };
+    }
     if (opts.pgliteDir === 'memory') {
-      return { label: 'PGlite (memory://, in-process WASM)', open: () => openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: MASTER_KEY }), drop: async () => undefined };
+      return {
+        label: 'PGlite (memory://, WASM in the bench process)',
+        open: () => openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: MASTER_KEY }),
+        brokerEnv: {},
+        drop: async () => undefined,
+      };
     }
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-bench-'));
     return {
-      label: `PGlite (${dir}, in-process WASM)`,
+      label: `PGlite (on disk in ${dir}, WASM in the bench process)`,
       open: () => openStore({ driver: 'pglite', dataDir: dir, masterKey: MASTER_KEY }),
+      brokerEnv: {},
       drop: async () => rmSync(dir, { recursive: true, force: true }),
     };
   }
@@ -279,8 +328,9 @@ async function benchDatabase(driver: Driver, opts: Options): Promise<Database> {
   url.pathname = `/${name}`;
   let dropped = false;
   return {
-    label: `PostgreSQL (${url.host}, fresh database ${name}, pool ${PG_POOL})`,
+    label: `PostgreSQL (${url.host}, fresh database ${name}, pool ${PG_POOL} in the ${brokerDir !== undefined ? 'broker' : 'bench'} process)`,
     open: () => openStore({ driver: 'pg', url: url.toString(), masterKey: MASTER_KEY, maxConnections: PG_POOL }),
+    brokerEnv: { KB_DATABASE_URL: url.toString(), KB_MASTER_KEY: MASTER_KEY.toString('base64') },
     drop: async () => {
       if (dropped) return;
       dropped = true;
@@ -293,6 +343,247 @@ function brokerConfig(): BrokerConfig {
   const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', path.join(os.tmpdir(), 'kb-bench-unused')], {});
   if (base === 'help') throw new Error('unreachable');
   return { ...base, adminToken: ADMIN_TOKEN, bundleRatePerSecond: 0, maxPendingSessions: 1_000_000_000 };
+}
+
+/** Undo steps run once, last registered first (also from the SIGINT handler, concurrently with the run's own). */
+class Cleanups {
+  private readonly steps: (() => Promise<void>)[] = [];
+  private running: Promise<void> | undefined;
+  add(step: () => Promise<void>): void {
+    this.steps.push(step);
+  }
+  run(): Promise<void> {
+    return (this.running ??= (async () => {
+      for (const step of this.steps.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          process.stderr.write(`cleanup: ${(e as Error).message}\n`);
+        }
+      }
+    })());
+  }
+}
+
+/** The broker under test, wherever it runs. */
+interface BrokerTarget {
+  address: string;
+  /** Process mode: the broker process (the node process running main.ts) and its tsx wrapper. */
+  proc?: {
+    pid: number;
+    wrapperPid: number;
+    command: string;
+    /** utime+stime of the tsx wrapper and its descendants, ms; undefined without /proc */
+    cpuMs(): number | undefined;
+    /** warn/error log lines other than the expected start-up warnings */
+    unexpectedLog: string[];
+    /** set once the process has exited */
+    exit?: { code: number | null; signal: NodeJS.Signals | null };
+    logTail(): string;
+  };
+}
+
+/** The policy document and secret the broker serves, seeded before anything is timed. */
+const DEFAULT_POLICY_DOC = { version: 1, allowedDigests: [DIGEST.toString('hex')] };
+
+async function startInProcess(db: Database, platform: SimulatedPlatform, cleanups: Cleanups): Promise<BrokerTarget> {
+  const store = await db.open();
+  cleanups.add(() => store.close());
+  await store.putPolicy('default', DEFAULT_POLICY_DOC);
+  await store.putSecret({ id: SECRET_ID, value: SECRET_VALUE });
+  const broker: RunningBroker = await startBroker(brokerConfig(), { store, logger: silentLogger, extraRoots: [platformRoot(platform)] });
+  cleanups.add(() => broker.close());
+  return { address: broker.address };
+}
+
+let clockTicks: number | undefined;
+/** USER_HZ, the unit of utime/stime in /proc/<pid>/stat. */
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** ppid and utime+stime (clock ticks) from /proc/<pid>/stat; undefined once the process is gone (or without /proc). */
+function procStat(pid: number): { ppid: number; ticks: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid … utime stime …": comm may hold spaces and parentheses, so split after the last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+}
+
+/** CPU time the whole machine spent busy (user, nice, system, irq, softirq; all CPUs), ms; undefined without /proc. */
+function machineBusyMs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return ((f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * 1000) / ticksPerSecond();
+  } catch {
+    return undefined;
+  }
+}
+
+/** `root` and all its descendants, from a scan of /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [root];
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = procStat(Number(e));
+    if (!st) continue;
+    const list = children.get(st.ppid) ?? [];
+    list.push(Number(e));
+    children.set(st.ppid, list);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
+}
+
+/** Start-up warnings a benchmark broker logs by design: the sev-sim root, and no policy until it is seeded. */
+const EXPECTED_WARNINGS = ['TRUSTING A NON-AMD ROOT', 'no tenant default policy'];
+
+/**
+ * kb-broker as its own process, as deployed: `tsx apps/broker/src/main.ts` (like apps/broker/test/support/process.ts)
+ * with a fresh --data-dir, the sev-sim root as --trust-root, the tenant default policy and the secret put through the
+ * admin API. Registers its SIGTERM (and, failing that, SIGKILL) with `cleanups` as soon as it is spawned.
+ */
+async function startProcess(db: Database, dir: string, platform: SimulatedPlatform, cleanups: Cleanups): Promise<BrokerTarget> {
+  const rootFile = path.join(dir, 'root.cert');
+  writeFileSync(rootFile, encodeRootFile(platform));
+  const args = [
+    path.join(ROOT, 'apps/broker/src/main.ts'),
+    '--listen', '127.0.0.1:0',
+    '--admin-listen', '127.0.0.1:0',
+    '--data-dir', dir,
+    '--trust-root', `sev-sim=${rootFile}`,
+    '--bundle-rate', '0',
+    '--max-pending-sessions', '1000000',
+    // info, not warn: 'broker listening' (the bound addresses) is an info line. The request path logs nothing at info.
+    '--log-level', 'info',
+  ]; // prettier-ignore
+  const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
+  const child = spawn(tsx, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...db.brokerEnv, KB_ADMIN_TOKEN: ADMIN_TOKEN, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const command = ['tsx', ...args].map((a) => path.relative(ROOT, a).startsWith('apps') ? path.relative(ROOT, a) : a).join(' ');
+  const tail: string[] = [];
+  const unexpectedLog: string[] = [];
+  let pids: number[] = child.pid !== undefined ? [child.pid] : [];
+  const proc: NonNullable<BrokerTarget['proc']> = {
+    pid: child.pid ?? -1,
+    wrapperPid: child.pid ?? -1,
+    command,
+    unexpectedLog,
+    cpuMs() {
+      let ticks = 0;
+      let seen = false;
+      for (const pid of pids) {
+        const st = procStat(pid);
+        if (st) (ticks += st.ticks), (seen = true);
+      }
+      return seen ? (ticks * 1000) / ticksPerSecond() : undefined;
+    },
+    logTail: () => tail.join('\n'),
+  };
+  // One 'close' listener for the whole life of the process ('close': exited and its stderr drained).
+  const closed = new Promise<void>((resolve) =>
+    child.once('close', (code, signal) => {
+      proc.exit = { code, signal };
+      resolve();
+    }),
+  );
+  const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
+  spawnError.catch(() => undefined);
+  cleanups.add(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const killed = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        process.stderr.write(`broker process ${proc.pid} did not exit ${BROKER_STOP_TIMEOUT_MS / 1000} s after SIGTERM: killing it\n`);
+        for (const pid of [...pids].reverse()) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        resolve();
+      }, BROKER_STOP_TIMEOUT_MS);
+    });
+    await Promise.race([closed, killed.then(() => closed)]);
+    clearTimeout(timer);
+  });
+
+  // The log (JSON lines on stderr) is read for the whole run: a pipe nobody drains would block the broker.
+  let listening: (addresses: { keybroker: string; admin: string }) => void = () => undefined;
+  const ready = new Promise<{ keybroker: string; admin: string }>((resolve) => (listening = resolve));
+  let partial = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    partial += chunk.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      tail.push(line);
+      if (tail.length > 50) tail.shift();
+      let m: { msg?: string; level?: string; keybroker?: string; admin?: string };
+      try {
+        m = JSON.parse(line) as typeof m;
+      } catch {
+        if (unexpectedLog.length < 20) unexpectedLog.push(line);
+        continue;
+      }
+      if (m.msg === 'broker listening' && m.keybroker && m.admin) listening({ keybroker: m.keybroker, admin: m.admin });
+      else if ((m.level === 'warn' || m.level === 'error') && !EXPECTED_WARNINGS.some((w) => m.msg?.startsWith(w)) && unexpectedLog.length < 20) {
+        unexpectedLog.push(line);
+      }
+    }
+  });
+
+  let timer: NodeJS.Timeout | undefined;
+  const addresses = await Promise.race([
+    ready,
+    spawnError,
+    closed.then(() => Promise.reject(new Error(`the broker process exited (${proc.exit?.code ?? proc.exit?.signal}) before listening:\n${proc.logTail()}`))),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the broker process did not start in ${BROKER_START_TIMEOUT_MS / 1000} s:\n${proc.logTail()}`)), BROKER_START_TIMEOUT_MS))),
+  ]).finally(() => clearTimeout(timer));
+
+  // tsx runs main.ts in a node child of its own: that child is the broker; both are counted for CPU time.
+  pids = processTree(child.pid!);
+  proc.pid = pids[1] ?? child.pid!; // BFS order: the wrapper's first (only) child
+
+  const client = new admin.BrokerAdminClient(addresses.admin, credentials.createInsecure());
+  try {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+    const deadline = () => ({ deadline: Date.now() + CALL_DEADLINE_MS });
+    await new Promise((resolve, reject) =>
+      client.putPolicy({ name: 'default', document_json: JSON.stringify(DEFAULT_POLICY_DOC) }, md, deadline(), (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    await new Promise((resolve, reject) =>
+      client.putSecret({ id: SECRET_ID, value: SECRET_VALUE, policy_name: '' }, md, deadline(), (e, r) => (e ? reject(e) : resolve(r))),
+    );
+  } finally {
+    client.close();
+  }
+  return { address: addresses.keybroker, proc };
 }
 
 // ---- the run --------------------------------------------------------------------------------------------------------
@@ -309,6 +600,15 @@ interface CaseResult {
   maxMs: number;
   /** opsPerSec / ECDH floor ops/s */
   ratioToFloor: number;
+  /** CPU time (user+system) of the broker process during the measured window(s), ms; null when in-process or unknown */
+  brokerCpuMs: number | null;
+  brokerCpuMsPerOp: number | null;
+  /** brokerCpuMs / window, in % of one core */
+  brokerCpuPct: number | null;
+  /** CPU time of this (bench) process during the same window(s), in % of one core */
+  benchCpuPct: number;
+  /** CPU time of everything else on the machine (PostgreSQL, other jobs) during the same window(s), in % of one core */
+  otherCpuPct: number | null;
 }
 
 interface EcdhFloor {
@@ -321,10 +621,47 @@ interface EcdhFloor {
 interface DriverResult {
   driver: Driver;
   label: string;
+  broker:
+    | { mode: 'inprocess'; pid: number }
+    | { mode: 'process'; pid: number; wrapperPid: number; command: string; exit: { code: number | null; signal: string | null } | null; unexpectedLog: string[] };
   /** measured right before this driver's cases */
   ecdhFloor: EcdhFloor;
   setupMs: number;
   results: CaseResult[];
+}
+
+/** CPU time of the broker process and of this process, summed over measured windows (WindowHooks) until taken. */
+class CpuMeter implements WindowHooks {
+  private brokerMs = 0;
+  private benchMs = 0;
+  private machineMs = 0;
+  private broker0: number | undefined;
+  private bench0: NodeJS.CpuUsage | undefined;
+  private machine0: number | undefined;
+  constructor(private readonly brokerCpuMs: (() => number | undefined) | undefined) {}
+  start(): void {
+    this.machine0 = machineBusyMs();
+    this.broker0 = this.brokerCpuMs?.();
+    this.bench0 = process.cpuUsage();
+  }
+  end(): void {
+    const bench = process.cpuUsage(this.bench0);
+    this.benchMs += (bench.user + bench.system) / 1000;
+    const broker = this.brokerCpuMs?.();
+    this.brokerMs = broker === undefined || this.broker0 === undefined ? NaN : this.brokerMs + (broker - this.broker0);
+    const machine = machineBusyMs();
+    this.machineMs = machine === undefined || this.machine0 === undefined ? NaN : this.machineMs + (machine - this.machine0);
+  }
+  /** Sums since the last take(); otherMs = the machine's busy time not spent in the broker or bench process. */
+  take(): { brokerMs: number | null; benchMs: number; otherMs: number | null } {
+    const brokerMs = this.brokerCpuMs && Number.isFinite(this.brokerMs) ? this.brokerMs : null;
+    const otherMs = Number.isFinite(this.machineMs) && (brokerMs !== null || !this.brokerCpuMs) ? Math.max(0, this.machineMs - (brokerMs ?? 0) - this.benchMs) : null;
+    const r = { brokerMs, benchMs: this.benchMs, otherMs };
+    this.brokerMs = 0;
+    this.benchMs = 0;
+    this.machineMs = 0;
+    return r;
+  }
 }
 
 async function runDriver(
@@ -336,17 +673,22 @@ async function runDriver(
   registerCleanup: (fn: (() => Promise<void>) | undefined) => void,
 ): Promise<DriverResult> {
   const t0 = performance.now();
-  const db = await benchDatabase(driver, opts);
-  registerCleanup(() => db.drop());
-  let store: Store | undefined;
-  let broker: RunningBroker | undefined;
+  const cleanups = new Cleanups();
+  registerCleanup(() => cleanups.run());
+  let target: BrokerTarget | undefined;
   const hosts: Host[] = [];
   try {
-    store = await db.open();
-    await store.putPolicy('default', { version: 1, allowedDigests: [DIGEST.toString('hex')] });
-    await store.putSecret({ id: SECRET_ID, value: SECRET_VALUE });
-    broker = await startBroker(brokerConfig(), { store, logger: silentLogger, extraRoots: [platformRoot(platform)] });
-    for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(broker.address));
+    let brokerDir: string | undefined;
+    if (opts.broker === 'process') {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-bench-broker-'));
+      cleanups.add(async () => rmSync(dir, { recursive: true, force: true }));
+      brokerDir = dir;
+    }
+    const db = await benchDatabase(driver, opts, brokerDir);
+    cleanups.add(() => db.drop());
+    target = brokerDir !== undefined ? await startProcess(db, brokerDir, platform, cleanups) : await startInProcess(db, platform, cleanups);
+    if (target.proc) progress(`  ${driver}: broker process pid ${target.proc.pid} listening on ${target.address}\n`);
+    for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(target.address));
     const sp = new SimulatedSecureProcessor(platform);
     const bundleRequest: keybroker.BundleRequest = { CertificateChain: platformChain(platform).toString('base64'), Policy: POLICY };
     /** Bundles issued by the timed GetBundle case, reused (in order) to prepare GetSecret's launches. */
@@ -359,10 +701,29 @@ async function runDriver(
     }
     const setupMs = performance.now() - t0;
 
+    const cpu = new CpuMeter(target.proc ? () => target!.proc!.cpuMs() : undefined);
     const results: CaseResult[] = [];
     const push = (id: CaseId, r: MeasureAsyncResult) => {
       const name = CASES.find((c) => c.id === id)!.name;
-      results.push({ case: id, name, concurrency: r.concurrency, ops: r.ops, seconds: r.seconds, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, maxMs: r.maxMs, ratioToFloor: r.opsPerSec / floor.opsPerSec });
+      const { brokerMs, benchMs, otherMs } = cpu.take();
+      const windowMs = r.seconds * 1000;
+      results.push({
+        case: id,
+        name,
+        concurrency: r.concurrency,
+        ops: r.ops,
+        seconds: r.seconds,
+        opsPerSec: r.opsPerSec,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        maxMs: r.maxMs,
+        ratioToFloor: r.opsPerSec / floor.opsPerSec,
+        brokerCpuMs: brokerMs,
+        brokerCpuMsPerOp: brokerMs === null ? null : brokerMs / r.ops,
+        brokerCpuPct: brokerMs === null ? null : (100 * brokerMs) / windowMs,
+        benchCpuPct: (100 * benchMs) / windowMs,
+        otherCpuPct: otherMs === null ? null : (100 * otherMs) / windowMs,
+      });
     };
 
     for (const c of opts.cases.includes('bundle') ? opts.concurrency : []) {
@@ -377,14 +738,14 @@ async function runDriver(
             if (bundles.length < MAX_KEPT_BUNDLES) bundles.push(b);
             return b;
           },
-          { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c },
+          { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu },
         ),
       );
     }
 
     for (const c of opts.cases.includes('secret') ? opts.concurrency : []) {
       progress(`  ${driver}: GetSecret, ${c} client(s) (launches prepared untimed)\n`);
-      push('secret', await measureGetSecret(hosts, sp, bundleRequest, bundles, c, opts));
+      push('secret', await measureGetSecret(hosts, sp, bundleRequest, bundles, c, opts, cpu));
     }
 
     for (const c of opts.cases.includes('launch') ? opts.concurrency : []) {
@@ -397,16 +758,24 @@ async function runDriver(
             const p = await prepareLaunch(hosts[w]!, sp, bundleRequest);
             finishLaunch(sp, p, await hosts[w]!.getSecret(p.request));
           },
-          { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c },
+          { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu },
         ),
       );
     }
-    return { driver, label: db.label, ecdhFloor: floor, setupMs, results };
+    for (const h of hosts.splice(0)) h.close();
+    await cleanups.run(); // stops the broker, so that its exit status is known
+    const p = target.proc;
+    const broker: DriverResult['broker'] = p
+      ? { mode: 'process', pid: p.pid, wrapperPid: p.wrapperPid, command: p.command, exit: p.exit ?? null, unexpectedLog: p.unexpectedLog }
+      : { mode: 'inprocess', pid: process.pid };
+    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results };
+  } catch (e) {
+    const p = target?.proc;
+    if (p?.exit && e instanceof Error) e.message += `\nthe broker process exited (${p.exit.code ?? p.exit.signal}); its last log lines:\n${p.logTail()}`;
+    throw e;
   } finally {
     for (const h of hosts) h.close();
-    if (broker) await broker.close();
-    if (store) await store.close();
-    await db.drop();
+    await cleanups.run();
     registerCleanup(undefined);
   }
 }
@@ -423,6 +792,7 @@ async function measureGetSecret(
   bundles: keybroker.BundleResponse[],
   c: number,
   opts: Options,
+  window: WindowHooks,
 ): Promise<MeasureAsyncResult> {
   // Preparation is untimed. It first uses the sessions the GetBundle case left pending (saving their GetBundle), then
   // calls GetBundle with at least PREPARE_CONCURRENCY clients even when c is smaller.
@@ -434,9 +804,9 @@ async function measureGetSecret(
     await measureEach('prepare', Array.from({ length: n }), async (_, w) => out.push(await prepareLaunch(hosts[w]!, sp, bundleRequest)), { concurrency: pc });
     return out;
   };
-  const batch = async (n: number) => {
+  const batch = async (n: number, hooks?: WindowHooks) => {
     const items = await prepare(n);
-    const r = await measureEach('GetSecret', items, async (p, w) => (p.response = await hosts[w]!.getSecret(p.request)), { concurrency: c });
+    const r = await measureEach('GetSecret', items, async (p, w) => (p.response = await hosts[w]!.getSecret(p.request)), { concurrency: c, window: hooks });
     for (const p of items) finishLaunch(sp, p, p.response!);
     return r;
   };
@@ -451,7 +821,7 @@ async function measureGetSecret(
   const latencies: Float64Array[] = [];
   while (seconds < target * 0.95) {
     const n = Math.min(100_000, Math.max(minBatch, Math.ceil(rate * (target - seconds) * 1.02)));
-    const r = await batch(n);
+    const r = await batch(n, window);
     ops += r.ops;
     seconds += r.seconds;
     latencies.push(r.latenciesMs);
@@ -472,11 +842,14 @@ async function main(): Promise<void> {
   const tStart = performance.now();
 
   let cleanup: (() => Promise<void>) | undefined;
-  process.once('SIGINT', () => {
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
     interrupted = true;
-    process.stderr.write('\ninterrupted: dropping the benchmark database\n');
-    void (cleanup ?? (async () => undefined))().finally(() => process.exit(130));
-  });
+    process.stderr.write(`\n${signal}: ${opts.broker === 'process' ? 'stopping the broker process, ' : ''}dropping the benchmark database\n`);
+    void (cleanup ?? (async () => undefined))().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   progress('setup: generating a sev-sim platform…\n');
   const tSim = performance.now();
@@ -514,7 +887,7 @@ async function main(): Promise<void> {
   for (const d of opts.drivers) {
     progress(`${d}: ECDH P-384 floor\n`);
     const floor = measureFloor();
-    progress(`${d}: starting the broker\n`);
+    progress(`${d}: starting the broker${opts.broker === 'process' ? ' process' : ''}\n`);
     drivers.push(await runDriver(d, platform, opts, floor, progress, (fn) => (cleanup = fn)));
   }
   const totalSeconds = (performance.now() - tStart) / 1000;
@@ -537,14 +910,28 @@ async function main(): Promise<void> {
     };
   });
   const notes = [
-    `The broker, its gRPC server, every simulated client and the simulated Secure Processor run in this one Node process (one JS thread) on a ${cores}-core machine; PGlite also runs on that thread, a PostgreSQL server in its own processes. Client-side work (protobuf, SP-side ECDH in LAUNCH_START, LAUNCH_SECRET) competes with the broker for the same CPU, so these are lower bounds on a dedicated broker.`,
-    `ECDH floor = node:crypto P-384 keygen+derive against the platform PDH, single-threaded, measured right before each database's cases; the faster of generateKeyPairSync + diffieHellman and createECDH.generateKeys + computeSecret. ÷ floor = case ops/s divided by that driver's floor (GetBundle does one such keygen+derive per call; a full launch two, the second in the simulated SP).`,
-    'GetBundle: the same certificate chain each call (the broker caches the chain verdict); rate limit off (bundleRatePerSecond 0), maxPendingSessions 1e9.',
+    ...(opts.broker === 'process'
+      ? [
+          `Processes (${cores} cores, shared): the bench process (pid ${process.pid}) runs the simulated hosts (gRPC clients), the simulated Secure Processor and the ECDH floor; the broker process (kb-broker: tsx apps/broker/src/main.ts, a fresh one per database; pid in each heading) runs the broker, its gRPC servers and, with PGlite, the database (on disk in its --data-dir, as in production); PostgreSQL runs in its server's own processes. Clients, PostgreSQL and the broker still share the same ${cores} cores.`,
+          'The broker process is started with --bundle-rate 0 --max-pending-sessions 1000000 --log-level info ("broker listening" is an info line; nothing is logged per request), the sev-sim root as --trust-root, KB_ADMIN_TOKEN (and KB_DATABASE_URL + KB_MASTER_KEY for PostgreSQL); the tenant default policy and the secret are put through the admin API (BrokerAdmin PutPolicy/PutSecret), then stopped with SIGTERM.',
+          `broker CPU = utime+stime of the broker process (from /proc/<pid>/stat of the tsx wrapper and its node child, ${ticksPerSecond()} ticks/s) over the measured windows only: ms/op = that ÷ ops, % = that ÷ wall time (100 % = one core). bench CPU = process.cpuUsage() of the bench process over the same windows; other CPU = the rest of the machine's busy time (/proc/stat) over them: PostgreSQL, and anything else running, which skews the run.`,
+        ]
+      : [
+          `The broker, its gRPC server, every simulated client and the simulated Secure Processor run in this one Node process (pid ${process.pid}, one JS thread) on a ${cores}-core machine; PGlite also runs on that thread, a PostgreSQL server in its own processes. Client-side work (protobuf, SP-side ECDH in LAUNCH_START, LAUNCH_SECRET) competes with the broker for the same CPU, so these are lower bounds on a dedicated broker. bench CPU = process.cpuUsage() over the measured windows (100 % = one core), broker included; other CPU = the rest of the machine's busy time (/proc/stat): PostgreSQL, and anything else running, which skews the run.`,
+        ]),
+    `ECDH floor = node:crypto P-384 keygen+derive against the platform PDH, single-threaded in the bench process, measured right before each database's cases (before its broker starts); the faster of generateKeyPairSync + diffieHellman and createECDH.generateKeys + computeSecret. ÷ floor = case ops/s divided by that driver's floor (GetBundle does one such keygen+derive per call; a full launch two, the second in the simulated SP).`,
+    `GetBundle: the same certificate chain each call (the broker caches the chain verdict); rate limit off (bundle rate 0), max pending sessions ${opts.broker === 'process' ? '1e6' : '1e9'}.`,
     'GetSecret: only the GetSecret calls are timed; their launches (GetBundle + LAUNCH_START/UPDATE/MEASURE) are prepared untimed in batches beforehand, first from the sessions the GetBundle case issued, and each response is checked by LAUNCH_SECRET afterwards. One 32-byte key under the tenant default policy.',
     'full launch: GetBundle + LAUNCH_START/UPDATE(64 KiB)/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, the guest secret checked each time.',
     'One gRPC connection per client (no subchannel sharing). Closed loop: each client sends its next call as soon as the previous one returns, so mean latency ≈ clients ÷ ops/s (Little\'s law). p50/p99/max are single-call latencies; ops/s over the whole window.',
   ];
   if (opts.driverNote) notes.push(opts.driverNote);
+  for (const d of drivers) {
+    if (d.broker.mode !== 'process') continue;
+    const exit = d.broker.exit;
+    if (!exit || exit.code !== 0) notes.push(`${d.driver}: the broker process did not exit cleanly after SIGTERM (${exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running'}).`);
+    if (d.broker.unexpectedLog.length > 0) notes.push(`${d.driver}: the broker process logged ${d.broker.unexpectedLog.length} unexpected warning/error line(s), e.g. ${d.broker.unexpectedLog[0]}`);
+  }
 
   if (opts.json) {
     process.stdout.write(
@@ -552,7 +939,7 @@ async function main(): Promise<void> {
         {
           benchmark: 'broker',
           machine,
-          settings: { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: opts.concurrency, cases: opts.cases, drivers: opts.drivers, pgliteDir: opts.pgliteDir, pgPool: PG_POOL, firmwareBytes: FIRMWARE.length, policy: POLICY },
+          settings: { broker: opts.broker, seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: opts.concurrency, cases: opts.cases, drivers: opts.drivers, pgliteDir: opts.pgliteDir, pgPool: PG_POOL, firmwareBytes: FIRMWARE.length, policy: POLICY },
           drivers,
           goals,
           setup: { simPlatformMs: Math.round(simSetupMs), driversMs: Object.fromEntries(drivers.map((d) => [d.driver, Math.round(d.setupMs)])) },
@@ -567,12 +954,21 @@ async function main(): Promise<void> {
   }
 
   const out: string[] = [];
-  out.push('broker end-to-end benchmark (gRPC on loopback, broker in this process)');
+  out.push(
+    opts.broker === 'process'
+      ? `broker end-to-end benchmark (gRPC on loopback; broker: its own process, kb-broker; clients, simulated SP and ECDH floor: this process, pid ${process.pid})`
+      : `broker end-to-end benchmark (gRPC on loopback; broker, clients, simulated SP and ECDH floor all in this process, pid ${process.pid})`,
+  );
   out.push(`cpu:  ${machine.cpu} (${cores} cores)   node: ${machine.node}   ${machine.platform}`);
   out.push(`date: ${machine.date}   ${opts.seconds} s per case after ${opts.warmupMs} ms warm-up`);
   for (const d of drivers) {
     out.push('');
     out.push(`${d.label}`);
+    out.push(
+      d.broker.mode === 'process'
+        ? `broker process: pid ${d.broker.pid} (tsx wrapper ${d.broker.wrapperPid}): ${d.broker.command}`
+        : `broker: in the bench process (pid ${d.broker.pid})`,
+    );
     out.push(
       `ECDH P-384 keygen+derive floor: ${fmt(d.ecdhFloor.opsPerSec)} ops/s (${fmt(d.ecdhFloor.meanUs)} µs/op; ` +
         d.ecdhFloor.candidates.map((c) => `${c.name} ${fmt(c.opsPerSec)}/s`).join(', ') +
@@ -580,9 +976,21 @@ async function main(): Promise<void> {
     );
     out.push(
       table(
-        ['case', 'clients', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', '÷ floor'],
-        d.results.map((r) => [r.name, String(r.concurrency), fmt(r.opsPerSec), fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.maxMs), r.ratioToFloor.toFixed(2)]),
-        new Set([1, 2, 3, 4, 5, 6]),
+        ['case', 'clients', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', '÷ floor', 'broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU'],
+        d.results.map((r) => [
+          r.name,
+          String(r.concurrency),
+          fmt(r.opsPerSec),
+          fmt(r.p50Ms),
+          fmt(r.p99Ms),
+          fmt(r.maxMs),
+          r.ratioToFloor.toFixed(2),
+          r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp),
+          r.brokerCpuPct === null ? '-' : `${r.brokerCpuPct.toFixed(0)} %`,
+          `${r.benchCpuPct.toFixed(0)} %`,
+          r.otherCpuPct === null ? '-' : `${r.otherCpuPct.toFixed(0)} %`,
+        ]),
+        new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
       ),
     );
   }
@@ -596,13 +1004,23 @@ async function main(): Promise<void> {
         (g.launchP99 ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}` : 'not measured (add 16 to --concurrency)'),
     );
   }
+  for (const d of drivers) {
+    // Where the broker's CPU goes: with one core for the broker, GetBundle ÷ floor cannot exceed floor time ÷ broker CPU per op.
+    const r = d.results.filter((x) => x.case === 'bundle' && x.brokerCpuMsPerOp !== null).at(-1);
+    if (!r) continue;
+    const floorMs = d.ecdhFloor.meanUs / 1000;
+    out.push(
+      `  ${d.driver.padEnd(6)} GetBundle at ${r.concurrency} clients: the broker process spends ${fmt(r.brokerCpuMsPerOp!)} ms CPU per call = ` +
+        `${(r.brokerCpuMsPerOp! / floorMs).toFixed(2)}× the floor's ${fmt(floorMs)} ms (ECDH ≈ ${((100 * floorMs) / r.brokerCpuMsPerOp!).toFixed(0)} % of it), at ${r.brokerCpuPct!.toFixed(0)} % of a core`,
+    );
+  }
   out.push('');
   for (const n of notes) out.push(`- ${n}`);
   out.push(`- setup: sev-sim platform ${fmt(simSetupMs / 1000)} s; ${drivers.map((d) => `${d.driver} ${fmt(d.setupMs / 1000)} s`).join(', ')}; whole run ${fmt(totalSeconds)} s.`);
   process.stdout.write(out.join('\n') + '\n');
 }
 
-/** Set on SIGINT: calls then fail because the database is being dropped, which is not worth reporting. */
+/** Set on SIGINT/SIGTERM: calls then fail because the broker is stopping and the database is being dropped. */
 let interrupted = false;
 
 main().then(

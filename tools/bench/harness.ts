@@ -28,6 +28,14 @@ export interface MeasureResult {
 export interface MeasureAsyncOptions extends MeasureOptions {
   /** Operations kept in flight at once (default 1). */
   concurrency?: number;
+  /** Called right before and right after the measured window (not around the warm-up). */
+  window?: WindowHooks;
+}
+
+/** Callbacks around a measured window, e.g. to sample CPU time consumed during exactly that window. */
+export interface WindowHooks {
+  start(): void;
+  end(): void;
 }
 
 export interface MeasureAsyncResult extends MeasureResult {
@@ -130,7 +138,9 @@ export async function measureAsync(
   };
 
   await run(warmupMs, false);
+  opts.window?.start();
   const { ops, elapsedMs, latencies } = await run(seconds * 1000, true);
+  opts.window?.end();
   const sorted = Float64Array.from(latencies).sort();
   return {
     name,
@@ -225,7 +235,9 @@ export async function measureAsyncWorkers(
   };
   await run(warmupMs, undefined);
   const samples = new Samples();
+  opts.window?.start();
   const { ops, elapsedMs } = await run(seconds * 1000, samples);
+  opts.window?.end();
   return {
     name,
     ops,
@@ -251,12 +263,13 @@ export async function measureEach<T>(
   name: string,
   items: readonly T[],
   fn: (item: T, worker: number) => Promise<unknown>,
-  opts: { concurrency?: number } = {},
+  opts: { concurrency?: number; window?: WindowHooks } = {},
 ): Promise<MeasureEachResult> {
   const concurrency = opts.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
   const samples = new Samples();
   let next = 0;
+  opts.window?.start();
   const t0 = performance.now();
   const worker = async (w: number) => {
     while (next < items.length) {
@@ -268,6 +281,7 @@ export async function measureEach<T>(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, items.length)) }, (_, w) => worker(w)));
   const elapsedMs = performance.now() - t0;
+  opts.window?.end();
   const ops = samples.length;
   return {
     name,
