@@ -13,7 +13,7 @@ import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
-import { GodhKeyPool } from './keybroker/godh-pool';
+import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { decodeRootFile } from './trust-roots';
@@ -58,8 +58,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const serverOptions = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 };
   const server = new Server(serverOptions);
-  const godhKeys = new GodhKeyPool();
-  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, godhKeys));
+  const ecdh = new EcdhPool();
+  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
@@ -78,7 +78,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   } catch (e) {
     server.forceShutdown();
     adminServer.forceShutdown();
-    godhKeys.close();
+    await ecdh.close();
     if (ownsStore) await store.close();
     throw e;
   }
@@ -96,7 +96,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     store,
     async close() {
       clearInterval(purge);
-      godhKeys.close();
+      await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
       await Promise.all([shutdown(server), shutdown(adminServer)]);
       await ctx.audit.flush();

@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
-import { cekId, decodeChain, isSevError, verifyChain, type ExtraRoot, type SevCertificate, type SevError } from '@kb/sev';
+import type { KeyObject } from 'node:crypto';
+import { cekId, decodeChain, dhPublicKey, isSevError, verifyChain, type ExtraRoot, type SevCertificate, type SevError } from '@kb/sev';
 
 export interface TrustedPlatform {
   pdh: SevCertificate;
+  /** the PDH as a key, checked to be a P-384 ECDH key once per chain */
+  pdhKey: KeyObject;
   chipId: string;
   generation: string;
   trustedBy: 'amd' | 'extra';
@@ -56,7 +59,7 @@ export class ChainCache {
     }
     try {
       const v = verifyChain(chain, { extraRoots: this.extraRoots });
-      return { pdh: v.pdh, chipId: cekId(v.chain), generation: v.generation, trustedBy: v.trustedBy, chainSha256 };
+      return { pdh: v.pdh, pdhKey: dhPublicKey(v.pdh, 'PDH certificate'), chipId: cekId(v.chain), generation: v.generation, trustedBy: v.trustedBy, chainSha256 };
     } catch (e) {
       if (isSevError(e)) return new ChainRefused(false, e);
       throw e;

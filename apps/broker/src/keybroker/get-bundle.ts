@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { assertRepresentablePolicy, describePolicy, isSevError, startSession } from '@kb/sev';
+import { assertRepresentablePolicy, describePolicy, isSevError, sessionFromAgreement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
 import { BrokerError, invalid } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
 import type { CallInfo } from '../unary';
 import { ChainRefused, type ChainCache } from './chain-cache';
-import type { GodhKeyPool } from './godh-pool';
+import type { EcdhPool } from './ecdh-pool';
 import { base64Field } from './validate';
 
 /** A full Rome+ chain is 11536 bytes; leave room for longer future layouts, nothing more. */
@@ -41,7 +41,7 @@ class PendingSessions {
   }
 }
 
-export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, godhKeys: GodhKeyPool) {
+export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, ecdh: EcdhPool) {
   const limiter = new RateLimiter({ ratePerSecond: ctx.config.bundleRatePerSecond, burst: ctx.config.bundleBurst });
   const pending = new PendingSessions(ctx);
 
@@ -66,7 +66,7 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, godhKey
     if ((await pending.current()) >= ctx.config.maxPendingSessions) {
       throw new BrokerError('exhausted', 'too many launches in progress; retry later', 'pending session cap reached');
     }
-    const session = startSession({ pdh: platform.pdh, policy: req.Policy, godhKey: godhKeys.take() });
+    const session = sessionFromAgreement({ ...(await ecdh.agree(platform.pdhKey)), policy: req.Policy });
     const launchId = randomUUID();
     const now = ctx.now();
     await ctx.store.createLaunchSession({

@@ -4,15 +4,13 @@ import { assertRepresentablePolicy } from '../launch/policy';
 import { sharedSecret } from './ecdh';
 import { generateGodhKey, godhCertificate } from './godh';
 import { wrapSession } from './wrap';
+import { expectLength } from '../util/bytes';
 
 export interface StartSessionInput {
   /** The platform PDH; verifying the chain that certifies it is the caller's job. */
   pdh: SevCertificate;
   policy: number;
-  /**
-   * The following are random per session; inject them only for known-answer tests — except `godhKey`, which a
-   * caller may generate ahead of time (never reusing one).
-   */
+  /** The following are random per session; inject them only for known-answer tests. */
   tek?: Uint8Array;
   tik?: Uint8Array;
   nonce?: Uint8Array;
@@ -38,16 +36,32 @@ export interface StartedSession {
 export function startSession(input: StartSessionInput): StartedSession {
   assertRepresentablePolicy(input.policy); // before spending an ECDH on a session that could never launch
   const godhKey = input.godhKey ?? generateGodhKey();
-  const z = sharedSecret(godhKey, input.pdh, 'PDH certificate');
+  return sessionFromAgreement({ ...input, z: sharedSecret(godhKey, input.pdh, 'PDH certificate'), godhPublicKey: godhKey });
+}
+
+export interface AgreedSessionInput extends Omit<StartSessionInput, 'pdh' | 'godhKey'> {
+  /** Z from a P-384 ECDH of a fresh GODH key with the verified PDH (48 bytes) */
+  z: Uint8Array;
+  /** that GODH key (its public half goes into the GODH certificate) */
+  godhPublicKey: KeyObject;
+}
+
+/**
+ * startSession after the key agreement, for a caller that runs the ECDH elsewhere (e.g. on a worker thread) —
+ * everything after Z is cheap. The caller owns the rule that the GODH key is fresh and Z is then dropped.
+ */
+export function sessionFromAgreement(input: AgreedSessionInput): StartedSession {
+  assertRepresentablePolicy(input.policy);
+  expectLength('ECDH shared secret', input.z, 48);
   const tek = Buffer.from(input.tek ?? randomBytes(16));
   const tik = Buffer.from(input.tik ?? randomBytes(16));
   const launchBlob = wrapSession({
-    z,
+    z: input.z,
     nonce: input.nonce ?? randomBytes(16),
     wrapIv: input.wrapIv ?? randomBytes(16),
     tek,
     tik,
     policy: input.policy,
   });
-  return { godhCert: godhCertificate(godhKey), launchBlob, tek, tik, policy: input.policy };
+  return { godhCert: godhCertificate(input.godhPublicKey), launchBlob, tek, tik, policy: input.policy };
 }

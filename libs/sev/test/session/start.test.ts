@@ -1,4 +1,4 @@
-import { createECDH, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import * as fc from 'fast-check';
 import { encodeSevCertificate, emptySignatureSlot, parseSevCertificate, type SevCertificate } from '../../src/certs/sev/certificate';
 import { Algo, Usage } from '../../src/certs/sev/usage';
@@ -6,7 +6,7 @@ import { SevError } from '../../src/errors';
 import { parseLaunchBlob } from '../../src/launch/session-blob';
 import { godhCertificate } from '../../src/session/godh';
 import { openLaunchBlob } from '../../src/session/open';
-import { startSession } from '../../src/session/start';
+import { sessionFromAgreement, startSession } from '../../src/session/start';
 import { wrapSession } from '../../src/session/wrap';
 import { readVectorFile, sevErrorCode } from './fixtures';
 
@@ -150,5 +150,22 @@ describe('startSession / openLaunchBlob', () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe('sessionFromAgreement', () => {
+  it('gives the same bundle as startSession when the ECDH ran elsewhere, and checks Z and the policy', () => {
+    const { privateKey: pdhKey, publicKey: pdhPub } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const pdh = parseSevCertificate(godhCertificate(pdhPub)); // usage PDH, ECDH, P-384: a stand-in platform PDH
+    const godhKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
+    const fixed = { policy: 0x5, tek: Buffer.alloc(16, 1), tik: Buffer.alloc(16, 2), nonce: Buffer.alloc(16, 3), wrapIv: Buffer.alloc(16, 4) };
+    const direct = startSession({ pdh, godhKey, ...fixed });
+    const z = diffieHellman({ privateKey: godhKey, publicKey: pdhPub });
+    const agreed = sessionFromAgreement({ z, godhPublicKey: createPublicKey(godhKey), ...fixed });
+    expect(agreed.launchBlob.equals(direct.launchBlob)).toBe(true);
+    expect(agreed.godhCert.equals(direct.godhCert)).toBe(true);
+    expect(openLaunchBlob({ launchBlob: agreed.launchBlob, godhCert: agreed.godhCert, pdhPrivateKey: pdhKey, policy: 0x5 })).toEqual({ tek: fixed.tek, tik: fixed.tik });
+    expect(() => sessionFromAgreement({ z: z.subarray(1), godhPublicKey: godhKey, policy: 1 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
+    expect(() => sessionFromAgreement({ z, godhPublicKey: godhKey, policy: 0x10001 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_POLICY' }));
   });
 });
