@@ -6,7 +6,7 @@ import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
  * reason under that reference in the broker log and audit trail. Messages for malformed input describe the input
  * format only — they say nothing about launches, policies or secrets.
  */
-export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'unauthenticated' | 'not-found' | 'conflict' | 'internal';
+export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'internal';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';
@@ -29,9 +29,6 @@ const CODES: Record<FailureClass, status> = {
   invalid: status.INVALID_ARGUMENT,
   denied: status.PERMISSION_DENIED,
   exhausted: status.RESOURCE_EXHAUSTED,
-  unauthenticated: status.UNAUTHENTICATED,
-  'not-found': status.NOT_FOUND,
-  conflict: status.ALREADY_EXISTS,
   internal: status.INTERNAL,
 };
 
