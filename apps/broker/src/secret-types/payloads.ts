@@ -1,20 +1,15 @@
 import { createPrivateKey, createSign, randomBytes, randomUUID } from 'node:crypto';
 import { parsePolicy, isPolicyError, type NamedPolicy, type PolicyKind } from '@kb/policy';
-import type { Store } from '@kb/store';
+import type { LaunchFacts, Store } from '@kb/store';
 import { denied } from '../errors';
 import type { SecretRequestItem } from '../keybroker/validate';
 import { encodeBincodeMap } from './bincode';
 
-/** The launch facts the measurement proved (or, online, that were stored when the connection was made). */
-export interface ProvenLaunch {
-  launchId: string;
-  sevPolicy: number;
-  apiMajor: number;
-  apiMinor: number;
-  buildId: number;
-  launchDigest: Buffer;
-  chipId: string;
-}
+/**
+ * The launch facts the measurement proved (or, online, that were stored when the connection was made): exactly what
+ * a connection row keeps, so the same shape serves both.
+ */
+export type ProvenLaunch = LaunchFacts;
 
 /** A payload ready to send, and the write it implies (a `connection` row), made only once the release is certain. */
 export interface Produced {
