@@ -33,7 +33,7 @@ import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
 import {
   fmt,
   measure,
-  measureAsyncWorkers,
+  measureAsync,
   measureEach,
   summarizeLatencies,
   table,
@@ -730,7 +730,7 @@ async function runDriver(
       progress(`  ${driver}: GetBundle, ${c} client(s)\n`);
       push(
         'bundle',
-        await measureAsyncWorkers(
+        await measureAsync(
           'GetBundle',
           async (w) => {
             const b = await hosts[w]!.getBundle(bundleRequest);
@@ -752,7 +752,7 @@ async function runDriver(
       progress(`  ${driver}: full launch, ${c} client(s)\n`);
       push(
         'launch',
-        await measureAsyncWorkers(
+        await measureAsync(
           'full launch',
           async (w) => {
             const p = await prepareLaunch(hosts[w]!, sp, bundleRequest);

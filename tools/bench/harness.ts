@@ -98,63 +98,6 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[rank]!;
 }
 
-/**
- * Run an asynchronous operation with `concurrency` calls in flight for a fixed time. Reports throughput over the
- * whole window (meanUs = window / ops: inverse throughput, which is not latency once concurrency > 1) and the
- * latency of single operations (p50/p99/max, ms).
- */
-export async function measureAsync(
-  name: string,
-  fn: () => Promise<unknown>,
-  opts: MeasureAsyncOptions = {},
-): Promise<MeasureAsyncResult> {
-  const { seconds, warmupMs } = checkOptions(opts);
-  const concurrency = opts.concurrency ?? 1;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
-
-  // Every call started before the deadline is counted; the window ends when the last of them completes.
-  const run = async (durationMs: number, record: boolean) => {
-    let latencies = new Float64Array(record ? 1024 : 0);
-    let ops = 0;
-    const t0 = performance.now();
-    const deadline = t0 + durationMs;
-    const worker = async () => {
-      do {
-        const s = performance.now();
-        sink = await fn();
-        if (record) {
-          if (ops === latencies.length) {
-            const grown = new Float64Array(latencies.length * 2);
-            grown.set(latencies);
-            latencies = grown;
-          }
-          latencies[ops] = performance.now() - s;
-        }
-        ops++;
-      } while (performance.now() < deadline); // at least one call per worker, even with a 0 ms warm-up
-    };
-    await Promise.all(Array.from({ length: concurrency }, () => worker()));
-    return { ops, elapsedMs: performance.now() - t0, latencies: latencies.subarray(0, record ? ops : 0) };
-  };
-
-  await run(warmupMs, false);
-  opts.window?.start();
-  const { ops, elapsedMs, latencies } = await run(seconds * 1000, true);
-  opts.window?.end();
-  const sorted = Float64Array.from(latencies).sort();
-  return {
-    name,
-    ops,
-    seconds: elapsedMs / 1000,
-    opsPerSec: (ops * 1000) / elapsedMs,
-    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
-    concurrency,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
-  };
-}
-
 /** Format a number with a sensible number of significant digits and thousands separators. */
 export function fmt(n: number, digits = 3): string {
   if (!Number.isFinite(n)) return String(n);
@@ -174,8 +117,6 @@ export function table(header: readonly string[], rows: readonly (readonly string
       .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
-
-// ---- worker-aware and fixed-input variants of measureAsync (tools/bench/broker.ts) --------------------------------
 
 export interface LatencySummary {
   p50Ms: number;
@@ -206,18 +147,33 @@ class Samples {
   }
 }
 
-/**
- * measureAsync with the worker index (0 … concurrency-1) passed to `fn`, so that each simulated client can keep its
- * own connection or state. Same window and latency semantics as measureAsync.
- */
-export async function measureAsyncWorkers(
-  name: string,
-  fn: (worker: number) => Promise<unknown>,
-  opts: MeasureAsyncOptions = {},
-): Promise<MeasureAsyncResult> {
-  const { seconds, warmupMs } = checkOptions(opts);
+function concurrencyOf(opts: { concurrency?: number }): number {
   const concurrency = opts.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
+  return concurrency;
+}
+
+function asyncResult(name: string, ops: number, elapsedMs: number, concurrency: number, samples: Samples): MeasureAsyncResult {
+  return {
+    name,
+    ops,
+    seconds: elapsedMs / 1000,
+    opsPerSec: (ops * 1000) / elapsedMs,
+    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
+    concurrency,
+    ...summarizeLatencies(samples.values()),
+  };
+}
+
+/**
+ * Run an asynchronous operation with `concurrency` calls in flight for a fixed time; `fn` gets its worker index
+ * (0 … concurrency-1) so each simulated client can keep its own connection. Reports throughput over the whole window
+ * (meanUs = window / ops: inverse throughput, not latency once concurrency > 1) and single-call latency (p50/p99/max).
+ * Every call started before the deadline is counted; the window ends when the last of them completes.
+ */
+export async function measureAsync(name: string, fn: (worker: number) => Promise<unknown>, opts: MeasureAsyncOptions = {}): Promise<MeasureAsyncResult> {
+  const { seconds, warmupMs } = checkOptions(opts);
+  const concurrency = concurrencyOf(opts);
   const run = async (durationMs: number, samples: Samples | undefined) => {
     let ops = 0;
     const t0 = performance.now();
@@ -228,7 +184,7 @@ export async function measureAsyncWorkers(
         sink = await fn(w);
         samples?.push(performance.now() - s);
         ops++;
-      } while (performance.now() < deadline);
+      } while (performance.now() < deadline); // at least one call per worker, even with a 0 ms warm-up
     };
     await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
     return { ops, elapsedMs: performance.now() - t0 };
@@ -238,15 +194,7 @@ export async function measureAsyncWorkers(
   opts.window?.start();
   const { ops, elapsedMs } = await run(seconds * 1000, samples);
   opts.window?.end();
-  return {
-    name,
-    ops,
-    seconds: elapsedMs / 1000,
-    opsPerSec: (ops * 1000) / elapsedMs,
-    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
-    concurrency,
-    ...summarizeLatencies(samples.values()),
-  };
+  return asyncResult(name, ops, elapsedMs, concurrency, samples);
 }
 
 export interface MeasureEachResult extends MeasureAsyncResult {
@@ -265,8 +213,7 @@ export async function measureEach<T>(
   fn: (item: T, worker: number) => Promise<unknown>,
   opts: { concurrency?: number; window?: WindowHooks } = {},
 ): Promise<MeasureEachResult> {
-  const concurrency = opts.concurrency ?? 1;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${concurrency}`);
+  const concurrency = concurrencyOf(opts);
   const samples = new Samples();
   let next = 0;
   opts.window?.start();
@@ -282,15 +229,5 @@ export async function measureEach<T>(
   await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, items.length)) }, (_, w) => worker(w)));
   const elapsedMs = performance.now() - t0;
   opts.window?.end();
-  const ops = samples.length;
-  return {
-    name,
-    ops,
-    seconds: elapsedMs / 1000,
-    opsPerSec: (ops * 1000) / elapsedMs,
-    meanUs: ops > 0 ? (elapsedMs * 1000) / ops : NaN,
-    concurrency,
-    ...summarizeLatencies(samples.values()),
-    latenciesMs: Float64Array.from(samples.values()),
-  };
+  return { ...asyncResult(name, samples.length, elapsedMs, concurrency, samples), latenciesMs: Float64Array.from(samples.values()) };
 }
