@@ -6,7 +6,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { admin, keybroker } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
-import type { ExtraRoot } from '@kb/sev';
+import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
 import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
@@ -16,7 +16,6 @@ import type { BrokerContext } from './context';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
-import { decodeRootFile } from './trust-roots';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -41,7 +40,7 @@ const PROTO_DIR = resolve(__dirname, '../../../proto');
 
 export async function startBroker(config: BrokerConfig, opts: StartOptions = {}): Promise<RunningBroker> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const extraRoots = [...(opts.extraRoots ?? []), ...config.trustRoots.map((r) => ({ name: r.name, ...decodeRootFile(readFileSync(r.file)) }))];
+  const extraRoots = [...(opts.extraRoots ?? []), ...config.trustRoots.map((r) => readRootFile(r.name, r.file))];
   for (const r of extraRoots) {
     logger.warn('TRUSTING A NON-AMD ROOT: chains under it are accepted as genuine SEV platforms. Use only for labs and simulators.', {
       generation: r.name,
@@ -103,6 +102,16 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       if (ownsStore) await store.close();
     },
   };
+}
+
+/** A `--trust-root` file: ASK ‖ ARK in AMD CA format (the tail of a `sevctl export --full` chain). */
+function readRootFile(name: string, file: string): ExtraRoot {
+  try {
+    const { ask, ark } = decodeCaChain(readFileSync(file));
+    return { name, ark: ark.raw, ask: ask.raw };
+  } catch (e) {
+    throw new Error(`--trust-root ${name}=${file} must hold exactly ASK‖ARK in AMD CA format: ${(e as Error).message}`);
+  }
 }
 
 async function openConfiguredStore(config: BrokerConfig, logger: Logger): Promise<Store> {

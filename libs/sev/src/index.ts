@@ -24,11 +24,11 @@ export {
 } from './certs/sev/certificate';
 export { sevKeyFromPublicKey } from './certs/sev/key';
 export { signSevCertificate, type SevSigner } from './certs/sev/sign';
-export { parseCaCertificate, encodeCaCertificate, caCertificateLength, type CaCertificate, type CaCertificateFields } from './certs/ca/certificate';
+export { parseCaCertificate, encodeCaCertificate, type CaCertificate, type CaCertificateFields } from './certs/ca/certificate';
 export { signCaCertificate, caKeyFromPublicKey, type UnsignedCaCertificate } from './certs/ca/sign';
 export { verifyCaCertificate, verifySevCertificate } from './certs/verify';
 export { AMD_GENERATIONS, builtinCaCertificates, type AmdGeneration } from './certs/builtin/roots';
-export { decodeChain, decodePlatformChain, encodeChain, PLATFORM_CHAIN_SIZE, type FullChain, type PlatformChain } from './certs/chain/chain';
+export { decodeCaChain, decodeChain, decodePlatformChain, encodeChain, PLATFORM_CHAIN_SIZE, type FullChain, type PlatformChain } from './certs/chain/chain';
 export { verifyChain, type ExtraRoot, type VerifyChainOptions, type VerifiedChain } from './certs/chain/verify';
 export { builtinGeneration, withBuiltinCa } from './certs/chain/generation';
 export { cekId } from './certs/chain/identity';

@@ -1,6 +1,6 @@
 import {
   assertRepresentablePolicy,
-  caCertificateLength,
+  decodeCaChain,
   decodePlatformChain,
   isSevError,
   parseCaCertificate,
@@ -46,11 +46,7 @@ function describeFile(bytes: Buffer): 'pdh' | 'platform' | 'full' {
 
 function readTrustRoot(bytes: Buffer, file: string): ExtraRoot {
   try {
-    const askLen = caCertificateLength(bytes);
-    const ask = parseCaCertificate(bytes.subarray(0, askLen));
-    const rest = bytes.subarray(askLen);
-    if (caCertificateLength(rest) !== rest.length) throw new Error('extra bytes after the ARK');
-    const ark = parseCaCertificate(rest);
+    const { ask, ark } = decodeCaChain(bytes);
     return { name: `trust-root ${file}`, ark: ark.raw, ask: ask.raw };
   } catch (e) {
     throw new CliError(`--trust-root ${file} must hold exactly ASK‖ARK in AMD CA format: ${(e as Error).message}`);

@@ -60,16 +60,14 @@ export function decodePlatformChain(bytes: Uint8Array): PlatformChain {
 }
 
 /**
- * PDH ‖ PEK ‖ OCA ‖ CEK ‖ ASK ‖ ARK (10000 bytes for Naples, 11536 for later generations); the CA certificates' sizes
- * come from their preambles. A 576-byte Naples ARK at the end is accepted (see ../ca/naples-quirk.ts).
+ * ASK ‖ ARK: the tail of a full chain, and the file a trusted extra root is given in. The sizes come from the
+ * preambles; a 576-byte Naples ARK at the end is accepted (see ../ca/naples-quirk.ts).
  */
-export function decodeChain(bytes: Uint8Array): FullChain {
-  const platform = decodePlatform(bytes);
-  const rest = bytes.subarray(PLATFORM_CHAIN_SIZE);
-  const askSize = named('ASK', () => caCertificateLength(rest));
-  const ask = named('ASK', () => parseCaCertificate(rest.subarray(0, askSize)));
+export function decodeCaChain(bytes: Uint8Array): { ask: CaCertificate; ark: CaCertificate } {
+  const askSize = named('ASK', () => caCertificateLength(bytes));
+  const ask = named('ASK', () => parseCaCertificate(bytes.subarray(0, askSize)));
   expectUsage('ASK', ask.usage, Usage.ASK);
-  const arkBytes = rest.subarray(askSize);
+  const arkBytes = bytes.subarray(askSize);
   const ark = named('ARK', () => {
     const size = caCertificateLength(arkBytes);
     // The crate reads from a Cursor and ignores what follows the ARK. A valid chain's length is fixed by its
@@ -81,7 +79,13 @@ export function decodeChain(bytes: Uint8Array): FullChain {
     return parseCaCertificate(arkBytes);
   });
   expectUsage('ARK', ark.usage, Usage.ARK);
-  return { ...platform, ask, ark };
+  return { ask, ark };
+}
+
+/** PDH ‖ PEK ‖ OCA ‖ CEK ‖ ASK ‖ ARK (10000 bytes for Naples, 11536 for later generations). */
+export function decodeChain(bytes: Uint8Array): FullChain {
+  const platform = decodePlatform(bytes);
+  return { ...platform, ...decodeCaChain(bytes.subarray(PLATFORM_CHAIN_SIZE)) };
 }
 
 /** The wire form of a chain; a platform chain encodes to its four SEV certificates. */
