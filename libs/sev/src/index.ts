@@ -43,7 +43,7 @@ export { SECRET_HEADER_SIZE, encodeSecretHeader, parseSecretHeader, type LaunchS
 export { kdf } from './session/kdf';
 export { hmacSha256 } from './session/mac';
 export { aes128Ctr } from './session/aes-ctr';
-export { generateGodhKey, godhCertificate } from './session/godh';
+export { generateGodhKey, godhCertificate, type P384Point } from './session/godh';
 export { dhPublicKey } from './session/ecdh';
 export { wrapSession, unwrapSession, deriveWrapKeys, type SessionKeys, type WrapKeys } from './session/wrap';
 export { startSession, sessionFromAgreement, type AgreedSessionInput, type StartSessionInput, type StartedSession } from './session/start';

@@ -4,7 +4,7 @@
  * half of a launch.
  */
 import { randomUUID } from 'node:crypto';
-import { and, count, eq, gt, isNull, lte } from 'drizzle-orm';
+import { and, count, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { isUuid, requireId, requireLength, requireUint, type StoreContext } from './context';
 import { StoreError } from './errors';
@@ -60,6 +60,44 @@ export interface LaunchSessionStore {
 }
 
 export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
+  // GetBundle's and GetSecret's statements; everything the insert writes is known, so it returns nothing.
+  const insert = ctx.prepared((db) =>
+    db
+      .insert(launchSessions)
+      .values({
+        id: sql.placeholder('id'),
+        keysEnc: sql.placeholder('keysEnc'),
+        sevPolicy: sql.placeholder('sevPolicy'),
+        chipId: sql.placeholder('chipId'),
+        generation: sql.placeholder('generation'),
+        chainSha256: sql.placeholder('chainSha256'),
+        createdAt: sql.placeholder('createdAt'),
+        expiresAt: sql.placeholder('expiresAt'),
+      })
+      .prepare('kb_launch_session_insert'),
+  );
+  // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
+  // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
+  const consume = ctx.prepared((db) => {
+    const prior = alias(launchSessions, 'prior');
+    const now = sql.placeholder('now');
+    return db
+      .update(launchSessions)
+      // set() takes no placeholder, so the time goes in as text (consumedAtIso) for an explicit cast
+      .set({ consumedAt: sql`${sql.placeholder('consumedAtIso')}::timestamptz`, keysEnc: null })
+      .from(prior)
+      .where(
+        and(
+          eq(launchSessions.id, sql.placeholder('id')),
+          eq(prior.id, launchSessions.id),
+          isNull(launchSessions.consumedAt),
+          gt(launchSessions.expiresAt, now),
+        ),
+      )
+      .returning({ ...sessionColumns, keysEnc: prior.keysEnc })
+      .prepare('kb_launch_session_consume');
+  });
+
   return {
     async createLaunchSession(input) {
       const { id = randomUUID(), tek, tik, sevPolicy, chipId, generation, chainSha256, createdAt = new Date(), expiresAt } = input;
@@ -73,38 +111,17 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
       if (!(expiresAt.getTime() > createdAt.getTime())) {
         throw new StoreError('ERR_STORE_ARGUMENT', 'launch session must expire after it is created');
       }
-      const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId: id.toLowerCase() });
-      const [row] = await ctx.run(
-        (db) =>
-          db
-            .insert(launchSessions)
-            .values({ id, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt })
-            .returning(),
-        { unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`) },
-      );
-      return toSession(row!);
+      const rowId = id.toLowerCase(); // what PostgreSQL's uuid type gives back, so consume opens it under the same AAD
+      const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId });
+      await ctx.run(() => insert().execute({ id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt }), {
+        unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`),
+      });
+      return { id: rowId, sevPolicy, chipId, generation, chainSha256: Buffer.from(chainSha256), createdAt, expiresAt, consumedAt: null };
     },
 
     async consumeLaunchSession(id, now) {
       if (!isUuid(id)) return undefined;
-      // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
-      // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
-      const prior = alias(launchSessions, 'prior');
-      const [row] = await ctx.run((db) =>
-        db
-          .update(launchSessions)
-          .set({ consumedAt: now, keysEnc: null })
-          .from(prior)
-          .where(
-            and(
-              eq(launchSessions.id, id),
-              eq(prior.id, launchSessions.id),
-              isNull(launchSessions.consumedAt),
-              gt(launchSessions.expiresAt, now),
-            ),
-          )
-          .returning({ ...sessionColumns, keysEnc: prior.keysEnc }),
-      );
+      const [row] = await ctx.run(() => consume().execute({ id, now, consumedAtIso: now.toISOString() }));
       if (row === undefined) return undefined;
       if (row.keysEnc === null) throw new StoreError('ERR_STORE_DECRYPT', `launch session ${row.id} has no keys`);
       const keys = ctx.sealer.open(row.keysEnc, { ...SEALED_COLUMN, rowId: row.id });

@@ -1,5 +1,5 @@
 /** Named policy documents. The store keeps them as opaque JSON; libs/policy validates and evaluates them. */
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import { requireId, requireJson, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { policies, type JsonValue } from './schema';
@@ -22,6 +22,13 @@ export interface PolicyStore {
 }
 
 export function policyStore(ctx: StoreContext): PolicyStore {
+  const byName = ctx.prepared((db) =>
+    db
+      .select()
+      .from(policies)
+      .where(eq(policies.name, sql.placeholder('name')))
+      .prepare('kb_policy_get'),
+  );
   return {
     async putPolicy(name, document, now = new Date()) {
       requireId(name, 'policy name');
@@ -39,7 +46,7 @@ export function policyStore(ctx: StoreContext): PolicyStore {
     },
 
     async getPolicy(name) {
-      const [row] = await ctx.run((db) => db.select().from(policies).where(eq(policies.name, name)));
+      const [row] = await ctx.run(() => byName().execute({ name }));
       return row;
     },
 

@@ -2,7 +2,7 @@
  * Shared create-or-replace / get / list / delete for the tables holding one sealed value per id under an optional
  * policy (secrets, resources, report_keys). The AAD binds each ciphertext to its table, column and id.
  */
-import { asc, eq, getTableColumns, getTableName } from 'drizzle-orm';
+import { asc, eq, getTableColumns, getTableName, sql } from 'drizzle-orm';
 import { notFound, requireBuffer, requireId, type Db, type StoreContext } from './context';
 import type { SealedItemTable } from './schema';
 
@@ -30,6 +30,13 @@ export interface SealedItems {
 
 export function sealedItems(ctx: StoreContext, table: SealedItemTable, what: string): SealedItems {
   const binding = (rowId: string) => ({ table: getTableName(table), column: getTableColumns(table).sealed.name, rowId });
+  const byId = ctx.prepared((db) =>
+    db
+      .select()
+      .from(table)
+      .where(eq(table.id, sql.placeholder('id')))
+      .prepare(`kb_${getTableName(table)}_get`),
+  );
 
   function item(row: typeof table.$inferSelect, value: Buffer): SealedItem {
     return { id: row.id, value, policyName: row.policyName, createdAt: row.createdAt, updatedAt: row.updatedAt };
@@ -53,7 +60,7 @@ export function sealedItems(ctx: StoreContext, table: SealedItemTable, what: str
     },
 
     async get(id) {
-      const [row] = await ctx.run((db) => db.select().from(table).where(eq(table.id, id)));
+      const [row] = await ctx.run(() => byId().execute({ id }));
       return row && item(row, ctx.sealer.open(row.sealed, binding(row.id)));
     },
 

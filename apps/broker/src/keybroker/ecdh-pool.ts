@@ -1,4 +1,5 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import type { P384Point } from '@kb/sev';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -7,7 +8,14 @@ export interface Agreement {
   /** Z, 48 bytes: the caller wraps the session keys with it and then drops it */
   z: Buffer;
   /** the fresh GODH public key (its private half never leaves the worker and is dropped there) */
-  godhPublicKey: KeyObject;
+  godhPublicKey: P384Point;
+}
+
+export interface EcdhPoolOptions {
+  /** Worker threads; default: one per core but one (the event loop keeps a core for gRPC and the database). */
+  size?: number;
+  /** GODH keys each worker generates ahead while idle (see ecdh-worker.js); default 32, 0 turns it off. */
+  stock?: number;
 }
 
 interface Pending {
@@ -16,8 +24,8 @@ interface Pending {
 }
 
 /**
- * GetBundle's one expensive step — a fresh P-384 key and its ECDH with the PDH, two thirds of its CPU — runs on
- * worker threads, so the event loop keeps serving gRPC and the database while other cores do the arithmetic. A
+ * GetBundle's one expensive step — a fresh P-384 key and its ECDH with the PDH — runs on worker threads, so the event
+ * loop keeps serving gRPC and the database while other cores do the arithmetic; idle workers make keys ahead. A
  * worker that dies fails its pending agreements (those GetBundle calls answer INTERNAL) and is replaced.
  */
 export class EcdhPool {
@@ -27,8 +35,12 @@ export class EcdhPool {
   private next = 0;
   private seq = 0;
   private closed = false;
+  private readonly stock: number;
+  /** PDH keys as SPKI: the chain cache hands out the same KeyObject for a known chain, so this is one export per host. */
+  private readonly spkis = new WeakMap<KeyObject, Buffer>();
 
-  constructor(size = Math.max(1, availableParallelism() - 1)) {
+  constructor({ size = Math.max(1, availableParallelism() - 1), stock = 32 }: EcdhPoolOptions = {}) {
+    this.stock = stock;
     for (let i = 0; i < size; i++) this.workers.push(this.spawn());
   }
 
@@ -36,7 +48,8 @@ export class EcdhPool {
     if (this.closed) return Promise.reject(new Error('the ECDH pool is closed'));
     const id = ++this.seq;
     const worker = this.workers[this.next++ % this.workers.length]!;
-    const spki = pdh.export({ format: 'der', type: 'spki' });
+    let spki = this.spkis.get(pdh);
+    if (!spki) this.spkis.set(pdh, (spki = pdh.export({ format: 'der', type: 'spki' })));
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.owner.set(id, worker);
@@ -51,15 +64,15 @@ export class EcdhPool {
   }
 
   private spawn(): Worker {
-    const worker = new Worker(join(__dirname, 'ecdh-worker.js'));
+    const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock } });
     worker.unref();
-    worker.on('message', (m: { id: number; z?: Uint8Array; godhSpki?: Uint8Array; error?: string }) => {
+    worker.on('message', (m: { id: number; z?: Uint8Array; x?: Uint8Array; y?: Uint8Array; error?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       this.owner.delete(m.id);
-      if (m.error || !m.z || !m.godhSpki) return p.reject(new Error(`ECDH worker: ${m.error ?? 'empty answer'}`));
-      p.resolve({ z: Buffer.from(m.z), godhPublicKey: createPublicKey({ key: Buffer.from(m.godhSpki), format: 'der', type: 'spki' }) });
+      if (m.error || !m.z || !m.x || !m.y) return p.reject(new Error(`ECDH worker: ${m.error ?? 'empty answer'}`));
+      p.resolve({ z: Buffer.from(m.z.buffer, m.z.byteOffset, m.z.byteLength), godhPublicKey: { x: m.x, y: m.y } });
     });
     const replace = (why: Error) => {
       this.fail((w) => w === worker, why);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { assertRepresentablePolicy, describePolicy, isSevError, sessionFromAgreement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
@@ -66,20 +66,41 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, ecdh: E
     if ((await pending.current()) >= ctx.config.maxPendingSessions) {
       throw new BrokerError('exhausted', 'too many launches in progress; retry later', 'pending session cap reached');
     }
-    const session = sessionFromAgreement({ ...(await ecdh.agree(platform.pdhKey)), policy: req.Policy });
+    // TEK/TIK are random and need nothing from the agreement, so the session is stored while a worker does the ECDH.
+    // If the agreement fails, the stored session is consumed at once: never handed out, it is not left pending either.
     const launchId = randomUUID();
     const now = ctx.now();
-    await ctx.store.createLaunchSession({
-      id: launchId,
-      tek: session.tek,
-      tik: session.tik,
-      sevPolicy: req.Policy,
-      chipId: platform.chipId,
-      generation: platform.generation,
-      chainSha256: platform.chainSha256,
-      createdAt: now,
-      expiresAt: new Date(now.getTime() + ctx.config.sessionTtlSeconds * 1000),
-    });
+    const tek = randomBytes(16);
+    const tik = randomBytes(16);
+    const [agreed, stored] = await Promise.allSettled([
+      ecdh.agree(platform.pdhKey),
+      ctx.store.createLaunchSession({
+        id: launchId,
+        tek,
+        tik,
+        sevPolicy: req.Policy,
+        chipId: platform.chipId,
+        generation: platform.generation,
+        chainSha256: platform.chainSha256,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + ctx.config.sessionTtlSeconds * 1000),
+      }),
+    ]);
+    if (stored.status === 'rejected') {
+      if (agreed.status === 'fulfilled') agreed.value.z.fill(0);
+      throw stored.reason;
+    }
+    if (agreed.status === 'rejected') {
+      await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
+      throw agreed.reason;
+    }
+    const { z, godhPublicKey } = agreed.value;
+    const session = sessionFromAgreement({ z, godhPublicKey, tek, tik, policy: req.Policy });
+    z.fill(0);
+    tek.fill(0);
+    tik.fill(0);
+    session.tek.fill(0);
+    session.tik.fill(0);
     pending.added();
     ctx.audit.record({
       event: 'bundle',

@@ -3,9 +3,8 @@ import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
 import { BrokerError, denied } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
-import { lookUpSecrets } from '../secret-types/payloads';
 import type { CallInfo } from '../unary';
-import { authorize } from './release';
+import { authorize, readRelease } from './release';
 import { secretRequests, uuidField } from './validate';
 
 /**
@@ -26,10 +25,11 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
     const requested = items.map((i) => ({ guid: i.guid, type: i.type, id: i.id }));
     const base = { clientId, peer: info.peer, refId: info.refId };
     try {
-      const conn = await ctx.store.getValidConnection(clientId, ctx.now());
+      const found = ctx.store.getValidConnection(clientId, ctx.now());
+      const reads = readRelease(ctx, items); // overlaps the lookup; used only for a valid connection
+      const conn = await found;
       if (!conn) throw denied('connection unknown, expired or revoked');
-      const pending = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
-      const release = await authorize(ctx, conn, pending);
+      const release = await authorize(ctx, conn, await reads);
       const plain = encodeBincodeMap(items.map((it, i) => [it.guid, release.payloads[i]!] as const));
       await release.commit();
       const iv = randomBytes(12);

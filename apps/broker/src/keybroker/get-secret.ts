@@ -2,9 +2,9 @@ import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
 import { BrokerError, denied, invalid } from '../errors';
-import { lookUpSecrets, type ProvenLaunch } from '../secret-types/payloads';
+import type { ProvenLaunch } from '../secret-types/payloads';
 import type { CallInfo } from '../unary';
-import { authorize } from './release';
+import { authorize, readRelease } from './release';
 import { base64Field, byteField, secretRequests, SECRET_TYPES, uuidField } from './validate';
 
 /**
@@ -31,7 +31,9 @@ export function getSecretHandler(ctx: BrokerContext) {
       return e;
     };
 
-    const session = await ctx.store.consumeLaunchSession(launchId, ctx.now());
+    const consumed = ctx.store.consumeLaunchSession(launchId, ctx.now());
+    const reads = readRelease(ctx, items); // overlaps the consume; nothing it finds is looked at unless the consume won
+    const session = await consumed;
     if (!session) throw refuse(denied('launch id unknown, expired or already used'));
     try {
       if (req.Policy !== session.sevPolicy) {
@@ -45,8 +47,7 @@ export function getSecretHandler(ctx: BrokerContext) {
         throw e;
       }
       const launch: ProvenLaunch = { launchId, sevPolicy: session.sevPolicy, apiMajor, apiMinor, buildId, launchDigest: digest, chipId: session.chipId };
-      const pendingSecrets = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
-      const release = await authorize(ctx, launch, pendingSecrets);
+      const release = await authorize(ctx, launch, await reads);
       let table: Buffer;
       try {
         table = buildSecretTable(items.map((it, i) => ({ guid: it.guid, data: release.payloads[i]! })));

@@ -1,7 +1,8 @@
-import { evaluate } from '@kb/policy';
+import { evaluate, type NamedPolicy } from '@kb/policy';
 import type { BrokerContext } from '../context';
 import { denied } from '../errors';
-import { loadPolicies, type PendingSecret, type Produced, type ProvenLaunch } from '../secret-types/payloads';
+import { loadPolicies, lookUpSecrets, type PendingSecret, type Produced, type ProvenLaunch } from '../secret-types/payloads';
+import type { SecretRequestItem } from './validate';
 
 export interface Release {
   payloads: Buffer[];
@@ -13,16 +14,41 @@ export interface Release {
   commit(): Promise<void>;
 }
 
+/** Everything a release decision reads from the database; none of it depends on the launch. */
+export interface ReleaseReads {
+  secrets: PendingSecret[];
+  policies: NamedPolicy[];
+  /** maxReleases policies by name → releases so far (re-checked atomically by commit()) */
+  releaseCounts: Map<string, number>;
+}
+
+/**
+ * The reads of a release: the requested secrets, the tenant default plus every policy attached to them, and the
+ * counters of "max releases" policies. Reads only, so a handler starts them alongside its own first step (consuming
+ * the launch id, finding the connection) and the round trips overlap; what they find is used — and a refusal they
+ * raise surfaces — only once that step has succeeded. Returned promises never reject unobserved.
+ */
+export function readRelease(ctx: BrokerContext, items: SecretRequestItem[]): Promise<ReleaseReads> {
+  const reads = (async () => {
+    const secrets = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
+    // A missing tenant default refuses everything (fail closed), like any other missing policy.
+    const refs = [{ name: ctx.config.defaultPolicy, kind: 'tenant-default' as const }, ...secrets.flatMap((s) => s.policies)];
+    const policies = await loadPolicies(ctx.store, refs);
+    const counted = [...new Set(policies.filter((p) => p.policy.maxReleases !== undefined).map((p) => p.name))];
+    const releaseCounts = new Map(await Promise.all(counted.map(async (n) => [n, await ctx.store.getReleaseCount(releaseKey(n))] as const)));
+    return { secrets, policies, releaseCounts };
+  })();
+  reads.catch(() => undefined); // observed by the caller's await later; this only keeps an early rejection from being "unhandled"
+  return reads;
+}
+
 /**
  * The release decision shared by GetSecret and GetOnlineSecret: the tenant default policy plus every policy attached
  * to what was asked for must all pass on the proven launch facts; then the payloads are produced, without writing.
  */
-export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, secrets: PendingSecret[]): Promise<Release> {
-  const refs = [{ name: ctx.config.defaultPolicy, kind: 'tenant-default' as const }, ...secrets.flatMap((s) => s.policies)];
-  // A missing tenant default refuses everything (fail closed), like any other missing policy.
-  const policies = await loadPolicies(ctx.store, refs);
-  const counted = [...new Set(policies.filter((p) => p.policy.maxReleases !== undefined).map((p) => p.name))];
-  const releaseCounts = new Map(await Promise.all(counted.map(async (n) => [n, await ctx.store.getReleaseCount(releaseKey(n))] as const)));
+export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, reads: ReleaseReads): Promise<Release> {
+  const { secrets, policies, releaseCounts } = reads;
+  const counted = [...releaseCounts.keys()];
   const verdict = evaluate(policies, {
     sevPolicy: launch.sevPolicy,
     apiMajor: launch.apiMajor,

@@ -1,6 +1,8 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { emptySignatureSlot, encodeSevCertificate } from '../certs/sev/certificate';
+import { emptySignatureSlot, encodeSevCertificate, type SevEcKey } from '../certs/sev/certificate';
 import { sevKeyFromPublicKey } from '../certs/sev/key';
+import { Curve } from '../certs/sev/layout';
+import { expectLength } from '../util/bytes';
 import { Algo, Usage } from '../certs/sev/usage';
 import { assertP384Key } from './ecdh';
 
@@ -10,18 +12,37 @@ export function generateGodhKey(): KeyObject {
 }
 
 /**
+ * A P-384 public point as big-endian coordinates (48 bytes each, as in JWK): how a GODH public key crosses a thread
+ * boundary without the cost of a DER export and re-import. Whoever passes one vouches that it is the public half of
+ * the key that made Z (it is not re-validated here).
+ */
+export interface P384Point {
+  x: Uint8Array;
+  y: Uint8Array;
+}
+
+/**
  * The GODH certificate exactly as the sev crate writes it: usage PDH, ECDH_SHA256, API version 0.0, both signature
  * slots INV/empty. It stays unsigned because the firmware never checks the GODH signature.
  */
-export function godhCertificate(key: KeyObject): Buffer {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  assertP384Key(pub, 'public', 'GODH key');
+export function godhCertificate(key: KeyObject | P384Point): Buffer {
   return encodeSevCertificate({
     apiMajor: 0,
     apiMinor: 0,
     usage: Usage.PDH,
     algo: Algo.ECDH_SHA256,
-    key: sevKeyFromPublicKey(pub),
+    key: godhSevKey(key),
     sigs: [emptySignatureSlot(), emptySignatureSlot()],
   });
+}
+
+function godhSevKey(key: KeyObject | P384Point): SevEcKey {
+  if ('x' in key && 'y' in key) {
+    expectLength('GODH x coordinate', key.x, 48);
+    expectLength('GODH y coordinate', key.y, 48);
+    return { kind: 'ec', curve: Curve.P384, x: Buffer.from(key.x), y: Buffer.from(key.y) };
+  }
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  assertP384Key(pub, 'public', 'GODH key');
+  return sevKeyFromPublicKey(pub) as SevEcKey;
 }

@@ -2,7 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import type { SevCertificate } from '../certs/sev/certificate';
 import { assertRepresentablePolicy } from '../launch/policy';
 import { sharedSecret } from './ecdh';
-import { generateGodhKey, godhCertificate } from './godh';
+import { generateGodhKey, godhCertificate, type P384Point } from './godh';
 import { wrapSession } from './wrap';
 import { expectLength } from '../util/bytes';
 
@@ -42,8 +42,8 @@ export function startSession(input: StartSessionInput): StartedSession {
 export interface AgreedSessionInput extends Omit<StartSessionInput, 'pdh' | 'godhKey'> {
   /** Z from a P-384 ECDH of a fresh GODH key with the verified PDH (48 bytes) */
   z: Uint8Array;
-  /** that GODH key (its public half goes into the GODH certificate) */
-  godhPublicKey: KeyObject;
+  /** that GODH key (its public half goes into the GODH certificate), or its public point */
+  godhPublicKey: KeyObject | P384Point;
 }
 
 /**

@@ -168,4 +168,19 @@ describe('sessionFromAgreement', () => {
     expect(() => sessionFromAgreement({ z: z.subarray(1), godhPublicKey: godhKey, policy: 1 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
     expect(() => sessionFromAgreement({ z, godhPublicKey: godhKey, policy: 0x10001 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_POLICY' }));
   });
+
+  it('takes the GODH public key as a bare point too (as a worker thread hands it over), with the same bytes', () => {
+    const { privateKey: pdhKey, publicKey: pdhPub } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const godh = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const jwk = godh.publicKey.export({ format: 'jwk' });
+    const point = { x: Buffer.from(jwk.x!, 'base64url'), y: Buffer.from(jwk.y!, 'base64url') };
+    const z = diffieHellman({ privateKey: godh.privateKey, publicKey: pdhPub });
+    const fixed = { policy: 0x1, tek: Buffer.alloc(16, 5), tik: Buffer.alloc(16, 6), nonce: Buffer.alloc(16, 7), wrapIv: Buffer.alloc(16, 8) };
+    const fromPoint = sessionFromAgreement({ z, godhPublicKey: point, ...fixed });
+    expect(fromPoint.godhCert.equals(godhCertificate(godh.publicKey))).toBe(true);
+    expect(fromPoint.launchBlob.equals(sessionFromAgreement({ z, godhPublicKey: godh.publicKey, ...fixed }).launchBlob)).toBe(true);
+    expect(openLaunchBlob({ launchBlob: fromPoint.launchBlob, godhCert: fromPoint.godhCert, pdhPrivateKey: pdhKey, policy: 0x1 })).toEqual({ tek: fixed.tek, tik: fixed.tik });
+    expect(() => godhCertificate({ x: point.x.subarray(1), y: point.y })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
+    expect(() => godhCertificate({ x: point.x, y: Buffer.concat([point.y, Buffer.of(0)]) })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
+  });
 });
