@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import type { P384Point } from '@kb/sev';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { P384Point } from '@kb/sev';
 
 export interface Agreement {
   /** Z, 48 bytes: the caller wraps the session keys with it and then drops it */
@@ -14,25 +14,41 @@ export interface Agreement {
 export interface EcdhPoolOptions {
   /** Worker threads; default: one per core but one (the event loop keeps a core for gRPC and the database). */
   size?: number;
-  /** GODH keys each worker generates ahead while idle (see ecdh-worker.js); default 32, 0 turns it off. */
+  /** GODH keys each worker makes ahead while it has nothing else to do; default 32, 0 turns it off. */
   stock?: number;
 }
 
 interface Pending {
   resolve(a: Agreement): void;
   reject(e: Error): void;
+  slot: Slot;
 }
+
+interface Slot {
+  worker: Worker;
+  /** agreements sent to this worker and not answered yet */
+  inFlight: number;
+  /** keys the worker holds (its last report, minus agreements sent since, which may have used one) */
+  stock: number;
+  /** a fill request is outstanding */
+  filling: boolean;
+}
+
+type Reply = { id: number; z?: Uint8Array; x?: Uint8Array; y?: Uint8Array; error?: string } | { stock: number };
 
 /**
  * GetBundle's one expensive step — a fresh P-384 key and its ECDH with the PDH — runs on worker threads, so the event
- * loop keeps serving gRPC and the database while other cores do the arithmetic; idle workers make keys ahead. A
- * worker that dies fails its pending agreements (those GetBundle calls answer INTERNAL) and is replaced.
+ * loop keeps serving gRPC and the database while other cores do the arithmetic.
+ *
+ * Key generation is 40 % of an agreement and needs no input, so a worker with no agreement to do is asked to make one
+ * key ahead, then another, up to `stock`: a GetBundle that finds a key in stock pays only for the derive. Under
+ * saturation the workers are never idle, the stock stays empty and each agreement makes its own key: the stock moves
+ * work into idle time and never adds any. A worker that dies fails its pending agreements (those GetBundle calls
+ * answer INTERNAL) and is replaced.
  */
 export class EcdhPool {
-  private readonly workers: Worker[] = [];
+  private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly owner = new Map<number, Worker>();
-  private next = 0;
   private seq = 0;
   private closed = false;
   private readonly stock: number;
@@ -41,55 +57,85 @@ export class EcdhPool {
 
   constructor({ size = Math.max(1, availableParallelism() - 1), stock = 32 }: EcdhPoolOptions = {}) {
     this.stock = stock;
-    for (let i = 0; i < size; i++) this.workers.push(this.spawn());
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
   agree(pdh: KeyObject): Promise<Agreement> {
     if (this.closed) return Promise.reject(new Error('the ECDH pool is closed'));
     const id = ++this.seq;
-    const worker = this.workers[this.next++ % this.workers.length]!;
+    const slot = this.pick();
     let spki = this.spkis.get(pdh);
     if (!spki) this.spkis.set(pdh, (spki = pdh.export({ format: 'der', type: 'spki' })));
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.owner.set(id, worker);
-      worker.postMessage({ id, pdhSpki: spki });
+      this.pending.set(id, { resolve, reject, slot });
+      slot.inFlight++;
+      slot.stock = Math.max(0, slot.stock - 1);
+      slot.worker.postMessage({ id, pdhSpki: spki });
     });
+  }
+
+  /** GODH keys made ahead and not used yet, over all workers (as last reported by them). */
+  stocked(): number {
+    return this.slots.reduce((n, s) => n + s.stock, 0);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.fail(() => true, new Error('the ECDH pool was closed'));
   }
 
-  private spawn(): Worker {
-    const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock } });
+  /** The least busy worker; among equals, the one with keys in stock. */
+  private pick(): Slot {
+    let best = this.slots[0]!;
+    for (const s of this.slots) {
+      if (s.inFlight < best.inFlight || (s.inFlight === best.inFlight && s.stock > best.stock)) best = s;
+    }
+    return best;
+  }
+
+  /** One key at a time, and only while the worker has no agreement queued, so a GetBundle waits for at most one. */
+  private topUp(slot: Slot): void {
+    if (this.closed || slot.filling || slot.inFlight > 0 || slot.stock >= this.stock) return;
+    slot.filling = true;
+    slot.worker.postMessage({ fill: true });
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(join(__dirname, 'ecdh-worker.js'));
     worker.unref();
-    worker.on('message', (m: { id: number; z?: Uint8Array; x?: Uint8Array; y?: Uint8Array; error?: string }) => {
+    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false };
+    worker.on('message', (m: Reply) => {
+      if ('stock' in m) {
+        slot.filling = false;
+        slot.stock = m.stock;
+        return this.topUp(slot);
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      this.owner.delete(m.id);
+      slot.inFlight--;
+      this.topUp(slot);
       if (m.error || !m.z || !m.x || !m.y) return p.reject(new Error(`ECDH worker: ${m.error ?? 'empty answer'}`));
       p.resolve({ z: Buffer.from(m.z.buffer, m.z.byteOffset, m.z.byteLength), godhPublicKey: { x: m.x, y: m.y } });
     });
     const replace = (why: Error) => {
-      this.fail((w) => w === worker, why);
-      const i = this.workers.indexOf(worker);
-      if (i >= 0 && !this.closed) this.workers[i] = this.spawn();
+      this.fail((s) => s === slot, why);
+      const i = this.slots.indexOf(slot);
+      if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
     };
     worker.on('error', replace);
     worker.on('exit', (code) => !this.closed && replace(new Error(`ECDH worker exited with code ${code}`)));
-    return worker;
+    this.topUp(slot);
+    return slot;
   }
 
-  private fail(which: (w: Worker) => boolean, why: Error): void {
-    for (const [id, w] of this.owner) {
-      if (!which(w)) continue;
-      this.pending.get(id)?.reject(why);
+  private fail(which: (s: Slot) => boolean, why: Error): void {
+    for (const [id, p] of this.pending) {
+      if (!which(p.slot)) continue;
+      p.slot.inFlight--;
+      p.reject(why);
       this.pending.delete(id);
-      this.owner.delete(id);
     }
   }
 }

@@ -1,40 +1,32 @@
 // Worker thread of EcdhPool (ecdh-pool.ts): the P-384 key generation and agreement of GetBundle, off the event loop.
 // Plain JavaScript on purpose: node:crypto only, so it loads the same way under tsx, jest and a built image.
+//
+// Messages in:  { id, pdhSpki } → { id, z, x, y } or { id, error }   one agreement
+//               { fill: true }  → { stock }                          make one key ahead (sent by the pool when idle)
+// Work happens only in message handlers: a self-scheduled loop (setImmediate) next to a busy MessagePort can leave
+// messages undelivered on Node 20, so the pool paces the key making instead.
 'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
 const { createPublicKey, diffieHellman, generateKeyPairSync } = require('node:crypto');
 
 const peers = new Map(); // SPKI (hex) → KeyObject: hosts reuse one PDH for every launch
 const MAX_PEERS = 256;
-
-// Key generation is 40 % of an agreement and needs no input, so idle time is spent making keys ahead: a GetBundle
-// that finds one in stock pays only for the derive. Each key is taken out of the stock once and used for one
-// agreement; the stock only ever holds keys no launch has used. Under saturation the stock is empty and every
-// request makes its own key, so this moves work in time and never adds any.
-const STOCK = Math.max(0, Math.floor((workerData && workerData.stock) || 0));
+/** Keys made ahead; each is taken out once and used for one agreement, so it only ever holds unused keys. */
 const stock = [];
-let filling = false;
 
+// The public half comes encoded by the key generation itself (SPKI DER, ending in the uncompressed point 04‖X‖Y).
+// Not publicKey.export(): on Node 20 a JWK export of a just-generated key can deadlock its thread, when the export
+// (which allocates while holding the key's lock) triggers the garbage collection of the generation job (which takes
+// the same lock). Seen here within seconds under load; this path never takes that lock.
 function makeKey() {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-  const { x, y } = publicKey.export({ format: 'jwk' });
-  return { privateKey, x: Buffer.from(x, 'base64url'), y: Buffer.from(y, 'base64url') };
-}
-
-// One key per turn of the event loop, so a request that arrives meanwhile waits for at most one key generation.
-function fillOne() {
-  if (stock.length >= STOCK) {
-    filling = false;
-    return;
-  }
-  stock.push(makeKey());
-  setImmediate(fillOne);
-}
-
-function refill() {
-  if (filling || stock.length >= STOCK) return;
-  filling = true;
-  setImmediate(fillOne);
+  const { privateKey, publicKey: spki } = generateKeyPairSync('ec', {
+    namedCurve: 'P-384',
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+  });
+  const point = spki.subarray(spki.length - 97);
+  if (point[0] !== 0x04) throw new Error('unexpected SPKI encoding of a P-384 key');
+  // Own buffers, not views of the DER, so postMessage copies 48 bytes each.
+  return { privateKey, x: new Uint8Array(point.subarray(1, 49)), y: new Uint8Array(point.subarray(49)) };
 }
 
 function peerKey(spki) {
@@ -48,16 +40,21 @@ function peerKey(spki) {
   return pdh;
 }
 
-parentPort.on('message', ({ id, pdhSpki }) => {
+parentPort.on('message', (m) => {
+  if (m.fill) {
+    try {
+      stock.push(makeKey());
+    } finally {
+      parentPort.postMessage({ stock: stock.length });
+    }
+    return;
+  }
   try {
-    const pdh = peerKey(pdhSpki);
+    const pdh = peerKey(m.pdhSpki);
     const key = stock.pop() || makeKey();
     const z = diffieHellman({ privateKey: key.privateKey, publicKey: pdh });
-    parentPort.postMessage({ id, z, x: key.x, y: key.y });
+    parentPort.postMessage({ id: m.id, z, x: key.x, y: key.y });
   } catch (e) {
-    parentPort.postMessage({ id, error: String((e && e.message) || e) });
+    parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
   }
-  refill();
 });
-
-refill();

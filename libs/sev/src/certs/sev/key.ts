@@ -1,12 +1,16 @@
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SevError } from '../../errors';
 import type { SevEcKey, SevRsaKey } from './certificate';
 import { Curve } from './layout';
 
 const CURVE_IDS: Record<string, number> = { 'P-256': Curve.P256, 'P-384': Curve.P384 };
 
+/** Uncompressed point length (04 ‖ X ‖ Y) per curve. */
+const POINT_BYTES: Record<string, number> = { 'P-256': 65, 'P-384': 97 };
+
 /** The pubkey fields of a SEV certificate for a node public key (P-256 / P-384 EC, RSA-2048 / RSA-4096). */
 export function sevKeyFromPublicKey(publicKey: KeyObject): SevEcKey | SevRsaKey {
+  if (publicKey.asymmetricKeyType === 'ec') return ecKeyFromSpki(publicKey);
   const jwk = publicKey.export({ format: 'jwk' });
   if (jwk.kty === 'EC') {
     const curve = CURVE_IDS[jwk.crv ?? ''];
@@ -22,4 +26,22 @@ export function sevKeyFromPublicKey(publicKey: KeyObject): SevEcKey | SevRsaKey 
     return { kind: 'rsa', modulusBits, exponent: Buffer.from(jwk.e!, 'base64url'), modulus };
   }
   throw new SevError('ERR_SEV_ARGUMENT', `SEV certificates hold EC or RSA keys, not ${String(jwk.kty)}`);
+}
+
+/**
+ * EC coordinates from the SPKI DER (which ends in the uncompressed point) rather than a JWK export: on Node 20 a JWK
+ * export of a freshly generated key can deadlock its thread (it allocates while holding the key's lock, and a garbage
+ * collection it triggers may finalize the generating job, which takes the same lock).
+ */
+function ecKeyFromSpki(publicKey: KeyObject): SevEcKey {
+  const name = { secp256r1: 'P-256', prime256v1: 'P-256', secp384r1: 'P-384' }[publicKey.asymmetricKeyDetails?.namedCurve ?? ''];
+  const curve = CURVE_IDS[name ?? ''];
+  if (name === undefined || curve === undefined) {
+    throw new SevError('ERR_SEV_ARGUMENT', `SEV certificates hold P-256 or P-384 keys, not ${publicKey.asymmetricKeyDetails?.namedCurve}`);
+  }
+  const der = (publicKey.type === 'private' ? createPublicKey(publicKey) : publicKey).export({ format: 'der', type: 'spki' });
+  const point = der.subarray(der.length - POINT_BYTES[name]!);
+  if (point[0] !== 0x04) throw new SevError('ERR_SEV_ARGUMENT', 'EC public key is not encoded as an uncompressed point');
+  const n = (point.length - 1) / 2;
+  return { kind: 'ec', curve, x: Buffer.from(point.subarray(1, 1 + n)), y: Buffer.from(point.subarray(1 + n)) };
 }
