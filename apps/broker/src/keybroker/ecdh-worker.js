@@ -3,8 +3,8 @@
 //
 // Messages in:  { id, pdhSpki } → { id, z, x, y } or { id, error }   one agreement
 //               { fill: true }  → { stock }                          make one key ahead (sent by the pool when idle)
-// Work happens only in message handlers: a self-scheduled loop (setImmediate) next to a busy MessagePort can leave
-// messages undelivered on Node 20, so the pool paces the key making instead.
+// The pool, not the worker, decides when to make keys ahead: it knows whether agreements are queued for this worker,
+// which the worker cannot see from inside a message handler.
 'use strict';
 const { parentPort } = require('node:worker_threads');
 const { createPublicKey, diffieHellman, generateKeyPairSync } = require('node:crypto');
