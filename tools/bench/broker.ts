@@ -6,17 +6,24 @@
  * API; PGlite on disk in its --data-dir), while this process runs the simulated clients, the simulated Secure
  * Processor and the floor. `--broker inprocess` starts it in this process instead (apps/broker/src/broker.ts).
  *
- *   npx tsx tools/bench/broker.ts [--broker process|inprocess] [--driver pglite|pg|both] [--seconds N] [--concurrency 1,16,64] [--json]
+ *   npx tsx tools/bench/broker.ts [--broker process|inprocess] [--driver pglite|pg|both] [--seconds N] [--concurrency 1,16,64]
+ *                                 [--cases bundle,secret,launch,paced] [--rates auto|R1,R2,…] [--cpu-prof DIR] [--json]
  *
  * Cases, each at every concurrency (one gRPC connection per simulated client):
- *   GetBundle    GetBundle alone, the same certificate chain every time (chain verdict cached by the broker)
- *   GetSecret    GetSecret alone: launches are prepared untimed beforehand (GetBundle + LAUNCH_START/UPDATE/MEASURE
- *                on the simulated Secure Processor), then only their GetSecret calls are timed
- *   full launch  GetBundle + LAUNCH_START/UPDATE/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, checked end to end
+ *   GetBundle           GetBundle alone, the same certificate chain every time (chain verdict cached by the broker)
+ *   GetSecret           GetSecret alone: launches are prepared untimed beforehand (GetBundle + LAUNCH_START/UPDATE/MEASURE
+ *                       on the simulated Secure Processor), then only their GetSecret calls are timed
+ *   full launch         GetBundle + LAUNCH_START/UPDATE/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, checked end to end;
+ *                       closed loop (each client sends its next launch when the previous one returns): capacity
+ *   full launch, paced  the same launches arriving open loop, as a Poisson process at given rates, served by the
+ *                       clients (FIFO queue when all are busy), latency from the scheduled arrival: the latency a host
+ *                       sees at a given launch rate, which is what the p99 goal is about (closed loop, 16 clients can
+ *                       only see p99 < 20 ms at > 800 launches/s, several times what two P-384 ECDHs per launch allow
+ *                       on a small machine)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createECDH, createHash, diffieHellman, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,42 +42,23 @@ import {
   measure,
   measureAsync,
   measureEach,
+  measureOpenLoop,
   summarizeLatencies,
   table,
   type MeasureAsyncResult,
+  type MeasureOpenLoopResult,
   type MeasureResult,
   type WindowHooks,
 } from './harness';
 
-const USAGE = `Usage: npx tsx tools/bench/broker.ts [options]
-
-End-to-end broker benchmark over gRPC on loopback, next to the node:crypto ECDH P-384 keygen+derive floor measured
-in the same run. By default the broker runs as its own process (kb-broker, as deployed) and this process runs the
-simulated clients and Secure Processor.
-
-Options:
-  --broker MODE         process (default): kb-broker as its own process (tsx apps/broker/src/main.ts), seeded through
-                        the admin API, PGlite on disk in its --data-dir; inprocess: the broker in this process
-  --driver D            pglite | pg | both (default: both when a PostgreSQL URL is known, else pglite)
-  --database-url URL    PostgreSQL server whose role may CREATE DATABASE (default: KB_BENCH_DATABASE_URL, then
-                        KB_TEST_DATABASE_URL); a fresh database is created for the run and dropped afterwards
-  --pglite-dir DIR      --broker inprocess only: PGlite data directory, "memory" (default) or "tmp" (a fresh
-                        temporary directory on disk). A broker process always uses a fresh --data-dir on disk.
-  --seconds N           measured time per case, seconds (default 3)
-  --warmup-ms N         warm-up per case, milliseconds (default 300; GetSecret: one batch of max(2×clients, 32))
-  --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
-  --cases LIST          any of bundle,secret,launch (default: all three)
-  --json                print one JSON object instead of the tables
-  -h, --help            print this help
-`;
-
 type Driver = 'pglite' | 'pg';
 type BrokerMode = 'process' | 'inprocess';
-type CaseId = 'bundle' | 'secret' | 'launch';
+type CaseId = 'bundle' | 'secret' | 'launch' | 'paced';
 const CASES: { id: CaseId; name: string }[] = [
   { id: 'bundle', name: 'GetBundle' },
   { id: 'secret', name: 'GetSecret' },
   { id: 'launch', name: 'full launch' },
+  { id: 'paced', name: 'full launch, paced' },
 ];
 
 const POLICY = 0x1; // NODBG
@@ -98,6 +86,49 @@ const FLOOR_SECONDS = 1;
 const GOAL_BUNDLE_RATIO = 0.7;
 const GOAL_LAUNCH_P99_MS = 20;
 const GOAL_LAUNCH_CLIENTS = 16;
+/** Default paced rates: these fractions of the closed-loop full launch/s at the same number of clients, in order. */
+const PACED_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+/** The closed-loop probe giving the paced case its capacity when the launch case is not run, seconds at most. */
+const PROBE_SECONDS = 2;
+
+const USAGE = `Usage: npx tsx tools/bench/broker.ts [options]
+
+End-to-end broker benchmark over gRPC on loopback, next to the node:crypto ECDH P-384 keygen+derive floor measured
+in the same run. By default the broker runs as its own process (kb-broker, as deployed) and this process runs the
+simulated clients and Secure Processor.
+
+Options:
+  --broker MODE         process (default): kb-broker as its own process (tsx apps/broker/src/main.ts), seeded through
+                        the admin API, PGlite on disk in its --data-dir; inprocess: the broker in this process
+  --driver D            pglite | pg | both (default: both when a PostgreSQL URL is known, else pglite)
+  --database-url URL    PostgreSQL server whose role may CREATE DATABASE (default: KB_BENCH_DATABASE_URL, then
+                        KB_TEST_DATABASE_URL); a fresh database is created for the run and dropped afterwards
+  --pglite-dir DIR      --broker inprocess only: PGlite data directory, "memory" (default) or "tmp" (a fresh
+                        temporary directory on disk). A broker process always uses a fresh --data-dir on disk.
+  --seconds N           measured time per case (paced: per rate), seconds (default 3)
+  --warmup-ms N         warm-up per case (paced: per rate), milliseconds (default 300; GetSecret: one batch of
+                        max(2×clients, 32))
+  --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
+  --cases LIST          any of bundle,secret,launch,paced (default: all four)
+                          bundle  GetBundle alone
+                          secret  GetSecret alone (its launches prepared untimed)
+                          launch  full launches, closed loop: each client sends its next launch when the previous one
+                                  returns; measures capacity (launches/s at saturation)
+                          paced   the same full launches, open loop: Poisson arrivals at offered rates, served by the
+                                  clients (FIFO queue when all are busy), latency from the scheduled arrival; measures
+                                  the latency hosts see at a given launch rate
+  --rates LIST          paced: offered rates, launches/s, comma-separated, each run for --seconds after --warmup-ms;
+                        auto (default): ${PACED_FRACTIONS.join(',')} × the closed-loop full launch/s at the same
+                        clients (from the launch case, or else a ${PROBE_SECONDS} s closed-loop probe), stopping
+                        one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms
+  --cpu-prof DIR        --broker process only: start the broker under node's --cpu-prof --cpu-prof-dir=DIR; each
+                        broker process writes one .cpuprofile per thread (main, ECDH workers, tsx's loader) when it
+                        exits after its cases (open them in Chrome DevTools or speedscope). Profiling slows the broker.
+                        For --broker inprocess, profile the bench itself instead:
+                        node --cpu-prof --cpu-prof-dir=DIR --import tsx tools/bench/broker.ts --broker inprocess …
+  --json                print one JSON object instead of the tables
+  -h, --help            print this help
+`;
 
 interface Options {
   broker: BrokerMode;
@@ -109,6 +140,10 @@ interface Options {
   warmupMs: number;
   concurrency: number[];
   cases: CaseId[];
+  /** paced: offered launches/s, ascending; undefined = auto (PACED_FRACTIONS of the closed-loop capacity) */
+  rates?: number[];
+  /** --cpu-prof: absolute directory for the broker process's CPU profiles */
+  cpuProf?: string;
   json: boolean;
 }
 
@@ -130,6 +165,8 @@ function parseOptions(): Options {
         'warmup-ms': { type: 'string' },
         concurrency: { type: 'string' },
         cases: { type: 'string' },
+        rates: { type: 'string' },
+        'cpu-prof': { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -158,7 +195,7 @@ function parseOptions(): Options {
   });
   const cases = (values.cases ?? CASES.map((c) => c.id).join(',')).split(',').map((s) => {
     const id = s.trim() as CaseId;
-    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret and/or launch, got ${JSON.stringify(values.cases)}`);
+    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret, launch and/or paced, got ${JSON.stringify(values.cases)}`);
     return id;
   });
   const databaseUrl = values['database-url'] ?? process.env.KB_BENCH_DATABASE_URL ?? process.env.KB_TEST_DATABASE_URL ?? undefined;
@@ -185,6 +222,12 @@ function parseOptions(): Options {
   const pgliteDir = values['pglite-dir'] ?? (broker === 'process' ? 'tmp' : 'memory');
   if (pgliteDir !== 'memory' && pgliteDir !== 'tmp') usageError(`--pglite-dir must be memory or tmp, got ${JSON.stringify(pgliteDir)}`);
   if (broker === 'process' && pgliteDir !== 'tmp') usageError('--pglite-dir memory needs --broker inprocess: a broker process keeps PGlite in its --data-dir, on disk');
+  const rates = parseRates(values.rates);
+  const cpuProf = values['cpu-prof'] === undefined ? undefined : path.resolve(values['cpu-prof']);
+  if (cpuProf !== undefined && broker !== 'process') {
+    usageError('--cpu-prof needs --broker process; to profile an in-process broker, run the bench itself under node --cpu-prof --import tsx');
+  }
+  if (cpuProf !== undefined) mkdirSync(cpuProf, { recursive: true });
   return {
     broker,
     drivers,
@@ -195,8 +238,21 @@ function parseOptions(): Options {
     warmupMs: num('warmup-ms', values['warmup-ms'], 300, true),
     concurrency: [...new Set(concurrency)],
     cases: CASES.map((c) => c.id).filter((id) => cases.includes(id)),
+    rates,
+    cpuProf,
     json: values.json === true,
   };
+}
+
+/** --rates: "auto" or absent = undefined; else positive launches/s, deduplicated and ascending (the goal is "up to"). */
+function parseRates(raw: string | undefined): number[] | undefined {
+  if (raw === undefined || raw.trim() === 'auto') return undefined;
+  const rates = raw.split(',').map((s) => {
+    const n = Number(s);
+    if (s.trim() === '' || !Number.isFinite(n) || n <= 0) usageError(`--rates takes launches/s > 0, comma-separated, or auto; got ${JSON.stringify(raw)}`);
+    return n;
+  });
+  return [...new Set(rates)].sort((a, b) => a - b);
 }
 
 // ---- a minimal simulated host ---------------------------------------------------------------------------------------
@@ -461,11 +517,13 @@ const EXPECTED_WARNINGS = ['TRUSTING A NON-AMD ROOT', 'no tenant default policy'
  * kb-broker as its own process, as deployed: `tsx apps/broker/src/main.ts` (like apps/broker/test/support/process.ts)
  * with a fresh --data-dir, the sev-sim root as --trust-root, the tenant default policy and the secret put through the
  * admin API. Registers its SIGTERM (and, failing that, SIGKILL) with `cleanups` as soon as it is spawned.
+ * `cpuProfDir`: run it under node's CPU profiler (tsx hands node flags before the script to the node it starts).
  */
-async function startProcess(db: Database, dir: string, platform: SimulatedPlatform, cleanups: Cleanups): Promise<BrokerTarget> {
+async function startProcess(db: Database, dir: string, platform: SimulatedPlatform, cleanups: Cleanups, cpuProfDir: string | undefined): Promise<BrokerTarget> {
   const rootFile = path.join(dir, 'root.cert');
   writeFileSync(rootFile, encodeRootFile(platform));
   const args = [
+    ...(cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
     path.join(ROOT, 'apps/broker/src/main.ts'),
     '--listen', '127.0.0.1:0',
     '--admin-listen', '127.0.0.1:0',
@@ -588,8 +646,33 @@ async function startProcess(db: Database, dir: string, platform: SimulatedPlatfo
 
 // ---- the run --------------------------------------------------------------------------------------------------------
 
-interface CaseResult {
-  case: CaseId;
+/** CPU time spent during a result's measured window(s), from CpuMeter.take(). */
+interface CpuShare {
+  /** CPU time (user+system) of the broker process during the measured window(s), ms; null when in-process or unknown */
+  brokerCpuMs: number | null;
+  brokerCpuMsPerOp: number | null;
+  /** brokerCpuMs / window, in % of one core */
+  brokerCpuPct: number | null;
+  /** CPU time of this (bench) process during the same window(s), in % of one core */
+  benchCpuPct: number;
+  /** CPU time of everything else on the machine (PostgreSQL, other jobs) during the same window(s), in % of one core */
+  otherCpuPct: number | null;
+}
+
+function cpuShare(taken: ReturnType<CpuMeter['take']>, windowMs: number, ops: number): CpuShare {
+  const { brokerMs, benchMs, otherMs } = taken;
+  return {
+    brokerCpuMs: brokerMs,
+    brokerCpuMsPerOp: brokerMs === null ? null : brokerMs / ops,
+    brokerCpuPct: brokerMs === null ? null : (100 * brokerMs) / windowMs,
+    benchCpuPct: (100 * benchMs) / windowMs,
+    otherCpuPct: otherMs === null ? null : (100 * otherMs) / windowMs,
+  };
+}
+
+/** A closed-loop case at one concurrency. */
+interface CaseResult extends CpuShare {
+  case: Exclude<CaseId, 'paced'>;
   name: string;
   concurrency: number;
   ops: number;
@@ -600,15 +683,25 @@ interface CaseResult {
   maxMs: number;
   /** opsPerSec / ECDH floor ops/s */
   ratioToFloor: number;
-  /** CPU time (user+system) of the broker process during the measured window(s), ms; null when in-process or unknown */
-  brokerCpuMs: number | null;
-  brokerCpuMsPerOp: number | null;
-  /** brokerCpuMs / window, in % of one core */
-  brokerCpuPct: number | null;
-  /** CPU time of this (bench) process during the same window(s), in % of one core */
-  benchCpuPct: number;
-  /** CPU time of everything else on the machine (PostgreSQL, other jobs) during the same window(s), in % of one core */
-  otherCpuPct: number | null;
+}
+
+/** The paced case at one offered rate (see measureOpenLoop); CPU ms/op is per launch completed in the window. */
+interface PacedRate extends Omit<MeasureOpenLoopResult, 'name' | 'concurrency'>, CpuShare {
+  /** offeredPerSec ÷ the closed-loop full launch/s at the same number of clients */
+  ratioToCapacity: number;
+  /** p99Ms < GOAL_LAUNCH_P99_MS */
+  goalMet: boolean;
+}
+
+/** The paced case at one number of clients. */
+interface PacedResult {
+  concurrency: number;
+  /** Closed-loop full launch/s at the same number of clients: the capacity the rates are compared with. */
+  closedLoopOpsPerSec: number;
+  /** where closedLoopOpsPerSec comes from: the launch case, or a short closed-loop probe when that case was not run */
+  closedLoopSource: 'launch' | 'probe';
+  /** ascending offered rates */
+  rates: PacedRate[];
 }
 
 interface EcdhFloor {
@@ -623,11 +716,23 @@ interface DriverResult {
   label: string;
   broker:
     | { mode: 'inprocess'; pid: number }
-    | { mode: 'process'; pid: number; wrapperPid: number; command: string; exit: { code: number | null; signal: string | null } | null; unexpectedLog: string[] };
+    | {
+        mode: 'process';
+        pid: number;
+        wrapperPid: number;
+        command: string;
+        exit: { code: number | null; signal: string | null } | null;
+        unexpectedLog: string[];
+        /** --cpu-prof: the profiles the broker process wrote, one per thread; null without --cpu-prof */
+        cpuProfiles: string[] | null;
+      };
   /** measured right before this driver's cases */
   ecdhFloor: EcdhFloor;
   setupMs: number;
+  /** closed-loop cases */
   results: CaseResult[];
+  /** the paced (open-loop) case, per number of clients */
+  paced: PacedResult[];
 }
 
 /** CPU time of the broker process and of this process, summed over measured windows (WindowHooks) until taken. */
@@ -686,7 +791,7 @@ async function runDriver(
     }
     const db = await benchDatabase(driver, opts, brokerDir);
     cleanups.add(() => db.drop());
-    target = brokerDir !== undefined ? await startProcess(db, brokerDir, platform, cleanups) : await startInProcess(db, platform, cleanups);
+    target = brokerDir !== undefined ? await startProcess(db, brokerDir, platform, cleanups, opts.cpuProf) : await startInProcess(db, platform, cleanups);
     if (target.proc) progress(`  ${driver}: broker process pid ${target.proc.pid} listening on ${target.address}\n`);
     for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(target.address));
     const sp = new SimulatedSecureProcessor(platform);
@@ -703,10 +808,8 @@ async function runDriver(
 
     const cpu = new CpuMeter(target.proc ? () => target!.proc!.cpuMs() : undefined);
     const results: CaseResult[] = [];
-    const push = (id: CaseId, r: MeasureAsyncResult) => {
+    const push = (id: CaseResult['case'], r: MeasureAsyncResult) => {
       const name = CASES.find((c) => c.id === id)!.name;
-      const { brokerMs, benchMs, otherMs } = cpu.take();
-      const windowMs = r.seconds * 1000;
       results.push({
         case: id,
         name,
@@ -718,13 +821,15 @@ async function runDriver(
         p99Ms: r.p99Ms,
         maxMs: r.maxMs,
         ratioToFloor: r.opsPerSec / floor.opsPerSec,
-        brokerCpuMs: brokerMs,
-        brokerCpuMsPerOp: brokerMs === null ? null : brokerMs / r.ops,
-        brokerCpuPct: brokerMs === null ? null : (100 * brokerMs) / windowMs,
-        benchCpuPct: (100 * benchMs) / windowMs,
-        otherCpuPct: otherMs === null ? null : (100 * otherMs) / windowMs,
+        ...cpuShare(cpu.take(), r.seconds * 1000, r.ops),
       });
     };
+    /** One full launch by client w: the work of both the closed-loop launch case and the paced one. */
+    const fullLaunch = async (w: number): Promise<void> => {
+      const p = await prepareLaunch(hosts[w]!, sp, bundleRequest);
+      finishLaunch(sp, p, await hosts[w]!.getSecret(p.request));
+    };
+    const note = (msg: string) => progress(`  ${driver}: ${msg}\n`);
 
     for (const c of opts.cases.includes('bundle') ? opts.concurrency : []) {
       progress(`  ${driver}: GetBundle, ${c} client(s)\n`);
@@ -749,26 +854,31 @@ async function runDriver(
     }
 
     for (const c of opts.cases.includes('launch') ? opts.concurrency : []) {
-      progress(`  ${driver}: full launch, ${c} client(s)\n`);
-      push(
-        'launch',
-        await measureAsync(
-          'full launch',
-          async (w) => {
-            const p = await prepareLaunch(hosts[w]!, sp, bundleRequest);
-            finishLaunch(sp, p, await hosts[w]!.getSecret(p.request));
-          },
-          { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu },
-        ),
-      );
+      note(`full launch, ${c} client(s)`);
+      push('launch', await measureAsync('full launch', fullLaunch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu }));
+    }
+
+    // After the closed-loop launches, whose launch/s at the same number of clients sets the default rates.
+    const paced: PacedResult[] = [];
+    for (const c of opts.cases.includes('paced') ? opts.concurrency : []) {
+      const capacity = await closedLoopCapacity(results, c, fullLaunch, opts, note);
+      paced.push(await measurePaced(fullLaunch, c, capacity, opts, cpu, note));
     }
     for (const h of hosts.splice(0)) h.close();
-    await cleanups.run(); // stops the broker, so that its exit status is known
+    await cleanups.run(); // stops the broker, so that its exit status is known (and, profiled, its profiles written)
     const p = target.proc;
     const broker: DriverResult['broker'] = p
-      ? { mode: 'process', pid: p.pid, wrapperPid: p.wrapperPid, command: p.command, exit: p.exit ?? null, unexpectedLog: p.unexpectedLog }
+      ? {
+          mode: 'process',
+          pid: p.pid,
+          wrapperPid: p.wrapperPid,
+          command: p.command,
+          exit: p.exit ?? null,
+          unexpectedLog: p.unexpectedLog,
+          cpuProfiles: opts.cpuProf !== undefined ? cpuProfilesOf(opts.cpuProf, p.pid) : null,
+        }
       : { mode: 'inprocess', pid: process.pid };
-    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results };
+    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results, paced };
   } catch (e) {
     const p = target?.proc;
     if (p?.exit && e instanceof Error) e.message += `\nthe broker process exited (${p.exit.code ?? p.exit.signal}); its last log lines:\n${p.logTail()}`;
@@ -778,6 +888,64 @@ async function runDriver(
     await cleanups.run();
     registerCleanup(undefined);
   }
+}
+
+/** The profiles node's --cpu-prof wrote in `dir` for process `pid`: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile. */
+function cpuProfilesOf(dir: string, pid: number): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile') && f.split('.')[3] === String(pid))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+/**
+ * Closed-loop full launch/s at c clients, which the paced rates are compared with: the launch case's result, or, when
+ * that case was not run, a short closed-loop probe's (not reported as a case).
+ */
+async function closedLoopCapacity(
+  results: readonly CaseResult[],
+  c: number,
+  launch: (worker: number) => Promise<void>,
+  opts: Options,
+  note: (msg: string) => void,
+): Promise<{ opsPerSec: number; source: PacedResult['closedLoopSource'] }> {
+  const measured = results.find((r) => r.case === 'launch' && r.concurrency === c);
+  if (measured) return { opsPerSec: measured.opsPerSec, source: 'launch' };
+  note(`full launch, ${c} client(s), closed-loop probe for the paced rates`);
+  const probe = await measureAsync('full launch (probe)', launch, { seconds: Math.min(opts.seconds, PROBE_SECONDS), warmupMs: opts.warmupMs, concurrency: c });
+  return { opsPerSec: probe.opsPerSec, source: 'probe' };
+}
+
+/**
+ * The paced case at c clients, one open-loop run per rate. Auto rates climb PACED_FRACTIONS of the closed-loop capacity
+ * and stop one rate after the first whose p99 misses the goal: those two show the knee, and higher rates would only
+ * queue longer (and take longer to drain). Explicit --rates all run.
+ */
+async function measurePaced(
+  launch: (worker: number) => Promise<void>,
+  c: number,
+  capacity: { opsPerSec: number; source: PacedResult['closedLoopSource'] },
+  opts: Options,
+  cpu: CpuMeter,
+  note: (msg: string) => void,
+): Promise<PacedResult> {
+  // Three significant digits, so that an auto rate can be given back to --rates as printed.
+  const rates = opts.rates ?? PACED_FRACTIONS.map((f) => Number((f * capacity.opsPerSec).toPrecision(3)));
+  const out: PacedRate[] = [];
+  for (const rate of rates) {
+    note(`full launch, paced, ${c} client(s): ${fmt(rate)}/s (${(rate / capacity.opsPerSec).toFixed(2)} × closed loop)`);
+    const { name: _name, concurrency: _c, ...r } = await measureOpenLoop('full launch, paced', launch, {
+      ratePerSec: rate,
+      concurrency: c,
+      seconds: opts.seconds,
+      warmupMs: opts.warmupMs,
+      window: cpu,
+    });
+    out.push({ ...r, ratioToCapacity: rate / capacity.opsPerSec, goalMet: r.p99Ms < GOAL_LAUNCH_P99_MS, ...cpuShare(cpu.take(), r.seconds * 1000, r.completed) });
+    const firstMiss = out.findIndex((x) => !x.goalMet);
+    if (opts.rates === undefined && firstMiss !== -1 && out.length > firstMiss + 1) break;
+  }
+  return { concurrency: c, closedLoopOpsPerSec: capacity.opsPerSec, closedLoopSource: capacity.source, rates: out };
 }
 
 /**
@@ -907,6 +1075,7 @@ async function main(): Promise<void> {
       driver: d.driver,
       bundleRatio: { goal: GOAL_BUNDLE_RATIO, byConcurrency: bundle },
       launchP99: l ? { goalMs: GOAL_LAUNCH_P99_MS, concurrency: GOAL_LAUNCH_CLIENTS, p99Ms: l.p99Ms, met: l.p99Ms < GOAL_LAUNCH_P99_MS } : null,
+      launchP99OpenLoop: openLoopGoal(d.paced),
     };
   });
   const notes = [
@@ -923,7 +1092,16 @@ async function main(): Promise<void> {
     `GetBundle: the same certificate chain each call (the broker caches the chain verdict); rate limit off (bundle rate 0), max pending sessions ${opts.broker === 'process' ? '1e6' : '1e9'}.`,
     'GetSecret: only the GetSecret calls are timed; their launches (GetBundle + LAUNCH_START/UPDATE/MEASURE) are prepared untimed in batches beforehand, first from the sessions the GetBundle case issued, and each response is checked by LAUNCH_SECRET afterwards. One 32-byte key under the tenant default policy.',
     'full launch: GetBundle + LAUNCH_START/UPDATE(64 KiB)/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, the guest secret checked each time.',
-    'One gRPC connection per client (no subchannel sharing). Closed loop: each client sends its next call as soon as the previous one returns, so mean latency ≈ clients ÷ ops/s (Little\'s law). p50/p99/max are single-call latencies; ops/s over the whole window.',
+    'One gRPC connection per client (no subchannel sharing). Closed loop (first table): each client sends its next call as soon as the previous one returns, so the broker is saturated and mean latency ≈ clients ÷ ops/s (Little\'s law): ops/s is capacity. p50/p99/max are single-call latencies; ops/s over the whole window.',
+    ...(opts.cases.includes('paced')
+      ? [
+          `Open loop (full launch, paced): launches arrive as a Poisson process at the offered rate however the broker keeps up, as from independent hosts, each taken by a free client (FIFO queue when all are busy); latency runs from the scheduled arrival, so queueing, and any lateness of the bench's event loop, counts (no coordinated omission): the latency a host sees at that launch rate. Rates: ${opts.rates === undefined ? `${PACED_FRACTIONS.join(', ')} × the closed-loop full launch/s at the same clients, stopping one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms` : 'from --rates'}; each for ${opts.seconds} s after ${opts.warmupMs} ms of arrivals at that rate.`,
+          `paced columns: closed-loop/s = the full launch case's launch/s at those clients (or, marked "probe", a ${PROBE_SECONDS} s closed-loop run when that case was not run), ÷ closed = offered ÷ that; arrivals = launches scheduled in the window, each timed to completion (few at low rates: p99 is then about the max); achieved/s = launches completed within the window ÷ its length; wait ms = mean time in the queue over all arrivals; waited = % of arrivals that found every client busy; lag p99 ms = how late the bench's event loop released arrivals (busy with other simulated hosts' SP work, which real hosts would do on their own machines), part of the latency; broker CPU ms/op per completed launch.`,
+        ]
+      : []),
+    ...(opts.cpuProf !== undefined
+      ? [`--cpu-prof: each broker process ran under node's CPU profiler (--cpu-prof --cpu-prof-dir=${opts.cpuProf}), which costs it CPU: its figures are below an unprofiled run's. The profiles are listed in each heading.`]
+      : []),
   ];
   if (opts.driverNote) notes.push(opts.driverNote);
   for (const d of drivers) {
@@ -931,6 +1109,7 @@ async function main(): Promise<void> {
     const exit = d.broker.exit;
     if (!exit || exit.code !== 0) notes.push(`${d.driver}: the broker process did not exit cleanly after SIGTERM (${exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running'}).`);
     if (d.broker.unexpectedLog.length > 0) notes.push(`${d.driver}: the broker process logged ${d.broker.unexpectedLog.length} unexpected warning/error line(s), e.g. ${d.broker.unexpectedLog[0]}`);
+    if (d.broker.cpuProfiles?.length === 0) notes.push(`${d.driver}: --cpu-prof: no .cpuprofile for broker pid ${d.broker.pid} in ${opts.cpuProf} (node writes it only on a clean exit).`);
   }
 
   if (opts.json) {
@@ -939,7 +1118,20 @@ async function main(): Promise<void> {
         {
           benchmark: 'broker',
           machine,
-          settings: { broker: opts.broker, seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: opts.concurrency, cases: opts.cases, drivers: opts.drivers, pgliteDir: opts.pgliteDir, pgPool: PG_POOL, firmwareBytes: FIRMWARE.length, policy: POLICY },
+          settings: {
+            broker: opts.broker,
+            seconds: opts.seconds,
+            warmupMs: opts.warmupMs,
+            concurrency: opts.concurrency,
+            cases: opts.cases,
+            rates: opts.rates ?? { auto: PACED_FRACTIONS, stop: `one rate after the first with p99 >= ${GOAL_LAUNCH_P99_MS} ms` },
+            cpuProf: opts.cpuProf ?? null,
+            drivers: opts.drivers,
+            pgliteDir: opts.pgliteDir,
+            pgPool: PG_POOL,
+            firmwareBytes: FIRMWARE.length,
+            policy: POLICY,
+          },
           drivers,
           goals,
           setup: { simPlatformMs: Math.round(simSetupMs), driversMs: Object.fromEntries(drivers.map((d) => [d.driver, Math.round(d.setupMs)])) },
@@ -960,7 +1152,7 @@ async function main(): Promise<void> {
       : `broker end-to-end benchmark (gRPC on loopback; broker, clients, simulated SP and ECDH floor all in this process, pid ${process.pid})`,
   );
   out.push(`cpu:  ${machine.cpu} (${cores} cores)   node: ${machine.node}   ${machine.platform}`);
-  out.push(`date: ${machine.date}   ${opts.seconds} s per case after ${opts.warmupMs} ms warm-up`);
+  out.push(`date: ${machine.date}   ${opts.seconds} s per case (paced: per rate) after ${opts.warmupMs} ms warm-up`);
   for (const d of drivers) {
     out.push('');
     out.push(`${d.label}`);
@@ -969,40 +1161,46 @@ async function main(): Promise<void> {
         ? `broker process: pid ${d.broker.pid} (tsx wrapper ${d.broker.wrapperPid}): ${d.broker.command}`
         : `broker: in the bench process (pid ${d.broker.pid})`,
     );
+    if (d.broker.mode === 'process' && d.broker.cpuProfiles) out.push(`CPU profiles: ${d.broker.cpuProfiles.join(' ') || 'none written'}`);
     out.push(
       `ECDH P-384 keygen+derive floor: ${fmt(d.ecdhFloor.opsPerSec)} ops/s (${fmt(d.ecdhFloor.meanUs)} µs/op; ` +
         d.ecdhFloor.candidates.map((c) => `${c.name} ${fmt(c.opsPerSec)}/s`).join(', ') +
         ')',
     );
-    out.push(
-      table(
-        ['case', 'clients', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', '÷ floor', 'broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU'],
-        d.results.map((r) => [
-          r.name,
-          String(r.concurrency),
-          fmt(r.opsPerSec),
-          fmt(r.p50Ms),
-          fmt(r.p99Ms),
-          fmt(r.maxMs),
-          r.ratioToFloor.toFixed(2),
-          r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp),
-          r.brokerCpuPct === null ? '-' : `${r.brokerCpuPct.toFixed(0)} %`,
-          `${r.benchCpuPct.toFixed(0)} %`,
-          r.otherCpuPct === null ? '-' : `${r.otherCpuPct.toFixed(0)} %`,
-        ]),
-        new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
-      ),
-    );
+    if (d.results.length > 0) {
+      out.push(
+        table(
+          ['case', 'clients', 'ops/s', 'p50 ms', 'p99 ms', 'max ms', '÷ floor', 'broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU'],
+          d.results.map((r) => [
+            r.name,
+            String(r.concurrency),
+            fmt(r.opsPerSec),
+            fmt(r.p50Ms),
+            fmt(r.p99Ms),
+            fmt(r.maxMs),
+            r.ratioToFloor.toFixed(2),
+            r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp),
+            r.brokerCpuPct === null ? '-' : `${r.brokerCpuPct.toFixed(0)} %`,
+            `${r.benchCpuPct.toFixed(0)} %`,
+            r.otherCpuPct === null ? '-' : `${r.otherCpuPct.toFixed(0)} %`,
+          ]),
+          new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+        ),
+      );
+    }
+    if (d.paced.length > 0) out.push('', 'full launch, paced (open loop: Poisson arrivals at the offered rate; latency from the scheduled arrival)', pacedTable(d.paced));
   }
   out.push('');
   out.push('goals:');
   for (const g of goals) {
     const b = g.bundleRatio.byConcurrency.map((x) => `${x.concurrency}: ${x.ratio.toFixed(2)} ${x.met ? 'ok' : 'MISSED'}`).join(', ');
-    out.push(`  ${g.driver.padEnd(6)} GetBundle ÷ floor ≥ ${GOAL_BUNDLE_RATIO.toFixed(2)} — ${b}`);
+    out.push(`  ${g.driver.padEnd(6)} GetBundle ÷ floor ≥ ${GOAL_BUNDLE_RATIO.toFixed(2)} — ${b || 'not measured (add bundle to --cases)'}`);
+    const launchGoal = `  ${g.driver.padEnd(6)} full launch p99 < ${GOAL_LAUNCH_P99_MS} ms at ${GOAL_LAUNCH_CLIENTS} clients`;
     out.push(
-      `  ${g.driver.padEnd(6)} full launch p99 < ${GOAL_LAUNCH_P99_MS} ms at ${GOAL_LAUNCH_CLIENTS} clients — ` +
-        (g.launchP99 ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}` : 'not measured (add 16 to --concurrency)'),
+      `${launchGoal}, closed loop (saturation): ` +
+        (g.launchP99 ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}` : `not measured (add launch to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`),
     );
+    out.push(`${launchGoal}, open loop: ${openLoopGoalText(g.launchP99OpenLoop)}`);
   }
   for (const d of drivers) {
     // Where the broker's CPU goes: with one core for the broker, GetBundle ÷ floor cannot exceed floor time ÷ broker CPU per op.
@@ -1018,6 +1216,80 @@ async function main(): Promise<void> {
   for (const n of notes) out.push(`- ${n}`);
   out.push(`- setup: sev-sim platform ${fmt(simSetupMs / 1000)} s; ${drivers.map((d) => `${d.driver} ${fmt(d.setupMs / 1000)} s`).join(', ')}; whole run ${fmt(totalSeconds)} s.`);
   process.stdout.write(out.join('\n') + '\n');
+}
+
+/** The launch p99 goal judged open loop (goals.launchP99OpenLoop in --json). */
+interface OpenLoopGoal {
+  goalMs: number;
+  concurrency: number;
+  /** the closed-loop full launch/s at `concurrency` clients */
+  closedLoopOpsPerSec: number;
+  /** the highest offered launch/s up to which p99 < goalMs at every measured rate; null: not even at the lowest */
+  maxRateMet: number | null;
+  /** maxRateMet ÷ closedLoopOpsPerSec */
+  ratioToCapacity: number | null;
+  /** true: the goal held at the highest rate measured too, so the limit lies higher */
+  metAtEveryRate: boolean;
+  /** the lowest rate whose p99 missed the goal */
+  firstMissed: { offeredPerSec: number; p99Ms: number } | null;
+  lowest: { offeredPerSec: number; p99Ms: number };
+}
+
+/** The launch p99 goal in open loop, from the paced case at GOAL_LAUNCH_CLIENTS clients; null when not measured. */
+function openLoopGoal(paced: readonly PacedResult[]): OpenLoopGoal | null {
+  const p = paced.find((x) => x.concurrency === GOAL_LAUNCH_CLIENTS);
+  if (!p || p.rates.length === 0) return null;
+  // "Holds up to R": every measured rate up to R met the goal (rates are ascending); a pass above a miss is noise.
+  const firstMiss = p.rates.findIndex((r) => !r.goalMet);
+  const held = firstMiss === -1 ? p.rates.at(-1)! : p.rates[firstMiss - 1];
+  const missed = firstMiss === -1 ? undefined : p.rates[firstMiss]!;
+  return {
+    goalMs: GOAL_LAUNCH_P99_MS,
+    concurrency: GOAL_LAUNCH_CLIENTS,
+    closedLoopOpsPerSec: p.closedLoopOpsPerSec,
+    maxRateMet: held?.offeredPerSec ?? null,
+    ratioToCapacity: held ? held.offeredPerSec / p.closedLoopOpsPerSec : null,
+    metAtEveryRate: firstMiss === -1,
+    firstMissed: missed ? { offeredPerSec: missed.offeredPerSec, p99Ms: missed.p99Ms } : null,
+    lowest: { offeredPerSec: p.rates[0]!.offeredPerSec, p99Ms: p.rates[0]!.p99Ms },
+  };
+}
+
+function openLoopGoalText(g: OpenLoopGoal | null): string {
+  if (!g) return `not measured (add paced to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`;
+  if (g.maxRateMet === null || g.ratioToCapacity === null) return `not met at any measured rate (lowest: ${fmt(g.lowest.offeredPerSec)}/s, p99 ${fmt(g.lowest.p99Ms)} ms)`;
+  const held =
+    `holds up to ${fmt(g.maxRateMet)} launches/s (${(100 * g.ratioToCapacity).toFixed(0)} % of the closed-loop ${g.concurrency}-client capacity of ` +
+    `${fmt(g.closedLoopOpsPerSec)}/s)`;
+  return g.firstMissed ? `${held}; p99 ${fmt(g.firstMissed.p99Ms)} ms at ${fmt(g.firstMissed.offeredPerSec)}/s` : `${held}, the highest rate measured`;
+}
+
+/** The paced results as a table; the number of clients and the capacity only on the first row of each group. */
+function pacedTable(paced: readonly PacedResult[]): string {
+  const pct = (x: number | null) => (x === null ? '-' : `${x.toFixed(0)} %`);
+  const rows = paced.flatMap((p) =>
+    p.rates.map((r, i) => [
+      i === 0 ? String(p.concurrency) : '',
+      i === 0 ? `${fmt(p.closedLoopOpsPerSec)}${p.closedLoopSource === 'probe' ? ' (probe)' : ''}` : '',
+      fmt(r.offeredPerSec),
+      r.ratioToCapacity.toFixed(2),
+      String(r.arrivals),
+      fmt(r.achievedPerSec),
+      fmt(r.p50Ms),
+      fmt(r.p99Ms),
+      fmt(r.maxMs),
+      fmt(r.meanWaitMs),
+      pct(r.waitedPct),
+      fmt(r.releaseLagP99Ms),
+      r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp),
+      pct(r.brokerCpuPct),
+      pct(r.benchCpuPct),
+      pct(r.otherCpuPct),
+    ]),
+  );
+  const header = ['clients', 'closed-loop/s', 'offered/s', '÷ closed', 'arrivals', 'achieved/s', 'p50 ms', 'p99 ms', 'max ms', 'wait ms', 'waited', 'lag p99 ms'];
+  header.push('broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU');
+  return table(header, rows, new Set(header.keys()));
 }
 
 /** Set on SIGINT/SIGTERM: calls then fail because the broker is stopping and the database is being dropped. */

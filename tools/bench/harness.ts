@@ -231,3 +231,196 @@ export async function measureEach<T>(
   opts.window?.end();
   return { ...asyncResult(name, samples.length, elapsedMs, concurrency, samples), latenciesMs: Float64Array.from(samples.values()) };
 }
+
+export interface MeasureOpenLoopOptions extends MeasureOptions {
+  /** Offered arrival rate, operations per second: the mean of a Poisson process. */
+  ratePerSec: number;
+  /** Clients (servers): operations in flight at most; an arrival finding all of them busy waits in a FIFO queue. */
+  concurrency?: number;
+  /** Called when the measured window opens and when it closes (not around the warm-up or the drain). */
+  window?: WindowHooks;
+  /** Uniform random numbers in [0, 1) for the inter-arrival times (default Math.random), e.g. a seeded source. */
+  random?: () => number;
+}
+
+export interface MeasureOpenLoopResult extends LatencySummary {
+  name: string;
+  concurrency: number;
+  /** The rate asked for, operations/s. */
+  offeredPerSec: number;
+  /** Arrivals scheduled in the measured window; each is timed to its completion, even one after the window. */
+  arrivals: number;
+  /** arrivals ÷ window: the rate actually offered (a Poisson count is noisy: ± √arrivals). */
+  arrivalsPerSec: number;
+  /** Operations (any arrival's) completed inside the measured window. */
+  completed: number;
+  /** completed ÷ window: throughput, ≈ arrivalsPerSec below capacity, the capacity above it. */
+  achievedPerSec: number;
+  /** Measured window, seconds (from when the window hooks actually ran). */
+  seconds: number;
+  /** Mean time an arrival spent in the FIFO queue because all clients were busy, ms, over all arrivals (0 for most). */
+  meanWaitMs: number;
+  /** % of arrivals that found all clients busy and had to queue. */
+  waitedPct: number;
+  /** p99 of how late the event loop released an arrival after its scheduled time, ms (part of the latency). */
+  releaseLagP99Ms: number;
+}
+
+/** setTimeout's longest delay (a longer one fires at once); a sleep that long just wakes up and sleeps again. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** One arrival: its scheduled time, and whether it belongs to the measured window. */
+interface Arrival {
+  at: number;
+  measured: boolean;
+  queuedAt?: number;
+}
+
+/**
+ * Open-loop (paced) measurement: operations arrive as a Poisson process at `ratePerSec`, whatever the state of the
+ * system under test, as requests from independent hosts do, and are served by `concurrency` clients (`fn` gets the
+ * client's index, 0 … concurrency-1); an arrival that finds every client busy waits in a FIFO queue.
+ *
+ * Latency runs from an arrival's *scheduled* time to its completion, so time spent queued (and any lateness of this
+ * event loop) counts: no coordinated omission. Arrivals are scheduled on absolute times from performance.now(), so
+ * timer drift does not accumulate; when the event loop falls behind, every arrival already due is released at once,
+ * with its original timestamp.
+ *
+ * Arrivals during the first `warmupMs` and after the window are served but not recorded. Arrivals keep coming after
+ * the window until the last measured one completes, so that the measured ones see a steadily loaded system to the end;
+ * operations still in flight then are awaited (not recorded), and arrivals still queued are dropped. Above capacity
+ * the queue grows for the whole window, and draining it takes about (offered ÷ capacity − 1) × the window.
+ * The first error thrown by `fn` stops the arrivals and is rethrown once the operations in flight have settled.
+ */
+export async function measureOpenLoop(name: string, fn: (worker: number) => Promise<unknown>, opts: MeasureOpenLoopOptions): Promise<MeasureOpenLoopResult> {
+  const { seconds, warmupMs } = checkOptions(opts);
+  const concurrency = concurrencyOf(opts);
+  const rate = opts.ratePerSec;
+  if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`ratePerSec must be > 0, got ${rate}`);
+  const random = opts.random ?? Math.random;
+  const meanGapMs = 1000 / rate;
+  // Exponential inter-arrival times; 1 − u is in (0, 1], so the logarithm stays finite.
+  const gapMs = () => -Math.log(1 - random()) * meanGapMs;
+
+  const latencies = new Samples();
+  const lags = new Samples();
+  let arrivals = 0;
+  let waited = 0;
+  let waitSumMs = 0;
+  let pendingMeasured = 0;
+  let completed = 0;
+  let inWindow = false;
+  let windowStart = NaN;
+  let windowEnd = Infinity; // until the window has actually closed
+  let stopped = false;
+  let failure: { error: unknown } | undefined;
+
+  const free = Array.from({ length: concurrency }, (_, w) => w);
+  const queue: Arrival[] = [];
+  let queueHead = 0; // queue[queueHead…] are waiting; consumed entries are dropped in bulk, not shift()ed one by one
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  let idle: (() => void) | undefined;
+
+  const start = (a: Arrival, w: number) => {
+    const now = performance.now();
+    if (a.measured && a.queuedAt !== undefined) waitSumMs += now - a.queuedAt;
+    inFlight++;
+    // A synchronous throw from fn becomes a rejection like any other failure.
+    new Promise<unknown>((resolve) => resolve(fn(w))).then(
+      (v) => {
+        sink = v;
+        complete(a, w);
+      },
+      (e: unknown) => {
+        failure ??= { error: e };
+        stop();
+        complete(a, w);
+      },
+    );
+  };
+  const complete = (a: Arrival, w: number) => {
+    const now = performance.now();
+    inFlight--;
+    if (inWindow) completed++;
+    if (a.measured) {
+      latencies.push(now - a.at);
+      if (--pendingMeasured === 0 && now >= windowEnd) stop();
+    }
+    if (!stopped && queueHead < queue.length) {
+      start(queue[queueHead++]!, w);
+      if (queueHead > 1024 && queueHead * 2 > queue.length) queue.splice(0, queueHead), (queueHead = 0);
+    } else {
+      free.push(w);
+    }
+    if (stopped && inFlight === 0) idle?.();
+  };
+  const release = (a: Arrival, now: number) => {
+    if (a.measured) {
+      arrivals++;
+      pendingMeasured++;
+      lags.push(now - a.at);
+    }
+    const w = free.shift(); // oldest free client first, so that every connection stays in use
+    if (w !== undefined) return start(a, w);
+    if (a.measured) waited++;
+    a.queuedAt = now;
+    queue.push(a);
+  };
+  function stop(): void {
+    stopped = true;
+    wake?.();
+  }
+
+  const tBegin = performance.now();
+  const t0 = tBegin + warmupMs;
+  const t1 = t0 + seconds * 1000;
+  let next = tBegin + gapMs();
+  while (!stopped) {
+    const now = performance.now();
+    if (!inWindow && Number.isNaN(windowStart) && now >= t0) {
+      opts.window?.start();
+      windowStart = performance.now();
+      inWindow = true;
+    }
+    // Everything due is released before the window may close, so no measured arrival is left behind by a late wake-up.
+    for (; next <= now; next += gapMs()) release({ at: next, measured: next >= t0 && next < t1 }, now);
+    if (inWindow && now >= t1) {
+      windowEnd = performance.now();
+      inWindow = false;
+      opts.window?.end();
+      if (pendingMeasured === 0) break;
+    }
+    // Sleep until the next arrival or window edge; a completion that ends the run (or an error) wakes the loop early.
+    const until = Math.min(next, inWindow ? t1 : Number.isNaN(windowStart) ? t0 : Infinity);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => ((wake = undefined), resolve()), Math.min(MAX_TIMER_MS, Math.max(0, until - performance.now())));
+      wake = () => (clearTimeout(timer), (wake = undefined), resolve());
+    });
+  }
+  stopped = true;
+  if (inWindow) {
+    // only after an error inside the window
+    windowEnd = performance.now();
+    inWindow = false;
+    opts.window?.end();
+  }
+  if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+  if (failure) throw failure.error;
+
+  const windowMs = windowEnd - windowStart;
+  return {
+    name,
+    concurrency,
+    offeredPerSec: rate,
+    arrivals,
+    arrivalsPerSec: (arrivals * 1000) / windowMs,
+    completed,
+    achievedPerSec: (completed * 1000) / windowMs,
+    seconds: windowMs / 1000,
+    ...summarizeLatencies(latencies.values()),
+    meanWaitMs: arrivals > 0 ? waitSumMs / arrivals : NaN,
+    waitedPct: arrivals > 0 ? (100 * waited) / arrivals : NaN,
+    releaseLagP99Ms: summarizeLatencies(lags.values()).p99Ms,
+  };
+}
