@@ -8,8 +8,9 @@ const MAX_BATCH = 500;
 /**
  * Audit writes leave the request path: a release or refusal is answered without waiting for its audit row. Entries
  * recorded within a few milliseconds go to the database in one statement (one INSERT per GetBundle would cost a
- * fifth of the call), every pending write is awaited on shutdown (flush), and a batch the database refuses is retried
- * entry by entry so one bad entry cannot lose the others; a failed write is logged with the entry's fields.
+ * fifth of the call), and while a batch is being written the next one gathers, so batches grow with the load instead
+ * of the number of statements. Every pending write is awaited on shutdown (flush), and a batch the database refuses
+ * is retried entry by entry so one bad entry cannot lose the others; a failed write is logged with the entry's fields.
  */
 export class AuditTrail {
   private queue: AuditEntryInput[] = [];
@@ -24,7 +25,7 @@ export class AuditTrail {
   record(entry: AuditEntryInput): void {
     this.queue.push(jsonSafe({ ...entry, at: entry.at ?? new Date() }));
     if (this.queue.length >= MAX_BATCH) this.write();
-    else this.timer ??= setTimeout(() => this.write(), BATCH_DELAY_MS);
+    else if (this.writing.size === 0) this.timer ??= setTimeout(() => this.write(), BATCH_DELAY_MS);
   }
 
   async flush(): Promise<void> {
@@ -44,7 +45,10 @@ export class AuditTrail {
         () => undefined,
         () => Promise.all(batch.map((e) => this.store.appendAudit(e).catch((err: Error) => this.failed(e, err)))).then(() => undefined),
       )
-      .finally(() => this.writing.delete(p));
+      .finally(() => {
+        this.writing.delete(p);
+        if (this.queue.length > 0) this.write(); // what gathered meanwhile
+      });
     this.writing.add(p);
   }
 
