@@ -13,6 +13,7 @@ export type StoreErrorCode =
   | 'ERR_STORE_CONNECT' // the database cannot be reached or started
   | 'ERR_STORE_MIGRATION' // applying the schema migrations failed
   | 'ERR_STORE_CLOSED' // the store was used after close()
+  | 'ERR_STORE_LOCKED' // another process has this PGlite data directory open
   | 'ERR_STORE_QUERY'; // any other database failure
 
 export class StoreError extends Error {

@@ -2,6 +2,7 @@
  * openStore: one schema, two drivers. PGlite (embedded PostgreSQL in WebAssembly) is the zero-set-up default for a
  * single broker; a PostgreSQL server lets several brokers share sessions and connections.
  */
+import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
@@ -10,6 +11,7 @@ import { Pool } from 'pg';
 import { auditLogStore, type AuditLogStore } from './audit-log';
 import { connectionStore, type ConnectionStore } from './connections';
 import { createContext, type Db } from './context';
+import { lockDataDir, type DataDirLock } from './data-dir-lock';
 import { StoreError } from './errors';
 import { keysetStore, type KeysetStore } from './keysets';
 import { launchSessionStore, type LaunchSessionStore } from './launch-sessions';
@@ -24,6 +26,8 @@ import { Sealer } from './sealing';
 export const PGLITE_MEMORY = 'memory://';
 /** PGlite's files live in this subdirectory of the broker's data directory, beside master.key. */
 export const PGLITE_SUBDIR = 'pgdata';
+/** Held by the process that has `<dataDir>/pgdata` open (see data-dir-lock.ts). */
+export const PGLITE_LOCK_FILE = 'pgdata.lock';
 
 interface CommonOptions {
   /** 32 bytes: loadOrCreateMasterKey(dataDir) or parseMasterKey(base64 from configuration). */
@@ -71,27 +75,37 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   if (options.driver === 'pglite') {
     const dataDir = options.dataDir === PGLITE_MEMORY ? PGLITE_MEMORY : path.join(options.dataDir, PGLITE_SUBDIR);
     const sealer = new Sealer(options.masterKey);
+    let lock: DataDirLock | undefined;
+    if (dataDir !== PGLITE_MEMORY) {
+      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      lock = lockDataDir(path.join(options.dataDir, PGLITE_LOCK_FILE));
+    }
     let client: PGlite;
     try {
       client = await PGlite.create(dataDir);
     } catch (e) {
+      lock?.release();
       throw new StoreError('ERR_STORE_CONNECT', `cannot start PGlite in ${dataDir}: ${(e as Error).message}`, { cause: e });
     }
-    return storeOnPglite(client, sealer, migrationsFolder);
+    return storeOnPglite(client, sealer, migrationsFolder, () => lock?.release());
   }
   if (options.driver === 'pg') return openPostgres(options, new Sealer(options.masterKey), migrationsFolder);
   throw new StoreError('ERR_STORE_ARGUMENT', `unknown store driver '${(options as { driver: unknown }).driver}'`);
 }
 
-/** A store on an already started PGlite, which it owns: close() closes the client, and so does a failed open. */
-export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFolder: string): Promise<Store> {
+/**
+ * A store on an already started PGlite, which it owns: close() closes the client, and so does a failed open;
+ * `released` runs after either (openStore drops its data directory lock there).
+ */
+export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFolder: string, released: () => void = () => undefined): Promise<Store> {
   try {
     await migratePglite(client, migrationsFolder);
     const db: Db = drizzlePglite({ client });
     await checkMasterKey(db, sealer);
-    return assemble('pglite', db, sealer, () => client.close());
+    return assemble('pglite', db, sealer, () => client.close().finally(released));
   } catch (e) {
     await client.close().catch(() => undefined);
+    released();
     throw e;
   }
 }
