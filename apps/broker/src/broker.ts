@@ -46,14 +46,20 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       generation: r.name,
     });
   }
-  const store = opts.store ?? (await openConfiguredStore(config, logger));
-  const ownsStore = !opts.store;
-  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
-  await warnAboutDefaultPolicy(ctx);
-
+  // The admin token before the database: a bad token must not leave an opened (and, with PGlite, locked) store behind.
   const token = config.adminToken ?? loadOrCreateAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin.token'));
   if (typeof token !== 'string' && token.created) logger.info('generated the admin token', { file: config.adminTokenFile ?? join(config.dataDir, 'admin.token') });
   const auth = new AdminAuth(typeof token === 'string' ? token : token.token);
+
+  const store = opts.store ?? (await openConfiguredStore(config, logger));
+  const ownsStore = !opts.store;
+  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
+  try {
+    await warnAboutDefaultPolicy(ctx);
+  } catch (e) {
+    if (ownsStore) await store.close().catch(() => undefined);
+    throw e;
+  }
 
   const serverOptions = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 };
   const server = new Server(serverOptions);
