@@ -41,8 +41,10 @@ describe.each(DRIVERS)('refusals and attacks (%s)', (driver) => {
     expect(err.code).toBe(status.PERMISSION_DENIED);
     const m = DENIED.exec(err.details);
     expect(m).not.toBeNull();
-    await new Promise((r) => setTimeout(r, 50)); // audit rows are written off the request path
-    expect(await reasonFor(m![1]!)).toMatch(reason);
+    // audit rows are written off the request path: wait for this one
+    let text = '';
+    for (const deadline = Date.now() + 10_000; !(text = await reasonFor(m![1]!)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    expect(text).toMatch(reason);
   }
 
   it('without a tenant default policy nothing is released', async () => {

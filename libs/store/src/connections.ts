@@ -7,6 +7,7 @@ import { and, asc, eq, gt, isNull, lte, type SQL } from 'drizzle-orm';
 import { isUuid, requireBuffer, requireId, requireLength, requireUint, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { connections } from './schema';
+import type { Sealer } from './sealing';
 
 const KEY_LENGTH = 32;
 const SEALED_COLUMN = { table: 'connections', column: 'key_enc' };
@@ -60,27 +61,11 @@ export function connectionStore(ctx: StoreContext): ConnectionStore {
 
   return {
     async createConnection(input) {
-      const { clientId = randomUUID(), key, createdAt = new Date(), expiresAt } = input;
-      const { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId } = input;
-      const facts = { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId };
-      if (!isUuid(clientId)) throw new StoreError('ERR_STORE_ARGUMENT', 'client id must be a UUID');
-      if (!isUuid(facts.launchId)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch id must be a UUID');
-      requireLength(key, KEY_LENGTH, 'connection key');
-      requireUint(facts.sevPolicy, 0xffffffff, 'sevPolicy');
-      requireUint(facts.apiMajor, 0xff, 'apiMajor');
-      requireUint(facts.apiMinor, 0xff, 'apiMinor');
-      requireUint(facts.buildId, 0xff, 'buildId');
-      requireBuffer(facts.launchDigest, 'launchDigest');
-      requireId(facts.chipId, 'chipId');
-      if (!(expiresAt.getTime() > createdAt.getTime())) {
-        throw new StoreError('ERR_STORE_ARGUMENT', 'connection must expire after it is created');
-      }
-      const keyEnc = ctx.sealer.seal(key, { ...SEALED_COLUMN, rowId: clientId.toLowerCase() });
-      const [row] = await ctx.run(
-        (db) => db.insert(connections).values({ clientId, keyEnc, createdAt, expiresAt, ...facts }).returning(),
-        { unique: () => new StoreError('ERR_STORE_CONFLICT', `connection ${clientId} already exists`) },
-      );
-      return { ...toInfo(row!), key: Buffer.from(key) };
+      const { row: values, key } = connectionRow(ctx.sealer, input);
+      const [row] = await ctx.run((db) => db.insert(connections).values(values).returning(), {
+        unique: () => new StoreError('ERR_STORE_CONFLICT', `connection ${values.clientId} already exists`),
+      });
+      return { ...toInfo(row!), key };
     },
 
     async getValidConnection(clientId, now) {
@@ -126,6 +111,30 @@ export function connectionStore(ctx: StoreContext): ConnectionStore {
       return rows.length;
     },
   };
+}
+
+/**
+ * Validates a new connection and seals its key, with no database work: shared by createConnection and the release
+ * transaction (release-counts.ts), so a malformed connection is refused before anything is written.
+ */
+export function connectionRow(sealer: Sealer, input: ConnectionInput): { row: typeof connections.$inferInsert; key: Buffer } {
+  const { clientId = randomUUID(), key, createdAt = new Date(), expiresAt } = input;
+  const { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId } = input;
+  const facts = { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId };
+  if (!isUuid(clientId)) throw new StoreError('ERR_STORE_ARGUMENT', 'client id must be a UUID');
+  if (!isUuid(facts.launchId)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch id must be a UUID');
+  requireLength(key, KEY_LENGTH, 'connection key');
+  requireUint(facts.sevPolicy, 0xffffffff, 'sevPolicy');
+  requireUint(facts.apiMajor, 0xff, 'apiMajor');
+  requireUint(facts.apiMinor, 0xff, 'apiMinor');
+  requireUint(facts.buildId, 0xff, 'buildId');
+  requireBuffer(facts.launchDigest, 'launchDigest');
+  requireId(facts.chipId, 'chipId');
+  if (!(expiresAt.getTime() > createdAt.getTime())) {
+    throw new StoreError('ERR_STORE_ARGUMENT', 'connection must expire after it is created');
+  }
+  const keyEnc = sealer.seal(key, { ...SEALED_COLUMN, rowId: clientId.toLowerCase() });
+  return { row: { clientId, keyEnc, createdAt, expiresAt, ...facts }, key: Buffer.from(key) };
 }
 
 function toInfo(row: typeof connections.$inferSelect): ConnectionInfo {

@@ -5,6 +5,7 @@ export {
   openStore,
   PGLITE_MEMORY,
   PGLITE_SUBDIR,
+  PGLITE_LOCK_FILE,
   type Store,
   type StoreOptions,
   type PgliteStoreOptions,
@@ -19,5 +20,5 @@ export type { ResourceInput, ResourceRecord, ResourceStore } from './resources';
 export type { ReportKeyInput, ReportKeyRecord, ReportKeyStore } from './report-keys';
 export type { ConsumedLaunchSession, LaunchSession, LaunchSessionInput, LaunchSessionStore } from './launch-sessions';
 export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, LaunchFacts } from './connections';
-export type { ReleaseCountStore } from './release-counts';
+export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } from './release-counts';
 export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore } from './audit-log';

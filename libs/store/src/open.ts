@@ -77,7 +77,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     const sealer = new Sealer(options.masterKey);
     let lock: DataDirLock | undefined;
     if (dataDir !== PGLITE_MEMORY) {
-      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      try {
+        mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw new StoreError('ERR_STORE_CONNECT', `cannot create the data directory ${options.dataDir}: ${(e as Error).message}`, { cause: e });
+      }
       lock = lockDataDir(path.join(options.dataDir, PGLITE_LOCK_FILE));
     }
     let client: PGlite;

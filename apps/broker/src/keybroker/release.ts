@@ -7,9 +7,10 @@ import type { SecretRequestItem } from './validate';
 export interface Release {
   payloads: Buffer[];
   /**
-   * The writes a release implies: "max releases" counters (taken atomically, so a policy at its limit refuses even
-   * if another request raced it there) and new connection rows. Call it once the response is certain to go out, so a
-   * request refused later (e.g. a table that does not fit) writes nothing.
+   * The writes a release implies, all or nothing in one transaction: "max releases" counters (each re-checked as it
+   * is taken, so a policy at its limit refuses even if another request raced it there, and then nothing is written)
+   * and new connection rows. Call it once the response is certain to go out, so a request refused later (e.g. a
+   * table that does not fit) writes nothing.
    */
   commit(): Promise<void>;
 }
@@ -67,14 +68,15 @@ export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, reads:
   return {
     payloads: produced.map((p) => p.data),
     async commit() {
-      // Several counted policies in one request are taken one by one: if a later one is at its limit, the earlier
-      // ones stay counted (a refusal that still costs a release), which only a concurrent race can cause.
-      for (const name of counted) {
-        const max = policies.find((p) => p.name === name)!.policy.maxReleases!;
-        const n = await ctx.store.incrementReleaseCount(releaseKey(name), max, ctx.now());
-        if (n === undefined) throw denied(`policy '${name}' reached maxReleases ${max}`);
+      // One transaction: a counter found at its limit here (only a concurrent release can have taken it since the
+      // reads) or a failing connection insert leaves every counter and connection as it was.
+      const limits = counted.map((name) => ({ name, key: releaseKey(name), max: policies.find((p) => p.name === name)!.policy.maxReleases! }));
+      const connections = produced.flatMap((p) => (p.connection ? [p.connection] : []));
+      const result = await ctx.store.commitRelease({ counters: limits.map(({ key, max }) => ({ key, max })), connections }, ctx.now());
+      if (!result.ok) {
+        const { name, max } = limits.find((l) => l.key === result.exhausted)!;
+        throw denied(`policy '${name}' reached maxReleases ${max}`);
       }
-      for (const p of produced) await p.commit?.();
     },
   };
 }

@@ -1,6 +1,6 @@
 import { createPrivateKey, createSign, randomBytes, randomUUID } from 'node:crypto';
 import { parsePolicy, isPolicyError, type NamedPolicy, type PolicyKind } from '@kb/policy';
-import type { LaunchFacts, Store } from '@kb/store';
+import type { ConnectionInput, LaunchFacts, Store } from '@kb/store';
 import { denied } from '../errors';
 import type { SecretRequestItem } from '../keybroker/validate';
 import { encodeBincodeMap } from './bincode';
@@ -11,10 +11,13 @@ import { encodeBincodeMap } from './bincode';
  */
 export type ProvenLaunch = LaunchFacts;
 
-/** A payload ready to send, and the write it implies (a `connection` row), made only once the release is certain. */
+/**
+ * A payload ready to send, and the row it implies (a `connection`): not written here but by the release's commit,
+ * together with its counters, once the release is certain.
+ */
 export interface Produced {
   data: Buffer;
-  commit?: () => Promise<void>;
+  connection?: ConnectionInput;
 }
 
 /** One requested secret, looked up but not yet produced. */
@@ -89,7 +92,7 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
           const expiresAt = new Date(now.getTime() + opts.connectionTtlSeconds * 1000);
           return {
             data: json({ client_id: clientId, key: key.toString('base64') }),
-            commit: async () => void (await store.createConnection({ clientId, key, createdAt: now, expiresAt, ...launch })),
+            connection: { clientId, key, createdAt: now, expiresAt, ...launch },
           };
         },
       };

@@ -404,6 +404,90 @@ export function storeSuite(harness: () => Harness): void {
     });
   });
 
+  describe('commitRelease', () => {
+    const connectionCount = async () => Number((await raw('SELECT count(*)::int AS n FROM connections'))[0]!.n);
+
+    it('takes every counter and inserts every connection, returning the new counts', async () => {
+      await store.incrementReleaseCount('b');
+      const conns = [connectionInput({ clientId: randomUUID() }), connectionInput({ clientId: randomUUID() })];
+      const result = await store.commitRelease({ counters: [{ key: 'b', max: 5 }, { key: 'a', max: 5 }, { key: 'c' }], connections: conns }, at(7));
+      expect(result).toEqual({ ok: true, counts: new Map([['a', 1], ['b', 2], ['c', 1]]) });
+      expect(await store.getReleaseCount('b')).toBe(2);
+      for (const c of conns) {
+        expect((await store.getValidConnection(c.clientId!, at(8)))?.key).toEqual(c.key);
+      }
+      expect(await raw('SELECT key, updated_at FROM release_counts ORDER BY key')).toEqual(['a', 'b', 'c'].map((key) => ({ key, updated_at: at(7) })));
+    });
+
+    it('a counter at its max writes nothing: other counters unchanged, no connection', async () => {
+      await store.commitRelease({ counters: [{ key: 'z-full', max: 1 }], connections: [] });
+      // 'a-first' is taken before 'z-full' (key order), so only a rollback undoes it
+      const result = await store.commitRelease({ counters: [{ key: 'a-first', max: 5 }, { key: 'z-full', max: 1 }], connections: [connectionInput()] });
+      expect(result).toEqual({ ok: false, exhausted: 'z-full' });
+      expect(await store.getReleaseCount('a-first')).toBe(0);
+      expect(await store.getReleaseCount('z-full')).toBe(1);
+      expect(await raw(`SELECT key FROM release_counts WHERE key = 'a-first'`)).toEqual([]);
+      expect(await connectionCount()).toBe(0);
+      expect(await store.commitRelease({ counters: [{ key: 'a-first', max: 0 }], connections: [connectionInput()] })).toEqual({ ok: false, exhausted: 'a-first' });
+      expect(await connectionCount()).toBe(0);
+    });
+
+    it('a failing connection insert writes nothing either', async () => {
+      const { clientId } = await store.createConnection(connectionInput());
+      const taken = store.commitRelease({ counters: [{ key: 'p', max: 5 }, { key: 'q' }], connections: [connectionInput(), connectionInput({ clientId })] });
+      expect(await codeOf(taken)).toBe('ERR_STORE_CONFLICT');
+      const twice = randomUUID();
+      const repeated = store.commitRelease({ counters: [{ key: 'p', max: 5 }], connections: [connectionInput({ clientId: twice }), connectionInput({ clientId: twice })] });
+      expect(await codeOf(repeated)).toBe('ERR_STORE_CONFLICT');
+      expect(await store.getReleaseCount('p')).toBe(0);
+      expect(await store.getReleaseCount('q')).toBe(0);
+      expect(await connectionCount()).toBe(1);
+    });
+
+    it('refuses malformed input before writing anything', async () => {
+      const commit = (counters: { key: string; max?: number }[], connections = [connectionInput()]) => codeOf(store.commitRelease({ counters, connections }));
+      expect(await commit([{ key: 'ok' }, { key: '' }])).toBe('ERR_STORE_ARGUMENT');
+      expect(await commit([{ key: 'ok', max: -1 }])).toBe('ERR_STORE_ARGUMENT');
+      expect(await commit([{ key: 'ok', max: 1.5 }])).toBe('ERR_STORE_ARGUMENT');
+      expect(await commit([{ key: 'ok' }, { key: 'ok' }])).toBe('ERR_STORE_ARGUMENT');
+      expect(await commit([{ key: 'ok' }], [connectionInput(), connectionInput({ key: randomBytes(16) })])).toBe('ERR_STORE_ARGUMENT');
+      expect(await commit([{ key: 'ok' }], [connectionInput({ launchId: 'x' })])).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.commitRelease({ counters: undefined as never, connections: [] }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.commitRelease({ counters: [], connections: undefined as never }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.getReleaseCount('ok')).toBe(0);
+      expect(await connectionCount()).toBe(0);
+      expect(await store.commitRelease({ counters: [], connections: [] })).toEqual({ ok: true, counts: new Map() });
+    });
+
+    it('20 concurrent commits on two counters of max 5: exactly 5 succeed, neither counter passes 5', async () => {
+      // half name the counters in the other order: the store must not deadlock on it
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => {
+          const counters = [{ key: 'race-a', max: 5 }, { key: 'race-b', max: 5 }];
+          return store.commitRelease({ counters: i % 2 ? counters.reverse() : counters, connections: [connectionInput()] });
+        }),
+      );
+      const granted = results.flatMap((r) => (r.ok ? [r.counts] : []));
+      expect(granted).toHaveLength(5);
+      expect(granted.map((c) => c.get('race-a')).sort()).toEqual([1, 2, 3, 4, 5]);
+      expect(granted.map((c) => c.get('race-b')).sort()).toEqual([1, 2, 3, 4, 5]);
+      for (const r of results) if (!r.ok) expect(['race-a', 'race-b']).toContain(r.exhausted);
+      expect(await store.getReleaseCount('race-a')).toBe(5);
+      expect(await store.getReleaseCount('race-b')).toBe(5);
+      expect(await connectionCount()).toBe(5);
+    });
+
+    it('concurrent commits with counters at different limits: the tighter one refuses, the looser one is not charged', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => store.commitRelease({ counters: [{ key: 'loose', max: 100 }, { key: 'tight', max: 3 }], connections: [] })),
+      );
+      expect(results.filter((r) => r.ok)).toHaveLength(3);
+      for (const r of results) if (!r.ok) expect(r.exhausted).toBe('tight');
+      expect(await store.getReleaseCount('tight')).toBe(3);
+      expect(await store.getReleaseCount('loose')).toBe(3);
+    });
+  });
+
   describe('audit log', () => {
     it('append and list newest first, with filters and limit', async () => {
       const launchId = randomUUID();
