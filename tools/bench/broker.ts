@@ -22,7 +22,7 @@
  *                       on a small machine)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createECDH, createHash, diffieHellman, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -37,6 +37,7 @@ import { admin, keybroker } from '../../libs/grpc-api/src';
 import { sevPublicKey } from '../../libs/sev/src';
 import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedSecureProcessor, type SimulatedPlatform } from '../../libs/sev-sim/src';
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
+import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import {
   fmt,
   measure,
@@ -1026,29 +1027,12 @@ async function main(): Promise<void> {
 
   // ECDH floor: the same work as the broker's per-GetBundle key agreement, against the same PDH. Measured right before
   // each driver's cases, since throughput on a shared VM drifts by ±10–15 % within a minute.
-  const pdhKey = sevPublicKey(platform.pdh);
-  const jwk = pdhKey.export({ format: 'jwk' });
-  const pdhPoint = Buffer.concat([Buffer.of(4), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
+  const candidates = ecdhFloorCandidates(sevPublicKey(platform.pdh));
   const floorSeconds = Math.min(opts.seconds, FLOOR_SECONDS);
   const measureFloor = (): EcdhFloor => {
-    const candidates: MeasureResult[] = [
-      measure(
-        'generateKeyPairSync + diffieHellman',
-        () => diffieHellman({ privateKey: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey, publicKey: pdhKey }),
-        { seconds: floorSeconds },
-      ),
-      measure(
-        'createECDH.generateKeys + computeSecret',
-        () => {
-          const e = createECDH('secp384r1');
-          e.generateKeys();
-          return e.computeSecret(pdhPoint);
-        },
-        { seconds: floorSeconds },
-      ),
-    ];
-    const best = candidates.reduce((a, b) => (b.opsPerSec > a.opsPerSec ? b : a));
-    return { opsPerSec: best.opsPerSec, meanUs: best.meanUs, method: best.name, candidates };
+    const measured: MeasureResult[] = candidates.map((c) => measure(c.method, c.fn, { seconds: floorSeconds }));
+    const best = measured.reduce((a, b) => (b.opsPerSec > a.opsPerSec ? b : a));
+    return { opsPerSec: best.opsPerSec, meanUs: best.meanUs, method: best.name, candidates: measured };
   };
 
   const drivers: DriverResult[] = [];
@@ -1060,14 +1044,8 @@ async function main(): Promise<void> {
   }
   const totalSeconds = (performance.now() - tStart) / 1000;
 
-  const cores = os.cpus().length;
-  const machine = {
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores,
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    date: new Date().toISOString(),
-  };
+  const machine = machineInfo();
+  const cores = machine.cores;
   const goals = drivers.map((d) => {
     const bundle = d.results.filter((r) => r.case === 'bundle').map((r) => ({ concurrency: r.concurrency, ratio: r.ratioToFloor, met: r.ratioToFloor >= GOAL_BUNDLE_RATIO }));
     const l = d.results.find((r) => r.case === 'launch' && r.concurrency === GOAL_LAUNCH_CLIENTS);

@@ -8,9 +8,8 @@
  * Every figure is single-threaded, synchronous throughput of one call at a time (no caching of results across calls
  * beyond what the library itself does, which the labels say).
  */
-import { createECDH, createHash, diffieHellman, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -29,6 +28,7 @@ import {
   type SevLaunchDigestInput,
 } from '../../libs/sev/src';
 import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor } from '../../libs/sev-sim/src';
+import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { fmt, measure, table, type MeasureResult } from './harness';
 
 const USAGE = `Usage: npx tsx tools/bench/sev-crypto.ts [options]
@@ -149,11 +149,7 @@ function main(): void {
   sevEsLaunchDigest(esInput); // throws if the tail lacks the SEV-ES reset block
   assert(sevLaunchDigest({ firmware }).equals(createHash('sha256').update(firmware).digest()), 'plain SEV digest is SHA-256(firmware)');
 
-  // ECDH floor inputs: the same PDH public key, as a KeyObject and as an uncompressed point.
-  const pdhKey = sevPublicKey(pdh);
-  const jwk = pdhKey.export({ format: 'jwk' });
-  const pdhPoint = Buffer.concat([Buffer.of(4), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
-  assert(pdhPoint.length === 97, 'PDH point is an uncompressed P-384 point');
+  const ecdhCandidates = ecdhFloorCandidates(sevPublicKey(pdh));
 
   // measurement / secret inputs
   const session = startSession({ pdh, policy: POLICY });
@@ -206,22 +202,7 @@ function main(): void {
       name: 'chain verify, fully cold (sev-sim RSA-4096, new ExtraRoot per call)',
       fn: () => verifyChain(simChain, { extraRoots: [freshRoot()] }),
     },
-    {
-      id: 'ecdh-keyobject',
-      name: '[floor] ECDH P-384 keygen+derive: generateKeyPairSync + diffieHellman',
-      fn: () => diffieHellman({ privateKey: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey, publicKey: pdhKey }),
-      isFloor: true,
-    },
-    {
-      id: 'ecdh-createecdh',
-      name: '[floor] ECDH P-384 keygen+derive: createECDH.generateKeys + computeSecret',
-      fn: () => {
-        const e = createECDH('secp384r1');
-        e.generateKeys();
-        return e.computeSecret(pdhPoint);
-      },
-      isFloor: true,
-    },
+    ...ecdhCandidates.map((c) => ({ id: c.id, name: `[floor] ECDH P-384 keygen+derive: ${c.method}`, fn: c.fn, isFloor: true })),
     {
       id: 'session',
       name: 'startSession (Milan PDH, policy 0x1)',
@@ -289,10 +270,8 @@ function main(): void {
     if (!r) throw new Error(`no result ${id}`);
     return r;
   };
-  const ecdhA = get('ecdh-keyobject');
-  const ecdhB = get('ecdh-createecdh');
-  const ecdhFloor = ecdhA.opsPerSec >= ecdhB.opsPerSec ? ecdhA : ecdhB;
-  const ecdhFloorHow = ecdhFloor === ecdhA ? 'generateKeyPairSync + diffieHellman' : 'createECDH.generateKeys + computeSecret';
+  const ecdhFloor = ecdhCandidates.map((c) => get(c.id)).reduce((a, b) => (b.opsPerSec > a.opsPerSec ? b : a));
+  const ecdhFloorHow = ecdhCandidates.find((c) => c.id === ecdhFloor.id)!.method;
   for (const c of cases) {
     if (!c.floor) continue;
     const floor = c.floor === 'ecdh-floor' ? ecdhFloor : get(c.floor);
@@ -301,13 +280,7 @@ function main(): void {
   }
 
   const totalSeconds = (performance.now() - tStart) / 1000;
-  const machine = {
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.cpus().length,
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    date: new Date().toISOString(),
-  };
+  const machine = machineInfo();
   const notes = [
     'ops/s and mean µs/op are single-threaded, one call at a time; MB/s = 10^6 bytes of firmware per second.',
     'ratio = case throughput / floor throughput (1.00 = as fast as the bare node:crypto primitive).',

@@ -86,21 +86,20 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, ecdh: E
         expiresAt: new Date(now.getTime() + ctx.config.sessionTtlSeconds * 1000),
       }),
     ]);
-    if (stored.status === 'rejected') {
-      if (agreed.status === 'fulfilled') agreed.value.z.fill(0);
-      throw stored.reason;
+    let session;
+    try {
+      if (stored.status === 'rejected') throw stored.reason;
+      if (agreed.status === 'rejected') {
+        await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
+        throw agreed.reason;
+      }
+      session = sessionFromAgreement({ ...agreed.value, tek, tik, policy: req.Policy });
+      session.tek.fill(0);
+      session.tik.fill(0);
+    } finally {
+      // The sealed row holds the only copy of TEK/TIK that outlives this call; Z is never kept.
+      for (const b of [tek, tik, agreed.status === 'fulfilled' ? agreed.value.z : undefined]) b?.fill(0);
     }
-    if (agreed.status === 'rejected') {
-      await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
-      throw agreed.reason;
-    }
-    const { z, godhPublicKey } = agreed.value;
-    const session = sessionFromAgreement({ z, godhPublicKey, tek, tik, policy: req.Policy });
-    z.fill(0);
-    tek.fill(0);
-    tik.fill(0);
-    session.tek.fill(0);
-    session.tik.fill(0);
     pending.added();
     ctx.audit.record({
       event: 'bundle',

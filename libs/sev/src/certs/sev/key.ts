@@ -3,20 +3,16 @@ import { SevError } from '../../errors';
 import type { SevEcKey, SevRsaKey } from './certificate';
 import { Curve } from './layout';
 
-const CURVE_IDS: Record<string, number> = { 'P-256': Curve.P256, 'P-384': Curve.P384 };
-
-/** Uncompressed point length (04 ‖ X ‖ Y) per curve. */
-const POINT_BYTES: Record<string, number> = { 'P-256': 65, 'P-384': 97 };
+/** By OpenSSL curve name: the SEV curve id and the coordinate size. */
+const EC_CURVES: Record<string, { curve: number; size: number }> = {
+  prime256v1: { curve: Curve.P256, size: 32 },
+  secp384r1: { curve: Curve.P384, size: 48 },
+};
 
 /** The pubkey fields of a SEV certificate for a node public key (P-256 / P-384 EC, RSA-2048 / RSA-4096). */
 export function sevKeyFromPublicKey(publicKey: KeyObject): SevEcKey | SevRsaKey {
   if (publicKey.asymmetricKeyType === 'ec') return ecKeyFromSpki(publicKey);
   const jwk = publicKey.export({ format: 'jwk' });
-  if (jwk.kty === 'EC') {
-    const curve = CURVE_IDS[jwk.crv ?? ''];
-    if (curve === undefined) throw new SevError('ERR_SEV_ARGUMENT', `SEV certificates hold P-256 or P-384 keys, not ${jwk.crv}`);
-    return { kind: 'ec', curve, x: Buffer.from(jwk.x!, 'base64url'), y: Buffer.from(jwk.y!, 'base64url') };
-  }
   if (jwk.kty === 'RSA') {
     const modulus = Buffer.from(jwk.n!, 'base64url');
     const modulusBits = modulus.length * 8;
@@ -34,14 +30,11 @@ export function sevKeyFromPublicKey(publicKey: KeyObject): SevEcKey | SevRsaKey 
  * collection it triggers may finalize the generating job, which takes the same lock).
  */
 function ecKeyFromSpki(publicKey: KeyObject): SevEcKey {
-  const name = { secp256r1: 'P-256', prime256v1: 'P-256', secp384r1: 'P-384' }[publicKey.asymmetricKeyDetails?.namedCurve ?? ''];
-  const curve = CURVE_IDS[name ?? ''];
-  if (name === undefined || curve === undefined) {
-    throw new SevError('ERR_SEV_ARGUMENT', `SEV certificates hold P-256 or P-384 keys, not ${publicKey.asymmetricKeyDetails?.namedCurve}`);
-  }
+  const namedCurve = publicKey.asymmetricKeyDetails?.namedCurve;
+  const ec = EC_CURVES[namedCurve ?? ''];
+  if (ec === undefined) throw new SevError('ERR_SEV_ARGUMENT', `SEV certificates hold P-256 or P-384 keys, not ${namedCurve}`);
   const der = (publicKey.type === 'private' ? createPublicKey(publicKey) : publicKey).export({ format: 'der', type: 'spki' });
-  const point = der.subarray(der.length - POINT_BYTES[name]!);
+  const point = der.subarray(der.length - (1 + 2 * ec.size));
   if (point[0] !== 0x04) throw new SevError('ERR_SEV_ARGUMENT', 'EC public key is not encoded as an uncompressed point');
-  const n = (point.length - 1) / 2;
-  return { kind: 'ec', curve, x: Buffer.from(point.subarray(1, 1 + n)), y: Buffer.from(point.subarray(1 + n)) };
+  return { kind: 'ec', curve: ec.curve, x: Buffer.from(point.subarray(1, 1 + ec.size)), y: Buffer.from(point.subarray(1 + ec.size)) };
 }
