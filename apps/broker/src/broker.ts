@@ -37,6 +37,10 @@ export interface StartOptions {
 /** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
+/** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
+const PURGE_INTERVAL_MS = 60_000;
+const AUDIT_PURGE_INTERVAL_MS = 60 * 60_000;
+const DAY_MS = 86_400_000;
 
 export async function startBroker(config: BrokerConfig, opts: StartOptions = {}): Promise<RunningBroker> {
   const logger = opts.logger ?? createLogger(config.logLevel);
@@ -87,12 +91,49 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     if (ownsStore) await store.close();
     throw e;
   }
-  logger.info('broker listening', { keybroker: address, tls: Boolean(config.tlsCert), admin: adminAddress, adminTls: Boolean(config.adminTlsCert), database: store.driver });
+  logger.info('broker listening', {
+    keybroker: address,
+    tls: Boolean(config.tlsCert),
+    admin: adminAddress,
+    adminTls: Boolean(config.adminTlsCert),
+    database: store.driver,
+    auditRetentionDays: config.auditRetentionDays, // 0: kept forever
+  });
+
+  // Every replica purges on its own schedule: deletes are idempotent, so overlapping purges only find less to do.
+  const stopAuditPurge = new AbortController();
+  let auditPurging: Promise<void> | undefined;
+  let lastAuditPurge = -Infinity;
+  const purgeAudit = () => {
+    if (config.auditRetentionDays <= 0 || auditPurging || stopAuditPurge.signal.aborted) return;
+    // Monotonic, so a wall-clock step cannot stop the purges or run them back to back.
+    if (performance.now() - lastAuditPurge < AUDIT_PURGE_INTERVAL_MS) return;
+    lastAuditPurge = performance.now();
+    const cutoff = new Date(ctx.now().getTime() - config.auditRetentionDays * DAY_MS);
+    auditPurging = store
+      .purgeAuditBefore(cutoff, { signal: stopAuditPurge.signal })
+      .then(
+        (count) => {
+          if (count > 0) logger.info('audit entries purged', { count, cutoff: cutoff.toISOString() });
+        },
+        (e: Error) => {
+          logger.warn('audit purge failed', { error: e.message });
+          lastAuditPurge = -Infinity; // try again at the next minute's purge, not an hour later
+        },
+      )
+      .finally(() => {
+        auditPurging = undefined;
+      });
+  };
+  // Off the start-up path: a large backlog (a first start after an upgrade) must not delay serving.
+  const firstAuditPurge = setTimeout(purgeAudit, 0);
+  firstAuditPurge.unref();
 
   const purge = setInterval(() => {
     const now = ctx.now();
     Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
-  }, 60_000);
+    purgeAudit();
+  }, PURGE_INTERVAL_MS);
   purge.unref();
 
   return {
@@ -101,10 +142,15 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     store,
     async close() {
       clearInterval(purge);
+      clearTimeout(firstAuditPurge);
+      // An audit purge stops after its current batch: a long backlog must not hold up shutdown.
+      stopAuditPurge.abort();
+      const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
       await Promise.all([shutdown(server), shutdown(adminServer)]);
       await ctx.audit.flush();
+      await purging;
       if (ownsStore) await store.close();
     },
   };

@@ -23,6 +23,8 @@ export interface BrokerConfig {
   connectionTtlSeconds: number;
   bundleRatePerSecond: number;
   bundleBurst: number;
+  /** Audit entries older than this many days are deleted; 0 keeps them forever. */
+  auditRetentionDays: number;
   maxSecretsPerRequest: number;
   logLevel: LogLevel;
 }
@@ -57,6 +59,8 @@ Policy and limits:
   --session-ttl SECONDS       how long a GetBundle session waits for its GetSecret (KB_SESSION_TTL, default 600)
   --max-pending-sessions N    cap on unconsumed sessions (KB_MAX_PENDING_SESSIONS, default 10000)
   --connection-ttl SECONDS    lifetime of online connections (KB_CONNECTION_TTL, default 86400)
+  --audit-retention DAYS      how long audit entries are kept (KB_AUDIT_RETENTION, default 365; fractions allowed;
+                              0 = forever). Older entries are deleted at start-up and then hourly
   --bundle-rate N             GetBundle requests per second per peer (KB_BUNDLE_RATE, default 20; 0 = unlimited)
   --bundle-burst N            burst size of that limit (KB_BUNDLE_BURST, default 40)
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
@@ -64,6 +68,8 @@ Policy and limits:
 `;
 
 export class ConfigError extends Error {}
+
+export const MAX_AUDIT_RETENTION_DAYS = 36_500;
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
   const { values } = parseArgs({
@@ -88,15 +94,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'connection-ttl': { type: 'string' },
       'bundle-rate': { type: 'string' },
       'bundle-burst': { type: 'string' },
+      'audit-retention': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
-  const num = (flag: string, v: string | undefined, dflt: number, min = 0): number => {
+  const num = (flag: string, v: string | undefined, dflt: number, min = 0, max = Infinity): number => {
     if (v === undefined || v === '') return dflt;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min) throw new ConfigError(`--${flag} must be a number ≥ ${min}, got ${JSON.stringify(v)}`);
+    // Number('  ') is 0: a blank value must not quietly mean "unlimited" or "keep forever"
+    const n = v.trim() === '' ? NaN : Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) {
+      const range = max === Infinity ? `≥ ${min}` : `in [${min}, ${max}]`;
+      throw new ConfigError(`--${flag} must be a number ${range}, got ${JSON.stringify(v)}`);
+    }
     return n;
   };
   const trustRoots = (values['trust-root'] ?? (env.KB_TRUST_ROOTS ? env.KB_TRUST_ROOTS.split(',') : [])).map((s) => {
@@ -126,6 +137,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     connectionTtlSeconds: num('connection-ttl', values['connection-ttl'] ?? env.KB_CONNECTION_TTL, 86_400, 1),
     bundleRatePerSecond: num('bundle-rate', values['bundle-rate'] ?? env.KB_BUNDLE_RATE, 20),
     bundleBurst: num('bundle-burst', values['bundle-burst'] ?? env.KB_BUNDLE_BURST, 40, 1),
+    // Bounded so that now − retention is always a date JavaScript and PostgreSQL both hold; a century outlasts any audit policy.
+    auditRetentionDays: num('audit-retention', values['audit-retention'] ?? env.KB_AUDIT_RETENTION, 365, 0, MAX_AUDIT_RETENTION_DAYS),
     maxSecretsPerRequest: 64,
     logLevel,
   };

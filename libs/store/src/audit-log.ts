@@ -1,14 +1,16 @@
 /**
  * Append-only audit trail for the owner (the host only ever sees generic failures). Entries hold ids, outcomes and
- * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident.
+ * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident. Entries are never
+ * edited; they leave only by age (purgeAuditBefore), so the table does not grow without bound.
  */
-import { and, desc, eq, gte, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, type SQL } from 'drizzle-orm';
 import { requireId, requireJson, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, type JsonValue } from './schema';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 10_000;
+const DEFAULT_PURGE_BATCH = 5_000;
 
 export interface AuditEntryInput {
   event: string;
@@ -47,12 +49,24 @@ export interface AuditFilter {
   limit?: number;
 }
 
+export interface AuditPurgeOptions {
+  /** Rows per DELETE statement; default 5000. */
+  batchSize?: number;
+  /** Checked before each batch: once aborted, the purge stops and returns what it deleted so far. */
+  signal?: AbortSignal;
+}
+
 export interface AuditLogStore {
   appendAudit(entry: AuditEntryInput): Promise<AuditEntry>;
   /** Several entries in one statement (a busy broker batches its audit writes); all or none are stored. */
   appendAudits(entries: AuditEntryInput[]): Promise<number>;
   /** Newest first. */
   listAudit(filter?: AuditFilter): Promise<AuditEntry[]>;
+  /**
+   * Deletes the entries recorded before `cutoff` (those at or after it stay) and returns how many. Safe to run from
+   * several brokers at once: a row deleted by one is simply not counted by the others.
+   */
+  purgeAuditBefore(cutoff: Date, opts?: AuditPurgeOptions): Promise<number>;
 }
 
 export function auditLogStore(ctx: StoreContext): AuditLogStore {
@@ -104,6 +118,37 @@ export function auditLogStore(ctx: StoreContext): AuditLogStore {
           .orderBy(desc(auditLog.at), desc(auditLog.id))
           .limit(limit),
       );
+    },
+
+    async purgeAuditBefore(cutoff, opts = {}) {
+      const { batchSize = DEFAULT_PURGE_BATCH, signal } = opts;
+      if (!(cutoff instanceof Date) || Number.isNaN(cutoff.getTime())) {
+        throw new StoreError('ERR_STORE_ARGUMENT', 'audit purge cutoff must be a valid Date');
+      }
+      if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+        throw new StoreError('ERR_STORE_ARGUMENT', 'audit purge batch size must be a positive integer');
+      }
+      // Bounded statements rather than one DELETE: a year's backlog in one transaction would hold its row locks (and
+      // PGlite's only connection) for as long as it runs, while the request path keeps appending audit entries.
+      let total = 0;
+      for (;;) {
+        if (signal?.aborted) return total;
+        const deleted = await ctx.run((db) =>
+          db
+            .delete(auditLog)
+            .where(
+              inArray(
+                auditLog.id,
+                db.select({ id: auditLog.id }).from(auditLog).where(lt(auditLog.at, cutoff)).orderBy(asc(auditLog.id)).limit(batchSize),
+              ),
+            )
+            .returning({ id: auditLog.id }),
+        );
+        total += deleted.length;
+        // A short batch: the backlog is gone, or another broker is deleting it too (what both leave, rarely, is the
+        // next purge's).
+        if (deleted.length < batchSize) return total;
+      }
     },
   };
 }

@@ -21,4 +21,4 @@ export type { ReportKeyInput, ReportKeyRecord, ReportKeyStore } from './report-k
 export type { ConsumedLaunchSession, LaunchSession, LaunchSessionInput, LaunchSessionStore } from './launch-sessions';
 export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, LaunchFacts } from './connections';
 export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } from './release-counts';
-export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore } from './audit-log';
+export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore, AuditPurgeOptions } from './audit-log';

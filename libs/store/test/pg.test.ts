@@ -104,6 +104,18 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
       expect(orphans).toEqual([]);
     }, SLOW);
 
+    it('brokers purging the audit log at once delete each old entry exactly once between them', async () => {
+      const others = await Promise.all([open(), open()]);
+      const cutoff = new Date('2030-01-01T00:00:00Z');
+      const old = Array.from({ length: 40 }, (_, i) => ({ at: new Date(cutoff.getTime() - (i + 1) * 1000), event: 'GetBundle', outcome: 'issued' }));
+      await store.appendAudits([...old, { at: cutoff, event: 'GetBundle', outcome: 'kept' }]);
+      const counts = await Promise.all([store, ...others].map((s) => s.purgeAuditBefore(cutoff, { batchSize: 3 })));
+      // one that meets another's deletes may stop early: whatever is left is the next purge's, never counted twice
+      const rest = await store.purgeAuditBefore(cutoff);
+      expect(counts.reduce((a, b) => a + b, rest)).toBe(40);
+      expect((await store.listAudit()).map((e) => e.outcome)).toEqual(['kept']);
+    });
+
     it('a different master key is refused at open', async () => {
       expect(await codeOf(openStore({ driver: 'pg', url: database.url, masterKey: randomBytes(32) }))).toBe('ERR_STORE_MASTER_KEY');
     });

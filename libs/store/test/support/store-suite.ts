@@ -531,6 +531,76 @@ export function storeSuite(harness: () => Harness): void {
       expect(await store.listAudit()).toEqual([]);
     });
   });
+
+  describe('audit retention (purgeAuditBefore)', () => {
+    const refsLeft = async () => (await store.listAudit({ limit: 1000 })).map((e) => e.refId).sort();
+    const append = (seconds: number[], prefix: string) =>
+      store.appendAudits(seconds.map((s, i) => ({ at: at(s), event: 'GetBundle', outcome: 'issued', refId: `${prefix}-${i}` })));
+
+    it('deletes the entries before the cutoff, keeps those at or after it, and returns the count', async () => {
+      await append([-3600, -2, -1], 'old');
+      await append([-0.001], 'edge'); // one millisecond before the cutoff: still before it
+      await append([0, 1, 3600], 'kept');
+      expect(await store.purgeAuditBefore(at(0))).toBe(4);
+      expect(await refsLeft()).toEqual(['kept-0', 'kept-1', 'kept-2']);
+      expect((await store.listAudit({ refId: 'kept-0' }))[0]?.at).toEqual(at(0));
+    });
+
+    it('a backlog larger than one batch is deleted completely, batch after batch', async () => {
+      await append([-70, -60, -50, -40, -30, -20, -10], 'old');
+      await append([10, 20], 'kept');
+      expect(await store.purgeAuditBefore(at(0), { batchSize: 2 })).toBe(7);
+      expect(await refsLeft()).toEqual(['kept-0', 'kept-1']);
+      // an exact multiple of the batch size ends on an empty batch
+      await append([-2, -1], 'old');
+      expect(await store.purgeAuditBefore(at(0), { batchSize: 2 })).toBe(2);
+      expect(await refsLeft()).toEqual(['kept-0', 'kept-1']);
+    });
+
+    it('nothing older than the cutoff (or an empty log) → 0, nothing deleted', async () => {
+      expect(await store.purgeAuditBefore(at(0))).toBe(0);
+      await append([0, 5], 'kept');
+      expect(await store.purgeAuditBefore(at(0), { batchSize: 1 })).toBe(0);
+      expect(await refsLeft()).toEqual(['kept-0', 'kept-1']);
+    });
+
+    it('stops between batches once its signal is aborted', async () => {
+      await append([-50, -40, -30, -20, -10], 'old');
+      const aborted = new AbortController();
+      aborted.abort();
+      expect(await store.purgeAuditBefore(at(0), { signal: aborted.signal })).toBe(0);
+      expect(await refsLeft()).toHaveLength(5);
+      const stop = new AbortController();
+      const purging = store.purgeAuditBefore(at(0), { batchSize: 2, signal: stop.signal }); // the first batch is under way
+      stop.abort();
+      expect(await purging).toBe(2);
+      expect(await refsLeft()).toEqual(['old-2', 'old-3', 'old-4']);
+    });
+
+    it('refuses a bad cutoff or batch size, deleting nothing', async () => {
+      await append([-10, -5], 'old');
+      const bad: [unknown, unknown][] = [
+        [new Date(NaN), undefined],
+        ['2030-01-01T00:00:00Z', undefined],
+        [at(0).getTime(), undefined],
+        [undefined, undefined],
+        [at(0), 0],
+        [at(0), -5],
+        [at(0), 2.5],
+        [at(0), NaN],
+        [at(0), Infinity],
+        [at(0), '100'],
+      ];
+      for (const [cutoff, batchSize] of bad) {
+        expect([cutoff, batchSize, await codeOf(store.purgeAuditBefore(cutoff as Date, { batchSize: batchSize as number }))]).toEqual([
+          cutoff,
+          batchSize,
+          'ERR_STORE_ARGUMENT',
+        ]);
+      }
+      expect(await refsLeft()).toEqual(['old-0', 'old-1']);
+    });
+  });
 }
 
 async function attachPolicyUser(store: Store, kind: string, policyName: string): Promise<() => Promise<unknown>> {

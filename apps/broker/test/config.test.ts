@@ -1,0 +1,61 @@
+import { ConfigError, HELP, MAX_AUDIT_RETENTION_DAYS, parseConfig, type BrokerConfig } from '../src/config';
+
+function parse(argv: string[], env: NodeJS.ProcessEnv = {}): BrokerConfig {
+  const cfg = parseConfig(argv, env);
+  if (cfg === 'help') throw new Error('unexpected help');
+  return cfg;
+}
+
+function refusal(argv: string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+  try {
+    parseConfig(argv, env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error(`accepted ${JSON.stringify({ argv, env })}`);
+}
+
+describe('parseConfig: --audit-retention', () => {
+  it('defaults to 365 days', () => {
+    expect(parse([]).auditRetentionDays).toBe(365);
+    expect(parse([], { KB_AUDIT_RETENTION: '' }).auditRetentionDays).toBe(365);
+  });
+
+  it('takes the flag or KB_AUDIT_RETENTION, the flag winning; fractions allowed', () => {
+    expect(parse(['--audit-retention', '30']).auditRetentionDays).toBe(30);
+    expect(parse(['--audit-retention=0.5']).auditRetentionDays).toBe(0.5);
+    expect(parse([], { KB_AUDIT_RETENTION: '90' }).auditRetentionDays).toBe(90);
+    expect(parse(['--audit-retention', '7'], { KB_AUDIT_RETENTION: '90' }).auditRetentionDays).toBe(7);
+    expect(parse([], { KB_AUDIT_RETENTION: String(MAX_AUDIT_RETENTION_DAYS) }).auditRetentionDays).toBe(MAX_AUDIT_RETENTION_DAYS);
+  });
+
+  it('0 (keep forever) is allowed', () => {
+    expect(parse(['--audit-retention', '0']).auditRetentionDays).toBe(0);
+    expect(parse([], { KB_AUDIT_RETENTION: '0' }).auditRetentionDays).toBe(0);
+  });
+
+  it.each([['-1'], ['-0.5'], ['abc'], ['30d'], ['NaN'], ['Infinity'], [' '], [String(MAX_AUDIT_RETENTION_DAYS + 1)], ['1e9']])(
+    'refuses %j with a ConfigError naming the option and the value',
+    (value) => {
+      // `=`: parseArgs itself refuses a separate argument starting with a dash
+      for (const e of [refusal([`--audit-retention=${value}`]), refusal([], { KB_AUDIT_RETENTION: value })]) {
+        expect(e.message).toContain('--audit-retention must be a number in [0, 36500]');
+        expect(e.message).toContain(JSON.stringify(value));
+      }
+    },
+  );
+
+  it('is listed in --help next to the other durations', () => {
+    expect(parseConfig(['--help'], {})).toBe('help');
+    expect(HELP).toMatch(/--audit-retention DAYS .*KB_AUDIT_RETENTION, default 365/);
+    expect(HELP).toMatch(/0 = forever/);
+  });
+});
+
+describe('parseConfig: blank numeric values', () => {
+  it('a blank value is refused rather than read as 0 (which would mean "unlimited" for --bundle-rate)', () => {
+    expect(refusal(['--bundle-rate', ' ']).message).toMatch(/--bundle-rate must be a number ≥ 0, got " "/);
+    expect(parse(['--bundle-rate', '0']).bundleRatePerSecond).toBe(0);
+  });
+});
