@@ -20,6 +20,8 @@
  *                       sees at a given launch rate, which is what the p99 goal is about (closed loop, 16 clients can
  *                       only see p99 < 20 ms at > 800 launches/s, several times what two P-384 ECDHs per launch allow
  *                       on a small machine)
+ * Full launches are also timed by phase (launch-phases.ts): the broker's two round trips apart from the simulated SP's
+ * work, which a real host does on its AMD Secure Processor rather than on the broker's machine.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
@@ -38,6 +40,7 @@ import { sevPublicKey } from '../../libs/sev/src';
 import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedSecureProcessor, type SimulatedPlatform } from '../../libs/sev-sim/src';
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
+import { LaunchPhases, phaseTable, windows, type PhaseSummary } from './launch-phases';
 import {
   fmt,
   measure,
@@ -89,6 +92,8 @@ const GOAL_LAUNCH_P99_MS = 20;
 const GOAL_LAUNCH_CLIENTS = 16;
 /** Default paced rates: these fractions of the closed-loop full launch/s at the same number of clients, in order. */
 const PACED_FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+/** Paced: a p99 over fewer than a few hundred arrivals is about their maximum, so low rates run longer. */
+const DEFAULT_MIN_ARRIVALS = 300;
 /** The closed-loop probe giving the paced case its capacity when the launch case is not run, seconds at most. */
 const PROBE_SECONDS = 2;
 
@@ -118,10 +123,13 @@ Options:
                           paced   the same full launches, open loop: Poisson arrivals at offered rates, served by the
                                   clients (FIFO queue when all are busy), latency from the scheduled arrival; measures
                                   the latency hosts see at a given launch rate
-  --rates LIST          paced: offered rates, launches/s, comma-separated, each run for --seconds after --warmup-ms;
+  --rates LIST          paced: offered rates, launches/s, comma-separated, each run after --warmup-ms for --seconds
+                        or, if longer, for --min-arrivals arrivals;
                         auto (default): ${PACED_FRACTIONS.join(',')} × the closed-loop full launch/s at the same
                         clients (from the launch case, or else a ${PROBE_SECONDS} s closed-loop probe), stopping
                         one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms
+  --min-arrivals N      paced: at least N arrivals per rate (default ${DEFAULT_MIN_ARRIVALS}), so that p99 is not just the maximum
+                        of a few dozen launches: a low rate runs longer than --seconds
   --cpu-prof DIR        --broker process only: start the broker under node's --cpu-prof --cpu-prof-dir=DIR; each
                         broker process writes one .cpuprofile per thread (main, ECDH workers, tsx's loader) when it
                         exits after its cases (open them in Chrome DevTools or speedscope). Profiling slows the broker.
@@ -139,6 +147,8 @@ interface Options {
   pgliteDir: 'memory' | 'tmp';
   seconds: number;
   warmupMs: number;
+  /** paced: a rate runs for at least this many expected arrivals */
+  minArrivals: number;
   concurrency: number[];
   cases: CaseId[];
   /** paced: offered launches/s, ascending; undefined = auto (PACED_FRACTIONS of the closed-loop capacity) */
@@ -164,6 +174,7 @@ function parseOptions(): Options {
         'pglite-dir': { type: 'string' },
         seconds: { type: 'string' },
         'warmup-ms': { type: 'string' },
+        'min-arrivals': { type: 'string' },
         concurrency: { type: 'string' },
         cases: { type: 'string' },
         rates: { type: 'string' },
@@ -237,6 +248,7 @@ function parseOptions(): Options {
     pgliteDir,
     seconds: num('seconds', values.seconds, 3, false),
     warmupMs: num('warmup-ms', values['warmup-ms'], 300, true),
+    minArrivals: Math.ceil(num('min-arrivals', values['min-arrivals'], DEFAULT_MIN_ARRIVALS, true)),
     concurrency: [...new Set(concurrency)],
     cases: CASES.map((c) => c.id).filter((id) => cases.includes(id)),
     rates,
@@ -684,6 +696,8 @@ interface CaseResult extends CpuShare {
   maxMs: number;
   /** opsPerSec / ECDH floor ops/s */
   ratioToFloor: number;
+  /** full launch: where its time went (launches begun in the window) */
+  phases?: PhaseSummary | null;
 }
 
 /** The paced case at one offered rate (see measureOpenLoop); CPU ms/op is per launch completed in the window. */
@@ -692,6 +706,8 @@ interface PacedRate extends Omit<MeasureOpenLoopResult, 'name' | 'concurrency'>,
   ratioToCapacity: number;
   /** p99Ms < GOAL_LAUNCH_P99_MS */
   goalMet: boolean;
+  /** where a launch's time went once a client took it (queue wait excluded), launches begun in the window */
+  phases: PhaseSummary | null;
 }
 
 /** The paced case at one number of clients. */
@@ -809,7 +825,8 @@ async function runDriver(
 
     const cpu = new CpuMeter(target.proc ? () => target!.proc!.cpuMs() : undefined);
     const results: CaseResult[] = [];
-    const push = (id: CaseResult['case'], r: MeasureAsyncResult) => {
+    const phases = new LaunchPhases();
+    const push = (id: CaseResult['case'], r: MeasureAsyncResult, launchPhases?: PhaseSummary | null) => {
       const name = CASES.find((c) => c.id === id)!.name;
       results.push({
         case: id,
@@ -822,13 +839,21 @@ async function runDriver(
         p99Ms: r.p99Ms,
         maxMs: r.maxMs,
         ratioToFloor: r.opsPerSec / floor.opsPerSec,
+        ...(launchPhases !== undefined ? { phases: launchPhases } : {}),
         ...cpuShare(cpu.take(), r.seconds * 1000, r.ops),
       });
     };
     /** One full launch by client w: the work of both the closed-loop launch case and the paced one. */
     const fullLaunch = async (w: number): Promise<void> => {
-      const p = await prepareLaunch(hosts[w]!, sp, bundleRequest);
-      finishLaunch(sp, p, await hosts[w]!.getSecret(p.request));
+      const timer = phases.launch();
+      const bundle = await hosts[w]!.getBundle(bundleRequest);
+      timer.lap('bundle');
+      const p = launchUpToSecret(sp, bundle);
+      timer.lap('hostStart');
+      const res = await hosts[w]!.getSecret(p.request);
+      timer.lap('secret');
+      finishLaunch(sp, p, res);
+      timer.lap('hostFinish');
     };
     const note = (msg: string) => progress(`  ${driver}: ${msg}\n`);
 
@@ -856,14 +881,15 @@ async function runDriver(
 
     for (const c of opts.cases.includes('launch') ? opts.concurrency : []) {
       note(`full launch, ${c} client(s)`);
-      push('launch', await measureAsync('full launch', fullLaunch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu }));
+      const r = await measureAsync('full launch', fullLaunch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: windows(cpu, phases) });
+      push('launch', r, phases.summary());
     }
 
     // After the closed-loop launches, whose launch/s at the same number of clients sets the default rates.
     const paced: PacedResult[] = [];
     for (const c of opts.cases.includes('paced') ? opts.concurrency : []) {
       const capacity = await closedLoopCapacity(results, c, fullLaunch, opts, note);
-      paced.push(await measurePaced(fullLaunch, c, capacity, opts, cpu, note));
+      paced.push(await measurePaced(fullLaunch, c, capacity, opts, cpu, phases, note));
     }
     for (const h of hosts.splice(0)) h.close();
     await cleanups.run(); // stops the broker, so that its exit status is known (and, profiled, its profiles written)
@@ -917,6 +943,11 @@ async function closedLoopCapacity(
   return { opsPerSec: probe.opsPerSec, source: 'probe' };
 }
 
+/** How long one paced rate runs: --seconds, or long enough for --min-arrivals arrivals. */
+function pacedSeconds(rate: number, opts: Options): number {
+  return Math.max(opts.seconds, opts.minArrivals / rate);
+}
+
 /**
  * The paced case at c clients, one open-loop run per rate. Auto rates climb PACED_FRACTIONS of the closed-loop capacity
  * and stop one rate after the first whose p99 misses the goal: those two show the knee, and higher rates would only
@@ -928,6 +959,7 @@ async function measurePaced(
   capacity: { opsPerSec: number; source: PacedResult['closedLoopSource'] },
   opts: Options,
   cpu: CpuMeter,
+  phases: LaunchPhases,
   note: (msg: string) => void,
 ): Promise<PacedResult> {
   // Three significant digits, so that an auto rate can be given back to --rates as printed.
@@ -938,11 +970,17 @@ async function measurePaced(
     const { name: _name, concurrency: _c, ...r } = await measureOpenLoop('full launch, paced', launch, {
       ratePerSec: rate,
       concurrency: c,
-      seconds: opts.seconds,
+      seconds: pacedSeconds(rate, opts),
       warmupMs: opts.warmupMs,
-      window: cpu,
+      window: windows(cpu, phases),
     });
-    out.push({ ...r, ratioToCapacity: rate / capacity.opsPerSec, goalMet: r.p99Ms < GOAL_LAUNCH_P99_MS, ...cpuShare(cpu.take(), r.seconds * 1000, r.completed) });
+    out.push({
+      ...r,
+      ratioToCapacity: rate / capacity.opsPerSec,
+      goalMet: r.p99Ms < GOAL_LAUNCH_P99_MS,
+      phases: phases.summary(),
+      ...cpuShare(cpu.take(), r.seconds * 1000, r.completed),
+    });
     const firstMiss = out.findIndex((x) => !x.goalMet);
     if (opts.rates === undefined && firstMiss !== -1 && out.length > firstMiss + 1) break;
   }
@@ -1053,7 +1091,9 @@ async function main(): Promise<void> {
       driver: d.driver,
       bundleRatio: { goal: GOAL_BUNDLE_RATIO, byConcurrency: bundle },
       launchP99: l ? { goalMs: GOAL_LAUNCH_P99_MS, concurrency: GOAL_LAUNCH_CLIENTS, p99Ms: l.p99Ms, met: l.p99Ms < GOAL_LAUNCH_P99_MS } : null,
-      launchP99OpenLoop: openLoopGoal(d.paced),
+      launchP99OpenLoop: openLoopGoal(d.paced, (r) => r.p99Ms),
+      // the same, for the broker's part alone: a launch's GetBundle + GetSecret round trips, without the simulated SP
+      brokerShareP99OpenLoop: openLoopGoal(d.paced, (r) => r.phases?.broker.p99Ms ?? NaN),
     };
   });
   const notes = [
@@ -1073,8 +1113,13 @@ async function main(): Promise<void> {
     'One gRPC connection per client (no subchannel sharing). Closed loop (first table): each client sends its next call as soon as the previous one returns, so the broker is saturated and mean latency ≈ clients ÷ ops/s (Little\'s law): ops/s is capacity. p50/p99/max are single-call latencies; ops/s over the whole window.',
     ...(opts.cases.includes('paced')
       ? [
-          `Open loop (full launch, paced): launches arrive as a Poisson process at the offered rate however the broker keeps up, as from independent hosts, each taken by a free client (FIFO queue when all are busy); latency runs from the scheduled arrival, so queueing, and any lateness of the bench's event loop, counts (no coordinated omission): the latency a host sees at that launch rate. Rates: ${opts.rates === undefined ? `${PACED_FRACTIONS.join(', ')} × the closed-loop full launch/s at the same clients, stopping one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms` : 'from --rates'}; each for ${opts.seconds} s after ${opts.warmupMs} ms of arrivals at that rate.`,
+          `Open loop (full launch, paced): launches arrive as a Poisson process at the offered rate however the broker keeps up, as from independent hosts, each taken by a free client (FIFO queue when all are busy); latency runs from the scheduled arrival, so queueing, and any lateness of the bench's event loop, counts (no coordinated omission): the latency a host sees at that launch rate. Rates: ${opts.rates === undefined ? `${PACED_FRACTIONS.join(', ')} × the closed-loop full launch/s at the same clients, stopping one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms` : 'from --rates'}; each for ${opts.seconds} s, or longer for at least ${opts.minArrivals} arrivals, after ${opts.warmupMs} ms of arrivals at that rate.`,
           `paced columns: closed-loop/s = the full launch case's launch/s at those clients (or, marked "probe", a ${PROBE_SECONDS} s closed-loop run when that case was not run), ÷ closed = offered ÷ that; arrivals = launches scheduled in the window, each timed to completion (few at low rates: p99 is then about the max); achieved/s = launches completed within the window ÷ its length; wait ms = mean time in the queue over all arrivals; waited = % of arrivals that found every client busy; lag p99 ms = how late the bench's event loop released arrivals (busy with other simulated hosts' SP work, which real hosts would do on their own machines), part of the latency; broker CPU ms/op per completed launch.`,
+        ]
+      : []),
+    ...(opts.cases.includes('launch') || opts.cases.includes('paced')
+      ? [
+          'full launch by phase: GetBundle and GetSecret = each call\'s round trip as the host sees it (gRPC both ways, the broker\'s work, and any wait for the bench\'s own busy event loop); SP start…measure = LAUNCH_START (with the SP side\'s P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check, both on the bench\'s thread, where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column\'s percentiles are taken on their own, so they do not add up to the launch\'s.',
         ]
       : []),
     ...(opts.cpuProf !== undefined
@@ -1100,6 +1145,7 @@ async function main(): Promise<void> {
             broker: opts.broker,
             seconds: opts.seconds,
             warmupMs: opts.warmupMs,
+            minArrivals: opts.minArrivals,
             concurrency: opts.concurrency,
             cases: opts.cases,
             rates: opts.rates ?? { auto: PACED_FRACTIONS, stop: `one rate after the first with p99 >= ${GOAL_LAUNCH_P99_MS} ms` },
@@ -1167,6 +1213,14 @@ async function main(): Promise<void> {
       );
     }
     if (d.paced.length > 0) out.push('', 'full launch, paced (open loop: Poisson arrivals at the offered rate; latency from the scheduled arrival)', pacedTable(d.paced));
+    const phaseRows = [
+      ...d.results.filter((r) => r.case === 'launch').map((r) => ({ label: ['closed loop', String(r.concurrency), '-'], phases: r.phases })),
+      ...d.paced.flatMap((p) => p.rates.map((r) => ({ label: ['paced', String(p.concurrency), fmt(r.offeredPerSec)], phases: r.phases }))),
+    ];
+    if (phaseRows.length > 0) {
+      out.push('', 'full launch by phase, as the host sees it: p50 / p99 ms (paced: from when a client takes the launch, queue wait excluded)');
+      out.push(phaseTable(['full launch', 'clients', 'offered/s'], phaseRows));
+    }
   }
   out.push('');
   out.push('goals:');
@@ -1179,6 +1233,7 @@ async function main(): Promise<void> {
         (g.launchP99 ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}` : `not measured (add launch to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`),
     );
     out.push(`${launchGoal}, open loop: ${openLoopGoalText(g.launchP99OpenLoop)}`);
+    out.push(`  ${''.padEnd(6)} the broker's part alone (GetBundle + GetSecret round trips, no SP work), open loop: ${openLoopGoalText(g.brokerShareP99OpenLoop)}`);
   }
   for (const d of drivers) {
     // Where the broker's CPU goes: with one core for the broker, GetBundle ÷ floor cannot exceed floor time ÷ broker CPU per op.
@@ -1213,12 +1268,15 @@ interface OpenLoopGoal {
   lowest: { offeredPerSec: number; p99Ms: number };
 }
 
-/** The launch p99 goal in open loop, from the paced case at GOAL_LAUNCH_CLIENTS clients; null when not measured. */
-function openLoopGoal(paced: readonly PacedResult[]): OpenLoopGoal | null {
+/**
+ * The launch p99 goal in open loop, from the paced case at GOAL_LAUNCH_CLIENTS clients, for the p99 `p99Of` picks
+ * (the whole launch's, or one phase's); null when not measured.
+ */
+function openLoopGoal(paced: readonly PacedResult[], p99Of: (r: PacedRate) => number): OpenLoopGoal | null {
   const p = paced.find((x) => x.concurrency === GOAL_LAUNCH_CLIENTS);
   if (!p || p.rates.length === 0) return null;
   // "Holds up to R": every measured rate up to R met the goal (rates are ascending); a pass above a miss is noise.
-  const firstMiss = p.rates.findIndex((r) => !r.goalMet);
+  const firstMiss = p.rates.findIndex((r) => !(p99Of(r) < GOAL_LAUNCH_P99_MS));
   const held = firstMiss === -1 ? p.rates.at(-1)! : p.rates[firstMiss - 1];
   const missed = firstMiss === -1 ? undefined : p.rates[firstMiss]!;
   return {
@@ -1228,8 +1286,8 @@ function openLoopGoal(paced: readonly PacedResult[]): OpenLoopGoal | null {
     maxRateMet: held?.offeredPerSec ?? null,
     ratioToCapacity: held ? held.offeredPerSec / p.closedLoopOpsPerSec : null,
     metAtEveryRate: firstMiss === -1,
-    firstMissed: missed ? { offeredPerSec: missed.offeredPerSec, p99Ms: missed.p99Ms } : null,
-    lowest: { offeredPerSec: p.rates[0]!.offeredPerSec, p99Ms: p.rates[0]!.p99Ms },
+    firstMissed: missed ? { offeredPerSec: missed.offeredPerSec, p99Ms: p99Of(missed) } : null,
+    lowest: { offeredPerSec: p.rates[0]!.offeredPerSec, p99Ms: p99Of(p.rates[0]!) },
   };
 }
 

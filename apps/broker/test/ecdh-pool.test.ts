@@ -55,6 +55,30 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
     }
   });
 
+  it('makes whole agreements ahead for the PDH of its latest agreement, each used once, and only keys for others', async () => {
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const pool = new EcdhPool({ size: 1, stock: 4 });
+    try {
+      await until(() => pool.stocked() === 4); // keys only: no PDH seen yet
+      await pool.agree(pdh.publicKey);
+      expect(pool.stats()).toEqual({ agreement: 0, key: 1, none: 0 });
+      // refilled, and the spare keys bound to this PDH (the pool says it is full only once all four are agreements)
+      await until(() => pool.stocked() === 4);
+      await new Promise((r) => setTimeout(r, 100));
+      const ready = await Promise.all(Array.from({ length: 4 }, () => pool.agree(pdh.publicKey)));
+      expect(pool.stats()).toEqual({ agreement: 4, key: 1, none: 0 });
+      for (const r of ready) expect(diffieHellman({ privateKey: pdh.privateKey, publicKey: publicKey(r.godhPublicKey) }).equals(r.z)).toBe(true);
+      expect(new Set(ready.map((r) => r.z.toString('hex'))).size).toBe(4);
+      // another host's PDH: nothing was made for it, and no agreement made for the first is handed out instead
+      await until(() => pool.stocked() === 4);
+      const foreign = await pool.agree(other.publicKey);
+      expect(pool.stats().agreement).toBe(4);
+      expect(diffieHellman({ privateKey: other.privateKey, publicKey: publicKey(foreign.godhPublicKey) }).equals(foreign.z)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
   // Liveness of the fill/agree protocol under load. (With keys exported as JWK, a worker once deadlocked at this load
   // after anywhere between 300 and 8,500 agreements: see ecdh-worker.js. This test is too short to catch that reliably.)
   it('keeps answering a sustained load of 64 agreements in flight while restocking', async () => {

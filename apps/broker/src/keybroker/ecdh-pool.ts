@@ -14,7 +14,10 @@ export interface Agreement {
 export interface EcdhPoolOptions {
   /** Worker threads; default: one per core but one (the event loop keeps a core for gRPC and the database). */
   size?: number;
-  /** GODH keys each worker makes ahead while it has nothing else to do; default 32, 0 turns it off. */
+  /**
+   * Work each worker does ahead while it has nothing else to do, at most: GODH keys, and whole agreements with the PDH
+   * of the latest GetBundle; default 32, 0 turns it off.
+   */
   stock?: number;
 }
 
@@ -28,23 +31,31 @@ interface Slot {
   worker: Worker;
   /** agreements sent to this worker and not answered yet */
   inFlight: number;
-  /** keys the worker holds (its last report, minus agreements sent since, which may have used one) */
+  /** keys and agreements the worker holds (its last report, minus agreements sent since, which may have used one) */
   stock: number;
   /** a fill request is outstanding */
   filling: boolean;
+  /** the worker said it had nothing left to do ahead (until its next agreement) */
+  full: boolean;
 }
 
-type Reply = { id: number; z?: Uint8Array; x?: Uint8Array; y?: Uint8Array; error?: string } | { stock: number };
+/** What an agreement found ready: a whole agreement made ahead with that PDH, a key made ahead, or nothing. */
+export type Ahead = 'agreement' | 'key' | 'none';
+
+type Reply = { id: number; z?: Uint8Array; x?: Uint8Array; y?: Uint8Array; ahead?: Ahead; error?: string } | { stock: number; full: boolean };
 
 /**
  * GetBundle's one expensive step — a fresh P-384 key and its ECDH with the PDH — runs on worker threads, so the event
  * loop keeps serving gRPC and the database while other cores do the arithmetic.
  *
- * Key generation is 40 % of an agreement and needs no input, so a worker with no agreement to do is asked to make one
- * key ahead, then another, up to `stock`: a GetBundle that finds a key in stock pays only for the derive. Under
- * saturation the workers are never idle, the stock stays empty and each agreement makes its own key: the stock moves
- * work into idle time and never adds any. A worker that dies fails its pending agreements (those GetBundle calls
- * answer INTERNAL) and is replaced.
+ * An agreement needs nothing from the request but the PDH, and a host names the same PDH in every GetBundle. So a
+ * worker with no agreement to do is asked to work ahead, one step at a time, up to `stock`: it makes GODH keys, and
+ * binds them to the PDH of its latest agreement (deriving Z). A GetBundle that finds an agreement ready for its PDH
+ * pays for no arithmetic at all; one that finds a key pays for the derive. Each key and agreement is used once, lives
+ * only in the worker, and agreements unused for minutes are dropped. Under saturation the workers are never idle,
+ * nothing is made ahead and each agreement starts from scratch: working ahead moves work into idle time and adds none
+ * (but for agreements dropped unused). A worker that dies fails its pending agreements (those GetBundle calls answer
+ * INTERNAL) and is replaced.
  */
 export class EcdhPool {
   private readonly slots: Slot[] = [];
@@ -54,6 +65,7 @@ export class EcdhPool {
   private readonly stock: number;
   /** PDH keys as SPKI: the chain cache hands out the same KeyObject for a known chain, so this is one export per host. */
   private readonly spkis = new WeakMap<KeyObject, Buffer>();
+  private readonly served: Record<Ahead, number> = { agreement: 0, key: 0, none: 0 };
 
   constructor({ size = Math.max(1, availableParallelism() - 1), stock = 32 }: EcdhPoolOptions = {}) {
     this.stock = stock;
@@ -70,13 +82,19 @@ export class EcdhPool {
       this.pending.set(id, { resolve, reject, slot });
       slot.inFlight++;
       slot.stock = Math.max(0, slot.stock - 1);
+      slot.full = false;
       slot.worker.postMessage({ id, pdhSpki: spki });
     });
   }
 
-  /** GODH keys made ahead and not used yet, over all workers (as last reported by them). */
+  /** Keys and agreements made ahead and not used yet, over all workers (as last reported by them). */
   stocked(): number {
     return this.slots.reduce((n, s) => n + s.stock, 0);
+  }
+
+  /** Agreements answered so far, by what they found made ahead. */
+  stats(): Readonly<Record<Ahead, number>> {
+    return { ...this.served };
   }
 
   async close(): Promise<void> {
@@ -94,21 +112,22 @@ export class EcdhPool {
     return best;
   }
 
-  /** One key at a time, and only while the worker has no agreement queued, so a GetBundle waits for at most one. */
+  /** One step at a time, and only while the worker has no agreement queued, so a GetBundle waits for at most one. */
   private topUp(slot: Slot): void {
-    if (this.closed || slot.filling || slot.inFlight > 0 || slot.stock >= this.stock) return;
+    if (this.closed || slot.filling || slot.full || slot.inFlight > 0 || this.stock === 0) return;
     slot.filling = true;
     slot.worker.postMessage({ fill: true });
   }
 
   private spawn(): Slot {
-    const worker = new Worker(join(__dirname, 'ecdh-worker.js'));
+    const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock } });
     worker.unref();
-    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false };
+    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false, full: false };
     worker.on('message', (m: Reply) => {
       if ('stock' in m) {
         slot.filling = false;
         slot.stock = m.stock;
+        slot.full = m.full;
         return this.topUp(slot);
       }
       const p = this.pending.get(m.id);
@@ -117,6 +136,7 @@ export class EcdhPool {
       slot.inFlight--;
       this.topUp(slot);
       if (m.error || !m.z || !m.x || !m.y) return p.reject(new Error(`ECDH worker: ${m.error ?? 'empty answer'}`));
+      this.served[m.ahead ?? 'none']++;
       p.resolve({ z: Buffer.from(m.z.buffer, m.z.byteOffset, m.z.byteLength), godhPublicKey: { x: m.x, y: m.y } });
     });
     const replace = (why: Error) => {

@@ -1,18 +1,33 @@
 // Worker thread of EcdhPool (ecdh-pool.ts): the P-384 key generation and agreement of GetBundle, off the event loop.
 // Plain JavaScript on purpose: node:crypto only, so it loads the same way under tsx, jest and a built image.
 //
-// Messages in:  { id, pdhSpki } → { id, z, x, y } or { id, error }   one agreement
-//               { fill: true }  → { stock }                          make one key ahead (sent by the pool when idle)
-// The pool, not the worker, decides when to make keys ahead: it knows whether agreements are queued for this worker,
-// which the worker cannot see from inside a message handler.
+// Messages in:  { id, pdhSpki } → { id, z, x, y, ahead } or { id, error }   one agreement
+//               { fill: true }  → { stock, full }                        one step of work ahead (sent by the pool when
+//                                                                         this worker has no agreement queued)
+// The pool, not the worker, decides when to work ahead: it knows whether agreements are queued for this worker, which
+// the worker cannot see from inside a message handler. Each fill is one primitive (a key generation or a derive), so
+// an agreement that arrives meanwhile waits for at most one of them.
 'use strict';
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createPublicKey, diffieHellman, generateKeyPairSync } = require('node:crypto');
 
-const peers = new Map(); // SPKI (hex) → KeyObject: hosts reuse one PDH for every launch
+/** Keys and agreements made ahead, at most, in all. */
+const CAPACITY = (workerData && workerData.stock) || 0;
 const MAX_PEERS = 256;
-/** Keys made ahead; each is taken out once and used for one agreement, so it only ever holds unused keys. */
-const stock = [];
+/**
+ * A PDH stays "hot" (agreements are made ahead for it) this long after its last GetBundle. Hosts reuse one PDH for
+ * every launch, so the next GetBundle from a host that just launched most likely names it again.
+ */
+const HOT_MS = 60_000;
+/** Agreements made ahead and not used by then are dropped: a host that went away, or rotated its PDH. */
+const READY_TTL_MS = 5 * 60_000;
+
+/** SPKI (hex) → { key, ready: [{ z, x, y, at }], lastUsed }: the PDHs seen, and agreements made ahead with each. */
+const peers = new Map();
+/** GODH keys made ahead, not yet bound to any PDH; each is taken out once and used for one agreement. */
+const keys = [];
+let readyCount = 0;
+let hot; // the peer of the latest agreement
 
 // The public half comes encoded by the key generation itself (SPKI DER, ending in the uncompressed point 04‖X‖Y).
 // Not publicKey.export(): on Node 20 a JWK export of a just-generated key can deadlock its thread, when the export
@@ -29,31 +44,87 @@ function makeKey() {
   return { privateKey, x: new Uint8Array(point.subarray(1, 49)), y: new Uint8Array(point.subarray(49)) };
 }
 
-function peerKey(spki) {
+function agreement(key, peer) {
+  return { z: diffieHellman({ privateKey: key.privateKey, publicKey: peer.key }), x: key.x, y: key.y, at: Date.now() };
+}
+
+function peerOf(spki) {
   const tag = Buffer.from(spki).toString('hex');
-  let pdh = peers.get(tag);
-  if (!pdh) {
-    pdh = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
-    if (peers.size >= MAX_PEERS) peers.delete(peers.keys().next().value);
-    peers.set(tag, pdh);
+  let peer = peers.get(tag);
+  if (!peer) {
+    peer = { key: createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }), ready: [], lastUsed: 0 };
+    if (peers.size >= MAX_PEERS) drop(peers.keys().next().value);
+    peers.set(tag, peer);
+  } else {
+    peers.delete(tag); // re-inserted below: the map's order is least recently used first
   }
-  return pdh;
+  peers.set(tag, peer);
+  return peer;
+}
+
+function drop(tag) {
+  const peer = peers.get(tag);
+  for (const a of peer.ready) a.z.fill(0);
+  readyCount -= peer.ready.length;
+  peers.delete(tag);
+  if (hot === peer) hot = undefined;
+}
+
+function expire(now) {
+  for (const peer of peers.values()) {
+    const fresh = peer.ready.filter((a) => now - a.at < READY_TTL_MS);
+    if (fresh.length === peer.ready.length) continue;
+    for (const a of peer.ready) if (!fresh.includes(a)) a.z.fill(0);
+    readyCount -= peer.ready.length - fresh.length;
+    peer.ready = fresh;
+  }
+}
+
+/** One step ahead: bind a spare key to the hot PDH (a derive), or make a spare key; false when there is nothing to do. */
+function workAhead(now) {
+  expire(now);
+  const warm = hot !== undefined && now - hot.lastUsed < HOT_MS;
+  if (warm && keys.length > 0) {
+    hot.ready.push(agreement(keys.pop(), hot));
+    readyCount++;
+    return true;
+  }
+  if (keys.length + readyCount < CAPACITY) {
+    keys.push(makeKey());
+    return true;
+  }
+  return false;
 }
 
 parentPort.on('message', (m) => {
   if (m.fill) {
+    let full = true;
     try {
-      stock.push(makeKey());
+      full = !workAhead(Date.now());
     } finally {
-      parentPort.postMessage({ stock: stock.length });
+      parentPort.postMessage({ stock: keys.length + readyCount, full });
     }
     return;
   }
   try {
-    const pdh = peerKey(m.pdhSpki);
-    const key = stock.pop() || makeKey();
-    const z = diffieHellman({ privateKey: key.privateKey, publicKey: pdh });
-    parentPort.postMessage({ id: m.id, z, x: key.x, y: key.y });
+    const now = Date.now();
+    const peer = peerOf(m.pdhSpki);
+    peer.lastUsed = now;
+    hot = peer;
+    let a;
+    let ahead = 'agreement';
+    while ((a = peer.ready.shift()) && now - a.at >= READY_TTL_MS) {
+      a.z.fill(0);
+      readyCount--;
+    }
+    if (a) readyCount--;
+    else {
+      const key = keys.pop();
+      ahead = key ? 'key' : 'none';
+      a = agreement(key || makeKey(), peer);
+    }
+    parentPort.postMessage({ id: m.id, z: a.z, x: a.x, y: a.y, ahead });
+    a.z.fill(0); // postMessage has copied it
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
   }

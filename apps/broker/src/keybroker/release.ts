@@ -31,10 +31,13 @@ export interface ReleaseReads {
  */
 export function readRelease(ctx: BrokerContext, items: SecretRequestItem[]): Promise<ReleaseReads> {
   const reads = (async () => {
+    // The tenant default needs nothing from the secrets, so it is read alongside them. A missing one refuses
+    // everything (fail closed), like any other missing policy; a missing secret is reported first, as before.
+    const tenantDefault = loadPolicies(ctx.store, [{ name: ctx.config.defaultPolicy, kind: 'tenant-default' }]);
+    tenantDefault.catch(() => undefined);
     const secrets = await lookUpSecrets(ctx.store, items, { connectionTtlSeconds: ctx.config.connectionTtlSeconds, now: ctx.now });
-    // A missing tenant default refuses everything (fail closed), like any other missing policy.
-    const refs = [{ name: ctx.config.defaultPolicy, kind: 'tenant-default' as const }, ...secrets.flatMap((s) => s.policies)];
-    const policies = await loadPolicies(ctx.store, refs);
+    const attached = secrets.flatMap((s) => s.policies);
+    const policies = [...(await tenantDefault), ...(attached.length > 0 ? await loadPolicies(ctx.store, attached) : [])];
     const counted = [...new Set(policies.filter((p) => p.policy.maxReleases !== undefined).map((p) => p.name))];
     const releaseCounts = new Map(await Promise.all(counted.map(async (n) => [n, await ctx.store.getReleaseCount(releaseKey(n))] as const)));
     return { secrets, policies, releaseCounts };
