@@ -77,6 +77,8 @@ const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const ROOT = path.resolve(__dirname, '../..');
 /** kb-broker's start-up, at most (tsx compiles on the fly). */
 const BROKER_START_TIMEOUT_MS = 60_000;
+/** The V8 flag `npm start` and the Dockerfile run kb-broker with (package.json). */
+const BROKER_NODE_FLAG = '--max-semi-space-size=32';
 /** After SIGTERM, how long the broker process may take to exit before it is killed. */
 const BROKER_STOP_TIMEOUT_MS = 15_000;
 const PG_POOL = 10; // openStore's default, which is what `kb-broker --database-url` uses
@@ -536,6 +538,7 @@ async function startProcess(db: Database, dir: string, platform: SimulatedPlatfo
   const rootFile = path.join(dir, 'root.cert');
   writeFileSync(rootFile, encodeRootFile(platform));
   const args = [
+    BROKER_NODE_FLAG, // as `npm start` and the image run it
     ...(cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
     path.join(ROOT, 'apps/broker/src/main.ts'),
     '--listen', '127.0.0.1:0',
