@@ -62,9 +62,9 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
       await until(() => pool.stocked() === 4); // keys only: no PDH seen yet
       await pool.agree(pdh.publicKey);
       expect(pool.stats()).toEqual({ agreement: 0, key: 1, none: 0 });
-      // refilled, and the spare keys bound to this PDH (the pool says it is full only once all four are agreements)
-      await until(() => pool.stocked() === 4);
-      await new Promise((r) => setTimeout(r, 100));
+      // refilled, and the spare keys bound to this PDH (the workers say they are done only once all four are agreements)
+      await until(() => pool.stockedUp());
+      expect(pool.stocked()).toBe(4);
       const ready = await Promise.all(Array.from({ length: 4 }, () => pool.agree(pdh.publicKey)));
       expect(pool.stats()).toEqual({ agreement: 4, key: 1, none: 0 });
       for (const r of ready) expect(diffieHellman({ privateKey: pdh.privateKey, publicKey: publicKey(r.godhPublicKey) }).equals(r.z)).toBe(true);
@@ -74,6 +74,24 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
       const foreign = await pool.agree(other.publicKey);
       expect(pool.stats().agreement).toBe(4);
       expect(diffieHellman({ privateKey: other.privateKey, publicKey: publicKey(foreign.godhPublicKey) }).equals(foreign.z)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('drops agreements made ahead that stay unused past their lifetime, and never hands one out', async () => {
+    const pool = new EcdhPool({ size: 1, stock: 2, aheadTtlMs: 300 });
+    try {
+      await until(() => pool.stocked() === 2); // keys only: no PDH seen yet
+      await pool.agree(pdh.publicKey);
+      await until(() => pool.stockedUp()); // both spare keys bound to the PDH
+      const fresh = await pool.agree(pdh.publicKey);
+      expect(pool.stats().agreement).toBe(1);
+      await until(() => pool.stockedUp());
+      await new Promise((r) => setTimeout(r, 500)); // both agreements made ahead have expired
+      const late = await pool.agree(pdh.publicKey);
+      expect(pool.stats()).toEqual({ agreement: 1, key: 1, none: 1 });
+      for (const r of [fresh, late]) expect(diffieHellman({ privateKey: pdh.privateKey, publicKey: publicKey(r.godhPublicKey) }).equals(r.z)).toBe(true);
     } finally {
       await pool.close();
     }

@@ -19,6 +19,8 @@ export interface EcdhPoolOptions {
    * of the latest GetBundle; default 32, 0 turns it off.
    */
   stock?: number;
+  /** Agreements made ahead and unused this long are dropped (their Z wiped); default five minutes. */
+  aheadTtlMs?: number;
 }
 
 interface Pending {
@@ -63,12 +65,14 @@ export class EcdhPool {
   private seq = 0;
   private closed = false;
   private readonly stock: number;
+  private readonly aheadTtlMs: number;
   /** PDH keys as SPKI: the chain cache hands out the same KeyObject for a known chain, so this is one export per host. */
   private readonly spkis = new WeakMap<KeyObject, Buffer>();
   private readonly served: Record<Ahead, number> = { agreement: 0, key: 0, none: 0 };
 
-  constructor({ size = Math.max(1, availableParallelism() - 1), stock = 32 }: EcdhPoolOptions = {}) {
+  constructor({ size = Math.max(1, availableParallelism() - 1), stock = 32, aheadTtlMs = 5 * 60_000 }: EcdhPoolOptions = {}) {
     this.stock = stock;
+    this.aheadTtlMs = aheadTtlMs;
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
@@ -90,6 +94,11 @@ export class EcdhPool {
   /** Keys and agreements made ahead and not used yet, over all workers (as last reported by them). */
   stocked(): number {
     return this.slots.reduce((n, s) => n + s.stock, 0);
+  }
+
+  /** Every worker has made all it may ahead (as last reported), until its next agreement. */
+  stockedUp(): boolean {
+    return this.slots.every((s) => s.full && !s.filling && s.inFlight === 0);
   }
 
   /** Agreements answered so far, by what they found made ahead. */
@@ -120,7 +129,7 @@ export class EcdhPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock } });
+    const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock, aheadTtlMs: this.aheadTtlMs } });
     worker.unref();
     const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false, full: false };
     worker.on('message', (m: Reply) => {

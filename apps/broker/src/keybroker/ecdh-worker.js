@@ -20,7 +20,7 @@ const MAX_PEERS = 256;
  */
 const HOT_MS = 60_000;
 /** Agreements made ahead and not used by then are dropped: a host that went away, or rotated its PDH. */
-const READY_TTL_MS = 5 * 60_000;
+const READY_TTL_MS = (workerData && workerData.aheadTtlMs) || 5 * 60_000;
 
 /** SPKI (hex) → { key, ready: [{ z, x, y, at }], lastUsed }: the PDHs seen, and agreements made ahead with each. */
 const peers = new Map();
@@ -54,7 +54,6 @@ function peerOf(spki) {
   if (!peer) {
     peer = { key: createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }), ready: [], lastUsed: 0 };
     if (peers.size >= MAX_PEERS) drop(peers.keys().next().value);
-    peers.set(tag, peer);
   } else {
     peers.delete(tag); // re-inserted below: the map's order is least recently used first
   }
@@ -101,9 +100,10 @@ parentPort.on('message', (m) => {
     let full = true;
     try {
       full = !workAhead(Date.now());
-    } finally {
-      parentPort.postMessage({ stock: keys.length + readyCount, full });
+    } catch {
+      // nothing made; the pool stops asking until the next agreement, which reports its own error if there is one
     }
+    parentPort.postMessage({ stock: keys.length + readyCount, full });
     return;
   }
   try {
