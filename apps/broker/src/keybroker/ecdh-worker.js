@@ -109,8 +109,6 @@ parentPort.on('message', (m) => {
   try {
     const now = Date.now();
     const peer = peerOf(m.pdhSpki);
-    peer.lastUsed = now;
-    hot = peer;
     let a;
     let ahead = 'agreement';
     while ((a = peer.ready.shift()) && now - a.at >= READY_TTL_MS) {
@@ -123,6 +121,9 @@ parentPort.on('message', (m) => {
       ahead = key ? 'key' : 'none';
       a = agreement(key || makeKey(), peer);
     }
+    // Only a PDH that agreements succeed with is worked ahead for.
+    peer.lastUsed = now;
+    hot = peer;
     parentPort.postMessage({ id: m.id, z: a.z, x: a.x, y: a.y, ahead });
     a.z.fill(0); // postMessage has copied it
   } catch (e) {
