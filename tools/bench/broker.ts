@@ -41,6 +41,7 @@ import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedS
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { LaunchPhases, phaseTable, windows, type PhaseSummary } from './launch-phases';
+import { SpThreads } from './sp-threads';
 import {
   fmt,
   measure,
@@ -130,6 +131,8 @@ Options:
                         auto (default): ${PACED_FRACTIONS.join(',')} × the closed-loop full launch/s at the same
                         clients (from the launch case, or else a ${PROBE_SECONDS} s closed-loop probe), stopping
                         one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms
+  --sp-threads N        full launches: worker threads running the simulated hosts' Secure Processor (default 1), as a
+                        real host's SP is not the CPU that runs its gRPC client; 0: on this process's event loop
   --min-arrivals N      paced: at least N arrivals per rate (default ${DEFAULT_MIN_ARRIVALS}), so that p99 is not just the maximum
                         of a few dozen launches: a low rate runs longer than --seconds
   --cpu-prof DIR        --broker process only: start the broker under node's --cpu-prof --cpu-prof-dir=DIR; each
@@ -151,6 +154,8 @@ interface Options {
   warmupMs: number;
   /** paced: a rate runs for at least this many expected arrivals */
   minArrivals: number;
+  /** full launches: threads for the simulated SP (0: the bench's event loop) */
+  spThreads: number;
   concurrency: number[];
   cases: CaseId[];
   /** paced: offered launches/s, ascending; undefined = auto (PACED_FRACTIONS of the closed-loop capacity) */
@@ -177,6 +182,7 @@ function parseOptions(): Options {
         seconds: { type: 'string' },
         'warmup-ms': { type: 'string' },
         'min-arrivals': { type: 'string' },
+        'sp-threads': { type: 'string' },
         concurrency: { type: 'string' },
         cases: { type: 'string' },
         rates: { type: 'string' },
@@ -251,6 +257,7 @@ function parseOptions(): Options {
     seconds: num('seconds', values.seconds, 3, false),
     warmupMs: num('warmup-ms', values['warmup-ms'], 300, true),
     minArrivals: Math.ceil(num('min-arrivals', values['min-arrivals'], DEFAULT_MIN_ARRIVALS, true)),
+    spThreads: spThreadsOf(values['sp-threads']),
     concurrency: [...new Set(concurrency)],
     cases: CASES.map((c) => c.id).filter((id) => cases.includes(id)),
     rates,
@@ -260,6 +267,13 @@ function parseOptions(): Options {
 }
 
 /** --rates: "auto" or absent = undefined; else positive launches/s, deduplicated and ascending (the goal is "up to"). */
+function spThreadsOf(raw: string | undefined): number {
+  if (raw === undefined) return 1;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 64) usageError(`--sp-threads takes an integer 0..64, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 function parseRates(raw: string | undefined): number[] | undefined {
   if (raw === undefined || raw.trim() === 'auto') return undefined;
   const rates = raw.split(',').map((s) => {
@@ -312,21 +326,21 @@ async function prepareLaunch(host: Host, sp: SimulatedSecureProcessor, bundleReq
 function launchUpToSecret(sp: SimulatedSecureProcessor, bundle: keybroker.BundleResponse): Prepared {
   const handle = sp.launchStart({ policy: POLICY, godhCert: Buffer.from(bundle.GuestOwnerPublicKey, 'base64'), launchBlob: Buffer.from(bundle.LaunchBlob, 'base64') });
   sp.launchUpdateData(handle, FIRMWARE);
-  const measurement = sp.launchMeasure(handle);
-  const fw = sp.firmware;
+  return { handle, request: secretRequest(bundle, sp.launchMeasure(handle), sp.firmware) };
+}
+
+/** The GetSecret request of a host whose SP measured `measurement` after GetBundle gave it `bundle`. */
+function secretRequest(bundle: keybroker.BundleResponse, measurement: Buffer, fw: { apiMajor: number; apiMinor: number; build: number }): keybroker.SecretRequest {
   return {
-    handle,
-    request: {
-      LaunchMeasurement: measurement.toString('base64'),
-      LaunchId: bundle.LaunchId,
-      Policy: POLICY,
-      ApiMajor: fw.apiMajor,
-      ApiMinor: fw.apiMinor,
-      BuildId: fw.build,
-      FwDigest: DIGEST.toString('base64'),
-      LaunchDescription: 'bench',
-      SecretRequests: [{ Guid: SECRET_GUID, Format: 'binary', SecretType: 'key', Id: SECRET_ID }],
-    },
+    LaunchMeasurement: measurement.toString('base64'),
+    LaunchId: bundle.LaunchId,
+    Policy: POLICY,
+    ApiMajor: fw.apiMajor,
+    ApiMinor: fw.apiMinor,
+    BuildId: fw.build,
+    FwDigest: DIGEST.toString('base64'),
+    LaunchDescription: 'bench',
+    SecretRequests: [{ Guid: SECRET_GUID, Format: 'binary', SecretType: 'key', Id: SECRET_ID }],
   };
 }
 
@@ -815,6 +829,12 @@ async function runDriver(
     if (target.proc) progress(`  ${driver}: broker process pid ${target.proc.pid} listening on ${target.address}\n`);
     for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(target.address));
     const sp = new SimulatedSecureProcessor(platform);
+    // Full launches' SP work runs on threads of its own (sp-threads.ts); GetSecret's untimed preparation uses `sp`.
+    const spThreads =
+      opts.spThreads > 0 && (opts.cases.includes('launch') || opts.cases.includes('paced'))
+        ? new SpThreads(platform, { policy: POLICY, firmwareImage: FIRMWARE, secretGuid: SECRET_GUID, secretValue: SECRET_VALUE }, opts.spThreads)
+        : undefined;
+    if (spThreads) cleanups.add(() => spThreads.close());
     const bundleRequest: keybroker.BundleRequest = { CertificateChain: platformChain(platform).toString('base64'), Policy: POLICY };
     /** Bundles issued by the timed GetBundle case, reused (in order) to prepare GetSecret's launches. */
     const bundles: keybroker.BundleResponse[] = [];
@@ -851,6 +871,16 @@ async function runDriver(
       const timer = phases.launch();
       const bundle = await hosts[w]!.getBundle(bundleRequest);
       timer.lap('bundle');
+      if (spThreads) {
+        const b64 = (s: string) => Buffer.from(s, 'base64');
+        const started = await spThreads.start(w, b64(bundle.GuestOwnerPublicKey), b64(bundle.LaunchBlob));
+        timer.lap('hostStart');
+        const res = await hosts[w]!.getSecret(secretRequest(bundle, started.measurement, started.firmware));
+        timer.lap('secret');
+        await spThreads.finish(started, b64(res.LaunchSecretHeader), b64(res.LaunchSecretData));
+        timer.lap('hostFinish');
+        return;
+      }
       const p = launchUpToSecret(sp, bundle);
       timer.lap('hostStart');
       const res = await hosts[w]!.getSecret(p.request);
@@ -859,6 +889,8 @@ async function runDriver(
       timer.lap('hostFinish');
     };
     const note = (msg: string) => progress(`  ${driver}: ${msg}\n`);
+    // one launch through each SP thread before anything is timed (a thread loads its modules on first use)
+    for (let t = 0; t < (spThreads?.threads ?? 0); t++) await fullLaunch(t);
 
     for (const c of opts.cases.includes('bundle') ? opts.concurrency : []) {
       progress(`  ${driver}: GetBundle, ${c} client(s)\n`);
@@ -1112,17 +1144,17 @@ async function main(): Promise<void> {
     `ECDH floor = node:crypto P-384 keygen+derive against the platform PDH, single-threaded in the bench process, measured right before each database's cases (before its broker starts); the faster of generateKeyPairSync + diffieHellman and createECDH.generateKeys + computeSecret. ÷ floor = case ops/s divided by that driver's floor (GetBundle does one such keygen+derive per call; a full launch two, the second in the simulated SP).`,
     `GetBundle: the same certificate chain each call (the broker caches the chain verdict); rate limit off (bundle rate 0), max pending sessions ${opts.broker === 'process' ? '1e6' : '1e9'}.`,
     'GetSecret: only the GetSecret calls are timed; their launches (GetBundle + LAUNCH_START/UPDATE/MEASURE) are prepared untimed in batches beforehand, first from the sessions the GetBundle case issued, and each response is checked by LAUNCH_SECRET afterwards. One 32-byte key under the tenant default policy.',
-    'full launch: GetBundle + LAUNCH_START/UPDATE(64 KiB)/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, the guest secret checked each time.',
+    `full launch: GetBundle + LAUNCH_START/UPDATE(64 KiB)/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, the guest secret checked each time; the simulated SP's part ${opts.spThreads > 0 ? `on ${opts.spThreads} worker thread(s) of the bench process (--sp-threads), as a real host's SP is not the CPU running its gRPC client` : "on the bench's event loop (--sp-threads 0)"}.`,
     'One gRPC connection per client (no subchannel sharing). Closed loop (first table): each client sends its next call as soon as the previous one returns, so the broker is saturated and mean latency ≈ clients ÷ ops/s (Little\'s law): ops/s is capacity. p50/p99/max are single-call latencies; ops/s over the whole window.',
     ...(opts.cases.includes('paced')
       ? [
           `Open loop (full launch, paced): launches arrive as a Poisson process at the offered rate however the broker keeps up, as from independent hosts, each taken by a free client (FIFO queue when all are busy); latency runs from the scheduled arrival, so queueing, and any lateness of the bench's event loop, counts (no coordinated omission): the latency a host sees at that launch rate. Rates: ${opts.rates === undefined ? `${PACED_FRACTIONS.join(', ')} × the closed-loop full launch/s at the same clients, stopping one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms` : 'from --rates'}; each for ${opts.seconds} s, or longer for at least ${opts.minArrivals} arrivals, after ${opts.warmupMs} ms of arrivals at that rate.`,
-          `paced columns: closed-loop/s = the full launch case's launch/s at those clients (or, marked "probe", a ${PROBE_SECONDS} s closed-loop run when that case was not run), ÷ closed = offered ÷ that; arrivals = launches scheduled in the window, each timed to completion (few at low rates: p99 is then about the max); achieved/s = launches completed within the window ÷ its length; wait ms = mean time in the queue over all arrivals; waited = % of arrivals that found every client busy; lag p99 ms = how late the bench's event loop released arrivals (busy with other simulated hosts' SP work, which real hosts would do on their own machines), part of the latency; broker CPU ms/op per completed launch.`,
+          `paced columns: closed-loop/s = the full launch case's launch/s at those clients (or, marked "probe", a ${PROBE_SECONDS} s closed-loop run when that case was not run), ÷ closed = offered ÷ that; arrivals = launches scheduled in the window, each timed to completion (few at low rates: p99 is then about the max); achieved/s = launches completed within the window ÷ its length; wait ms = mean time in the queue over all arrivals; waited = % of arrivals that found every client busy; lag p99 ms = how late the bench's event loop released arrivals (busy with other simulated hosts' gRPC${opts.spThreads > 0 ? '' : ' and SP work, which real hosts would do on their own machines'}), part of the latency; broker CPU ms/op per completed launch.`,
         ]
       : []),
     ...(opts.cases.includes('launch') || opts.cases.includes('paced')
       ? [
-          'full launch by phase: GetBundle and GetSecret = each call\'s round trip as the host sees it (gRPC both ways, the broker\'s work, and any wait for the bench\'s own busy event loop); SP start…measure = LAUNCH_START (with the SP side\'s P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check, both on the bench\'s thread, where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column\'s percentiles are taken on their own, so they do not add up to the launch\'s.',
+          'full launch by phase: GetBundle and GetSecret = each call\'s round trip as the host sees it (gRPC both ways, the broker\'s work, and any wait for the bench\'s own busy event loop); SP start…measure = LAUNCH_START (with the SP side\'s P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check (with --sp-threads, each including its hop to the SP thread and back), where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column\'s percentiles are taken on their own, so they do not add up to the launch\'s.',
         ]
       : []),
     ...(opts.cpuProf !== undefined
@@ -1149,6 +1181,7 @@ async function main(): Promise<void> {
             seconds: opts.seconds,
             warmupMs: opts.warmupMs,
             minArrivals: opts.minArrivals,
+            spThreads: opts.spThreads,
             concurrency: opts.concurrency,
             cases: opts.cases,
             rates: opts.rates ?? { auto: PACED_FRACTIONS, stop: `one rate after the first with p99 >= ${GOAL_LAUNCH_P99_MS} ms` },
