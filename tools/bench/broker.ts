@@ -131,8 +131,9 @@ Options:
                         auto (default): ${PACED_FRACTIONS.join(',')} × the closed-loop full launch/s at the same
                         clients (from the launch case, or else a ${PROBE_SECONDS} s closed-loop probe), stopping
                         one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms
-  --sp-threads N        full launches: worker threads running the simulated hosts' Secure Processor (default 1), as a
-                        real host's SP is not the CPU that runs its gRPC client; 0: on this process's event loop
+  --sp-threads N        full launches: run the simulated hosts' Secure Processor on N worker threads, as a real host's
+                        SP is not the CPU that runs its gRPC client (default 0: on this process's event loop, where
+                        it delays other hosts' gRPC answers; on a 2-core machine the extra thread costs more)
   --min-arrivals N      paced: at least N arrivals per rate (default ${DEFAULT_MIN_ARRIVALS}), so that p99 is not just the maximum
                         of a few dozen launches: a low rate runs longer than --seconds
   --cpu-prof DIR        --broker process only: start the broker under node's --cpu-prof --cpu-prof-dir=DIR; each
@@ -268,7 +269,7 @@ function parseOptions(): Options {
 
 /** --rates: "auto" or absent = undefined; else positive launches/s, deduplicated and ascending (the goal is "up to"). */
 function spThreadsOf(raw: string | undefined): number {
-  if (raw === undefined) return 1;
+  if (raw === undefined) return 0;
   const n = Number(raw);
   if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 64) usageError(`--sp-threads takes an integer 0..64, got ${JSON.stringify(raw)}`);
   return n;

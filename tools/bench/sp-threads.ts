@@ -1,7 +1,8 @@
 /**
- * The simulated hosts' Secure Processor on worker threads, for the full-launch cases of tools/bench/broker.ts. A real
- * host's LAUNCH_START (with its P-384 ECDH) runs on the AMD SP, not on the CPU that drives gRPC: on the bench's own
- * event loop, every simulated host's SP work would delay the others' gRPC answers and show up as broker latency.
+ * The simulated hosts' Secure Processor on worker threads, for the full-launch cases of tools/bench/broker.ts
+ * (--sp-threads). A real host's LAUNCH_START (with its P-384 ECDH) runs on the AMD SP, not on the CPU that drives
+ * gRPC: on the bench's own event loop, every simulated host's SP work delays the others' gRPC answers and shows up as
+ * broker latency. On a 2-core machine the extra thread costs more than that, so it is not the default.
  *
  * Each thread loads the same platform and runs its own SimulatedSecureProcessor; a launch stays on one thread (its
  * handle is that thread's).
