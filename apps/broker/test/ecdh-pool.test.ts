@@ -80,7 +80,7 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
   });
 
   it('drops agreements made ahead that stay unused past their lifetime, and never hands one out', async () => {
-    const pool = new EcdhPool({ size: 1, stock: 2, aheadTtlMs: 300 });
+    const pool = new EcdhPool({ size: 1, stock: 2, aheadTtlMs: 1000 }); // long enough for a loaded CI machine
     try {
       await until(() => pool.stocked() === 2); // keys only: no PDH seen yet
       await pool.agree(pdh.publicKey);
@@ -88,7 +88,7 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
       const fresh = await pool.agree(pdh.publicKey);
       expect(pool.stats().agreement).toBe(1);
       await until(() => pool.stockedUp());
-      await new Promise((r) => setTimeout(r, 500)); // both agreements made ahead have expired
+      await new Promise((r) => setTimeout(r, 1300)); // both agreements made ahead have expired
       const late = await pool.agree(pdh.publicKey);
       expect(pool.stats()).toEqual({ agreement: 1, key: 1, none: 1 });
       for (const r of [fresh, late]) expect(diffieHellman({ privateKey: pdh.privateKey, publicKey: publicKey(r.godhPublicKey) }).equals(r.z)).toBe(true);
