@@ -39,6 +39,11 @@ interface Slot {
   filling: boolean;
   /** the worker said it had nothing left to do ahead (until its next agreement) */
   full: boolean;
+  /**
+   * An agreement was sent while a fill was outstanding: that fill's "full" predates the agreement (which may have
+   * used a key, or named a new PDH to work ahead for), so it must not stop the filling.
+   */
+  fillOutdated: boolean;
 }
 
 /** What an agreement found ready: a whole agreement made ahead with that PDH, a key made ahead, or nothing. */
@@ -87,6 +92,7 @@ export class EcdhPool {
       slot.inFlight++;
       slot.stock = Math.max(0, slot.stock - 1);
       slot.full = false;
+      if (slot.filling) slot.fillOutdated = true;
       slot.worker.postMessage({ id, pdhSpki: spki });
     });
   }
@@ -131,12 +137,13 @@ export class EcdhPool {
   private spawn(): Slot {
     const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock, aheadTtlMs: this.aheadTtlMs } });
     worker.unref();
-    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false, full: false };
+    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false, full: false, fillOutdated: false };
     worker.on('message', (m: Reply) => {
       if ('stock' in m) {
         slot.filling = false;
         slot.stock = m.stock;
-        slot.full = m.full;
+        slot.full = m.full && !slot.fillOutdated;
+        slot.fillOutdated = false;
         return this.topUp(slot);
       }
       const p = this.pending.get(m.id);
