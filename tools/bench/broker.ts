@@ -41,7 +41,7 @@ import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedS
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { LaunchPhases, phaseTable, windows, type PhaseSummary } from './launch-phases';
-import { SpThreads } from './sp-threads';
+import { inlineSp, spFinish, spStart, SpThreads, type HostLaunch, type HostSp } from './host-sp';
 import {
   fmt,
   measure,
@@ -72,6 +72,8 @@ const DIGEST = createHash('sha256').update(FIRMWARE).digest();
 const SECRET_ID = 'bench/key/disk';
 const SECRET_VALUE = randomBytes(32);
 const SECRET_GUID = randomUUID();
+/** What each simulated host launches and checks (host-sp.ts). */
+const HOST_LAUNCH: HostLaunch = { policy: POLICY, firmwareImage: FIRMWARE, secretGuid: SECRET_GUID, secretValue: SECRET_VALUE };
 const MASTER_KEY = randomBytes(32);
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 /** The repository root (tools/bench/..). */
@@ -325,9 +327,8 @@ async function prepareLaunch(host: Host, sp: SimulatedSecureProcessor, bundleReq
 
 /** LAUNCH_START / LAUNCH_UPDATE_DATA / LAUNCH_MEASURE with a bundle, and the GetSecret request the host would send. */
 function launchUpToSecret(sp: SimulatedSecureProcessor, bundle: keybroker.BundleResponse): Prepared {
-  const handle = sp.launchStart({ policy: POLICY, godhCert: Buffer.from(bundle.GuestOwnerPublicKey, 'base64'), launchBlob: Buffer.from(bundle.LaunchBlob, 'base64') });
-  sp.launchUpdateData(handle, FIRMWARE);
-  return { handle, request: secretRequest(bundle, sp.launchMeasure(handle), sp.firmware) };
+  const { handle, measurement, firmware } = spStart(sp, HOST_LAUNCH, b64(bundle.GuestOwnerPublicKey), b64(bundle.LaunchBlob));
+  return { handle, request: secretRequest(bundle, measurement, firmware) };
 }
 
 /** The GetSecret request of a host whose SP measured `measurement` after GetBundle gave it `bundle`. */
@@ -347,16 +348,11 @@ function secretRequest(bundle: keybroker.BundleResponse, measurement: Buffer, fw
 
 /** LAUNCH_SECRET + LAUNCH_FINISH, then checks that the guest reads the secret; frees the simulated guest. */
 function finishLaunch(sp: SimulatedSecureProcessor, p: Prepared, res: keybroker.SecretResponse): void {
-  try {
-    sp.launchSecret(p.handle, Buffer.from(res.LaunchSecretHeader, 'base64'), Buffer.from(res.LaunchSecretData, 'base64'));
-    sp.launchFinish(p.handle);
-    const secrets = sp.guestSecrets(p.handle);
-    if (secrets.length !== 1 || secrets[0]!.guid !== SECRET_GUID || !secrets[0]!.data.equals(SECRET_VALUE)) {
-      throw new Error('benchmark sanity check failed: the guest did not receive the expected secret');
-    }
-  } finally {
-    sp.decommission(p.handle);
-  }
+  spFinish(sp, HOST_LAUNCH, p.handle, b64(res.LaunchSecretHeader), b64(res.LaunchSecretData));
+}
+
+function b64(s: string): Buffer {
+  return Buffer.from(s, 'base64');
 }
 
 // ---- databases and the broker ---------------------------------------------------------------------------------------
@@ -830,12 +826,10 @@ async function runDriver(
     if (target.proc) progress(`  ${driver}: broker process pid ${target.proc.pid} listening on ${target.address}\n`);
     for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(target.address));
     const sp = new SimulatedSecureProcessor(platform);
-    // Full launches' SP work runs on threads of its own (sp-threads.ts); GetSecret's untimed preparation uses `sp`.
-    const spThreads =
-      opts.spThreads > 0 && (opts.cases.includes('launch') || opts.cases.includes('paced'))
-        ? new SpThreads(platform, { policy: POLICY, firmwareImage: FIRMWARE, secretGuid: SECRET_GUID, secretValue: SECRET_VALUE }, opts.spThreads)
-        : undefined;
-    if (spThreads) cleanups.add(() => spThreads.close());
+    // Full launches' SP work: inline on `sp`, or on threads of its own (--sp-threads); GetSecret's untimed preparation uses `sp`.
+    const spThreads = opts.spThreads > 0 && (opts.cases.includes('launch') || opts.cases.includes('paced')) ? new SpThreads(platform, HOST_LAUNCH, opts.spThreads) : undefined;
+    const hostSp: HostSp = spThreads ?? inlineSp(sp, HOST_LAUNCH);
+    cleanups.add(() => hostSp.close());
     const bundleRequest: keybroker.BundleRequest = { CertificateChain: platformChain(platform).toString('base64'), Policy: POLICY };
     /** Bundles issued by the timed GetBundle case, reused (in order) to prepare GetSecret's launches. */
     const bundles: keybroker.BundleResponse[] = [];
@@ -872,21 +866,11 @@ async function runDriver(
       const timer = phases.launch();
       const bundle = await hosts[w]!.getBundle(bundleRequest);
       timer.lap('bundle');
-      if (spThreads) {
-        const b64 = (s: string) => Buffer.from(s, 'base64');
-        const started = await spThreads.start(w, b64(bundle.GuestOwnerPublicKey), b64(bundle.LaunchBlob));
-        timer.lap('hostStart');
-        const res = await hosts[w]!.getSecret(secretRequest(bundle, started.measurement, started.firmware));
-        timer.lap('secret');
-        await spThreads.finish(started, b64(res.LaunchSecretHeader), b64(res.LaunchSecretData));
-        timer.lap('hostFinish');
-        return;
-      }
-      const p = launchUpToSecret(sp, bundle);
+      const started = await hostSp.start(w, b64(bundle.GuestOwnerPublicKey), b64(bundle.LaunchBlob));
       timer.lap('hostStart');
-      const res = await hosts[w]!.getSecret(p.request);
+      const res = await hosts[w]!.getSecret(secretRequest(bundle, started.measurement, started.firmware));
       timer.lap('secret');
-      finishLaunch(sp, p, res);
+      await hostSp.finish(started, b64(res.LaunchSecretHeader), b64(res.LaunchSecretData));
       timer.lap('hostFinish');
     };
     const note = (msg: string) => progress(`  ${driver}: ${msg}\n`);

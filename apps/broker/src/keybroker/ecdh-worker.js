@@ -26,7 +26,6 @@ const READY_TTL_MS = (workerData && workerData.aheadTtlMs) || 5 * 60_000;
 const peers = new Map();
 /** GODH keys made ahead, not yet bound to any PDH; each is taken out once and used for one agreement. */
 const keys = [];
-let readyCount = 0;
 let hot; // the peer of the latest agreement
 
 // The public half comes encoded by the key generation itself (SPKI DER, ending in the uncompressed point 04‖X‖Y).
@@ -64,31 +63,31 @@ function peerOf(spki) {
 function drop(tag) {
   const peer = peers.get(tag);
   for (const a of peer.ready) a.z.fill(0);
-  readyCount -= peer.ready.length;
   peers.delete(tag);
   if (hot === peer) hot = undefined;
 }
 
-function expire(now) {
-  for (const peer of peers.values()) {
-    const fresh = peer.ready.filter((a) => now - a.at < READY_TTL_MS);
-    if (fresh.length === peer.ready.length) continue;
-    for (const a of peer.ready) if (!fresh.includes(a)) a.z.fill(0);
-    readyCount -= peer.ready.length - fresh.length;
-    peer.ready = fresh;
-  }
+/** Drops a peer's agreements older than READY_TTL_MS; they are kept oldest first, so only from the front. */
+function expire(peer, now) {
+  while (peer.ready.length > 0 && now - peer.ready[0].at >= READY_TTL_MS) peer.ready.shift().z.fill(0);
+}
+
+/** Keys and agreements held, over every peer. */
+function held() {
+  let n = keys.length;
+  for (const peer of peers.values()) n += peer.ready.length;
+  return n;
 }
 
 /** One step ahead: bind a spare key to the hot PDH (a derive), or make a spare key; false when there is nothing to do. */
 function workAhead(now) {
-  expire(now);
+  for (const peer of peers.values()) expire(peer, now);
   const warm = hot !== undefined && now - hot.lastUsed < HOT_MS;
   if (warm && keys.length > 0) {
     hot.ready.push(agreement(keys.pop(), hot));
-    readyCount++;
     return true;
   }
-  if (keys.length + readyCount < CAPACITY) {
+  if (held() < CAPACITY) {
     keys.push(makeKey());
     return true;
   }
@@ -103,20 +102,16 @@ parentPort.on('message', (m) => {
     } catch {
       // nothing made; the pool stops asking until the next agreement, which reports its own error if there is one
     }
-    parentPort.postMessage({ stock: keys.length + readyCount, full });
+    parentPort.postMessage({ stock: held(), full });
     return;
   }
   try {
     const now = Date.now();
     const peer = peerOf(m.pdhSpki);
-    let a;
+    expire(peer, now);
+    let a = peer.ready.shift();
     let ahead = 'agreement';
-    while ((a = peer.ready.shift()) && now - a.at >= READY_TTL_MS) {
-      a.z.fill(0);
-      readyCount--;
-    }
-    if (a) readyCount--;
-    else {
+    if (!a) {
       const key = keys.pop();
       ahead = key ? 'key' : 'none';
       a = agreement(key || makeKey(), peer);

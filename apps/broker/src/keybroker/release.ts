@@ -75,7 +75,7 @@ export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, reads:
       // reads) or a failing connection insert leaves every counter and connection as it was.
       const limits = counted.map((name) => ({ name, key: releaseKey(name), max: policies.find((p) => p.name === name)!.policy.maxReleases! }));
       const connections = produced.flatMap((p) => (p.connection ? [p.connection] : []));
-      const result = await ctx.store.commitRelease({ counters: limits.map(({ key, max }) => ({ key, max })), connections }, ctx.now());
+      const result = await ctx.store.commitRelease({ counters: limits, connections }, ctx.now());
       if (!result.ok) {
         const { name, max } = limits.find((l) => l.key === result.exhausted)!;
         throw denied(`policy '${name}' reached maxReleases ${max}`);
