@@ -7,7 +7,7 @@
  * Processor and the floor. `--broker inprocess` starts it in this process instead (apps/broker/src/broker.ts).
  *
  *   npx tsx tools/bench/broker.ts [--broker process|inprocess] [--driver pglite|pg|both] [--seconds N] [--concurrency 1,16,64]
- *                                 [--cases bundle,secret,launch,paced] [--rates auto|R1,R2,…] [--cpu-prof DIR] [--json]
+ *                                 [--cases bundle,secret,launch,paced,null] [--rates auto|R1,R2,…] [--cpu-prof DIR] [--json]
  *
  * Cases, each at every concurrency (one gRPC connection per simulated client):
  *   GetBundle           GetBundle alone, the same certificate chain every time (chain verdict cached by the broker)
@@ -20,12 +20,15 @@
  *                       sees at a given launch rate, which is what the p99 goal is about (closed loop, 16 clients can
  *                       only see p99 < 20 ms at > 800 launches/s, several times what two P-384 ECDHs per launch allow
  *                       on a small machine)
+ *   null launch         the transport floor: a launch's two calls (same requests, same clients) against a broker process
+ *                       that answers with canned responses and does nothing else (null-broker.ts), closed loop and at
+ *                       the paced rates, after the broker under test has stopped
  * Full launches are also timed by phase (launch-phases.ts): the broker's two round trips apart from the simulated SP's
  * work, which a real host does on its AMD Secure Processor rather than on the broker's machine.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -41,6 +44,8 @@ import { createPlatform, encodeRootFile, platformChain, platformRoot, SimulatedS
 import { openStore, PGLITE_MEMORY, type Store } from '../../libs/store/src';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { LaunchPhases, phaseTable, windows, type PhaseSummary } from './launch-phases';
+import { startNullBroker, type CannedResponses } from './null-broker';
+import { cpuMsOf, machineBusyMs, processTree, ticksPerSecond } from './proc-stat';
 import { inlineSp, spFinish, spStart, SpThreads, type HostLaunch, type HostSp } from './host-sp';
 import {
   fmt,
@@ -58,12 +63,13 @@ import {
 
 type Driver = 'pglite' | 'pg';
 type BrokerMode = 'process' | 'inprocess';
-type CaseId = 'bundle' | 'secret' | 'launch' | 'paced';
+type CaseId = 'bundle' | 'secret' | 'launch' | 'paced' | 'null';
 const CASES: { id: CaseId; name: string }[] = [
   { id: 'bundle', name: 'GetBundle' },
   { id: 'secret', name: 'GetSecret' },
   { id: 'launch', name: 'full launch' },
   { id: 'paced', name: 'full launch, paced' },
+  { id: 'null', name: 'null launch' },
 ];
 
 const POLICY = 0x1; // NODBG
@@ -120,7 +126,7 @@ Options:
   --warmup-ms N         warm-up per case (paced: per rate), milliseconds (default 300; GetSecret: one batch of
                         max(2×clients, 32))
   --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
-  --cases LIST          any of bundle,secret,launch,paced (default: all four)
+  --cases LIST          any of bundle,secret,launch,paced,null (default: all five)
                           bundle  GetBundle alone
                           secret  GetSecret alone (its launches prepared untimed)
                           launch  full launches, closed loop: each client sends its next launch when the previous one
@@ -128,6 +134,10 @@ Options:
                           paced   the same full launches, open loop: Poisson arrivals at offered rates, served by the
                                   clients (FIFO queue when all are busy), latency from the scheduled arrival; measures
                                   the latency hosts see at a given launch rate
+                          null    the transport floor: a launch's two calls (GetBundle, GetSecret; the same requests
+                                  and clients, no SP work) against a null broker process that answers with canned
+                                  responses and does nothing else; closed loop at every --concurrency, and open loop
+                                  at the rates the paced case ran, once the broker under test has stopped
   --rates LIST          paced: offered rates, launches/s, comma-separated, each run after --warmup-ms for --seconds
                         or, if longer, for --min-arrivals arrivals;
                         auto (default): ${PACED_FRACTIONS.join(',')} × the closed-loop full launch/s at the same
@@ -218,7 +228,7 @@ function parseOptions(): Options {
   });
   const cases = (values.cases ?? CASES.map((c) => c.id).join(',')).split(',').map((s) => {
     const id = s.trim() as CaseId;
-    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret, launch and/or paced, got ${JSON.stringify(values.cases)}`);
+    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret, launch, paced and/or null, got ${JSON.stringify(values.cases)}`);
     return id;
   });
   const databaseUrl = values['database-url'] ?? process.env.KB_BENCH_DATABASE_URL ?? process.env.KB_TEST_DATABASE_URL ?? undefined;
@@ -478,64 +488,6 @@ async function startInProcess(db: Database, platform: SimulatedPlatform, cleanup
   return { address: broker.address };
 }
 
-let clockTicks: number | undefined;
-/** USER_HZ, the unit of utime/stime in /proc/<pid>/stat. */
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      clockTicks = 100;
-    }
-  }
-  return clockTicks;
-}
-
-/** ppid and utime+stime (clock ticks) from /proc/<pid>/stat; undefined once the process is gone (or without /proc). */
-function procStat(pid: number): { ppid: number; ticks: number } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid … utime stime …": comm may hold spaces and parentheses, so split after the last ')'.
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
-}
-
-/** CPU time the whole machine spent busy (user, nice, system, irq, softirq; all CPUs), ms; undefined without /proc. */
-function machineBusyMs(): number | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return ((f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * 1000) / ticksPerSecond();
-  } catch {
-    return undefined;
-  }
-}
-
-/** `root` and all its descendants, from a scan of /proc. */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [root];
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    const st = procStat(Number(e));
-    if (!st) continue;
-    const list = children.get(st.ppid) ?? [];
-    list.push(Number(e));
-    children.set(st.ppid, list);
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
-  return out;
-}
-
 /** Start-up warnings a benchmark broker logs by design: the sev-sim root, and no policy until it is seeded. */
 const EXPECTED_WARNINGS = ['TRUSTING A NON-AMD ROOT', 'no tenant default policy'];
 
@@ -576,15 +528,7 @@ async function startProcess(db: Database, dir: string, platform: SimulatedPlatfo
     wrapperPid: child.pid ?? -1,
     command,
     unexpectedLog,
-    cpuMs() {
-      let ticks = 0;
-      let seen = false;
-      for (const pid of pids) {
-        const st = procStat(pid);
-        if (st) (ticks += st.ticks), (seen = true);
-      }
-      return seen ? (ticks * 1000) / ticksPerSecond() : undefined;
-    },
+    cpuMs: () => cpuMsOf(pids),
     logTail: () => tail.join('\n'),
   };
   // One 'close' listener for the whole life of the process ('close': exited and its stderr drained).
@@ -697,10 +641,8 @@ function cpuShare(taken: ReturnType<CpuMeter['take']>, windowMs: number, ops: nu
   };
 }
 
-/** A closed-loop case at one concurrency. */
-interface CaseResult extends CpuShare {
-  case: Exclude<CaseId, 'paced'>;
-  name: string;
+/** A closed-loop run at one concurrency. */
+interface ClosedLoop extends CpuShare {
   concurrency: number;
   ops: number;
   seconds: number;
@@ -708,6 +650,12 @@ interface CaseResult extends CpuShare {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+}
+
+/** A closed-loop case at one concurrency. */
+interface CaseResult extends ClosedLoop {
+  case: Exclude<CaseId, 'paced' | 'null'>;
+  name: string;
   /** opsPerSec / ECDH floor ops/s */
   ratioToFloor: number;
   /** full launch: where its time went (launches begun in the window) */
@@ -733,6 +681,19 @@ interface PacedResult {
   closedLoopSource: 'launch' | 'probe';
   /** ascending offered rates */
   rates: PacedRate[];
+}
+
+/** The null case at one paced rate (CPU ms/op per null launch completed in the window). */
+interface NullPaced extends Omit<MeasureOpenLoopResult, 'name'>, CpuShare {}
+
+/** The null case: the transport floor (null-broker.ts). */
+interface NullLaunchResult {
+  /** the null broker process */
+  pid: number;
+  /** closed loop at each number of clients (CPU share: the null broker's, in the broker fields) */
+  closed: ClosedLoop[];
+  /** at the rates (and numbers of clients) the paced case ran */
+  paced: NullPaced[];
 }
 
 interface EcdhFloor {
@@ -764,6 +725,8 @@ interface DriverResult {
   results: CaseResult[];
   /** the paced (open-loop) case, per number of clients */
   paced: PacedResult[];
+  /** the null case, measured after this driver's broker stopped; null when not run */
+  nullLaunch: NullLaunchResult | null;
 }
 
 /** CPU time of the broker process and of this process, summed over measured windows (WindowHooks) until taken. */
@@ -834,11 +797,11 @@ async function runDriver(
     /** Bundles issued by the timed GetBundle case, reused (in order) to prepare GetSecret's launches. */
     const bundles: keybroker.BundleResponse[] = [];
 
-    // one launch end to end before anything is timed
-    {
-      const p = await prepareLaunch(hosts[0]!, sp, bundleRequest);
-      finishLaunch(sp, p, await hosts[0]!.getSecret(p.request));
-    }
+    // One launch end to end before anything is timed; its requests and responses are the null case's.
+    const setupBundle = await hosts[0]!.getBundle(bundleRequest);
+    const setupLaunch = launchUpToSecret(sp, setupBundle);
+    const setupSecret = await hosts[0]!.getSecret(setupLaunch.request);
+    finishLaunch(sp, setupLaunch, setupSecret);
     const setupMs = performance.now() - t0;
 
     const cpu = new CpuMeter(target.proc ? () => target!.proc!.cpuMs() : undefined);
@@ -913,6 +876,9 @@ async function runDriver(
     }
     for (const h of hosts.splice(0)) h.close();
     await cleanups.run(); // stops the broker, so that its exit status is known (and, profiled, its profiles written)
+    const nullLaunch = opts.cases.includes('null')
+      ? await measureNullLaunch({ bundle: setupBundle, secret: setupSecret }, bundleRequest, setupLaunch.request, paced, opts, note)
+      : null;
     const p = target.proc;
     const broker: DriverResult['broker'] = p
       ? {
@@ -925,7 +891,7 @@ async function runDriver(
           cpuProfiles: opts.cpuProf !== undefined ? cpuProfilesOf(opts.cpuProf, p.pid) : null,
         }
       : { mode: 'inprocess', pid: process.pid };
-    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results, paced };
+    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results, paced, nullLaunch };
   } catch (e) {
     const p = target?.proc;
     if (p?.exit && e instanceof Error) e.message += `\nthe broker process exited (${p.exit.code ?? p.exit.signal}); its last log lines:\n${p.logTail()}`;
@@ -1005,6 +971,59 @@ async function measurePaced(
     if (opts.rates === undefined && firstMiss !== -1 && out.length > firstMiss + 1) break;
   }
   return { concurrency: c, closedLoopOpsPerSec: capacity.opsPerSec, closedLoopSource: capacity.source, rates: out };
+}
+
+/**
+ * The null case: a full launch's two calls, with its requests, against the null broker (null-broker.ts), closed loop
+ * at every --concurrency and open loop at every rate the paced case ran. What is left of a launch's latency when the
+ * broker does nothing: the floor its figures are to be read against.
+ */
+async function measureNullLaunch(
+  canned: CannedResponses,
+  bundleRequest: keybroker.BundleRequest,
+  secretRequest: keybroker.SecretRequest,
+  paced: readonly PacedResult[],
+  opts: Options,
+  note: (msg: string) => void,
+): Promise<NullLaunchResult> {
+  note('null broker: starting');
+  const server = await startNullBroker(canned, [BROKER_NODE_FLAG]);
+  const hosts: Host[] = [];
+  try {
+    for (let i = 0; i < Math.max(...opts.concurrency, ...paced.map((p) => p.concurrency)); i++) hosts.push(new Host(server.address));
+    const launch = async (w: number): Promise<void> => {
+      const bundle = await hosts[w]!.getBundle(bundleRequest);
+      if (bundle.LaunchId !== canned.bundle.LaunchId) throw new Error('null broker: not the canned GetBundle response');
+      await hosts[w]!.getSecret(secretRequest);
+    };
+    await launch(0);
+    const cpu = new CpuMeter(() => server.cpuMs());
+    const closed: ClosedLoop[] = [];
+    for (const c of opts.concurrency) {
+      note(`null launch, ${c} client(s)`);
+      const r = await measureAsync('null launch', launch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: cpu });
+      const { ops, seconds, opsPerSec, p50Ms, p99Ms, maxMs } = r;
+      closed.push({ concurrency: c, ops, seconds, opsPerSec, p50Ms, p99Ms, maxMs, ...cpuShare(cpu.take(), seconds * 1000, ops) });
+    }
+    const open: NullPaced[] = [];
+    for (const p of paced) {
+      for (const { offeredPerSec } of p.rates) {
+        note(`null launch, paced, ${p.concurrency} client(s): ${fmt(offeredPerSec)}/s`);
+        const { name: _name, ...r } = await measureOpenLoop('null launch, paced', launch, {
+          ratePerSec: offeredPerSec,
+          concurrency: p.concurrency,
+          seconds: pacedSeconds(offeredPerSec, opts),
+          warmupMs: opts.warmupMs,
+          window: cpu,
+        });
+        open.push({ ...r, ...cpuShare(cpu.take(), r.seconds * 1000, r.completed) });
+      }
+    }
+    return { pid: server.pid, closed, paced: open };
+  } finally {
+    for (const h of hosts) h.close();
+    await server.stop();
+  }
 }
 
 /**
@@ -1114,6 +1133,7 @@ async function main(): Promise<void> {
       launchP99OpenLoop: openLoopGoal(d.paced, (r) => r.p99Ms),
       // the same, for the broker's part alone: a launch's GetBundle + GetSecret round trips, without the simulated SP
       brokerShareP99OpenLoop: openLoopGoal(d.paced, (r) => r.phases?.broker.p99Ms ?? NaN),
+      transportFloor: transportFloor(d),
     };
   });
   const notes = [
@@ -1140,6 +1160,11 @@ async function main(): Promise<void> {
     ...(opts.cases.includes('launch') || opts.cases.includes('paced')
       ? [
           'full launch by phase: GetBundle and GetSecret = each call\'s round trip as the host sees it (gRPC both ways, the broker\'s work, and any wait for the bench\'s own busy event loop); SP start…measure = LAUNCH_START (with the SP side\'s P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check (with --sp-threads, each including its hop to the SP thread and back), where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column\'s percentiles are taken on their own, so they do not add up to the launch\'s.',
+        ]
+      : []),
+    ...(opts.cases.includes('null')
+      ? [
+          `null launch (the transport floor): once each broker under test has stopped, the same clients send a full launch's two calls, with its very requests, to a null broker (tools/bench/null-broker.ts: a process of its own, grpc-js with kb-broker's server options and V8 flag) that answers each with the responses of one real launch and does nothing else — no chain check, no ECDH, no database — and no SP work runs between the calls. Closed loop at every number of clients, and open loop at the rates the paced case ran. Its latency is what any broker on grpc-js pays on this machine before its own work (protobuf, HTTP/2, loopback TCP, two processes waking up); compare it with the broker's share of the paced launches. server CPU = the null broker process's.`,
         ]
       : []),
     ...(opts.cpuProf !== undefined
@@ -1242,6 +1267,10 @@ async function main(): Promise<void> {
       out.push('', 'full launch by phase, as the host sees it: p50 / p99 ms (paced: from when a client takes the launch, queue wait excluded)');
       out.push(phaseTable(['full launch', 'clients', 'offered/s'], phaseRows));
     }
+    if (d.nullLaunch) {
+      out.push('', `null launch, the transport floor: a launch's two calls answered with canned responses by a process doing nothing else (pid ${d.nullLaunch.pid}), no SP work`);
+      out.push(nullTable(d.nullLaunch));
+    }
   }
   out.push('');
   out.push('goals:');
@@ -1255,6 +1284,7 @@ async function main(): Promise<void> {
     );
     out.push(`${launchGoal}, open loop: ${openLoopGoalText(g.launchP99OpenLoop)}`);
     out.push(`  ${''.padEnd(6)} the broker's part alone (GetBundle + GetSecret round trips, no SP work), open loop: ${openLoopGoalText(g.brokerShareP99OpenLoop)}`);
+    out.push(`  ${''.padEnd(6)} ${transportFloorText(g.transportFloor)}`);
   }
   for (const d of drivers) {
     // Where the broker's CPU goes: with one core for the broker, GetBundle ÷ floor cannot exceed floor time ÷ broker CPU per op.
@@ -1319,6 +1349,49 @@ function openLoopGoalText(g: OpenLoopGoal | null): string {
     `holds up to ${fmt(g.maxRateMet)} launches/s (${(100 * g.ratioToCapacity).toFixed(0)} % of the closed-loop ${g.concurrency}-client capacity of ` +
     `${fmt(g.closedLoopOpsPerSec)}/s)`;
   return g.firstMissed ? `${held}; p99 ${fmt(g.firstMissed.p99Ms)} ms at ${fmt(g.firstMissed.offeredPerSec)}/s` : `${held}, the highest rate measured`;
+}
+
+/** The null launch next to the launch goal: what the transport alone takes of it, at GOAL_LAUNCH_CLIENTS clients. */
+interface TransportFloor {
+  goalMs: number;
+  concurrency: number;
+  /** closed loop; null when not measured at that number of clients */
+  closedLoop: { opsPerSec: number; p99Ms: number } | null;
+  /** at the paced case's rates */
+  openLoop: { offeredPerSec: number; p50Ms: number; p99Ms: number }[];
+}
+
+function transportFloor(d: DriverResult): TransportFloor | null {
+  const n = d.nullLaunch;
+  if (!n) return null;
+  const closed = n.closed.find((r) => r.concurrency === GOAL_LAUNCH_CLIENTS);
+  return {
+    goalMs: GOAL_LAUNCH_P99_MS,
+    concurrency: GOAL_LAUNCH_CLIENTS,
+    closedLoop: closed ? { opsPerSec: closed.opsPerSec, p99Ms: closed.p99Ms } : null,
+    openLoop: n.paced.filter((r) => r.concurrency === GOAL_LAUNCH_CLIENTS).map(({ offeredPerSec, p50Ms, p99Ms }) => ({ offeredPerSec, p50Ms, p99Ms })),
+  };
+}
+
+function transportFloorText(f: TransportFloor | null): string {
+  const what = `transport floor (null launch: the same two calls to a broker doing nothing) at ${GOAL_LAUNCH_CLIENTS} clients`;
+  if (!f || (!f.closedLoop && f.openLoop.length === 0)) return `${what}: not measured (add null to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`;
+  const parts: string[] = [];
+  if (f.closedLoop) parts.push(`closed loop ${fmt(f.closedLoop.opsPerSec)}/s, p99 ${fmt(f.closedLoop.p99Ms)} ms`);
+  if (f.openLoop.length > 0) parts.push(`open loop p99 ${f.openLoop.map((r) => `${fmt(r.p99Ms)} ms at ${fmt(r.offeredPerSec)}/s`).join(', ')}`);
+  return `${what}: ${parts.join('; ')}`;
+}
+
+/** The null case as a table: closed loop at each number of clients, then the paced rates. */
+function nullTable(n: NullLaunchResult): string {
+  const pct = (x: number | null) => (x === null ? '-' : `${x.toFixed(0)} %`);
+  const cpu = (r: CpuShare) => [r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp), pct(r.brokerCpuPct), pct(r.benchCpuPct), pct(r.otherCpuPct)];
+  const rows = [
+    ...n.closed.map((r) => ['closed loop', String(r.concurrency), '-', fmt(r.opsPerSec), fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.maxMs), '-', ...cpu(r)]),
+    ...n.paced.map((r) => ['paced', String(r.concurrency), fmt(r.offeredPerSec), fmt(r.achievedPerSec), fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.maxMs), fmt(r.releaseLagP99Ms), ...cpu(r)]),
+  ];
+  const header = ['null launch', 'clients', 'offered/s', 'launches/s', 'p50 ms', 'p99 ms', 'max ms', 'lag p99 ms', 'server CPU ms/op', 'server CPU', 'bench CPU', 'other CPU'];
+  return table(header, rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
 }
 
 /** The paced results as a table; the number of clients and the capacity only on the first row of each group. */

@@ -36,6 +36,8 @@ export interface StartOptions {
 
 /** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
+/** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
+export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;
@@ -65,8 +67,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     throw e;
   }
 
-  const serverOptions = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 };
-  const server = new Server(serverOptions);
+  const server = new Server({ ...KEYBROKER_SERVER_OPTIONS });
   const ecdh = new EcdhPool();
   server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
