@@ -171,7 +171,9 @@ async function openConfiguredStore(config: BrokerConfig, logger: Logger): Promis
   const keyText = config.masterKey ?? (config.masterKeyFile ? readFileSync(config.masterKeyFile, 'utf8').trim() : undefined);
   if (config.databaseUrl) {
     if (!keyText) throw new Error('a master key is required with a PostgreSQL database');
-    return openStore({ driver: 'pg', url: config.databaseUrl, masterKey: parseMasterKey(keyText) });
+    // A statement outliving the call it serves only holds a pooled connection (the call was answered DEADLINE_EXCEEDED).
+    const statementTimeoutMs = Math.ceil(config.requestTimeoutSeconds * 1000);
+    return openStore({ driver: 'pg', url: config.databaseUrl, masterKey: parseMasterKey(keyText), statementTimeoutMs });
   }
   const masterKey = keyText ? parseMasterKey(keyText) : await loadOrCreateMasterKey(config.dataDir);
   logger.info('using the embedded database', { dataDir: resolve(config.dataDir) });

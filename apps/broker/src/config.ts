@@ -26,6 +26,11 @@ export interface BrokerConfig {
   /** Audit entries older than this many days are deleted; 0 keeps them forever. */
   auditRetentionDays: number;
   maxSecretsPerRequest: number;
+  /**
+   * A guest-facing call not answered within this many seconds gets DEADLINE_EXCEEDED (a client's own shorter
+   * deadline applies as well); on PostgreSQL it is also the statement timeout, so a stuck query frees its connection.
+   */
+  requestTimeoutSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -63,6 +68,8 @@ Policy and limits:
                               0 = forever). Older entries are deleted at start-up and then hourly
   --bundle-rate N             GetBundle requests per second per peer (KB_BUNDLE_RATE, default 20; 0 = unlimited)
   --bundle-burst N            burst size of that limit (KB_BUNDLE_BURST, default 40)
+  --request-timeout SECONDS   a guest-facing call unanswered this long gets DEADLINE_EXCEEDED; with --database-url
+                              also the statement timeout (KB_REQUEST_TIMEOUT, default 10; fractions allowed; 0.05–600)
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
   -h, --help                  show this help
 `;
@@ -70,6 +77,9 @@ Policy and limits:
 export class ConfigError extends Error {}
 
 export const MAX_AUDIT_RETENTION_DAYS = 36_500;
+/** Below this, ordinary calls on a loaded machine would time out; above it, a stuck call holds its resources too long. */
+export const MIN_REQUEST_TIMEOUT_SECONDS = 0.05;
+export const MAX_REQUEST_TIMEOUT_SECONDS = 600;
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
   const { values } = parseArgs({
@@ -95,6 +105,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'bundle-rate': { type: 'string' },
       'bundle-burst': { type: 'string' },
       'audit-retention': { type: 'string' },
+      'request-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -140,6 +151,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     // Bounded so that now − retention is always a date JavaScript and PostgreSQL both hold; a century outlasts any audit policy.
     auditRetentionDays: num('audit-retention', values['audit-retention'] ?? env.KB_AUDIT_RETENTION, 365, 0, MAX_AUDIT_RETENTION_DAYS),
     maxSecretsPerRequest: 64,
+    requestTimeoutSeconds: num('request-timeout', values['request-timeout'] ?? env.KB_REQUEST_TIMEOUT, 10, MIN_REQUEST_TIMEOUT_SECONDS, MAX_REQUEST_TIMEOUT_SECONDS),
     logLevel,
   };
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');

@@ -6,7 +6,7 @@ import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
  * reason under that reference in the broker log and audit trail. Messages for malformed input describe the input
  * format only — they say nothing about launches, policies or secrets.
  */
-export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'internal';
+export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'timeout' | 'internal';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';
@@ -29,8 +29,12 @@ const CODES: Record<FailureClass, status> = {
   invalid: status.INVALID_ARGUMENT,
   denied: status.PERMISSION_DENIED,
   exhausted: status.RESOURCE_EXHAUSTED,
+  timeout: status.DEADLINE_EXCEEDED,
   internal: status.INTERNAL,
 };
+
+/** The call's deadline passed (info.signal aborted): whatever the handler was about to do is abandoned. */
+export const timedOut = (detail: string) => new BrokerError('timeout', 'the broker did not answer in time; retry later', detail);
 
 export function newRefId(): string {
   return randomBytes(6).toString('hex');

@@ -1,4 +1,4 @@
-import { ConfigError, HELP, MAX_AUDIT_RETENTION_DAYS, parseConfig, type BrokerConfig } from '../src/config';
+import { ConfigError, HELP, MAX_AUDIT_RETENTION_DAYS, MAX_REQUEST_TIMEOUT_SECONDS, MIN_REQUEST_TIMEOUT_SECONDS, parseConfig, type BrokerConfig } from '../src/config';
 
 function parse(argv: string[], env: NodeJS.ProcessEnv = {}): BrokerConfig {
   const cfg = parseConfig(argv, env);
@@ -50,6 +50,32 @@ describe('parseConfig: --audit-retention', () => {
     expect(parseConfig(['--help'], {})).toBe('help');
     expect(HELP).toMatch(/--audit-retention DAYS .*KB_AUDIT_RETENTION, default 365/);
     expect(HELP).toMatch(/0 = forever/);
+  });
+});
+
+describe('parseConfig: --request-timeout', () => {
+  it('defaults to 10 seconds', () => {
+    expect(parse([]).requestTimeoutSeconds).toBe(10);
+  });
+
+  it('takes the flag or KB_REQUEST_TIMEOUT, the flag winning; fractions allowed', () => {
+    expect(parse(['--request-timeout', '2.5']).requestTimeoutSeconds).toBe(2.5);
+    expect(parse([], { KB_REQUEST_TIMEOUT: '30' }).requestTimeoutSeconds).toBe(30);
+    expect(parse(['--request-timeout', '5'], { KB_REQUEST_TIMEOUT: '30' }).requestTimeoutSeconds).toBe(5);
+    expect(parse(['--request-timeout', String(MIN_REQUEST_TIMEOUT_SECONDS)]).requestTimeoutSeconds).toBe(MIN_REQUEST_TIMEOUT_SECONDS);
+    expect(parse(['--request-timeout', String(MAX_REQUEST_TIMEOUT_SECONDS)]).requestTimeoutSeconds).toBe(MAX_REQUEST_TIMEOUT_SECONDS);
+  });
+
+  it.each([['0'], ['0.01'], ['-1'], ['601'], ['10s'], [' '], ['Infinity']])('refuses %j: a call must always have a deadline, and a bounded one', (value) => {
+    for (const e of [refusal([`--request-timeout=${value}`]), refusal([], { KB_REQUEST_TIMEOUT: value })]) {
+      expect(e.message).toContain('--request-timeout must be a number in [0.05, 600]');
+      expect(e.message).toContain(JSON.stringify(value));
+    }
+  });
+
+  it('is listed in --help', () => {
+    expect(HELP).toMatch(/--request-timeout SECONDS .*DEADLINE_EXCEEDED/);
+    expect(HELP).toMatch(/KB_REQUEST_TIMEOUT, default 10/);
   });
 });
 

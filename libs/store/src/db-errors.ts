@@ -40,6 +40,8 @@ export function toStoreError(e: unknown, hints: ErrorHints = {}): StoreError {
   if (code.startsWith('22')) {
     return new StoreError('ERR_STORE_ARGUMENT', `value rejected by the database: ${coded.message}`, { cause });
   }
+  // query_canceled: statement_timeout (statementTimeoutMs) or pg_cancel_backend; lock_not_available: lock_timeout
+  if (code === '57014' || code === '55P03') return new StoreError('ERR_STORE_TIMEOUT', `statement cancelled: ${coded.message}`, { cause });
   if (CONNECT_STATES.test(code) || CONNECT_ERRNOS.has(code)) {
     return new StoreError('ERR_STORE_CONNECT', `database unavailable: ${coded.message}`, { cause });
   }

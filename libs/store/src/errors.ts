@@ -14,6 +14,7 @@ export type StoreErrorCode =
   | 'ERR_STORE_MIGRATION' // applying the schema migrations failed
   | 'ERR_STORE_CLOSED' // the store was used after close()
   | 'ERR_STORE_LOCKED' // another process has this PGlite data directory open
+  | 'ERR_STORE_TIMEOUT' // the statement was cancelled: it ran past statementTimeoutMs (or an operator cancelled it)
   | 'ERR_STORE_QUERY'; // any other database failure
 
 export class StoreError extends Error {

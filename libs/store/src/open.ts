@@ -48,6 +48,12 @@ export interface PgStoreOptions extends CommonOptions {
   url: string;
   /** Pool size; default 10. */
   maxConnections?: number;
+  /**
+   * PostgreSQL's statement_timeout on the pool's connections, ms; default none. A statement stuck that long (on a
+   * lock, or a server in trouble) is cancelled, so its connection returns to the pool instead of being held forever.
+   * Migrations run on a connection of their own, without it.
+   */
+  statementTimeoutMs?: number;
 }
 
 export type StoreOptions = PgliteStoreOptions | PgStoreOptions;
@@ -115,13 +121,16 @@ export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFo
 }
 
 async function openPostgres(options: PgStoreOptions, sealer: Sealer, migrationsFolder: string): Promise<Store> {
-  const { url, maxConnections = 10 } = options;
+  const { url, maxConnections = 10, statementTimeoutMs } = options;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) {
     throw new StoreError('ERR_STORE_ARGUMENT', 'maxConnections must be a positive integer');
   }
+  if (statementTimeoutMs !== undefined && !(Number.isInteger(statementTimeoutMs) && statementTimeoutMs >= 1)) {
+    throw new StoreError('ERR_STORE_ARGUMENT', 'statementTimeoutMs must be a positive integer');
+  }
   const config = { connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS };
   await migratePostgres(config, migrationsFolder);
-  const pool = new Pool({ ...config, max: maxConnections });
+  const pool = new Pool({ ...config, max: maxConnections, ...(statementTimeoutMs !== undefined ? { statement_timeout: statementTimeoutMs } : {}) });
   // An idle pooled connection that drops emits 'error' on the pool; unhandled, that would kill the broker. The pool
   // discards the connection and the next query reconnects (or fails with ERR_STORE_CONNECT).
   pool.on('error', () => undefined);

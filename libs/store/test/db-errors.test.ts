@@ -22,6 +22,8 @@ describe('toStoreError', () => {
     ['3D000', 'ERR_STORE_CONNECT'],
     ['57P01', 'ERR_STORE_CONNECT'],
     ['ECONNREFUSED', 'ERR_STORE_CONNECT'],
+    ['57014', 'ERR_STORE_TIMEOUT'],
+    ['55P03', 'ERR_STORE_TIMEOUT'],
     ['40001', 'ERR_STORE_QUERY'],
   ])('SQLSTATE/errno %s → %s, keeping only the driver error as cause', (code, expected) => {
     const cause = driverError(code);

@@ -155,6 +155,33 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
       }
     });
 
+    it('statementTimeoutMs cancels a statement stuck on a lock (ERR_STORE_TIMEOUT) and gives its connection back', async () => {
+      const s = await openStore({ driver: 'pg', url: database.url, masterKey, maxConnections: 1, statementTimeoutMs: 300 });
+      opened.push(s);
+      const { id } = await s.createLaunchSession(liveSession());
+      const locker = await rawClient(database.url);
+      try {
+        await locker.query('BEGIN');
+        await locker.query('SELECT 1 FROM launch_sessions WHERE id = $1 FOR UPDATE', [id]);
+        const t0 = Date.now();
+        expect(await codeOf(s.consumeLaunchSession(id, new Date()))).toBe('ERR_STORE_TIMEOUT');
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+        expect(Date.now() - t0).toBeLessThan(10_000);
+        // The pool's only connection is usable while the lock is still held, and nothing was consumed.
+        expect(await s.listPolicyNames()).toEqual(expect.any(Array));
+      } finally {
+        await locker.query('ROLLBACK');
+        await locker.end();
+      }
+      expect((await s.consumeLaunchSession(id, new Date()))?.id).toBe(id);
+    });
+
+    it('statementTimeoutMs must be a positive integer', async () => {
+      for (const statementTimeoutMs of [0, -1, 1.5, Number.NaN]) {
+        expect(await codeOf(openStore({ driver: 'pg', url: database.url, masterKey, statementTimeoutMs }))).toBe('ERR_STORE_ARGUMENT');
+      }
+    });
+
     it('use after close → ERR_STORE_CLOSED', async () => {
       const s = await openStore({ driver: 'pg', url: database.url, masterKey });
       await s.close();

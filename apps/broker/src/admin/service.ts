@@ -30,6 +30,7 @@ const STORE_CODES: Partial<Record<StoreErrorCode, status>> = {
   ERR_STORE_IN_USE: status.FAILED_PRECONDITION,
   ERR_STORE_ARGUMENT: status.INVALID_ARGUMENT,
   ERR_STORE_CONSTRAINT: status.FAILED_PRECONDITION,
+  ERR_STORE_TIMEOUT: status.DEADLINE_EXCEEDED, // ran past --request-timeout (PostgreSQL's statement timeout)
 };
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;

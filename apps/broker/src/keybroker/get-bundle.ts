@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { assertRepresentablePolicy, describePolicy, isSevError, sessionFromAgreement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { BrokerError, invalid } from '../errors';
+import { BrokerError, invalid, timedOut } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
 import type { CallInfo } from '../unary';
 import { ChainRefused, type ChainCache } from './chain-cache';
@@ -99,6 +99,13 @@ export function getBundleHandler(ctx: BrokerContext, chains: ChainCache, ecdh: E
     } finally {
       // The sealed row holds the only copy of TEK/TIK that outlives this call; Z is never kept.
       for (const b of [tek, tik, agreed.status === 'fulfilled' ? agreed.value.z : undefined]) b?.fill(0);
+    }
+    if (info.signal.aborted) {
+      // Nobody will receive this bundle: withdraw its session rather than leave it pending until it expires.
+      await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
+      const reason = 'the deadline passed or the client went away before the bundle was handed out; its session was withdrawn';
+      ctx.audit.record({ event: 'bundle', outcome: 'refused', launchId, peer: info.peer, refId: info.refId, detail: { reason } });
+      throw timedOut(reason);
     }
     pending.added();
     ctx.audit.record({

@@ -1,9 +1,10 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { BrokerError, denied } from '../errors';
+import { isStoreError } from '@kb/store';
+import { BrokerError, denied, timedOut } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
-import type { CallInfo } from '../unary';
+import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
 import { secretRequests, uuidField } from './validate';
 
@@ -31,6 +32,7 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       if (!conn) throw denied('connection unknown, expired or revoked');
       const release = await authorize(ctx, conn, await reads);
       const plain = encodeBincodeMap(items.map((it, i) => [it.guid, release.payloads[i]!] as const));
+      checkDeadline(info, 'the release');
       await release.commit();
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', conn.key, iv);
@@ -39,10 +41,11 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       ctx.audit.record({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       return { Payload: ct.toString('base64'), IV: iv.toString('base64') };
     } catch (e) {
-      if (e instanceof BrokerError && e.kind === 'denied') {
-        ctx.audit.record({ ...base, event: 'online-secret', outcome: 'refused', detail: { reason: e.detail, requested } });
+      const err = isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing released`) : e;
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) {
+        ctx.audit.record({ ...base, event: 'online-secret', outcome: 'refused', detail: { reason: err.detail, requested } });
       }
-      throw e;
+      throw err;
     }
   };
 }

@@ -1,9 +1,10 @@
 import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
+import { isStoreError } from '@kb/store';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { BrokerError, denied, invalid } from '../errors';
+import { BrokerError, denied, invalid, timedOut } from '../errors';
 import type { ProvenLaunch } from '../secret-types/payloads';
-import type { CallInfo } from '../unary';
+import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
 import { base64Field, byteField, secretRequests, SECRET_TYPES, uuidField } from './validate';
 
@@ -31,6 +32,7 @@ export function getSecretHandler(ctx: BrokerContext) {
       return e;
     };
 
+    checkDeadline(info, 'the launch id was consumed'); // it stays usable: nothing was looked at
     const consumed = ctx.store.consumeLaunchSession(launchId, ctx.now());
     const reads = readRelease(ctx, items); // overlaps the consume; nothing it finds is looked at unless the consume won
     const session = await consumed;
@@ -55,8 +57,10 @@ export function getSecretHandler(ctx: BrokerContext) {
         if (isSevError(e)) throw denied(`the requested secrets do not fit one secret table: ${e.message}`);
         throw e;
       }
+      checkDeadline(info, 'the release');
       await release.commit();
       const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
+      if (info.signal.aborted) throw timedOut('the deadline passed or the client went away during the release: counted against its limits, not delivered');
       ctx.audit.record({
         ...base,
         event: 'secret',
@@ -65,8 +69,10 @@ export function getSecretHandler(ctx: BrokerContext) {
       });
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
-      if (e instanceof BrokerError && e.kind === 'denied') throw refuse(e);
-      throw e;
+      // A statement cancelled by the statement timeout (--request-timeout): the host is answered DEADLINE_EXCEEDED.
+      const err = isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing released`) : e;
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) throw refuse(err);
+      throw err;
     } finally {
       session.tek.fill(0);
       session.tik.fill(0);

@@ -22,7 +22,9 @@ export const MASTER_KEY = randomBytes(32);
 export function testConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
   const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', '/nonexistent-test-dir'], {});
   if (base === 'help') throw new Error('unreachable');
-  return { ...base, adminToken: ADMIN_TOKEN, bundleRatePerSecond: 0, ...overrides };
+  // A generous deadline: these suites run hundreds of launches at once on slow CI machines, and deadline.test.ts
+  // tests the deadline itself.
+  return { ...base, adminToken: ADMIN_TOKEN, bundleRatePerSecond: 0, requestTimeoutSeconds: 60, ...overrides };
 }
 
 /** A database for one test file: PGlite in memory, or a fresh PostgreSQL database (dropped by `drop`). */
