@@ -1,7 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import type { keybroker } from '@kb/grpc-api';
-import type { BrokerContext } from '../context';
 import { isStoreError } from '@kb/store';
+import type { BrokerContext } from '../context';
 import { BrokerError, denied, timedOut } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { checkDeadline, type CallInfo } from '../unary';

@@ -1,6 +1,6 @@
 import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
-import { isStoreError } from '@kb/store';
 import type { keybroker } from '@kb/grpc-api';
+import { isStoreError } from '@kb/store';
 import type { BrokerContext } from '../context';
 import { BrokerError, denied, invalid, timedOut } from '../errors';
 import type { ProvenLaunch } from '../secret-types/payloads';
