@@ -7,7 +7,7 @@ import { createLogger } from '../src/log';
 import { unary, type CallInfo } from '../src/unary';
 import { MASTER_KEY, policyFor, startTestBroker, testConfig, testDatabase, type TestBroker } from './support/broker';
 import { failure, HostClient } from './support/grpc';
-import { expectedDigest, prepareLaunch } from './support/host';
+import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
 
 const KEY = [{ Guid: '0b6f2c0e-3f5e-4c1a-9d55-7f1d2a9b8c41', Format: 'binary', SecretType: 'key', Id: 'deadline/key/disk' }];
 const TIMEOUT_S = 0.3;
@@ -195,8 +195,9 @@ describe('call deadlines on PostgreSQL: a stuck database does not hold hosts, an
   });
 
   it('a release stuck on its counter: DEADLINE_EXCEEDED, audited as refused with the reason, not counted, and the launch id is used up', async () => {
+    await simulatedLaunch(tb.host, tb.platform, { policy: 0x1, requests: KEY }); // a release: the counter row exists
     const before = await counts();
-    expect(before.length).toBeGreaterThan(0); // the earlier releases created the counter row
+    expect(before.length).toBeGreaterThan(0);
     const p = await prepareLaunch(tb.host, tb.platform, { policy: 0x1, requests: KEY });
     const err = await whileLocked('SELECT 1 FROM release_counts FOR UPDATE', [], () => failure(tb.host.getSecret(p.request)));
     expect(err.code).toBe(status.DEADLINE_EXCEEDED);
@@ -208,5 +209,22 @@ describe('call deadlines on PostgreSQL: a stuck database does not hold hosts, an
     expect(await counts()).toEqual(before);
     // One attempt per GetBundle, whatever its outcome.
     expect((await failure(tb.host.getSecret(p.request))).code).toBe(status.PERMISSION_DENIED);
+  });
+
+  it('GetOnlineSecret stuck on its counter: DEADLINE_EXCEEDED, audited as refused, not counted, and the connection serves again afterwards', async () => {
+    const { secrets } = await simulatedLaunch(tb.host, tb.platform, {
+      policy: 0x1,
+      requests: [{ Guid: '5d8f3c1a-9b7e-4f2d-8a6c-1e0b9d7f3a25', Format: 'JSON', SecretType: 'connection', Id: '' }],
+    });
+    const { client_id: clientId } = JSON.parse(secrets[0]!.data.toString()) as { client_id: string };
+    const online = { ClientId: clientId, SecretRequests: KEY };
+    const before = await counts();
+    const err = await whileLocked('SELECT 1 FROM release_counts FOR UPDATE', [], () => failure(tb.host.getOnlineSecret(online)));
+    expect(err.code).toBe(status.DEADLINE_EXCEEDED);
+    const ref = REF.exec(err.details)![1]!;
+    const entry = await eventually(async () => (await store.listAudit({ refId: ref }))[0]);
+    expect(entry).toMatchObject({ event: 'online-secret', outcome: 'refused' });
+    expect(await counts()).toEqual(before);
+    expect((await tb.host.getOnlineSecret(online)).Payload.length).toBeGreaterThan(0);
   });
 });
