@@ -990,7 +990,7 @@ async function measureNullLaunch(
   const server = await startNullBroker(canned, [BROKER_NODE_FLAG]);
   const hosts: Host[] = [];
   try {
-    for (let i = 0; i < Math.max(...opts.concurrency, ...paced.map((p) => p.concurrency)); i++) hosts.push(new Host(server.address));
+    for (let i = 0; i < Math.max(...opts.concurrency); i++) hosts.push(new Host(server.address)); // paced ran at these too
     const launch = async (w: number): Promise<void> => {
       const bundle = await hosts[w]!.getBundle(bundleRequest);
       if (bundle.LaunchId !== canned.bundle.LaunchId) throw new Error('null broker: not the canned GetBundle response');

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { isStoreError } from '@kb/store';
 
 /**
  * What an untrusted caller (the host) may learn: the class of failure and a reference id. The owner finds the
@@ -35,6 +36,15 @@ const CODES: Record<FailureClass, status> = {
 
 /** The call's deadline passed (info.signal aborted): whatever the handler was about to do is abandoned. */
 export const timedOut = (detail: string) => new BrokerError('timeout', 'the broker did not answer in time; retry later', detail);
+
+/**
+ * A statement cancelled by PostgreSQL's statement timeout (the same --request-timeout) is the call's timeout, not a
+ * bug: that failure as a timeout refusal (its transaction rolled back, so nothing it was writing happened); any other
+ * failure unchanged.
+ */
+export function asTimeout(e: unknown): unknown {
+  return isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing it was writing happened`) : e;
+}
 
 export function newRefId(): string {
   return randomBytes(6).toString('hex');

@@ -1,6 +1,5 @@
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { isStoreError } from '@kb/store';
-import { BrokerError, newRefId, timedOut, toServiceError } from './errors';
+import { asTimeout, BrokerError, newRefId, timedOut, toServiceError } from './errors';
 import type { BrokerContext } from './context';
 
 export interface CallInfo {
@@ -56,12 +55,8 @@ export function unary<Req, Res>(
       },
       (e: unknown) => {
         clearTimeout(timer);
-        const err =
-          e instanceof BrokerError
-            ? e
-            : isStoreError(e, 'ERR_STORE_TIMEOUT')
-              ? timedOut(`a database statement ran past the statement timeout: ${e.message}`)
-              : new BrokerError('internal', 'internal error', (e as Error)?.stack ?? String(e));
+        const failure = asTimeout(e);
+        const err = failure instanceof BrokerError ? failure : new BrokerError('internal', 'internal error', (e as Error)?.stack ?? String(e));
         if (answered) {
           return ctx.logger[err.kind === 'internal' ? 'error' : 'info'](`${rpc} ended after its deadline`, { rpc, ref: info.refId, class: err.kind, reason: err.detail });
         }

@@ -3,17 +3,9 @@ import { startBroker, type RunningBroker } from '../src/broker';
 import { createLogger } from '../src/log';
 import { OwnerClient } from './support/grpc';
 import { ADMIN_TOKEN, DRIVERS, testConfig, testDatabase } from './support/broker';
+import { eventually } from './support/wait';
 
 const HOUR_MS = 3_600_000;
-
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-async function eventually<T>(check: () => Promise<T | undefined>, ms = 10_000): Promise<T | undefined> {
-  for (const deadline = Date.now() + ms; ; ) {
-    const v = await check();
-    if (v !== undefined || Date.now() >= deadline) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.each(DRIVERS)('audit retention in the broker (%s)', (driver) => {
   let db: Awaited<ReturnType<typeof testDatabase>>;

@@ -8,22 +8,13 @@ import { unary, type CallInfo } from '../src/unary';
 import { MASTER_KEY, policyFor, startTestBroker, testConfig, testDatabase, type TestBroker } from './support/broker';
 import { failure, HostClient } from './support/grpc';
 import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
+import { eventually, sleep } from './support/wait';
 
 const KEY = [{ Guid: '0b6f2c0e-3f5e-4c1a-9d55-7f1d2a9b8c41', Format: 'binary', SecretType: 'key', Id: 'deadline/key/disk' }];
 const TIMEOUT_S = 0.3;
 /** Longer than the request and statement timeouts: a lock held this long outlives the stuck statement. */
 const HOLD_MS = 900;
 const REF = /\(ref ([0-9a-f]{12})\)$/;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(check: () => Promise<T | undefined>, ms = 10_000): Promise<T | undefined> {
-  for (const deadline = Date.now() + ms; ; ) {
-    const v = await check();
-    if (v !== undefined || Date.now() >= deadline) return v;
-    await sleep(20);
-  }
-}
 
 describe('call deadlines (unary): every call is answered within --request-timeout', () => {
   let server: Server;

@@ -1,8 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import type { keybroker } from '@kb/grpc-api';
-import { isStoreError } from '@kb/store';
 import type { BrokerContext } from '../context';
-import { BrokerError, denied, timedOut } from '../errors';
+import { asTimeout, BrokerError, denied } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -41,7 +40,7 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       ctx.audit.record({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       return { Payload: ct.toString('base64'), IV: iv.toString('base64') };
     } catch (e) {
-      const err = isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing released`) : e;
+      const err = asTimeout(e);
       if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) {
         ctx.audit.record({ ...base, event: 'online-secret', outcome: 'refused', detail: { reason: err.detail, requested } });
       }

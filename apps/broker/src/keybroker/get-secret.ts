@@ -1,8 +1,7 @@
 import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
-import { isStoreError } from '@kb/store';
 import type { BrokerContext } from '../context';
-import { BrokerError, denied, invalid, timedOut } from '../errors';
+import { asTimeout, BrokerError, denied, invalid } from '../errors';
 import type { ProvenLaunch } from '../secret-types/payloads';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -60,7 +59,7 @@ export function getSecretHandler(ctx: BrokerContext) {
       checkDeadline(info, 'the release');
       await release.commit();
       const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
-      if (info.signal.aborted) throw timedOut('the deadline passed or the client went away during the release: counted against its limits, not delivered');
+      checkDeadline(info, 'delivery: the release was counted against its limits but not delivered');
       ctx.audit.record({
         ...base,
         event: 'secret',
@@ -69,8 +68,7 @@ export function getSecretHandler(ctx: BrokerContext) {
       });
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
-      // A statement cancelled by the statement timeout (--request-timeout): the host is answered DEADLINE_EXCEEDED.
-      const err = isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing released`) : e;
+      const err = asTimeout(e);
       if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) throw refuse(err);
       throw err;
     } finally {
