@@ -98,18 +98,18 @@ describe('snp:svsm (VECTORS.md A24, A25; spec §4.6)', () => {
     expect(pages).toHaveLength(2);
     expect(pages[0]).toEqual(measureFile('derived/vmsa/svsm_epyc-v4_eip0xffaea000.bin'));
     expect(pages[1]).toEqual(pages[0]);
-    const { state } = describeVmsa(pages[0]);
+    const { state } = describeVmsa(pages[0]!);
     expect(state.rip).toBe(0xffaea000n);
     expect([state.mxcsr, state.x87_fcw, state.sev_features]).toEqual([0x1f80, 0, 1n]);
   });
 
   it('--vmsa-fpu legacy zeroes MXCSR too, and only the VMSA pages change', () => {
     const base = { firmware: svsmOvmf, svsm, varsSize: VARS_SIZE, vcpus: 1, vcpu: EPYC_V4 };
-    const legacy = snpSvsmVmsaPages({ ...base, fpu: 'legacy' })[0];
+    const legacy = snpSvsmVmsaPages({ ...base, fpu: 'legacy' })[0]!;
     expect(describeVmsa(legacy).state.mxcsr).toBe(0);
     const steps: SnpLaunchStep[] = [];
     const d = snpSvsmLaunchDigest({ ...base, fpu: 'legacy', onStep: (s) => steps.push(s) });
-    const before = steps[steps.length - 2].ld;
+    const before = steps[steps.length - 2]!.ld;
     const expected = createHash('sha384')
       .update(encodePageInfo(before, createHash('sha384').update(legacy).digest(), SnpPageType.VMSA, SNP_VMSA_GPA))
       .digest();
@@ -174,7 +174,7 @@ describe('§G intermediates', () => {
   });
 
   it('--vmsa-fpu legacy: the SNP VMSA equals the INIT2 one with MXCSR and FCW zero', () => {
-    const [init2] = snpVmsaPages({ firmware: amdSev, vcpus: 1, vcpu: EPYC_V4 });
+    const init2 = snpVmsaPages({ firmware: amdSev, vcpus: 1, vcpu: EPYC_V4 })[0]!;
     const [legacy] = snpVmsaPages({ firmware: amdSev, vcpus: 1, vcpu: EPYC_V4, fpu: 'legacy' });
     const patched = Buffer.from(init2);
     patched.writeUInt32LE(0, 0x408);
@@ -229,7 +229,7 @@ describe('refusals and progress', () => {
     const i = sections.findIndex((s) => s.type === SectionType.SNP_KERNEL_HASHES);
     const start = fw.length - parseOvmfFooterTable(fw).entries.find((e) => e.guid === 'dc886566-984a-4798-a75e-5585a7bf67cc')!.data.readUInt32LE(0);
     fw.writeUInt32LE(0x2000, start + 16 + 12 * i + 4);
-    expect(parseOvmfSevMetadata(fw, parseOvmfFooterTable(fw))[i].size).toBe(0x2000);
+    expect(parseOvmfSevMetadata(fw, parseOvmfFooterTable(fw))[i]!.size).toBe(0x2000);
     expectSevError(() => snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4, kernelHashes: DEVNULL }), 'ERR_SEV_FIRMWARE', /exactly one 4 KiB page/);
     // Without a kernel the section is simply two ZERO pages.
     expect(snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4 })).toHaveLength(48);
@@ -240,7 +240,7 @@ describe('refusals and progress', () => {
     snpLaunchDigest({ firmware: svsmOvmf, vcpus: 2, vcpu: EPYC_V4, onProgress: (d, t) => seen.push([d, t]) });
     const total = svsmOvmf.length + 2 * 4096;
     expect(seen.length).toBeGreaterThan(2);
-    expect(seen[seen.length - 1]).toEqual([total, total]);
-    expect(seen.every(([d, t], k) => t === total && (k === 0 || d >= seen[k - 1][0]))).toBe(true);
+    expect(seen[seen.length - 1]!).toEqual([total, total]);
+    expect(seen.every(([d, t], k) => t === total && (k === 0 || d >= seen[k - 1]![0]))).toBe(true);
   });
 });
