@@ -1,8 +1,8 @@
 /**
  * The VMSA page: the initial vCPU register state (`struct sev_es_save_area`, AMD APM vol. 2 table B-4) that KVM
- * encrypts and measures for every vCPU of an SEV-ES or SNP guest (SNP: sev_features = guest_features, §4.5). sev-snp-measure `vmsa.py`, sev crate
- * `measurement/vmsa.rs`, libvirt `virt-qemu-sev-validate`. Values and pitfalls: ../shared/specs/launch-digest.md §1.5,
- * §1.6, §6.
+ * encrypts and measures for every vCPU of an SEV-ES or SNP guest (for SNP, sev_features = guest_features, §4.5).
+ * sev-snp-measure `vmsa.py`, sev crate `measurement/vmsa.rs`, libvirt `virt-qemu-sev-validate`. Values and pitfalls:
+ * ../shared/specs/launch-digest.md §1.5, §1.6, §6.
  *
  * Only the fields below are ever non-zero in a reset-state VMSA; every other byte of the 4096-byte page is zero.
  */
