@@ -230,7 +230,8 @@ export function snpLaunchDigest(input: SnpLaunchDigestInput): Buffer {
   // Everything that can be refused is checked before the (possibly long) hashing starts.
   const table = parseOvmfFooterTable(fw);
   const sections = parseOvmfSevMetadata(fw, table);
-  const gpa = imageGpa('the firmware', fw.length, FIRMWARE_END_GPA);
+  // With a seed the firmware pages are not measured here, so (as in sev-snp-measure) their layout is not checked.
+  const gpa = input.ovmfHash === undefined ? imageGpa('the firmware', fw.length, FIRMWARE_END_GPA) : 0;
   let kernelHashesPage: Buffer | undefined;
   if (input.kernelHashes !== undefined) {
     if (!sections.some((s) => s.type === SectionType.SNP_KERNEL_HASHES)) {

@@ -215,6 +215,10 @@ describe('refusals and progress', () => {
 
   it('a firmware that is not whole pages, or has no reset block, is refused', () => {
     expectSevError(() => snpOvmfHash(amdSev.subarray(1)), 'ERR_SEV_FIRMWARE', /multiple of 4096/);
+    expectSevError(() => snpLaunchDigest({ firmware: amdSev.subarray(1), vcpus: 1, vcpu: EPYC_V4 }), 'ERR_SEV_FIRMWARE', /multiple of 4096/);
+    // Seeded, the firmware is only read for its table and metadata (which sit at its end), as in sev-snp-measure.
+    const seeded = { vcpus: 1, vcpu: EPYC_V4, ovmfHash: Buffer.from(A3, 'hex') };
+    expect(snpLaunchDigest({ firmware: amdSev.subarray(1), ...seeded })).toEqual(snpLaunchDigest({ firmware: amdSev, ...seeded }));
     expectSevError(() => snpLaunchDigest({ firmware: Buffer.alloc(4096), vcpus: 1, vcpu: EPYC_V4 }), 'ERR_SEV_FIRMWARE', /no OVMF footer table/);
   });
 
