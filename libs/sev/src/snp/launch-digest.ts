@@ -121,6 +121,22 @@ function measureRange(ld: SnpLaunchDigest, type: SnpPageTypeValue, section: Ovmf
   return pages;
 }
 
+function checkKernelHashesSection(s: OvmfSevMetadataSection): void {
+  pagesOf(s);
+  // sev-snp-measure asserts this: QEMU writes exactly one page there.
+  if (s.size !== SNP_KERNEL_HASHES_PAGE_SIZE) {
+    throw firmwareError(`SNP_KERNEL_HASHES section is 0x${s.size.toString(16)} bytes; a kernel boot needs exactly one 4 KiB page`);
+  }
+}
+
+/** The refusals of measureMetadata, run before any hashing so that a bad image fails fast. */
+function checkMetadata(sections: OvmfSevMetadataSection[], withKernel: boolean): void {
+  for (const s of sections) {
+    if (withKernel && s.type === SectionType.SNP_KERNEL_HASHES) checkKernelHashesSection(s);
+    else pagesOf(s);
+  }
+}
+
 interface MetadataContext {
   sections: OvmfSevMetadataSection[];
   vmmType: VmmType;
@@ -162,11 +178,7 @@ function measureMetadata(ld: SnpLaunchDigest, c: MetadataContext): void {
         if (c.kernelHashesPage === undefined) {
           step(s, SnpPageType.ZERO, measureRange(ld, SnpPageType.ZERO, s));
         } else {
-          // sev-snp-measure asserts this: QEMU writes exactly one page there.
-          if (s.size !== SNP_KERNEL_HASHES_PAGE_SIZE) {
-            throw firmwareError(`SNP_KERNEL_HASHES section is 0x${s.size.toString(16)} bytes; a kernel boot needs exactly one 4 KiB page`);
-          }
-          pagesOf(s);
+          checkKernelHashesSection(s);
           ld.update(SnpPageType.NORMAL, BigInt(s.gpa), c.kernelHashesPage);
           step(s, SnpPageType.NORMAL, 1);
         }
@@ -240,6 +252,7 @@ export function snpLaunchDigest(input: SnpLaunchDigestInput): Buffer {
     }
     kernelHashesPage = buildSnpKernelHashesPage(input.kernelHashes, sevHashTableArea(table).base & (SNP_PAGE_SIZE - 1));
   }
+  checkMetadata(sections, kernelHashesPage !== undefined);
   const vmsas = snpVmsaPages({ ...input, firmware: fw });
 
   let ld: SnpLaunchDigest;
@@ -304,6 +317,7 @@ export function snpSvsmLaunchDigest(input: SnpSvsmLaunchDigestInput): Buffer {
   const { fw, svsm, fwGpa, svsmGpa } = svsmLayout(input);
   // The OVMF's own metadata is not processed: the SVSM validates OVMF's memory itself.
   const sections = parseOvmfSevMetadata(svsm, parseOvmfFooterTable(svsm));
+  checkMetadata(sections, false);
   const vmsas = snpSvsmVmsaPages(input);
   const total = fw.length + svsm.length + vmsas.length * SNP_PAGE_SIZE;
   const ld = new SnpLaunchDigest();

@@ -234,7 +234,10 @@ describe('refusals and progress', () => {
     const start = fw.length - parseOvmfFooterTable(fw).entries.find((e) => e.guid === 'dc886566-984a-4798-a75e-5585a7bf67cc')!.data.readUInt32LE(0);
     fw.writeUInt32LE(0x2000, start + 16 + 12 * i + 4);
     expect(parseOvmfSevMetadata(fw, parseOvmfFooterTable(fw))[i]!.size).toBe(0x2000);
-    expectSevError(() => snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4, kernelHashes: DEVNULL }), 'ERR_SEV_FIRMWARE', /exactly one 4 KiB page/);
+    let progressed = false;
+    const onProgress = () => (progressed = true);
+    expectSevError(() => snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4, kernelHashes: DEVNULL, onProgress }), 'ERR_SEV_FIRMWARE', /exactly one 4 KiB page/);
+    expect(progressed).toBe(false); // refused before any page was hashed
     // Without a kernel the section is simply two ZERO pages.
     expect(snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4 })).toHaveLength(48);
   });
