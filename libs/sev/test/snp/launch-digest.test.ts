@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { isSevError } from '../../src/errors';
 import { parseOvmfFooterTable, parseOvmfSevMetadata, SectionType } from '../../src/measurement/ovmf';
@@ -249,5 +250,24 @@ describe('refusals and progress', () => {
     expect(seen.length).toBeGreaterThan(2);
     expect(seen[seen.length - 1]!).toEqual([total, total]);
     expect(seen.every(([d, t], k) => t === total && (k === 0 || d >= seen[k - 1]![0]))).toBe(true);
+  });
+});
+
+describe('properties', () => {
+  it('over random firmware bodies: seeding with snpOvmfHash changes nothing, and the seed is the first step', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 3 }), (extraPages, fill, vcpus) => {
+        const body = Buffer.alloc(extraPages * 4096);
+        for (let o = 0; o < body.length; o += 4) body.writeUInt32LE((fill + o) >>> 0, o);
+        const firmware = Buffer.concat([body, amdSev]);
+        const steps: SnpLaunchStep[] = [];
+        const full = snpLaunchDigest({ firmware, vcpus, vcpu: EPYC_V4, onStep: (s) => steps.push(s) });
+        const seed = snpOvmfHash(firmware);
+        expect(steps[0]).toEqual({ kind: 'firmware', gpa: 0x1_0000_0000 - firmware.length, pages: extraPages + 1, ld: seed });
+        expect(snpLaunchDigest({ firmware, vcpus, vcpu: EPYC_V4, ovmfHash: seed })).toEqual(full);
+        expect(steps.filter((s) => s.kind === 'vmsa')).toHaveLength(vcpus);
+      }),
+      { numRuns: 25 },
+    );
   });
 });
