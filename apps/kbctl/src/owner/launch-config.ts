@@ -19,7 +19,8 @@ import { Progress } from './progress';
 
 /**
  * One launch configuration (what sev-snp-measure's flags describe) and the digest computation shared by `measure`
- * and `policy from-configs`. All byte-level work is @kb/sev's launchMeasuredData / launchDigest.
+ * and `policy from-configs`. All byte-level work is @kb/sev's (launchDigest for sev/seves, snpLaunchDigest and
+ * snpSvsmLaunchDigest for the SNP modes).
  */
 export type Mode = 'sev' | 'seves' | 'snp' | 'snp:svsm';
 
