@@ -58,3 +58,7 @@ export * from './measurement/sev-hashes';
 export * from './measurement/vcpu-types';
 export * from './measurement/vmsa';
 export * from './measurement/digest';
+
+// SEV-SNP launch digests (QEMU/OVMF guests, sev-snp-measure compatible)
+export * from './snp/page-info';
+export * from './snp/launch-digest';

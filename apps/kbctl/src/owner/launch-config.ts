@@ -2,8 +2,13 @@ import {
   launchDigest,
   launchMeasuredData,
   QEMU_CPU_SIGNATURES,
+  snpLaunchDigest,
+  snpSvsmLaunchDigest,
+  snpSvsmVmsaPages,
+  snpVmsaPages,
   type LaunchDigestInput,
-  type MeasuredPiece,
+  type SnpLaunchDigestInput,
+  type SnpSvsmLaunchDigestInput,
   type VcpuSpec,
   type VmmType,
   type VmsaFpu,
@@ -14,9 +19,10 @@ import { Progress } from './progress';
 
 /**
  * One launch configuration (what sev-snp-measure's flags describe) and the digest computation shared by `measure`
- * and `policy from-configs`. All byte-level work is @kb/sev's launchMeasuredData / launchDigest.
+ * and `policy from-configs`. All byte-level work is @kb/sev's (launchDigest for sev/seves, snpLaunchDigest and
+ * snpSvsmLaunchDigest for the SNP modes).
  */
-export type Mode = 'sev' | 'seves';
+export type Mode = 'sev' | 'seves' | 'snp' | 'snp:svsm';
 
 export interface LaunchConfig {
   mode: Mode;
@@ -24,24 +30,32 @@ export interface LaunchConfig {
   kernel?: string;
   initrd?: string;
   append?: string;
-  /** seves only */
+  /** seves and the SNP modes */
   vcpus?: number;
   vcpu?: VcpuSpec;
   vmmType: VmmType;
   fpu: VmsaFpu;
+  /** seves VMSA sev_features */
   sevFeatures: number;
+  /** snp VMSA sev_features (--guest-features, default 0x1) */
+  guestFeatures?: number;
+  /** snp: --snp-ovmf-hash, 48 bytes */
+  snpOvmfHash?: Buffer;
+  /** snp:svsm: the SVSM image and the OVMF_VARS size */
+  svsm?: string;
+  varsSize?: number;
 }
 
-export const MODES = ['sev', 'seves'] as const;
+/** `snp:ovmf-hash` is not a launch: measure handles it alone. */
+export const MODES = ['sev', 'seves', 'snp', 'snp:ovmf-hash', 'snp:svsm'] as const;
+export const SNP_MODES: readonly Mode[] = ['snp', 'snp:svsm'];
+export const isSnp = (m: Mode): boolean => SNP_MODES.includes(m);
 export const VMM_TYPES: Readonly<Record<string, VmmType>> = { qemu: 'qemu', ec2: 'ec2', gce: 'gce' };
 export const FPU_FLAVOURS = ['legacy', 'init2'] as const;
 export const VCPU_TYPES = Object.keys(QEMU_CPU_SIGNATURES);
 
-export function parseMode(s: string, what = '--mode'): Mode {
-  if ((MODES as readonly string[]).includes(s)) return s as Mode;
-  if (s.startsWith('snp')) {
-    throw new CliError(`${what} ${s}: SEV-SNP is not supported here (this broker serves SEV and SEV-ES); use sev-snp-measure for SNP digests`, 2);
-  }
+export function parseMode(s: string, what = '--mode'): Mode | 'snp:ovmf-hash' {
+  if ((MODES as readonly string[]).includes(s)) return s as Mode | 'snp:ovmf-hash';
   throw new CliError(`${what} must be one of ${MODES.join(', ')}, got ${JSON.stringify(s)}`, 2);
 }
 
@@ -95,12 +109,22 @@ export function checkConfig(c: LaunchConfig, where = ''): void {
   const at = where ? `${where}: ` : '';
   if (c.initrd !== undefined && c.kernel === undefined) throw new CliError(`${at}--kernel required when using --initrd`, 2);
   if (c.append && c.kernel === undefined) throw new CliError(`${at}--kernel required when using --append`, 2);
-  if (c.mode === 'seves') {
-    if (c.vcpus === undefined) throw new CliError(`${at}missing --vcpus N in guest mode 'seves'`, 2);
+  if (c.mode !== 'sev') {
+    if (c.vcpus === undefined) throw new CliError(`${at}missing --vcpus N in guest mode '${c.mode}'`, 2);
     if (c.vmmType === 'qemu' && c.vcpu === undefined) {
-      throw new CliError(`${at}missing --vcpu-type or --vcpu-sig or --vcpu-family in guest mode 'seves'`, 2);
+      throw new CliError(`${at}missing --vcpu-type or --vcpu-sig or --vcpu-family in guest mode '${c.mode}'`, 2);
     }
   }
+  if (c.mode === 'snp:svsm') {
+    if (c.svsm === undefined) throw new CliError(`${at}snp:svsm mode requires --svsm`, 2);
+    if (c.varsSize === undefined) throw new CliError(`${at}snp:svsm mode requires --vars-size or --vars-file`, 2);
+    // sev-snp-measure ignores these in snp:svsm; refusing them keeps a user from believing they were measured.
+    if (c.kernel !== undefined) throw new CliError(`${at}--kernel is not measured in snp:svsm mode (the SVSM flow has no kernel hashes)`, 2);
+    if (c.vmmType !== 'qemu') throw new CliError(`${at}snp:svsm mode is only defined for the QEMU VMM`, 2);
+  } else if (c.svsm !== undefined || c.varsSize !== undefined) {
+    throw new CliError(`${at}--svsm, --vars-size and --vars-file belong to mode snp:svsm`, 2);
+  }
+  if (c.snpOvmfHash !== undefined && c.mode !== 'snp') throw new CliError(`${at}--snp-ovmf-hash only works with mode snp`, 2);
 }
 
 /** Inputs read once per path: `policy from-configs` computes many digests over the same files. */
@@ -110,9 +134,9 @@ export class InputCache {
 
   constructor(readonly io: Io) {}
 
-  firmware(path: string): Buffer {
+  firmware(path: string, what = 'the firmware'): Buffer {
     let b = this.files.get(path);
-    if (!b) this.files.set(path, (b = readInput(this.io, path, 'the firmware')));
+    if (!b) this.files.set(path, (b = readInput(this.io, path, what)));
     return b;
   }
 
@@ -125,27 +149,30 @@ export class InputCache {
 
 export interface ComputedLaunch {
   digest: Buffer;
-  pieces: MeasuredPiece[];
+  /** The measured VMSA pages in vCPU order (none for sev). */
+  vmsas: Buffer[];
 }
 
-export function digestInput(c: LaunchConfig, cache: InputCache, progress?: Progress): LaunchDigestInput {
+function kernelHashes(c: LaunchConfig, cache: InputCache, progress?: Progress): { hashes: LaunchDigestInput['kernelHashes']; done: number } {
   let done = 0;
   const phase = (n: number) => progress?.update(done + n);
+  if (c.kernel === undefined) return { hashes: undefined, done };
+  const kernel = { sha256: cache.sha256(c.kernel, 'the kernel', phase) };
+  done += fileSize(cache.io, c.kernel);
+  const initrd = c.initrd === undefined ? undefined : { sha256: cache.sha256(c.initrd, 'the initrd', phase) };
+  if (c.initrd !== undefined) done += fileSize(cache.io, c.initrd);
+  return { hashes: { kernel, initrd, cmdline: c.append ?? '' }, done };
+}
+
+export function digestInput(c: LaunchConfig & { mode: 'sev' | 'seves' }, cache: InputCache, progress?: Progress): LaunchDigestInput {
   const firmware = cache.firmware(c.ovmf);
-  let kernelHashes: LaunchDigestInput['kernelHashes'];
-  if (c.kernel !== undefined) {
-    const kernel = { sha256: cache.sha256(c.kernel, 'the kernel', phase) };
-    done += fileSize(cache.io, c.kernel);
-    const initrd = c.initrd === undefined ? undefined : { sha256: cache.sha256(c.initrd, 'the initrd', phase) };
-    if (c.initrd !== undefined) done += fileSize(cache.io, c.initrd);
-    kernelHashes = { kernel, initrd, cmdline: c.append ?? '' };
-  }
+  const { hashes, done } = kernelHashes(c, cache, progress);
   const onProgress = progress ? (n: number) => progress.update(done + n) : undefined;
-  if (c.mode === 'sev') return { mode: 'sev', firmware, kernelHashes, onProgress };
+  if (c.mode === 'sev') return { mode: 'sev', firmware, kernelHashes: hashes, onProgress };
   return {
     mode: 'seves',
     firmware,
-    kernelHashes,
+    kernelHashes: hashes,
     onProgress,
     vcpus: c.vcpus!,
     vcpu: c.vmmType === 'qemu' ? c.vcpu : undefined,
@@ -155,17 +182,54 @@ export function digestInput(c: LaunchConfig, cache: InputCache, progress?: Progr
   };
 }
 
-/** The measured pieces and the digest; firmware problems (no hashes table, no reset block...) exit 1. */
+export function snpInput(c: LaunchConfig, cache: InputCache, progress?: Progress): SnpLaunchDigestInput {
+  const firmware = cache.firmware(c.ovmf);
+  const { hashes, done } = kernelHashes(c, cache, progress);
+  return {
+    firmware,
+    ovmfHash: c.snpOvmfHash,
+    kernelHashes: hashes,
+    vcpus: c.vcpus!,
+    vcpu: c.vmmType === 'qemu' ? c.vcpu : undefined,
+    vmmType: c.vmmType,
+    guestFeatures: c.guestFeatures,
+    fpu: c.fpu,
+    onProgress: progress ? (n: number) => progress.update(done + n) : undefined,
+  };
+}
+
+export function svsmInput(c: LaunchConfig, cache: InputCache, progress?: Progress): SnpSvsmLaunchDigestInput {
+  return {
+    firmware: cache.firmware(c.ovmf),
+    svsm: cache.firmware(c.svsm!, 'the SVSM image'),
+    varsSize: c.varsSize!,
+    vcpus: c.vcpus!,
+    vcpu: c.vcpu!,
+    fpu: c.fpu,
+    onProgress: progress ? (n: number) => progress.update(n) : undefined,
+  };
+}
+
+/** The digest and the VMSA pages; firmware problems (no hashes table, no reset block...) exit 1. */
 export function computeLaunch(c: LaunchConfig, cache: InputCache, progress?: Progress): ComputedLaunch {
   return withSev(() => {
-    const input = digestInput(c, cache, progress);
-    const pieces = launchMeasuredData(input);
-    return { pieces, digest: launchDigest(input) };
+    if (c.mode === 'snp') {
+      const input = snpInput(c, cache, progress);
+      return { digest: snpLaunchDigest(input), vmsas: snpVmsaPages(input) };
+    }
+    if (c.mode === 'snp:svsm') {
+      const input = svsmInput(c, cache, progress);
+      return { digest: snpSvsmLaunchDigest(input), vmsas: snpSvsmVmsaPages(input) };
+    }
+    const input = digestInput(c as LaunchConfig & { mode: 'sev' | 'seves' }, cache, progress);
+    const vmsas = launchMeasuredData(input).flatMap((p) => (p.kind === 'vmsa' ? [p.data] : []));
+    return { vmsas, digest: launchDigest(input) };
   });
 }
 
 /** Total bytes hashed for a configuration, for the progress denominator. */
 export function totalBytes(io: Io, c: LaunchConfig, vmsaPages: number): number {
-  const files = [c.ovmf, c.kernel, c.initrd].filter((p): p is string => p !== undefined).reduce((n, p) => n + fileSize(io, p), 0);
-  return files + (c.kernel !== undefined ? 176 : 0) + vmsaPages * 4096;
+  const seeded = c.snpOvmfHash !== undefined;
+  const files = [seeded ? undefined : c.ovmf, c.kernel, c.initrd, c.svsm].filter((p): p is string => p !== undefined).reduce((n, p) => n + fileSize(io, p), 0);
+  return files + (c.kernel !== undefined && !isSnp(c.mode) ? 176 : 0) + vmsaPages * 4096;
 }

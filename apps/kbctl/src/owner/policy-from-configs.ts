@@ -8,17 +8,24 @@ import {
   computeLaunch,
   describeVcpu,
   InputCache,
+  isSnp,
   parseFpu,
+  parseMode,
   parseVcpuType,
   parseVmmType,
   vcpuFromFlags,
   type LaunchConfig,
+  type Mode,
 } from './launch-config';
 
 /**
  * `kbctl policy from-configs`: a broker policy document whose allowedDigests are the launch digests of every
  * allowed launch configuration (e.g. each vCPU count an SEV-ES guest may start with, each CPU model, each VMSA FPU
  * flavour), and whose allowedPolicies are the guest policies given. Offline: nothing is sent to a broker.
+ *
+ * With --mode snp / snp:svsm it lists SEV-SNP measurements instead. The version-1 policy document cannot hold them
+ * (its digests are 32-byte SEV ones and the broker's engine does not know SNP yet, issue #17), so they go into a
+ * separate document, `{"snp": {"version": 1, "allowedMeasurements": [...]}}`, never mixed with SEV digests.
  */
 const MAX_CONFIGS = 4096;
 
@@ -27,6 +34,9 @@ const USAGE = `Usage: kbctl policy from-configs [--config FILE]... [--ovmf FILE 
                                  [--vcpu-family F --vcpu-model M --vcpu-stepping S] [--vmm-type QEMU|ec2|gce]
                                  [--vmsa-fpu legacy|init2]... [--sev-features VALUE]]
                                  [--allow-debug] [--min-fw-api MAJOR.MINOR] [--out FILE] [--quiet]
+       kbctl policy from-configs --mode snp|snp:svsm --ovmf FILE [--kernel FILE ...] --vcpus LIST... (CPU flags)
+                                 [--guest-features VALUE]... [--vmsa-fpu init2|legacy]... [--vmm-type T]
+                                 [--snp-ovmf-hash HEX] [--svsm FILE --vars-size N] [--out FILE] [--quiet]
 
 Computes the launch digest of every combination of the given launch parameters and prints a broker policy document
 (JSON, checked by the broker's own parser) allowing exactly those digests and guest policies. Store it with
@@ -45,6 +55,14 @@ Computes the launch digest of every combination of the given launch parameters a
   --vmm-type TYPE         QEMU (default), ec2 or gce
   --vmsa-fpu FLAVOUR      legacy (default) or init2; repeat both to allow either (see 'kbctl measure --help')
   --sev-features VALUE    SEV-ES VMSA sev_features (default 0)
+  --mode MODE             snp or snp:svsm: list SEV-SNP measurements (SHA-384, 96 hex digits) of every
+                          combination of --vcpus × CPU × --guest-features × --vmsa-fpu instead of a broker policy.
+                          The output is a separate document {"snp": {"version": 1, "allowedMeasurements": [...]}}:
+                          the broker's version-1 policies hold SEV/SEV-ES digests only (SNP policies: issue #17).
+                          Without --mode, SEV or SEV-ES follows from each --policy
+  --guest-features VALUE  snp: an allowed VMSA sev_features value (default 0x1); repeatable
+  --snp-ovmf-hash HEX, --svsm FILE, --vars-size N
+                          as for 'kbctl measure' (--vars-size: the OVMF_VARS size in bytes)
   --config FILE           a JSON file with one configuration object, or a list of them, whose keys are the flag
                           names above ("ovmf", "policy", "vcpus", "vcpu-type", "vmsa-fpu", ...; lists where a flag
                           repeats); relative paths are relative to FILE. Repeatable; combines with the flags.
@@ -72,11 +90,16 @@ const CONFIG_KEYS = [
   'vmm-type',
   'vmsa-fpu',
   'sev-features',
+  'mode',
+  'guest-features',
+  'snp-ovmf-hash',
+  'svsm',
+  'vars-size',
 ] as const;
 type ConfigKey = (typeof CONFIG_KEYS)[number];
 type RawConfig = Partial<Record<ConfigKey, string[]>>;
-const SINGLE: ConfigKey[] = ['ovmf', 'kernel', 'initrd', 'append', 'vcpu-family', 'vcpu-model', 'vcpu-stepping', 'vmm-type', 'sev-features'];
-const PATHS: ConfigKey[] = ['ovmf', 'kernel', 'initrd'];
+const SINGLE: ConfigKey[] = ['ovmf', 'kernel', 'initrd', 'append', 'vcpu-family', 'vcpu-model', 'vcpu-stepping', 'vmm-type', 'sev-features', 'mode', 'snp-ovmf-hash', 'svsm', 'vars-size'];
+const PATHS: ConfigKey[] = ['ovmf', 'kernel', 'initrd', 'svsm'];
 
 function parseVcpuList(s: string, where: string): number[] {
   const out: number[] = [];
@@ -99,25 +122,31 @@ function one(raw: RawConfig, k: ConfigKey, where: string): string | undefined {
 }
 
 /** One configuration set (the flags, or one object of a --config file) as the list of launches it allows. */
-function expand(raw: RawConfig, where: string): { policy: number; config: LaunchConfig }[] {
+function expand(raw: RawConfig, where: string): Launch[] {
   const ovmf = one(raw, 'ovmf', where);
   if (ovmf === undefined) throw new CliError(`${where}: the firmware (--ovmf / "ovmf") is required`, 2);
+  const modeArg = one(raw, 'mode', where);
+  if (modeArg !== undefined) {
+    const mode = parseMode(modeArg, `${where}: --mode`);
+    if (mode !== 'snp' && mode !== 'snp:svsm') {
+      throw new CliError(`${where}: --mode takes snp or snp:svsm here; SEV and SEV-ES launches follow from --policy`, 2);
+    }
+    return expandSnp(raw, where, mode, ovmf);
+  }
+  for (const k of ['guest-features', 'snp-ovmf-hash', 'svsm', 'vars-size'] as const) {
+    if (raw[k] !== undefined) throw new CliError(`${where}: --${k} needs --mode snp or snp:svsm`, 2);
+  }
   const policies = (raw.policy ?? []).map((p) => parseUint(p, `${where}: --policy`, 0xffffffff));
   if (policies.length === 0) throw new CliError(`${where}: give at least one allowed guest policy (--policy / "policy")`, 2);
   const vmmType = parseVmmType(one(raw, 'vmm-type', where) ?? 'QEMU');
   const fpus: VmsaFpu[] = (raw['vmsa-fpu'] ?? ['legacy']).map((f) => parseFpu(f));
   const sevFeaturesArg = one(raw, 'sev-features', where);
   const sevFeatures = sevFeaturesArg === undefined ? 0 : parseUint(sevFeaturesArg, `${where}: --sev-features`, Number.MAX_SAFE_INTEGER);
-  const vcpuCounts = [...new Set((raw.vcpus ?? []).flatMap((s) => parseVcpuList(s, where)))];
-  const cpus: VcpuSpec[] = [
-    ...(raw['vcpu-type'] ?? []).map((t) => parseVcpuType(t)),
-    ...(raw['vcpu-sig'] ?? []).map((s): VcpuSpec => ({ sig: parseUint(s, `${where}: --vcpu-sig`, 0xffffffff) })),
-  ];
-  const triplet = vcpuFromFlags({ family: one(raw, 'vcpu-family', where), model: one(raw, 'vcpu-model', where), stepping: one(raw, 'vcpu-stepping', where) });
-  if (triplet) cpus.push(triplet);
+  const vcpuCounts = vcpuCountsOf(raw, where);
+  const cpus = cpusOf(raw, where);
   const base = { ovmf, kernel: one(raw, 'kernel', where), initrd: one(raw, 'initrd', where), append: one(raw, 'append', where), vmmType, sevFeatures };
 
-  const out: { policy: number; config: LaunchConfig }[] = [];
+  const out: Launch[] = [];
   for (const policy of [...new Set(policies)]) {
     if ((policy & PolicyFlag.ES) === 0) {
       const config: LaunchConfig = { ...base, mode: 'sev', fpu: 'legacy' };
@@ -134,6 +163,72 @@ function expand(raw: RawConfig, where: string): { policy: number; config: Launch
           const config: LaunchConfig = { ...base, mode: 'seves', vcpus, vcpu, fpu };
           checkConfig(config, where);
           out.push({ policy, config });
+          if (out.length > MAX_CONFIGS) throw new CliError(`${where}: more than ${MAX_CONFIGS} launch configurations; narrow the lists`, 2);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+interface Launch {
+  /** SEV and SEV-ES: the guest policy the digest is allowed with; SNP launches have none here (issue #17). */
+  policy?: number;
+  config: LaunchConfig;
+}
+
+function vcpuCountsOf(raw: RawConfig, where: string): number[] {
+  return [...new Set((raw.vcpus ?? []).flatMap((s) => parseVcpuList(s, where)))];
+}
+
+function cpusOf(raw: RawConfig, where: string): VcpuSpec[] {
+  const cpus: VcpuSpec[] = [
+    ...(raw['vcpu-type'] ?? []).map((t) => parseVcpuType(t)),
+    ...(raw['vcpu-sig'] ?? []).map((s): VcpuSpec => ({ sig: parseUint(s, `${where}: --vcpu-sig`, 0xffffffff) })),
+  ];
+  const triplet = vcpuFromFlags({ family: one(raw, 'vcpu-family', where), model: one(raw, 'vcpu-model', where), stepping: one(raw, 'vcpu-stepping', where) });
+  if (triplet) cpus.push(triplet);
+  return cpus;
+}
+
+/** SNP: every vCPU count × CPU × guest_features × FPU flavour, each one measurement (no SEV policy involved). */
+function expandSnp(raw: RawConfig, where: string, mode: Mode, ovmf: string): Launch[] {
+  if (raw.policy !== undefined) {
+    throw new CliError(`${where}: --policy lists SEV guest policies; SNP guest policies are not part of this document yet (issue #17)`, 2);
+  }
+  if (raw['sev-features'] !== undefined) throw new CliError(`${where}: --sev-features is for SEV-ES; SNP takes --guest-features`, 2);
+  const vcpuCounts = vcpuCountsOf(raw, where);
+  if (vcpuCounts.length === 0) throw new CliError(`${where}: mode ${mode}: give the allowed vCPU counts (--vcpus)`, 2);
+  const vmmType = parseVmmType(one(raw, 'vmm-type', where) ?? 'QEMU');
+  const cpus = cpusOf(raw, where);
+  const cpuList: (VcpuSpec | undefined)[] = vmmType === 'qemu' ? cpus : [undefined];
+  if (cpuList.length === 0) throw new CliError(`${where}: mode ${mode}: give the allowed CPUs (--vcpu-type, --vcpu-sig or --vcpu-family/model/stepping)`, 2);
+  if (mode === 'snp:svsm' && raw['guest-features'] !== undefined) throw new CliError(`${where}: --guest-features cannot be set in mode snp:svsm (fixed at 0x1)`, 2);
+  const features = [...new Set((raw['guest-features'] ?? ['0x1']).map((f) => parseUint(f, `${where}: --guest-features`, Number.MAX_SAFE_INTEGER)))];
+  const fpus = [...new Set((raw['vmsa-fpu'] ?? ['init2']).map((f) => parseFpu(f)))];
+  const hash = one(raw, 'snp-ovmf-hash', where);
+  if (hash !== undefined && !/^[0-9a-fA-F]{96}$/.test(hash)) throw new CliError(`${where}: --snp-ovmf-hash must be 96 hex digits`, 2);
+  const varsSize = one(raw, 'vars-size', where);
+  const base = {
+    mode,
+    ovmf,
+    kernel: one(raw, 'kernel', where),
+    initrd: one(raw, 'initrd', where),
+    append: one(raw, 'append', where),
+    vmmType,
+    sevFeatures: 0,
+    snpOvmfHash: hash === undefined ? undefined : Buffer.from(hash, 'hex'),
+    svsm: one(raw, 'svsm', where),
+    varsSize: varsSize === undefined ? undefined : parseUint(varsSize, `${where}: --vars-size`, 0xffffffff),
+  };
+  const out: Launch[] = [];
+  for (const vcpus of vcpuCounts) {
+    for (const vcpu of cpuList) {
+      for (const guestFeatures of mode === 'snp' ? features : [undefined]) {
+        for (const fpu of fpus) {
+          const config: LaunchConfig = { ...base, vcpus, vcpu, guestFeatures, fpu };
+          checkConfig(config, where);
+          out.push({ config });
           if (out.length > MAX_CONFIGS) throw new CliError(`${where}: more than ${MAX_CONFIGS} launch configurations; narrow the lists`, 2);
         }
       }
@@ -179,8 +274,14 @@ function fromJson(io: Io, file: string): { raw: RawConfig; where: string }[] {
   });
 }
 
-function describe(policy: number, c: LaunchConfig): string {
-  const parts = [c.mode, `policy ${hex32(policy)}`];
+function describe(policy: number | undefined, c: LaunchConfig): string {
+  const parts: string[] = [c.mode];
+  if (policy !== undefined) parts.push(`policy ${hex32(policy)}`);
+  if (isSnp(c.mode)) {
+    parts.push(`${c.vcpus} vCPU${c.vcpus === 1 ? '' : 's'}`, c.vmmType === 'qemu' ? describeVcpu(c.vcpu) : c.vmmType);
+    if (c.mode === 'snp') parts.push(`guest features 0x${(c.guestFeatures ?? 1).toString(16)}`);
+    parts.push(`${c.fpu} VMSA`);
+  }
   if (c.mode === 'seves') parts.push(`${c.vcpus} vCPU${c.vcpus === 1 ? '' : 's'}`, c.vmmType === 'qemu' ? describeVcpu(c.vcpu) : c.vmmType, `${c.fpu} VMSA`);
   parts.push(c.ovmf);
   if (c.kernel !== undefined) parts.push(`kernel ${c.kernel}`);
@@ -207,6 +308,11 @@ export const policyFromConfigs: Command = {
     'vmm-type': { type: 'string' },
     'vmsa-fpu': { type: 'string', multiple: true },
     'sev-features': { type: 'string' },
+    mode: { type: 'string' },
+    'guest-features': { type: 'string', multiple: true },
+    'snp-ovmf-hash': { type: 'string' },
+    svsm: { type: 'string' },
+    'vars-size': { type: 'string' },
     'allow-debug': { type: 'boolean' },
     'min-fw-api': { type: 'string' },
     out: { type: 'string' },
@@ -229,16 +335,34 @@ export const policyFromConfigs: Command = {
     const launches = sets.flatMap((s) => expand(s.raw, s.where));
     if (launches.length > MAX_CONFIGS) throw new CliError(`more than ${MAX_CONFIGS} launch configurations; narrow the lists`, 2);
 
+    const snpCount = launches.filter((l) => isSnp(l.config.mode)).length;
+    if (snpCount > 0 && snpCount < launches.length) {
+      throw new CliError('SNP measurements and SEV/SEV-ES digests go into separate documents: run from-configs once for each', 2);
+    }
+
     const cache = new InputCache(io);
     const digests = new Map<string, string[]>();
     for (const { policy, config } of launches) {
       const hex = computeLaunch(config, cache).digest.toString('hex');
       digests.set(hex, [...(digests.get(hex) ?? []), describe(policy, config)]);
     }
+    const listDigests = (): void => {
+      if (flag(v, 'quiet')) return;
+      for (const [hex, what] of [...digests.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) io.err(`${hex}  ${what.join('; ')}`);
+    };
+    if (snpCount > 0) {
+      for (const k of ['allow-debug', 'min-fw-api'] as const) {
+        if (v[k] !== undefined) throw new CliError(`--${k} belongs to the SEV policy document; the SNP document holds measurements only`, 2);
+      }
+      listDigests();
+      const text = JSON.stringify({ snp: { version: 1, allowedMeasurements: [...digests.keys()].sort() } }, null, 2) + '\n';
+      emit(io, v, text, `${digests.size} SNP measurements, ${launches.length} configurations`);
+      return 0;
+    }
     const doc: Record<string, unknown> = {
       version: 1,
       allowedDigests: [...digests.keys()].sort(),
-      allowedPolicies: [...new Set(launches.map((l) => l.policy))].sort((a, b) => a - b),
+      allowedPolicies: [...new Set(launches.map((l) => l.policy!))].sort((a, b) => a - b),
     };
     if (flag(v, 'allow-debug')) doc.allowDebug = true;
     if (minFw) {
@@ -252,15 +376,16 @@ export const policyFromConfigs: Command = {
       if (isPolicyError(e)) throw new CliError(`the broker would refuse this policy: ${e.message}`, 2);
       throw e;
     }
-    if (!flag(v, 'quiet')) {
-      for (const [hex, what] of [...digests.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) io.err(`${hex}  ${what.join('; ')}`);
-    }
-    const text = JSON.stringify(policy, null, 2) + '\n';
-    const out = str(v, 'out');
-    if (out !== undefined) {
-      writeOutput(io, out, text, 'the policy document');
-      if (!flag(v, 'quiet')) io.err(`wrote ${out}: ${digests.size} digests, ${launches.length} configurations`);
-    } else io.out(text.trimEnd());
+    listDigests();
+    emit(io, v, JSON.stringify(policy, null, 2) + '\n', `${digests.size} digests, ${launches.length} configurations`);
     return 0;
   },
 };
+
+function emit(io: Io, v: Values, text: string, summary: string): void {
+  const out = str(v, 'out');
+  if (out !== undefined) {
+    writeOutput(io, out, text, 'the policy document');
+    if (!flag(v, 'quiet')) io.err(`wrote ${out}: ${summary}`);
+  } else io.out(text.trimEnd());
+}

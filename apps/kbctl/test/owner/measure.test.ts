@@ -117,8 +117,7 @@ describe('errors: sev-snp-measure exit codes (1 runtime, 2 usage) and clear mess
     ['unreadable kernel', ['--mode', 'sev', '--ovmf', AMDSEV, '--kernel', 'nope'], 1, /cannot read the kernel from nope: ENOENT/],
     ['seves without a reset block', ['--mode', 'seves', '--vcpus', '2', '--vcpu-type', 'EPYC', '--ovmf', 'empty'], 1, /no OVMF footer table/],
     ['no --mode', ['--ovmf', AMDSEV], 2, /--mode is required/],
-    ['snp mode', ['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1'], 2, /SEV-SNP is not supported here/],
-    ['bad mode', ['--mode', 'tdx', '--ovmf', AMDSEV], 2, /--mode must be one of sev, seves/],
+    ['bad mode', ['--mode', 'tdx', '--ovmf', AMDSEV], 2, /--mode must be one of sev, seves, snp, snp:ovmf-hash, snp:svsm/],
     ['no --ovmf', ['--mode', 'sev'], 2, /--ovmf is required/],
     ['initrd without kernel', ['--mode', 'sev', '--ovmf', AMDSEV, '--initrd', 'empty'], 2, /--kernel required when using --initrd/],
     ['append without kernel', ['--mode', 'sev', '--ovmf', AMDSEV, '--append', 'x'], 2, /--kernel required when using --append/],
@@ -133,7 +132,7 @@ describe('errors: sev-snp-measure exit codes (1 runtime, 2 usage) and clear mess
     ['bad fpu', ['--mode', 'sev', '--ovmf', AMDSEV, '--vmsa-fpu', 'new'], 2, /--vmsa-fpu must be legacy .* or init2/],
     ['bad format', ['--mode', 'sev', '--ovmf', AMDSEV, '--output-format', 'raw'], 2, /--output-format must be hex or base64/],
     ['dump in sev mode', ['--mode', 'sev', '--ovmf', AMDSEV, '--dump-vmsa', 'd'], 2, /--dump-vmsa is not available in mode sev/],
-    ['unknown flag', ['--mode', 'sev', '--ovmf', AMDSEV, '--snp-ovmf-hash', 'x'], 2, /Unknown option '--snp-ovmf-hash'/],
+    ['unknown flag', ['--mode', 'sev', '--ovmf', AMDSEV, '--tdx-hash', 'x'], 2, /Unknown option '--tdx-hash'/],
   ])('%s', async (_what, argv, code, message) => {
     const r = await run(argv as string[]);
     expect(r.code).toBe(code);

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, parsePolicy } from '@kb/policy';
-import { AMDSEV, kbctl, OVMFX64, SEVCTL_OVMF, tempDir } from './support/cli';
+import { AMDSEV, kbctl, MEASURE, OVMFX64, SEVCTL_OVMF, tempDir } from './support/cli';
 
 /** `kbctl policy from-configs`: one digest per allowed launch configuration, as a document the broker accepts. */
 
@@ -69,6 +69,68 @@ describe('digests', () => {
     const facts = { sevPolicy: 5, apiMajor: 1, apiMinor: 55, buildId: 21, now: new Date() };
     expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36' })).toEqual({ allowed: true });
     expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '00'.repeat(32) }).allowed).toBe(false);
+  });
+});
+
+describe('SNP measurements (a separate document: the version-1 policy holds SEV digests only, issue #17)', () => {
+  it('snp: vCPUs × guest features give A1, A2, A12 and A13', async () => {
+    const r = await run(['--mode', 'snp', '--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--vcpus', '1,4', '--vcpu-type', 'EPYC-v4', '--guest-features', '0x1', '--guest-features', '0x21']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual({
+      snp: {
+        version: 1,
+        allowedMeasurements: [
+          '329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198', // A1
+          '4953b1fb416fa874980e8442b3706d345926d5f38879134e00813c5d7abcbe78eafe7b422907be0b4698e2414a631942', // A12
+          '5061fffb019493a903613d56d54b94912a1a2f9e4502385f5c194616753720a92441310ba6c4933de877c36e23046ad5', // A13
+          'ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5', // A2
+        ],
+      },
+    });
+    expect(r.err).toContain('ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5  snp, 1 vCPU, EPYC-v4, guest features 0x1, init2 VMSA');
+    // the broker's current parser refuses the document rather than misreading it
+    expect(() => parsePolicy(JSON.parse(r.out))).toThrow(/unknown field "snp"/);
+  });
+
+  it('a --config file with snp:svsm (A24, A25) and both FPU flavours; --out', async () => {
+    const fixtures = join(MEASURE, 'sev-snp-measure/fixtures');
+    writeFileSync(
+      join(work.dir, 'snp.json'),
+      JSON.stringify({ mode: 'snp:svsm', ovmf: join(fixtures, 'svsm_ovmf.fd'), svsm: join(fixtures, 'svsm.bin'), 'vars-size': 540672, vcpus: '2,4', 'vcpu-type': 'EPYC-v4', 'vmsa-fpu': ['init2', 'legacy'] }),
+    );
+    const r = await run(['--config', 'snp.json', '--out', 'snp-out.json']);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^wrote snp-out\.json: 4 SNP measurements, 4 configurations$/m);
+    const doc = JSON.parse(readFileSync(join(work.dir, 'snp-out.json'), 'utf8'));
+    expect(doc.snp.allowedMeasurements).toHaveLength(4);
+    expect(doc.snp.allowedMeasurements).toEqual(
+      expect.arrayContaining([
+        '27d154c27b7b359c935e250ec6fee72aa0ae8c1225e3b0e1cf46a9567e938066d7d6f94bbdc4a857818bdb79277a44b2',
+        '9b94745036aafddf4f7f8b00c7513abb5b7703178cb95aaa57928bd963d68d3bfcb715d6019b9167ee2517b11b0d9be7',
+      ]),
+    );
+  });
+
+  it.each([
+    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--policy', '0x30000'], 'SNP guest policies are not part of this document yet (issue #17)'],
+    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpu-type', 'EPYC-v4'], 'mode snp: give the allowed vCPU counts (--vcpus)'],
+    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1'], 'mode snp: give the allowed CPUs'],
+    [['--mode', 'seves', '--ovmf', AMDSEV, '--policy', '5'], '--mode takes snp or snp:svsm here'],
+    [['--ovmf', AMDSEV, '--policy', '1', '--guest-features', '0x1'], '--guest-features needs --mode snp or snp:svsm'],
+    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--allow-debug'], '--allow-debug belongs to the SEV policy document'],
+    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--config', 'sev.json'], 'SNP measurements and SEV/SEV-ES digests go into separate documents'],
+  ])('%j → exit 2', async (argv, message) => {
+    writeFileSync(join(work.dir, 'sev.json'), JSON.stringify({ ovmf: AMDSEV, policy: 1 }));
+    const r = await run(argv as string[]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toContain(message as string);
+  });
+
+  it('A16 through from-configs: a kernel for an OVMF without SNP_KERNEL_HASHES exits 1', async () => {
+    const r = await run(['--mode', 'snp', '--ovmf', OVMFX64, '--kernel', 'empty', '--vcpus', '1', '--vcpu-type', 'EPYC-v4']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section");
   });
 });
 

@@ -6,8 +6,8 @@
  *   SEV-ES: LD = SHA-256(firmware ‖ [PaddedSevHashTable] ‖ VMSA_bsp ‖ VMSA_ap × (vcpus − 1))
  *
  * GPAs do not enter these digests, so the inputs are a list of byte strings (`launchMeasuredData`) that tools can
- * dump. SNP will be a third `mode` with its own SHA-384 PAGE_INFO chain over (GPA, page type, contents); it reuses
- * ovmf.ts, sev-hashes.ts and vmsa.ts but not the concatenation below.
+ * dump. SNP digests (../snp/launch-digest.ts) are a SHA-384 PAGE_INFO chain over (GPA, page type, contents); they
+ * reuse ovmf.ts, sev-hashes.ts and vmsa.ts but not the concatenation below.
  */
 import { createHash } from 'node:crypto';
 import { SevError } from '../errors';
@@ -131,7 +131,7 @@ function sha256Pieces(pieces: readonly MeasuredPiece[], onProgress?: ProgressCal
   return hash.digest();
 }
 
-/** 32-byte digest for 'sev' and 'seves' (48 bytes once 'snp' is added). */
+/** 32-byte digest for 'sev' and 'seves' (SNP: snpLaunchDigest). */
 export function launchDigest(input: LaunchDigestInput): Buffer {
   return sha256Pieces(launchMeasuredData(input), input.onProgress);
 }

@@ -18,6 +18,8 @@ export const SEV_HASH_TABLE_RV_GUID = '7255371f-3a3b-4b04-927b-1da6efa8d454';
 export const SEV_ES_RESET_BLOCK_GUID = '00f771de-1a7e-4fcb-890e-68c77e2fb44e';
 export const OVMF_SEV_METADATA_GUID = 'dc886566-984a-4798-a75e-5585a7bf67cc';
 export const SEV_SECRET_GUID = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
+/** In a Coconut-SVSM image's table: u32 offset of the SVSM entry point from the image start (§4.6). */
+export const SVSM_INFO_GUID = 'a789a612-0597-4c4b-a49f-cbb1fe9d1ddd';
 
 /** The table ends this many bytes before the end of the image (reset vector, VTF signature, AP jump). */
 const TABLE_END_FROM_IMAGE_END = 0x20;
@@ -170,6 +172,21 @@ export function sevHashTableArea(table: OvmfFooterTable): GpaArea {
     );
   }
   return area;
+}
+
+/**
+ * The entry point of a Coconut-SVSM image loaded at `imageGpa` (SVSM_INFO entry offset + load address; coconut QEMU
+ * `sev.c`, sev-snp-measure `SVSM.sev_es_reset_eip`). The full value becomes the SVSM VMSA's RIP (§4.6).
+ */
+export function svsmEntryPoint(table: OvmfFooterTable, imageGpa: number): number {
+  const data = requireEntry(table, SVSM_INFO_GUID, 'SVSM_INFO', 4, 'it is not a Coconut-SVSM image (no entry point)');
+  return imageGpa + data.readUInt32LE(0);
+}
+
+/** Names of the SEV metadata section types, for messages and step listings. */
+export function sectionTypeName(type: SectionType): string {
+  const name = Object.entries(SectionType).find(([, v]) => v === type)?.[0];
+  return name ?? `type 0x${Number(type).toString(16)}`;
 }
 
 /** The default launch-secret area (SEV_SECRET entry). A base of 0 means the firmware reserves none. */

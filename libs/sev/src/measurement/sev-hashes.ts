@@ -71,3 +71,22 @@ export function buildPaddedSevHashTable(input: KernelHashesInput): Buffer {
   }
   return table;
 }
+
+/**
+ * The page QEMU measures for an SNP guest's SNP_KERNEL_HASHES metadata section when it boots with `-kernel`: 4096
+ * zero bytes with the PaddedSevHashTable at the page offset of the SEV_HASH_TABLE_RV base (0xC00 in edk2 builds).
+ * ../shared/specs/launch-digest.md §4.2; sev-snp-measure `SevHashes.construct_page`.
+ */
+export const SNP_KERNEL_HASHES_PAGE_SIZE = 4096;
+
+export function buildSnpKernelHashesPage(input: KernelHashesInput, offsetInPage: number): Buffer {
+  if (!Number.isInteger(offsetInPage) || offsetInPage < 0 || offsetInPage + PADDED_SEV_HASH_TABLE_SIZE > SNP_KERNEL_HASHES_PAGE_SIZE) {
+    throw new SevError(
+      'ERR_SEV_FIRMWARE',
+      `the ${PADDED_SEV_HASH_TABLE_SIZE}-byte kernel hashes table does not fit its page at offset 0x${offsetInPage.toString(16)}`,
+    );
+  }
+  const page = Buffer.alloc(SNP_KERNEL_HASHES_PAGE_SIZE);
+  buildPaddedSevHashTable(input).copy(page, offsetInPage);
+  return page;
+}

@@ -1,8 +1,8 @@
 /**
  * The VMSA page: the initial vCPU register state (`struct sev_es_save_area`, AMD APM vol. 2 table B-4) that KVM
- * encrypts and measures for every vCPU of an SEV-ES (and later SNP) guest. sev-snp-measure `vmsa.py`, sev crate
- * `measurement/vmsa.rs`, libvirt `virt-qemu-sev-validate`. Values and pitfalls: ../shared/specs/launch-digest.md §1.5,
- * §1.6, §6.
+ * encrypts and measures for every vCPU of an SEV-ES or SNP guest (for SNP, sev_features = guest_features, §4.5).
+ * sev-snp-measure `vmsa.py`, sev crate `measurement/vmsa.rs`, libvirt `virt-qemu-sev-validate`. Values and pitfalls:
+ * ../shared/specs/launch-digest.md §1.5, §1.6, §6.
  *
  * Only the fields below are ever non-zero in a reset-state VMSA; every other byte of the 4096-byte page is zero.
  */
@@ -192,6 +192,61 @@ export interface VmsaPairParams extends Omit<VmsaParams, 'eip'> {
 export function buildVmsaPair(p: VmsaPairParams): VmsaPair {
   const { apResetEip, ...rest } = p;
   return { bsp: buildVmsaPage({ ...rest, eip: BSP_RESET_EIP }), ap: buildVmsaPage({ ...rest, eip: apResetEip }) };
+}
+
+/**
+ * The VMSA of a Coconut-SVSM guest launched by QEMU before IGVM (`snp:svsm`, ../shared/specs/launch-digest.md §4.6;
+ * sev-snp-measure `VMSA_SVSM`): every vCPU starts in the SVSM's 32-bit flat protected mode at its entry point, with
+ * sev_features = SNPActive.
+ *
+ * FPU: 'init2' reproduces sev-snp-measure exactly, including its quirk (mxcsr 0x1F80 but x87_fcw 0: the tool passes
+ * `fcw=`, which ctypes ignores), which is baked into its vectors A24/A25; 'legacy' zeroes both, as in the older
+ * hardware-derived SVSM vectors.
+ */
+export interface SvsmVmsaParams {
+  /** SVSM load address + its SVSM_INFO offset (ovmf.ts `svsmEntryPoint`); the whole value becomes RIP. */
+  entryPoint: number;
+  vcpuSig: number;
+  fpu: VmsaFpu;
+}
+
+export const SVSM_SEV_FEATURES = 0x1n; // SNPActive, fixed by sev-snp-measure
+
+export function svsmVmsaState(p: SvsmVmsaParams): VmsaState {
+  if (p.fpu !== 'legacy' && p.fpu !== 'init2') {
+    throw new SevError('ERR_SEV_ARGUMENT', `unknown VMSA FPU flavour ${JSON.stringify(p.fpu)}`);
+  }
+  const flat = (selector: number, attrib: number) => seg(selector, attrib, 0xffffffff, 0n);
+  const real = (attrib: number) => seg(0, attrib, 0xffff, 0n);
+  return {
+    es: flat(0x10, 0xc93),
+    cs: flat(0x08, 0xc9b),
+    ss: flat(0x10, 0xc93),
+    ds: flat(0x10, 0xc93),
+    fs: flat(0x10, 0xc93),
+    gs: real(0x93),
+    gdtr: real(0),
+    ldtr: real(0x82),
+    idtr: real(0),
+    tr: real(0x8b),
+    efer: 0x1000n,
+    cr4: 0x40n,
+    cr0: 0x11n, // PE set: the SVSM starts in protected mode
+    dr7: 0x400n,
+    dr6: 0xffff0ff0n,
+    rflags: 0x2n,
+    rip: rangeCheck('SVSM entry point', p.entryPoint, 64),
+    g_pat: DEFAULT_G_PAT,
+    rdx: rangeCheck('vCPU signature', p.vcpuSig, 32),
+    sev_features: SVSM_SEV_FEATURES,
+    xcr0: 0x1n,
+    mxcsr: p.fpu === 'init2' ? INIT2_MXCSR : 0,
+    x87_fcw: 0,
+  };
+}
+
+export function buildSvsmVmsaPage(p: SvsmVmsaParams): Buffer {
+  return encodeVmsa(svsmVmsaState(p));
 }
 
 /**

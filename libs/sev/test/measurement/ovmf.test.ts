@@ -15,6 +15,8 @@ import {
   sevHashTableArea,
   sevSecretArea,
   supportsKernelHashes,
+  svsmEntryPoint,
+  sectionTypeName,
 } from '../../src/measurement/ovmf';
 import { AMDSEV, MEASURE_DIR, OVMFX64, SEVCTL_OVMF, hex, measureFile } from './vectors';
 
@@ -97,6 +99,10 @@ describe('OVMF footer table against derived/fixture_parse.txt', () => {
     // For svsm.bin the listed EIP is the SVSM entry point sev-snp-measure derives from SVSM_INFO (an SNP-only
     // flow), not the reset block, which holds 0xfffffff0 there.
     if (f.resetEip !== undefined && !f.file.endsWith('svsm.bin')) expect(sevEsResetEip(table)).toBe(f.resetEip);
+    // fixture_parse.txt loads svsm.bin where snp:svsm does (0xffaea000, below OVMF and its VARS); SVSM_INFO is an
+    // offset from that load address.
+    if (f.file.endsWith('svsm.bin')) expect(svsmEntryPoint(table, 0xffaea000)).toBe(f.resetEip);
+    else expect(() => svsmEntryPoint(table, 0)).toThrow(/no SVSM_INFO entry/);
     if (f.hashesSupported !== undefined) {
       expect(supportsKernelHashes(table)).toBe(f.hashesSupported);
       if (f.hashesSupported) expect(sevHashTableArea(table).base).toBe(f.hashesGpa);
@@ -247,5 +253,12 @@ describe('OVMF parsing never fails with anything but a SevError (fast-check)', (
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('section type names', () => {
+  it('names every SEV metadata section type, and says so for an unknown one', () => {
+    expect(Object.values(SectionType).map((t) => sectionTypeName(t))).toEqual(['SNP_SEC_MEM', 'SNP_SECRETS', 'CPUID', 'SVSM_CAA', 'SNP_KERNEL_HASHES']);
+    expect(sectionTypeName(7 as SectionType)).toBe('type 0x7');
   });
 });

@@ -6,6 +6,7 @@ import {
   BSP_RESET_EIP,
   MAX_VCPUS,
   SEV_ES_SAVE_AREA,
+  buildSvsmVmsaPage,
   buildVmsaPage,
   buildVmsaPair,
   describeVmsa,
@@ -78,6 +79,10 @@ describe('VMSA pages against derived/vmsa', () => {
     const page = measureFile('derived/vmsa/svsm_epyc-v4_eip0xffaea000.bin');
     expect(encodeVmsa(state)).toEqual(page);
     expect(describeVmsa(page)).toEqual({ state, otherNonZeroOffsets: [] });
+    // and the SVSM builder (sev-snp-measure's fcw quirk: MXCSR set, FCW 0)
+    expect(buildSvsmVmsaPage({ entryPoint: 0xffaea000, vcpuSig: EPYC_V4, fpu: 'init2' })).toEqual(page);
+    expect(describeVmsa(buildSvsmVmsaPage({ entryPoint: 0xffaea000, vcpuSig: EPYC_V4, fpu: 'legacy' })).state).toEqual({ ...state, mxcsr: 0 });
+    expect(() => buildSvsmVmsaPage({ entryPoint: 0xffaea000, vcpuSig: 2 ** 32, fpu: 'init2' })).toThrow(/vCPU signature must be a u32/);
   });
 });
 
