@@ -8,6 +8,7 @@ import { IgvmError } from './errors';
 import { idBlockDirective } from './id-block';
 import { type IgvmFile } from './layout';
 import { measureIgvm, type IgvmMeasureOptions, type IgvmMeasurement } from './measure';
+import { parseIgvm } from './parser';
 import { writeIgvm } from './writer';
 
 export interface SignIgvmOptions extends Omit<IgvmMeasureOptions, 'onRange'> {
@@ -41,5 +42,7 @@ export function signIgvm(file: IgvmFile, opts: SignIgvmOptions): SignedIgvm {
     initializations: file.initializations,
     directives: [...file.directives, { kind: 'snp_id_block', ...idBlockDirective(measurement.compatibilityMask, idBlock) }],
   };
-  return { file: signed, bytes: writeIgvm(signed), measurement, idBlock };
+  const bytes = writeIgvm(signed);
+  parseIgvm(bytes); // the output must be a file igvm 0.4.0 (and QEMU) accepts; a model that is not would fail here
+  return { file: signed, bytes, measurement, idBlock };
 }
