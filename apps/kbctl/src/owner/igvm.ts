@@ -1,0 +1,100 @@
+import { checkIgvmIdBlock, loadSnpSigningKey, measureIgvm, parseIgvm, signIgvm } from '@kb/sev';
+import { CliError, type Command } from '../cli';
+import { flag, readInput, str, writeOutput, type Values } from './common';
+
+/**
+ * `kbctl igvm`: coconut-svsm's igvmmeasure (../shared/seeds/001_81fca1fbacaab4bd.txt, ../shared/specs/igvm.md §3–§4)
+ * with its flags, argument order and output. Offline: it loads @kb/sev only, never the gRPC admin client.
+ */
+const USAGE = `Usage: kbctl igvm [-v] [-c|--check-kvm] [-p|--platform sev-snp|sev-es|sev] [-n|--native-zero] INPUT measure [-i|--ignore-idblock] [-b|--bare]
+       kbctl igvm [-c] [-p sev-snp] [-n] INPUT sign --output FILE --id-key PEM [--author-key PEM]
+
+Computes the launch digest of an IGVM file exactly as igvmmeasure does, or writes a copy of the file with a signed
+SEV-SNP ID block directive (IGVM_VHT_SNP_ID_BLOCK) that QEMU's IGVM loader passes to SNP_LAUNCH_FINISH.
+
+Arguments:
+  INPUT                   the IGVM file ('-' reads standard input)
+  measure                 print the launch digest (uppercase hex, framed as igvmmeasure frames it)
+  sign                    measure, then write --output with a signed ID block for that digest and the file's
+                          SEV-SNP guest policy (SEV-SNP only; the output is IGVM format version 1)
+
+Options (before INPUT, as igvmmeasure takes them):
+  -v, --verbose           print each measured range: "gpa 0x… len 0x… (<Type> page)"
+  -c, --check-kvm         apply QEMU/KVM's restrictions: one VMSA, at GPA 0xFFFFFFFFF000, CR0 0x31 or 0x30, no
+                          PARAMETER_INSERT after it
+  -p, --platform P        sev-snp (default: SHA-384 PAGE_INFO chain), sev-es or sev (SHA-256 over page data and VMSAs)
+  -n, --native-zero       measure pages without data as SNP ZERO pages (default: NORMAL pages of zeros, which is
+                          what QEMU's IGVM loader makes KVM measure)
+
+measure options:
+  -i, --ignore-idblock    do not fail when the file's ID block carries another digest
+  -b, --bare              print only the digest and a newline
+
+sign options:
+  --output FILE           the signed IGVM file to write
+  --id-key PEM            ECDSA P-384 private key that signs the ID block (openssl ecparam -name secp384r1 -genkey -noout)
+  --author-key PEM        optional ECDSA P-384 key that signs the ID key
+
+Exit status: 0 digest printed or file signed, 1 the file is invalid, cannot be measured for the platform, fails a
+--check-kvm rule, or its ID block does not match the digest (printed first), 2 usage error.`;
+
+const BANNER = '='.repeat(111);
+
+export const igvm: Command = {
+  name: 'igvm',
+  summary: 'measure an IGVM image, or sign it with an SEV-SNP ID block (igvmmeasure flags and output)',
+  usage: USAGE,
+  options: {
+    verbose: { type: 'boolean', short: 'v' },
+    'check-kvm': { type: 'boolean', short: 'c' },
+    platform: { type: 'string', short: 'p' },
+    'native-zero': { type: 'boolean', short: 'n' },
+    'ignore-idblock': { type: 'boolean', short: 'i' },
+    bare: { type: 'boolean', short: 'b' },
+    output: { type: 'string' },
+    'id-key': { type: 'string' },
+    'author-key': { type: 'string' },
+  },
+  positionals: { min: 2, max: 2 },
+  async run({ values, positionals }, io) {
+    const v = values as Values;
+    const [input, command] = positionals as [string, string];
+    if (command !== 'measure' && command !== 'sign') throw new CliError(`unknown command ${JSON.stringify(command)} after INPUT (measure or sign)`, 2);
+    const measureOnly = ['ignore-idblock', 'bare'].filter((k) => v[k] !== undefined);
+    const signOnly = ['output', 'id-key', 'author-key'].filter((k) => v[k] !== undefined);
+    if (command === 'sign' && measureOnly.length) throw new CliError(`--${measureOnly[0]} is a measure option`, 2);
+    if (command === 'measure' && signOnly.length) throw new CliError(`--${signOnly[0]} is a sign option`, 2);
+    const platform = str(v, 'platform') ?? 'sev-snp';
+    if (platform !== 'sev-snp' && platform !== 'sev-es' && platform !== 'sev') {
+      throw new CliError(`--platform must be sev-snp, sev-es or sev, got ${JSON.stringify(platform)}`, 2);
+    }
+    const output = str(v, 'output');
+    const idKeyPath = str(v, 'id-key');
+    if (command === 'sign' && (output === undefined || idKeyPath === undefined)) throw new CliError('sign needs --output and --id-key', 2);
+
+    const bytes = readInput(io, input, 'the IGVM file');
+    const file = parseIgvm(bytes);
+    const opts = { platform, nativeZero: flag(v, 'native-zero'), checkKvm: flag(v, 'check-kvm') } as const;
+    const verbose = flag(v, 'verbose');
+    const onRange = verbose
+      ? (r: { gpa: bigint; length: bigint; kind: string }) => io.out(`gpa 0x${r.gpa.toString(16).toUpperCase()} len 0x${r.length.toString(16).toUpperCase()} (${r.kind} page)\n`)
+      : undefined;
+
+    if (command === 'measure') {
+      const m = measureIgvm(file, { ...opts, ...(onRange ? { onRange } : {}) });
+      const hex = m.digest.toString('hex').toUpperCase();
+      io.out(flag(v, 'bare') ? `${hex}\n` : `\n${BANNER}\nigvmmeasure '${input}'\nLaunch Digest: ${hex}\n${BANNER}\n\n`);
+      // igvmmeasure reports an ID block mismatch after printing the digest (igvm.md §3.1 step 5).
+      if (!flag(v, 'ignore-idblock')) checkIgvmIdBlock(m);
+      return 0;
+    }
+
+    const idKey = loadSnpSigningKey(readInput(io, idKeyPath!, 'the ID key'), 'ID key');
+    const authorKeyPath = str(v, 'author-key');
+    const authorKey = authorKeyPath === undefined ? undefined : loadSnpSigningKey(readInput(io, authorKeyPath, 'the author key'), 'author key');
+    const signed = signIgvm(file, { ...opts, idKey, ...(authorKey ? { authorKey } : {}) });
+    writeOutput(io, output!, signed.bytes, 'the signed IGVM file');
+    io.out(`Successfully created signed file: ${output}\n`);
+    return 0;
+  },
+};
