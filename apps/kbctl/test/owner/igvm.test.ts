@@ -5,6 +5,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { kbctl, tempDir, VECTORS } from './support/cli';
 import type { Command, Group } from '../../src/cli';
 import { tree } from '../../src/main';
+import { createPlatform, launchIgvm, SimulatedSnpFirmware } from '@kb/sev-sim';
 
 const IGVM = join(VECTORS, 'igvm');
 const KEYS = join(VECTORS, 'measure/sev-snp-measure/keyfile');
@@ -206,5 +207,31 @@ describe('help and load', () => {
     // and the same probe does see what the admin commands load (the test can fail)
     const admin = execFileSync(join(root, 'node_modules/.bin/tsx'), ['-e', script.replace(/owner\/igvm/, 'admin/commands')], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(admin).length).toBeGreaterThan(0);
+  });
+});
+
+describe('the simulated SNP Secure Processor agrees with kbctl igvm measure', () => {
+  const sp = new SimulatedSnpFirmware(createPlatform({ name: 'sev-sim' }));
+  it.each(['snp-A4.igvm', 'snp-A7.igvm', 'snp-A13.igvm', 'snp-A15.igvm', 'snp-features.igvm'])('%s, default and --native-zero', async (name) => {
+    const path = join(IGVM, name);
+    for (const nz of [[], ['-n']]) {
+      const printed = (await kbctl(['igvm', ...nz, path, 'measure', '-b'])).out.trim();
+      const { launch } = launchIgvm(sp, readFileSync(path), { nativeZero: nz.length > 0 });
+      expect(launch.measurement!.toString('hex').toUpperCase()).toBe(printed);
+    }
+  });
+
+  it('a file signed by kbctl igvm sign launches, its ID block accepted by SNP_LAUNCH_FINISH', async () => {
+    const t = tempDir('igvm-sim');
+    try {
+      const out = join(t.dir, 'signed.igvm');
+      expect((await kbctl(['igvm', join(IGVM, 'snp-A5.igvm'), 'sign', '--output', out, '--id-key', ID_KEY, '--author-key', AUTHOR_KEY])).code).toBe(0);
+      const { launch } = launchIgvm(sp, readFileSync(out));
+      expect(launch.measurement!.toString('hex').toUpperCase()).toBe((await kbctl(['igvm', out, 'measure', '-b'])).out.trim());
+      expect(launch.idKeyDigest.toString('base64')).toBe('hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU');
+      expect(() => launchIgvm(sp, readFileSync(out), { nativeZero: true })).toThrow(/BAD_MEASUREMENT/);
+    } finally {
+      t.cleanup();
+    }
   });
 });
