@@ -72,3 +72,4 @@ export { crc32 as igvmCrc32 } from './igvm/checksum';
 export { measureIgvm, checkIdBlock as checkIgvmIdBlock, platformMask as igvmPlatformMask, IGVM_PLATFORMS, type IgvmPlatformName, type IgvmMeasureOptions, type IgvmMeasurement, type MeasuredRange } from './igvm/measure';
 export { signIgvm, snpGuestPolicy as igvmSnpGuestPolicy, type SignIgvmOptions, type SignedIgvm } from './igvm/sign';
 export { idBlockDirective, idBlockLaunchBlobs, type IdBlockLaunchBlobs } from './igvm/id-block';
+export { packOvmfSnpGuest, type OvmfSnpGuest } from './igvm/ovmf-pack';
