@@ -98,7 +98,7 @@ export function measureIgvm(file: IgvmFile, opts: IgvmMeasureOptions = {}): Igvm
   };
 
   file.directives.forEach((d, i) => {
-    const at = `directive #${i} (${d.kind})`;
+    const at = { toString: () => `directive #${i} (${d.kind})` }; // formatted only for an error
     switch (d.kind) {
       case 'page_data': {
         if ((d.compatibilityMask & mask) === 0) return;

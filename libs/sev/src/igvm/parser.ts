@@ -94,7 +94,9 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
   let stage = 0;
   let index = 0;
   while (pos < vh.length) {
-    const at = `variable header #${index} at file offset ${hex(vhOffset + pos)}`;
+    // Built only for an error message: formatting it for every header would dominate parsing large files.
+    const where = { index, offset: vhOffset + pos };
+    const at = { toString: () => `variable header #${where.index} at file offset ${hex(where.offset)}` };
     if (vh.length - pos < 8) throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: ${vh.length - pos} trailing bytes cannot hold a type and length`);
     const type = vh.readUInt32LE(pos);
     const length = vh.readUInt32LE(pos + 4);
