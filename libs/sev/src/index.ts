@@ -73,3 +73,4 @@ export { measureIgvm, checkIdBlock as checkIgvmIdBlock, platformMask as igvmPlat
 export { signIgvm, snpGuestPolicy as igvmSnpGuestPolicy, type SignIgvmOptions, type SignedIgvm } from './igvm/sign';
 export { idBlockDirective, idBlockLaunchBlobs, type IdBlockLaunchBlobs } from './igvm/id-block';
 export { packOvmfSnpGuest, type OvmfSnpGuest } from './igvm/ovmf-pack';
+export { verifyIgvmIdBlock, type VerifiedIgvmIdBlock } from './igvm/verify';

@@ -1,4 +1,4 @@
-import { checkIgvmIdBlock, loadSnpSigningKey, measureIgvm, parseIgvm, signIgvm } from '@kb/sev';
+import { checkIgvmIdBlock, loadSnpSigningKey, measureIgvm, parseIgvm, signIgvm, verifyIgvmIdBlock } from '@kb/sev';
 import { CliError, type Command } from '../cli';
 import { flag, readInput, str, writeOutput, type Values } from './common';
 
@@ -8,6 +8,7 @@ import { flag, readInput, str, writeOutput, type Values } from './common';
  */
 const USAGE = `Usage: kbctl igvm [-v] [-c|--check-kvm] [-p|--platform sev-snp|sev-es|sev] [-n|--native-zero] INPUT measure [-i|--ignore-idblock] [-b|--bare]
        kbctl igvm [-c] [-p sev-snp] [-n] INPUT sign --output FILE --id-key PEM [--author-key PEM]
+       kbctl igvm [-c] [-n] INPUT verify
 
 Computes the launch digest of an IGVM file exactly as igvmmeasure does, or writes a copy of the file with a signed
 SEV-SNP ID block directive (IGVM_VHT_SNP_ID_BLOCK) that QEMU's IGVM loader passes to SNP_LAUNCH_FINISH.
@@ -17,6 +18,9 @@ Arguments:
   measure                 print the launch digest (uppercase hex, framed as igvmmeasure frames it)
   sign                    measure, then write --output with a signed ID block for that digest and the file's
                           SEV-SNP guest policy (SEV-SNP only; the output is IGVM format version 1)
+  verify                  (not in igvmmeasure) check the file's ID block as QEMU and SNP_LAUNCH_FINISH will: exactly
+                          one block, its signatures, that it pins the digest (-n chooses which) and the launch
+                          policy; prints the key digests the attestation report will carry
 
 Options (before INPUT, as igvmmeasure takes them):
   -v, --verbose           print each measured range: "gpa 0x… len 0x… (<Type> page)"
@@ -35,8 +39,9 @@ sign options:
   --id-key PEM            ECDSA P-384 private key that signs the ID block (openssl ecparam -name secp384r1 -genkey -noout)
   --author-key PEM        optional ECDSA P-384 key that signs the ID key
 
-Exit status: 0 digest printed or file signed, 1 the file is invalid, cannot be measured for the platform, fails a
---check-kvm rule, or its ID block does not match the digest (printed first), 2 usage error.`;
+Exit status: 0 digest printed, file signed or ID block verified, 1 the file is invalid, cannot be measured for the
+platform, fails a --check-kvm rule, or its ID block does not match the digest (printed first) or does not verify,
+2 usage error.`;
 
 const BANNER = '='.repeat(111);
 
@@ -59,11 +64,12 @@ export const igvm: Command = {
   async run({ values, positionals }, io) {
     const v = values as Values;
     const [input, command] = positionals as [string, string];
-    if (command !== 'measure' && command !== 'sign') throw new CliError(`unknown command ${JSON.stringify(command)} after INPUT (measure or sign)`, 2);
+    if (command !== 'measure' && command !== 'sign' && command !== 'verify') throw new CliError(`unknown command ${JSON.stringify(command)} after INPUT (measure, sign or verify)`, 2);
     const measureOnly = ['ignore-idblock', 'bare'].filter((k) => v[k] !== undefined);
     const signOnly = ['output', 'id-key', 'author-key'].filter((k) => v[k] !== undefined);
     if (command === 'sign' && measureOnly.length) throw new CliError(`--${measureOnly[0]} is a measure option`, 2);
-    if (command === 'measure' && signOnly.length) throw new CliError(`--${signOnly[0]} is a sign option`, 2);
+    if (command !== 'sign' && signOnly.length) throw new CliError(`--${signOnly[0]} is a sign option`, 2);
+    if (command === 'verify' && measureOnly.length) throw new CliError(`--${measureOnly[0]} is a measure option`, 2);
     const platform = str(v, 'platform') ?? 'sev-snp';
     if (platform !== 'sev-snp' && platform !== 'sev-es' && platform !== 'sev') {
       throw new CliError(`--platform must be sev-snp, sev-es or sev, got ${JSON.stringify(platform)}`, 2);
@@ -86,6 +92,17 @@ export const igvm: Command = {
       io.out(flag(v, 'bare') ? `${hex}\n` : `\n${BANNER}\nigvmmeasure '${input}'\nLaunch Digest: ${hex}\n${BANNER}\n\n`);
       // igvmmeasure reports an ID block mismatch after printing the digest (igvm.md §3.1 step 5).
       if (!flag(v, 'ignore-idblock')) checkIgvmIdBlock(m);
+      return 0;
+    }
+
+    if (command === 'verify') {
+      if (platform !== 'sev-snp') throw new CliError('verify checks SEV-SNP ID blocks: --platform must be sev-snp', 2);
+      const r = verifyIgvmIdBlock(file, { nativeZero: opts.nativeZero, checkKvm: opts.checkKvm });
+      io.out(
+        `ID block verifies (launch digest ${r.measurement.digest.toString('hex').toUpperCase()}, policy 0x${r.policy.toString(16)})\n` +
+          `id_key_hash: ${r.idKeyDigest.toString('base64')}\n` +
+          `author_key: ${r.authorKeyDigest ? r.authorKeyDigest.toString('base64') : '(none: AUTHOR_KEY_EN = 0)'}\n`,
+      );
       return 0;
     }
 

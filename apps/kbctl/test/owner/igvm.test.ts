@@ -138,6 +138,35 @@ describe('kbctl igvm … sign', () => {
   });
 });
 
+describe('kbctl igvm … verify (QEMU + SNP_LAUNCH_FINISH view of the ID block)', () => {
+  it('the signed vector verifies with -n, and not in the default mode (another digest)', async () => {
+    const signed = join(IGVM, 'snp-A10-signed-author.igvm');
+    const r = await kbctl(['igvm', '-n', signed, 'verify']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(
+      `ID block verifies (launch digest ${A10_NZ}, policy 0x30000)\nid_key_hash: hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU\nauthor_key: YxEcNLv8Ckk4+aAJvQdJgNgXIyPmFZnJ/TNtqGcySOHcqY0L6PdjdqEGuK/UwKBX\n`,
+    );
+    expect((await kbctl(['igvm', '-n', join(IGVM, 'snp-A10-signed-noauthor.igvm'), 'verify'])).out).toContain('author_key: (none');
+    const d = await kbctl(['igvm', signed, 'verify']);
+    expect(d.code).toBe(1);
+    expect(d.err).toContain('ERR_SEV_MEASUREMENT');
+  });
+
+  it('a file without an ID block, or re-signed (two blocks), does not verify', async () => {
+    expect((await kbctl(['igvm', A10, 'verify'])).err).toContain('has no SEV-SNP ID block');
+    const t = tempDir('igvm-verify');
+    try {
+      const out = join(t.dir, 'twice.igvm');
+      await kbctl(['igvm', '-n', join(IGVM, 'snp-A10-signed-author.igvm'), 'sign', '--output', out, '--id-key', ID_KEY]);
+      const r = await kbctl(['igvm', '-n', out, 'verify']);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('QEMU accepts only one');
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
 describe('kbctl snp id-block (snp-create-id-block output)', () => {
   const LD = 'B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7t';
 

@@ -43,6 +43,8 @@ export type IgvmErrorVariant =
   | 'LargePageWithData'
   | 'IdBlockMismatch'
   | 'NoGuestPolicy'
+  | 'NoIdBlock'
+  | 'MultipleIdBlocks'
   | 'SigningUnsupportedPlatform';
 
 const CODE: Record<IgvmErrorVariant, SevErrorCode> = {
@@ -83,6 +85,8 @@ const CODE: Record<IgvmErrorVariant, SevErrorCode> = {
   LargePageWithData: 'ERR_IGVM_MEASURE',
   IdBlockMismatch: 'ERR_IGVM_ID_BLOCK',
   NoGuestPolicy: 'ERR_IGVM_ID_BLOCK',
+  NoIdBlock: 'ERR_IGVM_ID_BLOCK',
+  MultipleIdBlocks: 'ERR_IGVM_ID_BLOCK',
   SigningUnsupportedPlatform: 'ERR_IGVM_ID_BLOCK',
 };
 
