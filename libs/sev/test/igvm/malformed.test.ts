@@ -114,6 +114,22 @@ describe('malformed, truncated and overlapping files are refused with their code
     tail[0xe0] = 1;
     expect(refusal(writeIgvm({ ...native, directives: [...native.directives, ctx(2, tail)] }))).toBe('InvalidContext');
     expect(refusal(writeIgvm({ ...native, directives: [...native.directives, ctx(4, ok)] }))).toBe('InvalidVpContextPlatformType');
+    const vsm = { ...native, platforms: [...native.platforms, { compatibilityMask: 8, highestVtl: 2, platformType: 1, platformVersion: 1, sharedGpaBoundary: 0n }] };
+    expect(refusal(writeIgvm({ ...vsm, directives: [...vsm.directives, ctx(8, ok)] }))).toBe('UnsupportedVpContext');
+  });
+
+  it('VBS_MEASUREMENT and REQUIRED_MEMORY round-trip; their reserved fields and alignment are checked', () => {
+    const vbs = { kind: 'vbs_measurement' as const, body: pattern(5, 864) };
+    const req = { kind: 'required_memory' as const, gpa: 0x100000n, compatibilityMask: 1, numberOfBytes: 0x2000, flags: 1 };
+    const f = snpFile([vbs, req]);
+    expect(parseIgvm(writeIgvm(f))).toEqual(f);
+    expect(refusal(writeIgvm(snpFile([{ ...req, numberOfBytes: 0x2001 }])))).toBe('UnalignedSize');
+    expect(refusal(writeIgvm(snpFile([{ ...req, gpa: 0x100800n }])))).toBe('UnalignedAddress');
+    const bytes = writeIgvm(snpFile([req]));
+    const at = 24 + 24 + 24 + 32; // fixed, platform, policy, first page → the REQUIRED_MEMORY header
+    expect(bytes.readUInt32LE(at)).toBe(0x305);
+    bytes.writeUInt32LE(1, at + 8 + 20); // reserved
+    expect(refusal(fixChecksum(bytes))).toBe('ReservedNotZero');
   });
 });
 

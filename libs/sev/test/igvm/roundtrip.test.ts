@@ -70,6 +70,7 @@ function directivesArb(platforms: IgvmPlatform[]): fc.Arbitrary<IgvmDirective[]>
     })),
     fc.record({ gpa: gpaArb, mask: anyMask, size: fc.integer({ min: 0, max: 0xffff }) }).map(({ gpa, mask, size }) => ({ kind: 'error_range' as const, gpa, compatibilityMask: mask, sizeBytes: size })),
     fc.uint8Array({ minLength: 696, maxLength: 696 }).map((b) => ({ kind: 'snp_id_block' as const, ...decodeSnpIdBlock(Buffer.from(b)) })),
+    fc.uint8Array({ minLength: 864, maxLength: 864 }).map((b) => ({ kind: 'vbs_measurement' as const, body: Buffer.from(b) })),
   ];
   const single = fc.oneof(page, page, ...vp, ...misc);
   // Parameter areas come as a consistent group: declare, use, insert (each index once).
