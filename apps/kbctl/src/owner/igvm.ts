@@ -1,6 +1,7 @@
 import { checkIgvmIdBlock, loadSnpSigningKey, measureIgvm, parseIgvm, signIgvm, verifyIgvmIdBlock } from '@kb/sev';
 import { CliError, type Command } from '../cli';
 import { flag, readInput, str, writeOutput, type Values } from './common';
+import { Progress } from './progress';
 
 /**
  * `kbctl igvm`: coconut-svsm's igvmmeasure (../shared/seeds/001_81fca1fbacaab4bd.txt, ../shared/specs/igvm.md §3–§4)
@@ -24,6 +25,7 @@ Arguments:
 
 Options (before INPUT, as igvmmeasure takes them):
   -v, --verbose           print each measured range: "gpa 0x… len 0x… (<Type> page)"
+  --progress              report hashing progress on stderr (automatic on a terminal when hashing takes > 1 s)
   -c, --check-kvm         apply QEMU/KVM's restrictions: one VMSA, at GPA 0xFFFFFFFFF000, CR0 0x31 or 0x30, no
                           PARAMETER_INSERT after it
   -p, --platform P        sev-snp (default: SHA-384 PAGE_INFO chain), sev-es or sev (SHA-256 over page data and VMSAs)
@@ -51,6 +53,7 @@ export const igvm: Command = {
   usage: USAGE,
   options: {
     verbose: { type: 'boolean', short: 'v' },
+    progress: { type: 'boolean' },
     'check-kvm': { type: 'boolean', short: 'c' },
     platform: { type: 'string', short: 'p' },
     'native-zero': { type: 'boolean', short: 'n' },
@@ -80,7 +83,12 @@ export const igvm: Command = {
 
     const bytes = readInput(io, input, 'the IGVM file');
     const file = parseIgvm(bytes);
-    const opts = { platform, nativeZero: flag(v, 'native-zero'), checkKvm: flag(v, 'check-kvm') } as const;
+    let progress: Progress | undefined | null = null; // null: not created yet (the total is known at the first page)
+    const onProgress = (done: number, total: number) => {
+      if (progress === null) progress = Progress.for(io, `igvm ${command}`, total * 4096, flag(v, 'progress'));
+      progress?.update(done * 4096);
+    };
+    const opts = { platform, nativeZero: flag(v, 'native-zero'), checkKvm: flag(v, 'check-kvm'), onProgress } as const;
     const verbose = flag(v, 'verbose');
     const onRange = verbose
       ? (r: { gpa: bigint; length: bigint; kind: string }) => io.out(`gpa 0x${r.gpa.toString(16).toUpperCase()} len 0x${r.length.toString(16).toUpperCase()} (${r.kind} page)\n`)
@@ -88,6 +96,7 @@ export const igvm: Command = {
 
     if (command === 'measure') {
       const m = measureIgvm(file, { ...opts, ...(onRange ? { onRange } : {}) });
+      (progress as Progress | undefined | null)?.done();
       const hex = m.digest.toString('hex').toUpperCase();
       io.out(flag(v, 'bare') ? `${hex}\n` : `\n${BANNER}\nigvmmeasure '${input}'\nLaunch Digest: ${hex}\n${BANNER}\n\n`);
       // igvmmeasure reports an ID block mismatch after printing the digest (igvm.md §3.1 step 5).
@@ -97,7 +106,8 @@ export const igvm: Command = {
 
     if (command === 'verify') {
       if (platform !== 'sev-snp') throw new CliError('verify checks SEV-SNP ID blocks: --platform must be sev-snp', 2);
-      const r = verifyIgvmIdBlock(file, { nativeZero: opts.nativeZero, checkKvm: opts.checkKvm });
+      const r = verifyIgvmIdBlock(file, { nativeZero: opts.nativeZero, checkKvm: opts.checkKvm, onProgress });
+      (progress as Progress | undefined | null)?.done();
       io.out(
         `ID block verifies (launch digest ${r.measurement.digest.toString('hex').toUpperCase()}, policy 0x${r.policy.toString(16)})\n` +
           `id_key_hash: ${r.idKeyDigest.toString('base64')}\n` +
@@ -110,6 +120,7 @@ export const igvm: Command = {
     const authorKeyPath = str(v, 'author-key');
     const authorKey = authorKeyPath === undefined ? undefined : loadSnpSigningKey(readInput(io, authorKeyPath, 'the author key'), 'author key');
     const signed = signIgvm(file, { ...opts, idKey, ...(authorKey ? { authorKey } : {}) });
+    (progress as Progress | undefined | null)?.done();
     writeOutput(io, output!, signed.bytes, 'the signed IGVM file');
     io.out(`Successfully created signed file: ${output}\n`);
     return 0;

@@ -76,6 +76,13 @@ describe('kbctl igvm … measure (igvmmeasure output)', () => {
     expect(r.out.trimEnd().endsWith(A10_NZ)).toBe(true);
   });
 
+  it('--progress reports on stderr, stdout unchanged', async () => {
+    const r = await kbctl(['igvm', '--progress', '-n', join(IGVM, 'snp-A9.igvm'), 'measure', '-b']);
+    expect(r.out).toBe('5C5DEBF100FC339F90276E761EE1F1658D08922C3B20E2A2E6C7A6C3370B2452A15A00EAE11886A93D6FD1E7AB81E29D\n');
+    expect(r.err).toContain('igvm measure: 100%');
+    expect(r.err).toMatch(/igvm measure: done/);
+  });
+
   it('usage errors exit 2', async () => {
     expect((await kbctl(['igvm', A10])).code).toBe(2);
     expect((await kbctl(['igvm', A10, 'frobnicate'])).code).toBe(2);

@@ -28,6 +28,8 @@ export interface IgvmMeasureOptions {
   checkKvm?: boolean;
   /** one call per run of contiguous pages of one type (igvmmeasure -v, §3.8) */
   onRange?: (range: MeasuredRange) => void;
+  /** called after each measured page with the pages done and the total (for progress on large images) */
+  onProgress?: (pagesDone: number, pagesTotal: number) => void;
 }
 
 export type MeasuredPageKind = 'Normal' | 'Unmeasured' | 'Zero' | 'Secrets' | 'Cpuid' | 'VMSA';
@@ -76,8 +78,10 @@ export function measureIgvm(file: IgvmFile, opts: IgvmMeasureOptions = {}): Igvm
   let vmsaSeen = false;
   let idBlockLd: Buffer | undefined;
 
+  const total = opts.onProgress ? countPages(file, mask, snp) : 0;
   let run: MeasuredRange | undefined;
   const report = (gpa: bigint, kind: MeasuredPageKind) => {
+    opts.onProgress?.(pages, total);
     if (!opts.onRange) return;
     if (run && run.kind === kind && run.gpa + run.length === gpa) run.length += PAGE;
     else {
@@ -156,6 +160,17 @@ export function measureIgvm(file: IgvmFile, opts: IgvmMeasureOptions = {}): Igvm
   });
   if (run) opts.onRange!(run);
   return { platform, compatibilityMask: mask, digest: snp ? ld.digest() : sha256.digest(), pages, ...(idBlockLd ? { idBlockLd } : {}) };
+}
+
+/** The number of pages measureIgvm will measure (the same rules, without hashing). */
+function countPages(file: IgvmFile, mask: number, snp: boolean): number {
+  let n = 0;
+  for (const d of file.directives) {
+    if (d.kind === 'page_data' && (d.compatibilityMask & mask) !== 0 && (snp || d.data)) n += (d.flags & PageDataFlag.IS_2MB_PAGE) !== 0 ? PAGES_PER_2MB : 1;
+    else if (d.kind === 'parameter_insert' && snp && (d.compatibilityMask & mask) !== 0) n++;
+    else if (d.kind === 'vp_context' && d.form === 'snp') n++;
+  }
+  return n;
 }
 
 /**

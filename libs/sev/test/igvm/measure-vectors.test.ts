@@ -44,6 +44,16 @@ describe('igvmmeasure digests of shared/vectors/igvm (MANIFEST §1–§3)', () =
     expect(ranges.find((r) => r.gpa === 0x200000n)).toEqual({ gpa: 0x200000n, length: 0x200000n, kind: 'Normal' });
   });
 
+  it('progress counts every measured page, and its total is exact on every platform', () => {
+    const f = parseIgvm(readVector('snp-features.igvm'));
+    for (const platform of ['sev-snp', 'sev-es'] as const) {
+      const seen: [number, number][] = [];
+      const m = measureIgvm(f, { platform, onProgress: (d, t) => seen.push([d, t]) });
+      expect(seen).toHaveLength(m.pages);
+      expect(seen.at(-1)).toEqual([m.pages, m.pages]);
+    }
+  });
+
   it('signed A10 files: the ID block matches only the --native-zero digest (MANIFEST §4)', () => {
     for (const name of ['snp-A10-signed-author.igvm', 'snp-A10-signed-noauthor.igvm']) {
       const f = parseIgvm(readVector(name));
