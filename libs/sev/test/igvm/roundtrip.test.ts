@@ -167,12 +167,13 @@ describe('fuzz: arbitrary variable headers behind a valid fixed header and check
     h.writeUInt32LE(len, 4);
     return Buffer.concat([h, body]);
   });
+  const SNP_PLATFORM = Buffer.from('0100000010000000' + '01000000' + '00020100' + '0000000000000000', 'hex');
   it('parse either succeeds or throws an IgvmError; measuring a parsed file throws nothing else either', () => {
     const variants = new Set<string>();
     let accepted = 0;
     fc.assert(
-      fc.property(fc.array(fc.oneof(structure, structure, fc.uint8Array({ minLength: 0, maxLength: 40 }).map((b) => Buffer.from(b))), { maxLength: 8 }), fc.uint8Array({ minLength: 1, maxLength: 9000 }), (parts, data) => {
-        const vh = Buffer.concat(parts);
+      fc.property(fc.boolean(), fc.array(fc.oneof(structure, structure, fc.uint8Array({ minLength: 0, maxLength: 40 }).map((b) => Buffer.from(b))), { maxLength: 8 }), fc.uint8Array({ minLength: 1, maxLength: 9000 }), (withPlatform, parts, data) => {
+        const vh = Buffer.concat([withPlatform ? SNP_PLATFORM : Buffer.alloc(0), ...parts]);
         const fixed = Buffer.alloc(24);
         fixed.writeUInt32LE(0x4d564749, 0);
         fixed.writeUInt32LE(1, 4);
