@@ -2,6 +2,7 @@
 import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
+import { igvm, snpGroup } from './owner';
 
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
 
@@ -20,6 +21,8 @@ export const tree: (Group | Command)[] = [
   measurementGroup,
   validate,
   session,
+  igvm,
+  snpGroup,
 ];
 
 if (require.main === module) {

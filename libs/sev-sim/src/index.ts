@@ -16,3 +16,12 @@ export {
   type SimulatedPlatform,
 } from './platform';
 export { SimulatedSecureProcessor, type GuestState, type LaunchStartInput } from './firmware';
+export {
+  SimulatedSnpFirmware,
+  type SnpGuestLaunch,
+  type SnpGuestState,
+  type SnpLaunchStartInput,
+  type SnpLaunchUpdateInput,
+  type SnpLaunchFinishInput,
+} from './snp/firmware';
+export { launchIgvm, type IgvmLaunchOptions } from './snp/igvm-host';

@@ -5,3 +5,5 @@ export { validate } from './validate';
 export { session } from './session';
 export { secretBuild } from './secret-build';
 export { policyFromConfigs } from './policy-from-configs';
+export { igvm } from './igvm';
+export { snpGroup } from './snp-id-block';
