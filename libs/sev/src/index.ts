@@ -69,7 +69,7 @@ export { isPem, pemBlocks } from './snp/attestation/pem';
 export { parseSnpCertificate, type SnpCertificate } from './snp/attestation/certificate';
 export { AmdOid, vekExtensions, decodeHwId, type VekExtensions } from './snp/attestation/extensions';
 export { pinnedSnpRoots, pinnedSnpRootCertificates, snpRootSet, type SnpRoots, type SnpRootSet } from './snp/attestation/roots';
-export { PSS_ALGORITHM_IDENTIFIERS, verifySnpChain, vekKindOf, type VekKind, type VerifiedChain } from './snp/attestation/chain';
+export { PSS_ALGORITHM_IDENTIFIERS, verifySnpChain, vekKindOf, type VekKind, type VerifiedChain as VerifiedSnpChain } from './snp/attestation/chain';
 export { parseSnpCrl, checkRevocation, type SnpCrl, type SnpCrlMode } from './snp/attestation/crl';
 export {
   SNP_CHECKS,

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, type Name } from '@peculiar/asn1-x509';
 import { SnpError } from './errors';
-import { derOf } from './pem';
+import { derOf, isPem } from './pem';
 
 /**
  * An X.509 certificate of the SNP chain (ARK, ASK, ASVK, VCEK, VLEK), parsed with @peculiar/asn1-x509 because
@@ -26,6 +26,8 @@ export interface SnpCertificate {
   issuerName: Buffer;
   notBefore: Date;
   notAfter: Date;
+  /** `notBefore – notAfter` in ISO form (precomputed: it is printed on every verification) */
+  validityText: string;
   publicKey: KeyObject;
   spki: Buffer;
   /** extnValue contents by OID; duplicates are refused at parse time (GSG kdsOidMap) */
@@ -69,10 +71,17 @@ export function assertSingleTlv(der: Buffer): void {
  * than an ECDSA verification); the returned object is frozen and shared, so callers must not mutate its buffers.
  */
 export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): SnpCertificate {
+  // the input's own hash finds a PEM certificate without decoding it again
+  const inputHash = createHash('sha256').update(input).digest('hex');
+  const known = cache.get(inputHash);
+  if (known) return known;
   const der = derOf(input, 'CERTIFICATE', what);
-  const sha256 = createHash('sha256').update(der).digest('hex');
+  const sha256 = isPem(input) ? createHash('sha256').update(der).digest('hex') : inputHash;
   const hit = cache.get(sha256);
-  if (hit) return hit;
+  if (hit) {
+    remember(inputHash, hit);
+    return hit;
+  }
   let parsed: SnpCertificate;
   try {
     assertSingleTlv(der);
@@ -99,6 +108,7 @@ export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): Sn
       issuerName: Buffer.from(AsnConvert.serialize(t.issuer)),
       notBefore: t.validity.notBefore.getTime(),
       notAfter: t.validity.notAfter.getTime(),
+      validityText: `${t.validity.notBefore.getTime().toISOString()} – ${t.validity.notAfter.getTime().toISOString()}`,
       publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }),
       spki,
       extensions,
@@ -107,7 +117,13 @@ export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): Sn
     if (e instanceof SnpError) throw e;
     throw new SnpError('SNP_CERT_PARSE', `${what} is not a valid X.509 certificate: ${(e as Error).message}`, { cause: e });
   }
-  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
-  cache.set(sha256, Object.freeze(parsed));
+  Object.freeze(parsed);
+  remember(sha256, parsed);
+  if (inputHash !== sha256) remember(inputHash, parsed);
   return parsed;
+}
+
+function remember(key: string, c: SnpCertificate): void {
+  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  cache.set(key, c);
 }

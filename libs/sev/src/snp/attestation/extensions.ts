@@ -69,7 +69,18 @@ function ia5(v: Buffer, what: string): string {
   return c.toString('latin1');
 }
 
+const memo = new WeakMap<SnpCertificate, VekExtensions>();
+
+/** The AMD extensions of a VEK (memoised per parsed certificate; the result is frozen). */
 export function vekExtensions(cert: SnpCertificate, what = 'VEK certificate'): VekExtensions {
+  const known = memo.get(cert);
+  if (known) return known;
+  const out = Object.freeze(readExtensions(cert, what));
+  memo.set(cert, out);
+  return out;
+}
+
+function readExtensions(cert: SnpCertificate, what: string): VekExtensions {
   const x = cert.extensions;
   const out: VekExtensions = {};
   try {

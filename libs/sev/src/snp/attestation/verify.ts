@@ -216,7 +216,7 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     const kind = vekKindOf(vek);
     const inter = kind === 'vlek' ? certs.asvk : certs.ask;
     if (inter) c.intermediate = parseSnpCertificate(inter, kind === 'vlek' ? 'ASVK' : 'ASK');
-    return `${vek.subjectCn ?? '(no CN)'} issued by ${vek.issuerCn ?? '(no CN)'}, valid ${vek.notBefore.toISOString()} – ${vek.notAfter.toISOString()}`;
+    return `${vek.subjectCn ?? '(no CN)'} issued by ${vek.issuerCn ?? '(no CN)'}, valid ${vek.validityText}`;
   },
   chain(c) {
     const vek = vekOf(c);
@@ -248,10 +248,10 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
       [ch.ark.subjectCn ?? 'ARK', ch.ark],
     ] as const) {
       if (now < cert.notBefore || now > cert.notAfter) {
-        throw new SnpError('SNP_CERT_VALIDITY', `the ${what} certificate is valid ${cert.notBefore.toISOString()} – ${cert.notAfter.toISOString()}, not at ${now.toISOString()}`);
+        throw new SnpError('SNP_CERT_VALIDITY', `the ${what} certificate is valid ${cert.validityText}, not at ${now.toISOString()}`);
       }
     }
-    return `all valid at ${now.toISOString()} (${ch.kind.toUpperCase()} until ${ch.vek.notAfter.toISOString().slice(0, 10)})`;
+    return `VEK, intermediate and ARK valid at ${now.toISOString()}`;
   },
   revocation(c) {
     const crls = (c.o.crls ?? []).map((x) => (x instanceof Uint8Array ? parseSnpCrl(x) : x));
