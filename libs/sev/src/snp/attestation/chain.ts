@@ -101,7 +101,8 @@ export function verifySnpChain(
   if (supplied.intermediate && supplied.intermediate.sha256 !== pinnedIntermediate.sha256) {
     const i = supplied.intermediate;
     const cn = kind === 'vcek' ? `SEV-${product}` : `SEV-VLEK-${product}`;
-    if (i.subjectCn !== cn) throw new SnpError('SNP_CERT_PROFILE', `the supplied ${role}'s CN is ${JSON.stringify(i.subjectCn)}, expected ${cn}`);
+    // another generation's (or role's) intermediate cannot have signed this chain: a chain failure, like its signature
+    if (i.subjectCn !== cn) throw new SnpError('SNP_CHAIN_SIGNATURE', `the supplied ${role} is ${JSON.stringify(i.subjectCn)}, not ${cn}`);
     checkProfile(i, `the supplied ${role}`);
     if (!linkVerifies(i, ark)) throw new SnpError('SNP_CHAIN_SIGNATURE', `the supplied ${role} is not signed by the pinned ARK-${product}`);
     intermediate = i;
