@@ -36,7 +36,7 @@ describe('report layout (spec §1.2)', () => {
   it('keeps a private copy: changing the input afterwards changes nothing', () => {
     const b = milan();
     const r = parseSnpReport(b);
-    b[O.MEASUREMENT] ^= 1;
+    b[O.MEASUREMENT]! ^= 1;
     expect(r.measurement[0]).toBe(0x5f);
   });
 });

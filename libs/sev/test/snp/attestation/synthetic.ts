@@ -56,12 +56,12 @@ export interface CertSpec {
   algorithm?: AlgorithmIdentifier;
 }
 
+const toAb = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 const serialBytes = (n: number) => {
   const h = n.toString(16);
   const b = Buffer.from(h.length % 2 ? `0${h}` : h, 'hex');
-  return (b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b).buffer.slice(0) as ArrayBuffer;
+  return toAb(b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
 };
-const toAb = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 
 export function pssSign(data: Uint8Array, key: KeyObject): Buffer {
   return sign('sha384', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
@@ -98,8 +98,9 @@ export interface SyntheticCa {
 const rsa4096 = async () => (await promisify(generateKeyPair)('rsa', { modulusLength: 4096 })).privateKey;
 
 /** A CA shaped like AMD's for one generation (three RSA-4096 keys: a few seconds). */
-export async function makeCa(generation: SnpGeneration): Promise<SyntheticCa> {
-  const [arkKey, askKey, asvkKey] = await Promise.all([rsa4096(), rsa4096(), rsa4096()]);
+export async function makeCa(generation: SnpGeneration, keysOf?: SyntheticCa): Promise<SyntheticCa> {
+  // another generation's CA may reuse a CA's keys: names and signatures still differ, and RSA-4096 keys are slow to make
+  const [arkKey, askKey, asvkKey] = keysOf ? [keysOf.arkKey, keysOf.askKey, keysOf.asvkKey] : await Promise.all([rsa4096(), rsa4096(), rsa4096()]);
   const P = PRODUCT[generation];
   const pub = publicOf;
   const ark = makeCert({ subject: `ARK-${P}`, issuer: `ARK-${P}`, publicKey: pub(arkKey), signer: arkKey, serial: 0x10000 });
