@@ -2,6 +2,7 @@
 import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
+import { snpGroup } from './owner/snp';
 
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
 
@@ -20,6 +21,7 @@ export const tree: (Group | Command)[] = [
   measurementGroup,
   validate,
   session,
+  snpGroup,
 ];
 
 if (require.main === module) {
