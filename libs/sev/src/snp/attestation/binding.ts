@@ -2,7 +2,8 @@ import { SnpError } from './errors';
 import type { VerifiedChain } from './chain';
 import { decodeHwId, type VekExtensions } from './extensions';
 import { SNP_PRODUCT_NAME } from './generation';
-import { SigningKey, type SnpReport } from './report';
+import { ReportOffset, SigningKey, type SnpReport } from './report';
+import { isZeroRange } from './reserved';
 import type { SnpTcb } from './tcb';
 
 /**
@@ -59,9 +60,9 @@ export function checkProfile({ chain, ext }: BindingContext): string {
 
 export function checkProduct({ chain, ext }: BindingContext): string {
   const name = ext.productName ?? '';
-  const prefix = name.split('-')[0];
   const want = SNP_PRODUCT_NAME[chain.generation];
-  if (prefix !== want) throw new SnpError('SNP_PRODUCT_MISMATCH', `the certificate's productName is ${JSON.stringify(name)}, the report is from ${want}`);
+  // the part before the first '-' (the stepping suffix is not the CPU stepping, §3.4 notes)
+  if (name !== want && !name.startsWith(`${want}-`)) throw new SnpError('SNP_PRODUCT_MISMATCH', `the certificate's productName is ${JSON.stringify(name)}, the report is from ${want}`);
   return `${name}`;
 }
 
@@ -90,11 +91,11 @@ export function checkChipId({ report, chain, ext, allowMaskedChipId }: BindingCo
   const hwId = decodeHwId(ext.hwIdValue!, n);
   if (!hwId) throw new SnpError('SNP_CERT_PROFILE', `the VCEK's hwID is neither ${n} raw bytes nor an OCTET STRING of ${n} bytes`);
   const chip = report.chipId;
-  if (chip.every((b) => b === 0)) {
+  if (isZeroRange(report.raw, ReportOffset.CHIP_ID, ReportOffset.CHIP_ID + 64)) {
     if (!allowMaskedChipId) throw new SnpError('SNP_CHIP_ID_MASKED', 'CHIP_ID is all zero (the host set MASK_CHIP_ID): the report cannot be bound to a chip');
     return 'CHIP_ID masked (allowed by configuration)';
   }
-  const same = turin ? chip.subarray(0, 8).equals(hwId) && chip.subarray(8).every((b) => b === 0) : chip.equals(hwId);
+  const same = turin ? chip.subarray(0, 8).equals(hwId) && isZeroRange(report.raw, ReportOffset.CHIP_ID + 8, ReportOffset.CHIP_ID + 64) : chip.equals(hwId);
   if (!same) throw new SnpError('SNP_CHIP_ID_MISMATCH', `CHIP_ID ${chip.subarray(0, 8).toString('hex')}… is not the VCEK's hwID ${hwId.subarray(0, 8).toString('hex')}…`);
   return `CHIP_ID = hwID ${hwId.subarray(0, 8).toString('hex')}…`;
 }

@@ -26,6 +26,9 @@ export interface SnpCertificate {
   issuerName: Buffer;
   notBefore: Date;
   notAfter: Date;
+  /** the same as epoch milliseconds (compared on every verification; Date comparisons go through valueOf) */
+  notBeforeMs: number;
+  notAfterMs: number;
   /** `notBefore – notAfter` in ISO form (precomputed: it is printed on every verification) */
   validityText: string;
   publicKey: KeyObject;
@@ -108,6 +111,8 @@ export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): Sn
       issuerName: Buffer.from(AsnConvert.serialize(t.issuer)),
       notBefore: t.validity.notBefore.getTime(),
       notAfter: t.validity.notAfter.getTime(),
+      notBeforeMs: t.validity.notBefore.getTime().getTime(),
+      notAfterMs: t.validity.notAfter.getTime().getTime(),
       validityText: `${t.validity.notBefore.getTime().toISOString()} – ${t.validity.notAfter.getTime().toISOString()}`,
       publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }),
       spki,

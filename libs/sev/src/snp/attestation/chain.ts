@@ -44,10 +44,14 @@ export function vekKindOf(vek: SnpCertificate): VekKind | undefined {
   return vek.subjectCn === 'SEV-VCEK' ? 'vcek' : vek.subjectCn === 'SEV-VLEK' ? 'vlek' : undefined;
 }
 
+const profileOk = new WeakSet<SnpCertificate>();
+
 function checkProfile(c: SnpCertificate, what: string): void {
+  if (profileOk.has(c)) return;
   if (!isPinnedPssAlgorithm(c.signatureAlgorithm) || !c.signatureAlgorithm.equals(c.tbsSignatureAlgorithm)) {
     throw new SnpError('SNP_CERT_PROFILE', `${what} is not signed with AMD's RSASSA-PSS/SHA-384/salt-48 algorithm identifier`);
   }
+  profileOk.add(c);
 }
 
 function isRsa4096(k: KeyObject): boolean {

@@ -1,5 +1,6 @@
 import { verify, type KeyObject } from 'node:crypto';
-import { SNP_SIGNED_SIZE, type SnpReport } from './report';
+import { ReportOffset, SNP_SIGNED_SIZE, type SnpReport } from './report';
+import { isZeroRange } from './reserved';
 
 /**
  * The report signature (../shared/specs/snp-attestation.md §2): ECDSA P-384 with SHA-384 over bytes 0x000–0x29F as
@@ -12,7 +13,7 @@ export function reportSignatureP1363(r: SnpReport): Buffer {
 }
 
 export function isZeroSignature(r: SnpReport): boolean {
-  return r.signature.r.every((x) => x === 0) || r.signature.s.every((x) => x === 0);
+  return isZeroRange(r.raw, ReportOffset.SIGNATURE_R, ReportOffset.SIGNATURE_R + 72) || isZeroRange(r.raw, ReportOffset.SIGNATURE_S, ReportOffset.SIGNATURE_S + 72);
 }
 
 /** True when the VEK's key signed the report. Never a prehashed API: node hashes the 672 bytes itself. */

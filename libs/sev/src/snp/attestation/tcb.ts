@@ -23,7 +23,7 @@ export interface SnpTcb {
 }
 
 export function decodeTcb(raw: Uint8Array, generation: SnpGeneration): SnpTcb {
-  const b = Buffer.from(raw);
+  const b = Buffer.isBuffer(raw) ? raw : Buffer.from(raw); // a parsed report's fields are already private copies
   if (generation === 'turin') {
     return { fmc: b[0]!, bootloader: b[1]!, tee: b[2]!, snp: b[3]!, microcode: b[7]!, reserved: [b[4]!, b[5]!, b[6]!], raw: b };
   }

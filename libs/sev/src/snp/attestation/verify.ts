@@ -205,8 +205,7 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     const bytes = certs[role];
     if (!bytes) throw new SnpError('SNP_VEK_MISSING', `the report is signed by a ${role.toUpperCase()} and no ${role.toUpperCase()} certificate was supplied`);
     const vek = parseSnpCertificate(bytes, role.toUpperCase());
-    const k = vek.publicKey;
-    if (k.asymmetricKeyType !== 'ec' || k.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    if (!isP384(vek)) {
       throw new SnpError('SNP_CERT_PARSE', `the ${role.toUpperCase()}'s public key is not an EC P-384 key`);
     }
     c.vek = vek;
@@ -241,13 +240,11 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
   },
   validity(c) {
     const now = c.o.now ?? new Date();
+    const t = now.getTime();
     const ch = c.chain!;
-    for (const [what, cert] of [
-      [ch.kind.toUpperCase(), ch.vek],
-      [ch.intermediate.subjectCn ?? 'intermediate', ch.intermediate],
-      [ch.ark.subjectCn ?? 'ARK', ch.ark],
-    ] as const) {
-      if (now < cert.notBefore || now > cert.notAfter) {
+    for (const cert of [ch.vek, ch.intermediate, ch.ark]) {
+      if (t < cert.notBeforeMs || t > cert.notAfterMs) {
+        const what = cert === ch.vek ? ch.kind.toUpperCase() : (cert.subjectCn ?? 'CA');
         throw new SnpError('SNP_CERT_VALIDITY', `the ${what} certificate is valid ${cert.validityText}, not at ${now.toISOString()}`);
       }
     }
@@ -265,14 +262,8 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     return `valid (ECDSA P-384, ${c.chain!.kind.toUpperCase()})`;
   },
   signer(c) {
-    c.binding = {
-      report: c.report!,
-      chain: c.chain!,
-      ext: c.ext!,
-      reportedTcb: c.res.tcb!.reported,
-      allowMaskedChipId: c.o.allowMaskedChipId === true,
-      ...(c.o.vlekCspAllowList ? { vlekCspAllowList: c.o.vlekCspAllowList } : {}),
-    };
+    c.binding = { report: c.report!, chain: c.chain!, ext: c.ext!, reportedTcb: c.res.tcb!.reported, allowMaskedChipId: c.o.allowMaskedChipId === true };
+    if (c.o.vlekCspAllowList) c.binding.vlekCspAllowList = c.o.vlekCspAllowList;
     return checkSigner(c.binding);
   },
   'cert-profile': (c) => checkProfile(c.binding!),
@@ -307,6 +298,16 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     return m.toString('hex');
   },
 };
+
+const p384 = new WeakSet<SnpCertificate>();
+
+function isP384(c: SnpCertificate): boolean {
+  if (p384.has(c)) return true;
+  const k = c.publicKey;
+  if (k.asymmetricKeyType !== 'ec' || k.asymmetricKeyDetails?.namedCurve !== 'secp384r1') return false;
+  p384.add(c);
+  return true;
+}
 
 function checkOptions(o: VerifySnpReportOptions): void {
   if (o.expectedReportData && o.expectedReportData.length !== 64) throw new SnpError('SNP_ARGUMENT', `expectedReportData must be 64 bytes, got ${o.expectedReportData.length}`);
