@@ -67,21 +67,22 @@ export function checkProduct({ chain, ext }: BindingContext): string {
 }
 
 export function checkTcb({ chain, ext, reportedTcb: t }: BindingContext): string {
+  const turin = chain.generation === 'turin';
+  // reserved TCB bytes equal the spl_N extensions in order (GSG compares the whole composed u64, §3.6)
+  const spls = turin ? [ext.spl5, ext.spl6, ext.spl7] : [ext.spl4, ext.spl5, ext.spl6, ext.spl7];
+  let same = ext.bootloader === t.bootloader && ext.tee === t.tee && ext.snp === t.snp && ext.microcode === t.microcode && (!turin || ext.fmc === t.fmc);
+  for (let i = 0; same && i < spls.length; i++) same = spls[i] === t.reserved[i];
+  if (same) return 'REPORTED_TCB = certificate SPLs';
   const pairs: [string, number | undefined, number][] = [
-    ...(chain.generation === 'turin' ? ([['fmc', ext.fmc, t.fmc ?? -1]] as [string, number | undefined, number][]) : []),
+    ...(turin ? ([['fmc', ext.fmc, t.fmc ?? -1]] as [string, number | undefined, number][]) : []),
     ['bl', ext.bootloader, t.bootloader],
     ['tee', ext.tee, t.tee],
     ['snp', ext.snp, t.snp],
     ['ucode', ext.microcode, t.microcode],
   ];
-  // reserved TCB bytes equal the spl_N extensions in order (GSG compares the whole composed u64, §3.6)
-  const spls = chain.generation === 'turin' ? [ext.spl5, ext.spl6, ext.spl7] : [ext.spl4, ext.spl5, ext.spl6, ext.spl7];
-  spls.forEach((v, i) => pairs.push([`spl_${i + (chain.generation === 'turin' ? 5 : 4)}`, v, t.reserved[i]!]));
+  spls.forEach((v, i) => pairs.push([`spl_${i + (turin ? 5 : 4)}`, v, t.reserved[i]!]));
   const bad = pairs.filter(([, cert, rep]) => cert !== rep);
-  if (bad.length > 0) {
-    throw new SnpError('SNP_TCB_MISMATCH', `REPORTED_TCB differs from the certificate: ${bad.map(([n, c, r]) => `${n} report ${r} ≠ certificate ${c}`).join(', ')}`);
-  }
-  return `REPORTED_TCB = certificate SPLs`;
+  throw new SnpError('SNP_TCB_MISMATCH', `REPORTED_TCB differs from the certificate: ${bad.map(([n, c, r]) => `${n} report ${r} ≠ certificate ${c}`).join(', ')}`);
 }
 
 export function checkChipId({ report, chain, ext, allowMaskedChipId }: BindingContext): string {

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, type Name } from '@peculiar/asn1-x509';
 import { SnpError } from './errors';
-import { derOf, isPem } from './pem';
+import { derOf } from './pem';
 
 /**
  * An X.509 certificate of the SNP chain (ARK, ASK, ASVK, VCEK, VLEK), parsed with @peculiar/asn1-x509 because
@@ -38,8 +38,10 @@ export interface SnpCertificate {
 }
 
 const CN = '2.5.4.3';
+/** keyed by the DER's SHA-256, and by the input's bytes as a latin1 string (a cheaper lookup than hashing again) */
 const cache = new Map<string, SnpCertificate>();
 const CACHE_MAX = 4096;
+const INPUT_KEY_MAX = 8192; // inputs longer than this are never keys
 
 function cnOf(name: Name): string | undefined {
   for (const rdn of name) for (const atv of rdn) if (atv.type === CN) return atv.value.toString();
@@ -74,15 +76,15 @@ export function assertSingleTlv(der: Buffer): void {
  * than an ECDSA verification); the returned object is frozen and shared, so callers must not mutate its buffers.
  */
 export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): SnpCertificate {
-  // the input's own hash finds a PEM certificate without decoding it again
-  const inputHash = createHash('sha256').update(input).digest('hex');
-  const known = cache.get(inputHash);
+  // the input's own bytes find a known certificate (PEM or DER) without decoding or hashing it again
+  const inputKey = input.length <= INPUT_KEY_MAX ? `i:${Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1')}` : undefined;
+  const known = inputKey === undefined ? undefined : cache.get(inputKey);
   if (known) return known;
   const der = derOf(input, 'CERTIFICATE', what);
-  const sha256 = isPem(input) ? createHash('sha256').update(der).digest('hex') : inputHash;
+  const sha256 = createHash('sha256').update(der).digest('hex');
   const hit = cache.get(sha256);
   if (hit) {
-    remember(inputHash, hit);
+    if (inputKey !== undefined) remember(inputKey, hit);
     return hit;
   }
   let parsed: SnpCertificate;
@@ -124,7 +126,7 @@ export function parseSnpCertificate(input: Uint8Array, what = 'certificate'): Sn
   }
   Object.freeze(parsed);
   remember(sha256, parsed);
-  if (inputHash !== sha256) remember(inputHash, parsed);
+  if (inputKey !== undefined) remember(inputKey, parsed);
   return parsed;
 }
 

@@ -94,6 +94,13 @@ export interface SnpReport {
   raw: Buffer;
 }
 
+// plain byte arithmetic: Buffer's read methods validate their arguments on every call, and this runs per attestation
+const u32 = (b: Buffer, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+const u64 = (b: Buffer, o: number): bigint => {
+  const hi = u32(b, o + 4);
+  return hi === 0 ? BigInt(u32(b, o)) : (BigInt(hi) << 32n) | BigInt(u32(b, o));
+};
+
 export function parseSnpReport(bytes: Uint8Array): SnpReport {
   if (bytes.length !== SNP_REPORT_SIZE) {
     throw new SnpError('SNP_REPORT_SIZE', `an SNP attestation report is ${SNP_REPORT_SIZE} bytes, got ${bytes.length}`);
@@ -101,18 +108,18 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
   const b = Buffer.from(bytes); // private copy: callers cannot change what was checked
   const O = ReportOffset;
   const slice = (off: number, len: number) => b.subarray(off, off + len);
-  const version = b.readUInt32LE(O.VERSION);
-  const keyInfo = b.readUInt32LE(O.KEY_INFO);
+  const version = u32(b, O.VERSION);
+  const keyInfo = u32(b, O.KEY_INFO);
   const fw = (off: number): SnpFirmwareVersion => ({ build: b[off]!, minor: b[off + 1]!, major: b[off + 2]! });
   return {
     version,
-    guestSvn: b.readUInt32LE(O.GUEST_SVN),
-    policy: b.readBigUInt64LE(O.POLICY),
+    guestSvn: u32(b, O.GUEST_SVN),
+    policy: u64(b, O.POLICY),
     familyId: slice(O.FAMILY_ID, 16),
     imageId: slice(O.IMAGE_ID, 16),
-    vmpl: b.readUInt32LE(O.VMPL),
-    signatureAlgo: b.readUInt32LE(O.SIGNATURE_ALGO),
-    platformInfo: b.readBigUInt64LE(O.PLATFORM_INFO),
+    vmpl: u32(b, O.VMPL),
+    signatureAlgo: u32(b, O.SIGNATURE_ALGO),
+    platformInfo: u64(b, O.PLATFORM_INFO),
     keyInfo: { raw: keyInfo, authorKeyEn: (keyInfo & 1) === 1, maskChipKey: (keyInfo & 2) === 2, signingKey: (keyInfo >>> 2) & 7 },
     reportData: slice(O.REPORT_DATA, 64),
     measurement: slice(O.MEASUREMENT, 48),
@@ -129,7 +136,7 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
     chipId: slice(O.CHIP_ID, 64),
     currentFirmware: fw(O.CURRENT_BUILD),
     committedFirmware: fw(O.COMMITTED_BUILD),
-    ...(version >= 5 ? { launchMitVector: b.readBigUInt64LE(O.LAUNCH_MIT_VECTOR), currentMitVector: b.readBigUInt64LE(O.CURRENT_MIT_VECTOR) } : {}),
+    ...(version >= 5 ? { launchMitVector: u64(b, O.LAUNCH_MIT_VECTOR), currentMitVector: u64(b, O.CURRENT_MIT_VECTOR) } : {}),
     signature: { r: slice(O.SIGNATURE_R, 72), s: slice(O.SIGNATURE_S, 72) },
     raw: b,
   };

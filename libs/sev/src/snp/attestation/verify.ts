@@ -248,7 +248,7 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
         throw new SnpError('SNP_CERT_VALIDITY', `the ${what} certificate is valid ${cert.validityText}, not at ${now.toISOString()}`);
       }
     }
-    return `VEK, intermediate and ARK valid at ${now.toISOString()}`;
+    return `VEK, intermediate and ARK within their validity (${ch.kind.toUpperCase()}: ${ch.vek.validityText})`;
   },
   revocation(c) {
     const crls = (c.o.crls ?? []).map((x) => (x instanceof Uint8Array ? parseSnpCrl(x) : x));
