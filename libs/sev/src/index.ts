@@ -83,3 +83,4 @@ export {
   type SnpVerification,
   type VerifySnpReportOptions,
 } from './snp/attestation/verify';
+export { snpReportFromJson, parseSnpEvidenceJson } from './snp/attestation/evidence-json';

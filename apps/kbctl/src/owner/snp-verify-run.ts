@@ -6,6 +6,7 @@ import {
   formatTcb,
   isPem,
   isSnpError,
+  parseSnpEvidenceJson,
   parseSnpCertificate,
   pemBlocks,
   SNP_REPORT_SIZE,
@@ -49,7 +50,7 @@ function hexArg(value: string, what: string, max: number, pad: boolean): Buffer 
   return Buffer.concat([Buffer.from(s, 'hex'), Buffer.alloc(max - s.length / 2)]);
 }
 
-function options(v: Values, io: Io, reportBytes: Buffer): VerifySnpReportOptions {
+function options(v: Values, io: Io, reportBytes: Buffer, fromEvidence: SnpEvidenceCertificates): VerifySnpReportOptions {
   const certsDir = str(v, 'certs');
   if (certsDir && (str(v, 'vcek') || str(v, 'vlek') || str(v, 'chain'))) throw new CliError('give either --certs DIR or --vcek/--vlek/--chain files, not both', 2);
   const files: Partial<Record<Role, Buffer>> = certsDir ? readCertsDir(io, certsDir) : {};
@@ -79,6 +80,8 @@ function options(v: Values, io: Io, reportBytes: Buffer): VerifySnpReportOptions
       files[isVlekIntermediate(inter!) ? 'asvk' : 'ask'] = inter!;
       files.ark = ark!;
     }
+    // certificates carried by JSON evidence fill the roles no flag gave
+    for (const [role, der] of Object.entries(fromEvidence) as [keyof SnpEvidenceCertificates, Buffer][]) files[role] ??= der;
     if (!files.vcek && !files.vlek) throw new CliError('no VCEK/VLEK given: use --certs DIR, --vcek F, --vlek F or a 3-certificate --chain', 2);
   }
   // a single VEK file is the key the report names (snpguest's --vcek means "the endorsement key")
@@ -177,8 +180,18 @@ function json(res: SnpVerification): string {
 
 export async function runSnpVerifyReport(v: Values, reportPath: string, io: Io): Promise<number> {
   const raw = readInput(io, reportPath, 'the report', 2);
-  const bytes = raw.length === SNP_REPORT_SIZE ? raw : (decodeHexReport(raw.toString('latin1')) ?? raw);
-  const o = options(v, io, bytes);
+  let bytes = raw.length === SNP_REPORT_SIZE ? raw : (decodeHexReport(raw.toString('latin1')) ?? raw);
+  let fromEvidence: SnpEvidenceCertificates = {};
+  if (raw.length !== SNP_REPORT_SIZE && /^\s*\{/.test(raw.subarray(0, 16).toString('latin1'))) {
+    // trustee's SnpEvidence JSON: the report as fields, its certificates beside it (spec §4.5)
+    try {
+      ({ report: bytes, certificates: fromEvidence } = parseSnpEvidenceJson(raw));
+    } catch (e) {
+      if (isSnpError(e, 'SNP_EVIDENCE_FORMAT')) throw new CliError(`${reportPath}: ${e.message}`, 2);
+      throw e;
+    }
+  }
+  const o = options(v, io, bytes, fromEvidence);
   let res: SnpVerification;
   try {
     res = verifySnpReport(bytes, o);

@@ -14,7 +14,9 @@ checks: every check of ../shared/specs/snp-attestation.md §5.2 is printed in or
 fetched: the VCEK/VLEK must be given. The chain always ends in AMD's ARK for the report's generation (Milan, Genoa,
 Turin), built into kbctl; an ARK or ASK you supply is only accepted if it is AMD's (or signed by it).
 
-  REPORT                  the 1184-byte report (binary, or as hex text); '-' reads standard input
+  REPORT                  the 1184-byte report (binary, or as hex text), or trustee's SNP evidence JSON
+                          ({"attestation_report": {...}, "cert_chain": [...]}: its certificates are used for the
+                          roles no flag gives); '-' reads standard input
   --certs DIR             a directory in snpguest's 'certs' layout (each file PEM or DER, all optional):
                             vcek.pem|vcek.der   the VCEK (reports signed by the VCEK)
                             vlek.pem|vlek.der   the VLEK (reports signed by the VLEK)

@@ -92,6 +92,15 @@ describe('the real vectors (../shared/vectors/snp/MANIFEST.md)', () => {
     expect([wrongM.code, wrongM.out]).toEqual([1, expect.stringContaining('SNP_MEASUREMENT')]);
   });
 
+  it('trustee SnpEvidence JSON as REPORT: rebuilt and verified with the VCEK it carries; malformed JSON is a usage error', async () => {
+    const r = await run([join(SNP, 'trustee/evidence.json'), '--at', T0]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/version 3, Genoa, signed by the VCEK/);
+    writeFileSync(join(work.dir, 'bad-evidence.json'), '{"attestation_report": {"version": 3}}');
+    const bad = await run(['bad-evidence.json', '--vcek', join(MS, 'genoa_vcek.pem')]);
+    expect([bad.code, bad.err]).toEqual([2, expect.stringContaining('SNP evidence JSON: guest_svn must be an integer')]);
+  });
+
   it('--json: one object with the verdict, the decoded report and every check', async () => {
     const r = await run([join(MS, 'turin_attestation_report.bin'), '--vcek', join(MS, 'turin_vcek.pem'), '--at', T0, '--json']);
     expect(r.code).toBe(0);

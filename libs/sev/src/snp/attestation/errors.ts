@@ -4,6 +4,7 @@
  * audit reasons or policy classes without parsing messages. Codes are stable: tests and the CLI's --json output use them.
  */
 export const SNP_ERROR_STEP = {
+  SNP_EVIDENCE_FORMAT: 1, // evidence JSON that does not describe a report (trustee's SnpEvidence form, §4.5)
   SNP_REPORT_SIZE: 1,
   SNP_REPORT_VERSION: 2,
   SNP_REPORT_RESERVED: 3,
