@@ -76,3 +76,28 @@ export { signIgvm, snpGuestPolicy as igvmSnpGuestPolicy, type SignIgvmOptions, t
 export { idBlockDirective, idBlockLaunchBlobs, type IdBlockLaunchBlobs } from './igvm/id-block';
 export { packOvmfSnpGuest, type OvmfSnpGuest } from './igvm/ovmf-pack';
 export { verifyIgvmIdBlock, type VerifiedIgvmIdBlock } from './igvm/verify';
+// SEV-SNP attestation reports: parse and verify (../shared/specs/snp-attestation.md)
+export { SnpError, isSnpError, SNP_ERROR_STEP, type SnpErrorCode } from './snp/attestation/errors';
+export { SNP_GENERATIONS, SNP_PRODUCT_NAME, generationFromCpuid, type SnpGeneration } from './snp/attestation/generation';
+export { decodeTcb, formatTcb, type SnpTcb } from './snp/attestation/tcb';
+export { SNP_REPORT_SIZE, SNP_SIGNED_SIZE, ReportOffset, SigningKey, parseSnpReport, formatFirmware, decodeHexReport, type SnpReport, type SnpFirmwareVersion } from './snp/attestation/report';
+export { reportSignatureP1363, verifyReportSignature } from './snp/attestation/signature';
+export { isPem, pemBlocks } from './snp/attestation/pem';
+export { parseSnpCertificate, type SnpCertificate } from './snp/attestation/certificate';
+export { AmdOid, vekExtensions, decodeHwId, type VekExtensions } from './snp/attestation/extensions';
+export { pinnedSnpRoots, pinnedSnpRootCertificates, snpRootSet, type SnpRoots, type SnpRootSet } from './snp/attestation/roots';
+export { PSS_ALGORITHM_IDENTIFIERS, verifySnpChain, vekKindOf, type VekKind, type VerifiedChain as VerifiedSnpChain } from './snp/attestation/chain';
+export { parseSnpCrl, checkRevocation, type SnpCrl, type SnpCrlMode } from './snp/attestation/crl';
+export {
+  SNP_CHECKS,
+  verifySnpReport,
+  assertSnpReport,
+  describeSnpReport,
+  type SnpCheck,
+  type SnpCheckId,
+  type SnpCheckStatus,
+  type SnpEvidenceCertificates,
+  type SnpVerification,
+  type VerifySnpReportOptions,
+} from './snp/attestation/verify';
+export { snpReportFromJson, parseSnpEvidenceJson } from './snp/attestation/evidence-json';

@@ -6,4 +6,4 @@ export { session } from './session';
 export { secretBuild } from './secret-build';
 export { policyFromConfigs } from './policy-from-configs';
 export { igvm } from './igvm';
-export { snpGroup } from './snp-id-block';
+export { snpGroup } from './snp';

@@ -125,9 +125,3 @@ export const snpIdBlockVerify: Command = {
     return 0;
   },
 };
-
-export const snpGroup: Group = {
-  name: 'snp',
-  summary: 'SEV-SNP owner tools: ID blocks (snp-create-id-block)',
-  commands: [snpIdBlock, snpIdBlockVerify],
-};
