@@ -4,7 +4,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { admin, keybroker } from '@kb/grpc-api';
+import { admin, keybroker, strictDecoding } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
@@ -69,13 +69,14 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const server = new Server({ ...KEYBROKER_SERVER_OPTIONS });
   const ecdh = new EcdhPool();
-  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, ecdh));
+  // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
+  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
 
   const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
-  adminServer.addService(admin.BrokerAdminService, adminService(ctx, auth));
+  adminServer.addService(strictDecoding(admin.BrokerAdminService), adminService(ctx, auth));
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
   const creds = (cert?: string, key?: string) =>

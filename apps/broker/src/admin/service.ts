@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { status, type handleUnaryCall, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import type { admin } from '@kb/grpc-api';
+import { MalformedMessage, type admin } from '@kb/grpc-api';
 import { isPolicyError, parsePolicy } from '@kb/policy';
 import { isStoreError, type StoreErrorCode } from '@kb/store';
 import type { BrokerContext } from '../context';
@@ -50,6 +50,12 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       if (!auth.check(call.metadata)) {
         ctx.logger.warn('admin call refused: bad or missing token', { rpc: name, peer: call.getPeer() });
         cb({ code: status.UNAUTHENTICATED, details: 'a valid admin bearer token is required' } as ServiceError, null);
+        return;
+      }
+      const request: unknown = call.request;
+      if (request instanceof MalformedMessage) {
+        ctx.logger.info('admin call refused: malformed request', { rpc: name, peer: call.getPeer(), reason: request.reason });
+        cb({ code: status.INVALID_ARGUMENT, details: `the request is not a valid protobuf message: ${request.reason}` } as ServiceError, null);
         return;
       }
       fn(call.request).then(
