@@ -424,16 +424,26 @@ describe('kbctl against a real broker', () => {
         expect(r[4]).toMatch(/^ref=/);
       }
       const events = rows.map((r) => `${r[1]} ${r[2]}`);
-      expect(events).toEqual(['online-secret refused', 'online-secret released', 'bundle refused', 'secret released', 'bundle issued']);
-      expect(rows[4]![3]).toBe(launchId);
-      expect(rows[2]![4]).toBe(`ref=${refusedRef}`);
-      expect(rows[0]![3]).toBe(clientId);
-      expect(JSON.parse(rows[3]![5]!)).toMatchObject({ launchDigest: expectedDigest(SEV_POLICY).toString('hex'), policy: SEV_POLICY });
+      // every answer with a reference also has its `call` entry (the class, the call, the peer), next to the decision
+      expect(events).toEqual([
+        'call PERMISSION_DENIED',
+        'online-secret refused',
+        'online-secret released',
+        'call INVALID_ARGUMENT',
+        'bundle refused',
+        'secret released',
+        'bundle issued',
+      ]);
+      expect(rows[6]![3]).toBe(launchId);
+      expect(rows[4]![4]).toBe(`ref=${refusedRef}`);
+      expect(rows[3]![4]).toBe(`ref=${refusedRef}`);
+      expect(rows[1]![3]).toBe(clientId);
+      expect(JSON.parse(rows[5]![5]!)).toMatchObject({ launchDigest: expectedDigest(SEV_POLICY).toString('hex'), policy: SEV_POLICY });
     });
 
     it('audit --json, --launch, --ref, --limit, --since', async () => {
       const all = JSON.parse(await ok(['audit', '--json'])) as { event: string; outcome: string; detail?: unknown; detail_json?: string; launch_id: string }[];
-      expect(all).toHaveLength(5);
+      expect(all).toHaveLength(7);
       for (const e of all) {
         expect(e).not.toHaveProperty('detail_json');
         expect(typeof e.detail).toBe('object');
@@ -444,7 +454,10 @@ describe('kbctl against a real broker', () => {
       const byLaunch = JSON.parse(await ok(['audit', '--json', '--launch', launchId])) as { event: string }[];
       expect(byLaunch.map((e) => e.event).sort()).toEqual(['bundle', 'online-secret', 'secret']);
       const byRef = JSON.parse(await ok(['audit', '--json', '--ref', refusedRef])) as { outcome: string; detail: { code: string } }[];
-      expect(byRef).toEqual([expect.objectContaining({ event: 'bundle', outcome: 'refused', ref_id: refusedRef })]);
+      expect(byRef).toEqual([
+        expect.objectContaining({ event: 'call', outcome: 'INVALID_ARGUMENT', ref_id: refusedRef, detail: expect.objectContaining({ rpc: 'GetBundle', class: 'invalid' }) }),
+        expect.objectContaining({ event: 'bundle', outcome: 'refused', ref_id: refusedRef }),
+      ]);
       expect(lines(await ok(['audit', '--limit', '2']))).toHaveLength(2);
       expect(await ok(['audit', '--since', '2999-01-01T00:00:00Z'])).toBe('');
       expect(JSON.parse(await ok(['audit', '--json', '--since', '2999-01-01T00:00:00Z']))).toEqual([]);
