@@ -16,6 +16,7 @@ import type { BrokerContext } from './context';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
+import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -67,7 +68,18 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     throw e;
   }
 
-  const server = new Server({ ...KEYBROKER_SERVER_OPTIONS });
+  const server = new Server({
+    ...KEYBROKER_SERVER_OPTIONS,
+    ...grpcLimitOptions({
+      idleTimeoutSeconds: config.idleTimeoutSeconds,
+      maxConnectionAgeSeconds: config.maxConnectionAgeSeconds,
+      keepaliveSeconds: config.keepaliveSeconds,
+      // a connection past its age finishes the calls it has: each is answered within these two bounds
+      graceSeconds: config.requestArrivalTimeoutSeconds + config.requestTimeoutSeconds + 1,
+      maxStreamsPerConnection: config.maxStreamsPerConnection,
+    }),
+    interceptors: [arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
+  });
   const ecdh = new EcdhPool();
   // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
   server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
@@ -83,10 +95,16 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     cert && key ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false) : ServerCredentials.createInsecure();
   let address: string;
   let adminAddress: string;
+  // The guest-facing port is accepted by the per-peer gate, which hands admitted connections to grpc-js.
+  const injector = server.createConnectionInjector(creds(config.tlsCert, config.tlsKey));
+  let gate: GatedListener | undefined;
   try {
-    address = await bind(server, config.listen, creds(config.tlsCert, config.tlsKey));
+    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener');
+    address = gate.address;
     adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
   } catch (e) {
+    await gate?.close();
+    injector.destroy();
     server.forceShutdown();
     adminServer.forceShutdown();
     await ecdh.close();
@@ -150,7 +168,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
-      await Promise.all([shutdown(server), shutdown(adminServer)]);
+      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer)]);
+      injector.destroy();
       await ctx.audit.flush();
       await purging;
       if (ownsStore) await store.close();
