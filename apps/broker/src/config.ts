@@ -152,7 +152,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     }
     return n;
   };
-  const int = (flag: string, v: string | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+  const int = (flag: string, v: string | undefined, dflt: number, min: number, max = Infinity): number => {
     const n = num(flag, v, dflt, min, max);
     if (!Number.isInteger(n)) throw new ConfigError(`--${flag} must be a whole number, got ${JSON.stringify(v)}`);
     return n;
