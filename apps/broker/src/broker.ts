@@ -10,6 +10,7 @@ import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
 import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
+import { MAX_ADMIN_REQUEST_BYTES } from './admin/limits';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
@@ -87,7 +88,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   health.addToServer(server);
   new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
 
-  const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const adminServer = new Server({ 'grpc.max_receive_message_length': MAX_ADMIN_REQUEST_BYTES });
   adminServer.addService(strictDecoding(admin.BrokerAdminService), adminService(ctx, auth));
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
