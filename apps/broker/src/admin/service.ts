@@ -130,7 +130,8 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
         cb({ code: status.INVALID_ARGUMENT, details: `the request is not a valid protobuf message: ${request.reason}` } as ServiceError, null);
         return;
       }
-      fn(call.request).then(
+      // a check that throws before the handler's first await is a refusal like any other
+      Promise.resolve(call.request).then(fn).then(
         (res) => {
           if (/^(Put|Create|Delete|Revoke)/.test(name)) ctx.logger.info('admin change', { rpc: name, peer: call.getPeer() });
           cb(null, res);
