@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createPublicKey, createVerify, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, createVerify, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -487,6 +487,49 @@ describe('kbctl against a real broker', () => {
       await ok(['report-key', 'delete', 'report-imported']);
       expect(await ok(['policy', 'delete', 'guard'])).toBe('policy guard deleted');
       expect(await ok(['policy', 'list']).then(lines)).toEqual([expect.stringMatching(/^default\t/), expect.stringMatching(/^strict\t/)]);
+    });
+  });
+
+  describe('lists longer than a page', () => {
+    it('secret list, policy list and audit follow the broker\'s pages: every entry, once, in order', async () => {
+      const ids = Array.from({ length: 130 }, (_, i) => `paged/${String(i).padStart(3, '0')}`);
+      for (const id of ids) await ok(['secret', 'put', id, '--value', 'v']);
+      const listed = lines(await ok(['secret', 'list', '--prefix', 'paged/'])).map((l) => l.split('\t')[0]);
+      expect(listed).toEqual(ids); // 130 > the broker's default page of 100
+      // policies of ~60 KB each: a page stops at 1 MiB, the list holds them all
+      const digest = (i: number) => createHash('sha256').update(`d${i}`).digest('hex');
+      for (let p = 0; p < 20; p++) {
+        const doc = JSON.stringify({ version: 1, allowedDigests: Array.from({ length: 890 }, (_, i) => digest(p * 1000 + i)) });
+        writeFileSync(join(work, 'big.json'), doc);
+        await ok(['policy', 'put', `big-${String(p).padStart(2, '0')}`, join(work, 'big.json')]);
+      }
+      expect(lines(await ok(['policy', 'list', '--prefix', 'big-'])).map((l) => l.split('\t')[0])).toEqual(Array.from({ length: 20 }, (_, p) => `big-${String(p).padStart(2, '0')}`));
+      for (const id of ids) await ok(['secret', 'delete', id]);
+      for (let p = 0; p < 20; p++) await ok(['policy', 'delete', `big-${String(p).padStart(2, '0')}`]);
+
+      // 1,100 refused GetBundle calls (malformed, then rate-limited): each reference has its entry, and kbctl audit
+      // gathers more than the broker's 1,000-entry page
+      const refs = new Set<string>();
+      for (let i = 0; i < 1100; i += 50) {
+        const answers = await Promise.all(Array.from({ length: 50 }, () => host.getBundle({ CertificateChain: '', Policy: SEV_POLICY }).catch((e: ServiceError) => e)));
+        for (const a of answers) refs.add(/\(ref ([0-9a-f]{12})\)/.exec((a as ServiceError).details)![1]!);
+      }
+      let entries: { ref_id: string; event: string }[] = [];
+      for (let tries = 0; tries < 50; tries++) {
+        entries = JSON.parse(await ok(['audit', '--json', '--limit', '1500'])) as typeof entries;
+        if (entries.filter((e) => refs.has(e.ref_id)).length >= 1100) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(entries.length).toBeGreaterThanOrEqual(1100); // more than one page of 1,000
+      expect(new Set(entries.filter((e) => e.event === 'call' && refs.has(e.ref_id)).map((e) => e.ref_id)).size).toBe(1100);
+    }, 120_000);
+
+    it('a policy over 64 KiB is refused with the limit named, and nothing is stored', async () => {
+      const doc = JSON.stringify({ version: 1, allowedDigests: Array.from({ length: 1000 }, (_, i) => createHash('sha256').update(`o${i}`).digest('hex')) });
+      writeFileSync(join(work, 'over.json'), doc);
+      const r = await kb(['policy', 'put', 'over', join(work, 'over.json')]);
+      expect(r).toEqual({ code: 1, out: '', err: `kbctl policy put: document_json must be at most 65536 bytes (64 KiB), got ${Buffer.byteLength(doc)}` });
+      expect((await kb(['policy', 'get', 'over'])).code).toBe(1);
     });
   });
 
