@@ -39,7 +39,7 @@ export interface StartOptions {
 /** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
-export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 } as const;
+export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 100 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;

@@ -153,6 +153,26 @@ describe('bounded resources per peer on the guest-facing port', () => {
     expect(await healthCheck(session)).toBe('0');
   }, 30_000);
 
+  it('a connection past --max-connection-age is sent GOAWAY and closed; a call in flight meanwhile still gets its answer', async () => {
+    const aged = await startTestBroker(store, { maxConnectionAgeSeconds: 1, idleTimeoutSeconds: 0 });
+    try {
+      const agedPort = Number(aged.broker.address.split(':').pop());
+      const session = h2connect(`http://127.0.0.1:${agedPort}`);
+      session.on('error', () => undefined);
+      opened.push(session);
+      const started = performance.now();
+      const goaway = new Promise<number>((done) => session.once('goaway', () => done(performance.now() - started)));
+      const closed = new Promise<number>((done) => session.once('close', () => done(performance.now() - started)));
+      expect(await healthCheck(session)).toBe('0');
+      const [goawayMs, closedMs] = await Promise.all([goaway, closed]);
+      // ±10 % jitter on the age (grpc-js)
+      expect(goawayMs).toBeGreaterThan(850);
+      expect(closedMs).toBeLessThan(10_000);
+    } finally {
+      await aged.close();
+    }
+  }, 30_000);
+
   it('normal traffic is unaffected: launches, and a request whose message arrives slowly but within the deadline', async () => {
     for (let i = 0; i < 3; i++) {
       const { secrets } = await simulatedLaunch(t.host, t.platform, { policy: 0x1, requests: KEY });
