@@ -87,7 +87,14 @@ const MAX_AUDIT_REASON = 2000;
 
 function auditAnswer(ctx: BrokerContext, rpc: string, info: CallInfo, code: status, err: BrokerError): void {
   const reason = err.detail.length > MAX_AUDIT_REASON ? `${err.detail.slice(0, MAX_AUDIT_REASON)}…` : err.detail;
-  ctx.audit.record({ event: 'call', outcome: status[code], peer: info.peer, refId: info.refId, detail: { rpc, class: err.kind, reason } });
+  const entry = { event: 'call', outcome: status[code], peer: info.peer, refId: info.refId, detail: { rpc, class: err.kind, reason } };
+  // The answer goes out whatever the audit trail does with the entry (it may queue it, or refuse it while full).
+  const failed = (e: unknown) => ctx.logger.error('audit entry of an answer not recorded', { rpc, ref: info.refId, error: (e as Error)?.message ?? String(e) });
+  try {
+    Promise.resolve(ctx.audit.record(entry) as unknown).catch(failed);
+  } catch (e) {
+    failed(e);
+  }
 }
 
 /** Throws the timeout refusal if the call can no longer be answered (see CallInfo.signal); `before` says what is abandoned. */
