@@ -4,18 +4,20 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { admin, keybroker } from '@kb/grpc-api';
+import { admin, keybroker, strictDecoding } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
 import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
+import { MAX_ADMIN_REQUEST_BYTES } from './admin/limits';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
+import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -37,7 +39,7 @@ export interface StartOptions {
 /** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
-export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 } as const;
+export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 100 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;
@@ -67,25 +69,43 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     throw e;
   }
 
-  const server = new Server({ ...KEYBROKER_SERVER_OPTIONS });
+  const server = new Server({
+    ...KEYBROKER_SERVER_OPTIONS,
+    ...grpcLimitOptions({
+      idleTimeoutSeconds: config.idleTimeoutSeconds,
+      maxConnectionAgeSeconds: config.maxConnectionAgeSeconds,
+      keepaliveSeconds: config.keepaliveSeconds,
+      // a connection past its age finishes the calls it has: each is answered within these two bounds
+      graceSeconds: config.requestArrivalTimeoutSeconds + config.requestTimeoutSeconds + 1,
+      maxStreamsPerConnection: config.maxStreamsPerConnection,
+    }),
+    interceptors: [arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
+  });
   const ecdh = new EcdhPool();
-  server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, ecdh));
+  // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
+  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
 
-  const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
-  adminServer.addService(admin.BrokerAdminService, adminService(ctx, auth));
+  const adminServer = new Server({ 'grpc.max_receive_message_length': MAX_ADMIN_REQUEST_BYTES });
+  adminServer.addService(strictDecoding(admin.BrokerAdminService), adminService(ctx, auth));
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
   const creds = (cert?: string, key?: string) =>
     cert && key ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false) : ServerCredentials.createInsecure();
   let address: string;
   let adminAddress: string;
+  // The guest-facing port is accepted by the per-peer gate, which hands admitted connections to grpc-js.
+  const injector = server.createConnectionInjector(creds(config.tlsCert, config.tlsKey));
+  let gate: GatedListener | undefined;
   try {
-    address = await bind(server, config.listen, creds(config.tlsCert, config.tlsKey));
+    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener');
+    address = gate.address;
     adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
   } catch (e) {
+    await gate?.close();
+    injector.destroy();
     server.forceShutdown();
     adminServer.forceShutdown();
     await ecdh.close();
@@ -149,7 +169,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
-      await Promise.all([shutdown(server), shutdown(adminServer)]);
+      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer)]);
+      injector.destroy();
       await ctx.audit.flush();
       await purging;
       if (ownsStore) await store.close();

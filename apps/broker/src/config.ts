@@ -31,6 +31,14 @@ export interface BrokerConfig {
    * deadline applies as well); on PostgreSQL it is also the statement timeout, so a stuck query frees its connection.
    */
   requestTimeoutSeconds: number;
+  /* Bounded resources per peer on the guest-facing listener (peer-limits.ts); seconds, 0 = off where allowed. */
+  maxConnections: number;
+  maxConnectionsPerPeer: number;
+  maxStreamsPerConnection: number;
+  idleTimeoutSeconds: number;
+  maxConnectionAgeSeconds: number;
+  keepaliveSeconds: number;
+  requestArrivalTimeoutSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -70,6 +78,20 @@ Policy and limits:
   --bundle-burst N            burst size of that limit (KB_BUNDLE_BURST, default 40)
   --request-timeout SECONDS   a guest-facing call unanswered this long gets DEADLINE_EXCEEDED; with --database-url
                               also the statement timeout (KB_REQUEST_TIMEOUT, default 10; fractions allowed; 0.05–600)
+
+Connections on the guest-facing listener (untrusted callers):
+  --max-connections N         connections open at once, all peers (KB_MAX_CONNECTIONS, default 1024); more are closed
+                              at once. Keep it below the process's file descriptor limit (ulimit -n)
+  --max-connections-per-peer N   connections open at once from one address (KB_MAX_CONNECTIONS_PER_PEER, default 128)
+  --max-streams-per-connection N concurrent calls on one connection (KB_MAX_STREAMS_PER_CONNECTION, default 100)
+  --idle-timeout SECONDS      a connection without calls this long is closed (KB_IDLE_TIMEOUT, default 300; 0 = never)
+  --max-connection-age SECONDS   a connection is asked to go away after this long; its calls may finish
+                              (KB_MAX_CONNECTION_AGE, default 3600; 0 = unlimited)
+  --keepalive SECONDS         ping every connection this often; 20 s without an answer closes it (KB_KEEPALIVE,
+                              default 60; 0 = off)
+  --request-arrival-timeout SECONDS   a request still arriving this long after its headers gets DEADLINE_EXCEEDED
+                              (KB_REQUEST_ARRIVAL_TIMEOUT, default 10; 0.05–600)
+
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
   -h, --help                  show this help
 `;
@@ -80,6 +102,8 @@ export const MAX_AUDIT_RETENTION_DAYS = 36_500;
 /** Below this, ordinary calls on a loaded machine would time out; above it, a stuck call holds its resources too long. */
 export const MIN_REQUEST_TIMEOUT_SECONDS = 0.05;
 export const MAX_REQUEST_TIMEOUT_SECONDS = 600;
+/** setTimeout's limit (2^31 − 1 ms), rounded down: a longer timer would fire at once. */
+export const MAX_TIMER_SECONDS = 2_000_000;
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
   const { values } = parseArgs({
@@ -106,6 +130,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'bundle-burst': { type: 'string' },
       'audit-retention': { type: 'string' },
       'request-timeout': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-peer': { type: 'string' },
+      'max-streams-per-connection': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'max-connection-age': { type: 'string' },
+      keepalive: { type: 'string' },
+      'request-arrival-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -119,6 +150,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       const range = max === Infinity ? `≥ ${min}` : `in [${min}, ${max}]`;
       throw new ConfigError(`--${flag} must be a number ${range}, got ${JSON.stringify(v)}`);
     }
+    return n;
+  };
+  const int = (flag: string, v: string | undefined, dflt: number, min: number, max = Infinity): number => {
+    const n = num(flag, v, dflt, min, max);
+    if (!Number.isInteger(n)) throw new ConfigError(`--${flag} must be a whole number, got ${JSON.stringify(v)}`);
     return n;
   };
   const trustRoots = (values['trust-root'] ?? (env.KB_TRUST_ROOTS ? env.KB_TRUST_ROOTS.split(',') : [])).map((s) => {
@@ -152,8 +188,22 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     auditRetentionDays: num('audit-retention', values['audit-retention'] ?? env.KB_AUDIT_RETENTION, 365, 0, MAX_AUDIT_RETENTION_DAYS),
     maxSecretsPerRequest: 64,
     requestTimeoutSeconds: num('request-timeout', values['request-timeout'] ?? env.KB_REQUEST_TIMEOUT, 10, MIN_REQUEST_TIMEOUT_SECONDS, MAX_REQUEST_TIMEOUT_SECONDS),
+    maxConnections: int('max-connections', values['max-connections'] ?? env.KB_MAX_CONNECTIONS, 1024, 1),
+    maxConnectionsPerPeer: int('max-connections-per-peer', values['max-connections-per-peer'] ?? env.KB_MAX_CONNECTIONS_PER_PEER, 128, 1),
+    maxStreamsPerConnection: int('max-streams-per-connection', values['max-streams-per-connection'] ?? env.KB_MAX_STREAMS_PER_CONNECTION, 100, 1, 2 ** 31 - 1),
+    idleTimeoutSeconds: num('idle-timeout', values['idle-timeout'] ?? env.KB_IDLE_TIMEOUT, 300, 0, MAX_TIMER_SECONDS),
+    maxConnectionAgeSeconds: num('max-connection-age', values['max-connection-age'] ?? env.KB_MAX_CONNECTION_AGE, 3600, 0, MAX_TIMER_SECONDS),
+    keepaliveSeconds: num('keepalive', values.keepalive ?? env.KB_KEEPALIVE, 60, 0, MAX_TIMER_SECONDS),
+    requestArrivalTimeoutSeconds: num(
+      'request-arrival-timeout',
+      values['request-arrival-timeout'] ?? env.KB_REQUEST_ARRIVAL_TIMEOUT,
+      10,
+      MIN_REQUEST_TIMEOUT_SECONDS,
+      MAX_REQUEST_TIMEOUT_SECONDS,
+    ),
     logLevel,
   };
+  if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');
   if (Boolean(cfg.adminTlsCert) !== Boolean(cfg.adminTlsKey)) throw new ConfigError('--admin-tls-cert and --admin-tls-key go together');
   if (cfg.databaseUrl && !cfg.masterKey && !cfg.masterKeyFile) {

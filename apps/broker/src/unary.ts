@@ -1,5 +1,6 @@
-import type { handleUnaryCall, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { asTimeout, BrokerError, newRefId, timedOut, toServiceError } from './errors';
+import { status, type handleUnaryCall, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { MalformedMessage } from '@kb/grpc-api';
+import { asTimeout, BrokerError, invalid, newRefId, timedOut, toServiceError } from './errors';
 import type { BrokerContext } from './context';
 
 export interface CallInfo {
@@ -19,6 +20,13 @@ export interface CallInfo {
  * to the log (and, for refusals, the handler's audit entry) under the same id. Unexpected exceptions are INTERNAL and
  * never echo their message to the caller.
  *
+ * Every answer carrying a reference has an audit entry under it (event `call`: the rpc, the peer, the gRPC code and
+ * the reason, never the request), so `kbctl audit --ref` finds whatever reference a host was given; a handler's own
+ * entry (a refusal's launch, what was requested) sits next to it under the same reference.
+ *
+ * A request whose bytes are not a valid message (see strictDecoding in @kb/grpc-api) is INVALID_ARGUMENT here, like
+ * any other malformed input.
+ *
  * Every call is answered within `requestTimeoutSeconds`: a stuck database must not hold a host forever (simple-kbs
  * clients set no deadline of their own), and the server keeps serving others meanwhile. The handler learns of it
  * through `info.signal`; whatever it returns afterwards is dropped.
@@ -36,8 +44,15 @@ export function unary<Req, Res>(
     const fail = (err: BrokerError) => {
       const level = err.kind === 'internal' ? 'error' : err.kind === 'timeout' ? 'warn' : 'info';
       ctx.logger[level](`${rpc} failed`, { rpc, ref: info.refId, peer: info.peer, class: err.kind, reason: err.detail });
-      callback(toServiceError(err, info.refId) as never, null);
+      const answer = toServiceError(err, info.refId);
+      auditAnswer(ctx, rpc, info, answer.code!, err);
+      callback(answer as never, null);
     };
+    const request: unknown = call.request;
+    if (request instanceof MalformedMessage) {
+      fail(invalid(`the request is not a valid protobuf message: ${request.reason}`));
+      return;
+    }
     const timer = setTimeout(() => {
       answered = true;
       const err = timedOut(`no answer within ${timeoutMs} ms (--request-timeout)`);
@@ -65,6 +80,21 @@ export function unary<Req, Res>(
       },
     );
   };
+}
+
+/** Audit details are bounded: a reason quoting host input (or a stack trace) must not bloat the trail. */
+const MAX_AUDIT_REASON = 2000;
+
+function auditAnswer(ctx: BrokerContext, rpc: string, info: CallInfo, code: status, err: BrokerError): void {
+  const reason = err.detail.length > MAX_AUDIT_REASON ? `${err.detail.slice(0, MAX_AUDIT_REASON)}…` : err.detail;
+  const entry = { event: 'call', outcome: status[code], peer: info.peer, refId: info.refId, detail: { rpc, class: err.kind, reason } };
+  // The answer goes out whatever the audit trail does with the entry (it may queue it, or refuse it while full).
+  const failed = (e: unknown) => ctx.logger.error('audit entry of an answer not recorded', { rpc, ref: info.refId, error: (e as Error)?.message ?? String(e) });
+  try {
+    Promise.resolve(ctx.audit.record(entry) as unknown).catch(failed);
+  } catch (e) {
+    failed(e);
+  }
 }
 
 /** Throws the timeout refusal if the call can no longer be answered (see CallInfo.signal); `before` says what is abandoned. */

@@ -64,7 +64,7 @@ describe.each(DRIVERS)('audit retention in the broker (%s)', (driver) => {
     // start-up); look a little longer in case one were still in flight.
     const owner = new OwnerClient(b.adminAddress, ADMIN_TOKEN);
     try {
-      const listed = await owner.call<{ entries: { ref_id: string }[] }>('listAudit', { ref_id: old, limit: 5, since: '', launch_id: '' });
+      const listed = await owner.call<{ entries: { ref_id: string }[] }>('listAudit', { ref_id: old, limit: 5, since: '', launch_id: '', page_token: '' });
       expect(listed.entries.map((e) => e.ref_id)).toEqual([old]);
     } finally {
       owner.close();

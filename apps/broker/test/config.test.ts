@@ -85,3 +85,51 @@ describe('parseConfig: blank numeric values', () => {
     expect(parse(['--bundle-rate', '0']).bundleRatePerSecond).toBe(0);
   });
 });
+
+describe('parseConfig: bounded resources on the guest-facing listener', () => {
+  it('defaults', () => {
+    const c = parse([]);
+    expect({
+      maxConnections: c.maxConnections,
+      maxConnectionsPerPeer: c.maxConnectionsPerPeer,
+      maxStreamsPerConnection: c.maxStreamsPerConnection,
+      idleTimeoutSeconds: c.idleTimeoutSeconds,
+      maxConnectionAgeSeconds: c.maxConnectionAgeSeconds,
+      keepaliveSeconds: c.keepaliveSeconds,
+      requestArrivalTimeoutSeconds: c.requestArrivalTimeoutSeconds,
+    }).toEqual({
+      maxConnections: 1024,
+      maxConnectionsPerPeer: 128,
+      maxStreamsPerConnection: 100,
+      idleTimeoutSeconds: 300,
+      maxConnectionAgeSeconds: 3600,
+      keepaliveSeconds: 60,
+      requestArrivalTimeoutSeconds: 10,
+    });
+  });
+
+  it('takes flags or KB_* variables, the flag winning; 0 turns the timers off', () => {
+    const c = parse(
+      ['--max-connections', '50', '--max-connections-per-peer', '5', '--idle-timeout', '0', '--request-arrival-timeout', '2.5'],
+      { KB_MAX_CONNECTIONS: '70', KB_MAX_STREAMS_PER_CONNECTION: '16', KB_MAX_CONNECTION_AGE: '0', KB_KEEPALIVE: '0' },
+    );
+    expect([c.maxConnections, c.maxConnectionsPerPeer, c.maxStreamsPerConnection, c.idleTimeoutSeconds, c.maxConnectionAgeSeconds, c.keepaliveSeconds, c.requestArrivalTimeoutSeconds]).toEqual([50, 5, 16, 0, 0, 0, 2.5]);
+  });
+
+  it.each([
+    [['--max-connections', '0'], '--max-connections must be a number ≥ 1'],
+    [['--max-connections', '2.5'], '--max-connections must be a whole number'],
+    [['--max-connections', '10', '--max-connections-per-peer', '20'], '--max-connections-per-peer cannot exceed --max-connections'],
+    [['--max-streams-per-connection', '0'], '--max-streams-per-connection must be a number in [1, '],
+    [['--idle-timeout=-1'], '--idle-timeout must be a number in [0, 2000000]'],
+    [['--request-arrival-timeout', '0'], '--request-arrival-timeout must be a number in [0.05, 600]'],
+  ])('refuses %j', (argv, message) => {
+    expect(refusal(argv).message).toContain(message);
+  });
+
+  it('are listed in --help', () => {
+    for (const flag of ['--max-connections N', '--max-connections-per-peer N', '--max-streams-per-connection N', '--idle-timeout SECONDS', '--max-connection-age SECONDS', '--keepalive SECONDS', '--request-arrival-timeout SECONDS']) {
+      expect(HELP).toContain(flag);
+    }
+  });
+});

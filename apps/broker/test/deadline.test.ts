@@ -20,14 +20,15 @@ describe('call deadlines (unary): every call is answered within --request-timeou
   let server: Server;
   let client: HostClient;
   const lines: Record<string, unknown>[] = [];
+  const audited: { refId?: string; event?: string; outcome?: string }[] = [];
   /** what the slow handler saw when it returned */
   const seen: { aborted: boolean; reason?: string; afterMs: number }[] = [];
   let release: (() => void) | undefined;
 
   beforeAll(async () => {
     const logger = createLogger('debug', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
-    // unary() reads the configuration and the logger only.
-    const ctx = { config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }), logger } as unknown as BrokerContext;
+    // unary() reads the configuration, the logger and the audit trail (the call entry of every reference) only.
+    const ctx = { config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }), logger, audit: { record: (e: { refId?: string }) => audited.push(e) } } as unknown as BrokerContext;
     const slow = async (_req: unknown, info: CallInfo) => {
       const t0 = Date.now();
       // Waits until released by the test or aborted, then a little longer: its result must be dropped.
@@ -75,6 +76,7 @@ describe('call deadlines (unary): every call is answered within --request-timeou
     expect(err.details).toMatch(/^the broker did not answer in time; retry later \(ref [0-9a-f]{12}\)$/);
     const ref = REF.exec(err.details)![1];
     expect(err.metadata.get('kb-ref')).toEqual([ref]);
+    expect(audited.filter((e) => e.refId === ref)).toEqual([expect.objectContaining({ event: 'call', outcome: 'DEADLINE_EXCEEDED' })]);
     expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_S * 1000 - 20);
     expect(elapsed).toBeLessThan(5_000);
 
@@ -194,7 +196,7 @@ describe('call deadlines on PostgreSQL: a stuck database does not hold hosts, an
     expect(err.code).toBe(status.DEADLINE_EXCEEDED);
     const ref = REF.exec(err.details)![1]!;
 
-    const entry = await eventually(async () => (await store.listAudit({ refId: ref }))[0]);
+    const entry = await eventually(async () => (await store.listAudit({ refId: ref })).find((e) => e.event === 'secret'));
     expect(entry).toMatchObject({ event: 'secret', outcome: 'refused', launchId: p.bundle.LaunchId });
     expect(JSON.stringify(entry!.detail)).toMatch(/statement/);
     expect(await counts()).toEqual(before);
@@ -213,7 +215,7 @@ describe('call deadlines on PostgreSQL: a stuck database does not hold hosts, an
     const err = await whileLocked('SELECT 1 FROM release_counts FOR UPDATE', [], () => failure(tb.host.getOnlineSecret(online)));
     expect(err.code).toBe(status.DEADLINE_EXCEEDED);
     const ref = REF.exec(err.details)![1]!;
-    const entry = await eventually(async () => (await store.listAudit({ refId: ref }))[0]);
+    const entry = await eventually(async () => (await store.listAudit({ refId: ref })).find((e) => e.event === 'online-secret'));
     expect(entry).toMatchObject({ event: 'online-secret', outcome: 'refused' });
     expect(await counts()).toEqual(before);
     expect((await tb.host.getOnlineSecret(online)).Payload.length).toBeGreaterThan(0);

@@ -32,7 +32,7 @@ describe.each(DRIVERS)('refusals and attacks (%s)', (driver) => {
   });
 
   async function reasonFor(refId: string): Promise<string> {
-    const r = await t.owner.call<{ entries: { detail_json: string }[] }>('listAudit', { ref_id: refId, limit: 5, since: '', launch_id: '' });
+    const r = await t.owner.call<{ entries: { detail_json: string }[] }>('listAudit', { ref_id: refId, limit: 5, since: '', launch_id: '', page_token: '' });
     return r.entries.map((e) => e.detail_json).join('\n');
   }
 

@@ -55,7 +55,7 @@ describe.each(DRIVERS)('release writes are all or nothing (%s)', (driver) => {
     expect(ref).toBeDefined();
     // audit rows are written off the request path: wait for this one
     for (const deadline = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 20))) {
-      const r = await t.owner.call<{ entries: { detail_json: string }[] }>('listAudit', { ref_id: ref, limit: 5, since: '', launch_id: '' });
+      const r = await t.owner.call<{ entries: { detail_json: string }[] }>('listAudit', { ref_id: ref, limit: 5, since: '', launch_id: '', page_token: '' });
       if (r.entries.length > 0 || Date.now() > deadline) return r.entries.map((e) => e.detail_json).join('\n');
     }
   }

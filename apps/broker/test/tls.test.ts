@@ -47,7 +47,7 @@ describe('TLS listeners', () => {
       expect(Buffer.from(b.LaunchBlob, 'base64')).toHaveLength(128);
       const md = new Metadata();
       md.set('authorization', `Bearer ${ADMIN_TOKEN}`);
-      await expect(call(owner, 'listPolicies', { prefix: '' }, md)).resolves.toEqual({ policies: [] });
+      await expect(call(owner, 'listPolicies', { prefix: '', page_size: 0, page_token: '' }, md)).resolves.toEqual({ policies: [], next_page_token: '' });
     } finally {
       host.close();
       owner.close();

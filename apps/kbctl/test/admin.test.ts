@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createPublicKey, createVerify, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, createVerify, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -424,16 +424,26 @@ describe('kbctl against a real broker', () => {
         expect(r[4]).toMatch(/^ref=/);
       }
       const events = rows.map((r) => `${r[1]} ${r[2]}`);
-      expect(events).toEqual(['online-secret refused', 'online-secret released', 'bundle refused', 'secret released', 'bundle issued']);
-      expect(rows[4]![3]).toBe(launchId);
-      expect(rows[2]![4]).toBe(`ref=${refusedRef}`);
-      expect(rows[0]![3]).toBe(clientId);
-      expect(JSON.parse(rows[3]![5]!)).toMatchObject({ launchDigest: expectedDigest(SEV_POLICY).toString('hex'), policy: SEV_POLICY });
+      // every answer with a reference also has its `call` entry (the class, the call, the peer), next to the decision
+      expect(events).toEqual([
+        'call PERMISSION_DENIED',
+        'online-secret refused',
+        'online-secret released',
+        'call INVALID_ARGUMENT',
+        'bundle refused',
+        'secret released',
+        'bundle issued',
+      ]);
+      expect(rows[6]![3]).toBe(launchId);
+      expect(rows[4]![4]).toBe(`ref=${refusedRef}`);
+      expect(rows[3]![4]).toBe(`ref=${refusedRef}`);
+      expect(rows[1]![3]).toBe(clientId);
+      expect(JSON.parse(rows[5]![5]!)).toMatchObject({ launchDigest: expectedDigest(SEV_POLICY).toString('hex'), policy: SEV_POLICY });
     });
 
     it('audit --json, --launch, --ref, --limit, --since', async () => {
       const all = JSON.parse(await ok(['audit', '--json'])) as { event: string; outcome: string; detail?: unknown; detail_json?: string; launch_id: string }[];
-      expect(all).toHaveLength(5);
+      expect(all).toHaveLength(7);
       for (const e of all) {
         expect(e).not.toHaveProperty('detail_json');
         expect(typeof e.detail).toBe('object');
@@ -444,7 +454,10 @@ describe('kbctl against a real broker', () => {
       const byLaunch = JSON.parse(await ok(['audit', '--json', '--launch', launchId])) as { event: string }[];
       expect(byLaunch.map((e) => e.event).sort()).toEqual(['bundle', 'online-secret', 'secret']);
       const byRef = JSON.parse(await ok(['audit', '--json', '--ref', refusedRef])) as { outcome: string; detail: { code: string } }[];
-      expect(byRef).toEqual([expect.objectContaining({ event: 'bundle', outcome: 'refused', ref_id: refusedRef })]);
+      expect(byRef).toEqual([
+        expect.objectContaining({ event: 'call', outcome: 'INVALID_ARGUMENT', ref_id: refusedRef, detail: expect.objectContaining({ rpc: 'GetBundle', class: 'invalid' }) }),
+        expect.objectContaining({ event: 'bundle', outcome: 'refused', ref_id: refusedRef }),
+      ]);
       expect(lines(await ok(['audit', '--limit', '2']))).toHaveLength(2);
       expect(await ok(['audit', '--since', '2999-01-01T00:00:00Z'])).toBe('');
       expect(JSON.parse(await ok(['audit', '--json', '--since', '2999-01-01T00:00:00Z']))).toEqual([]);
@@ -474,6 +487,49 @@ describe('kbctl against a real broker', () => {
       await ok(['report-key', 'delete', 'report-imported']);
       expect(await ok(['policy', 'delete', 'guard'])).toBe('policy guard deleted');
       expect(await ok(['policy', 'list']).then(lines)).toEqual([expect.stringMatching(/^default\t/), expect.stringMatching(/^strict\t/)]);
+    });
+  });
+
+  describe('lists longer than a page', () => {
+    it('secret list, policy list and audit follow the broker\'s pages: every entry, once, in order', async () => {
+      const ids = Array.from({ length: 130 }, (_, i) => `paged/${String(i).padStart(3, '0')}`);
+      for (const id of ids) await ok(['secret', 'put', id, '--value', 'v']);
+      const listed = lines(await ok(['secret', 'list', '--prefix', 'paged/'])).map((l) => l.split('\t')[0]);
+      expect(listed).toEqual(ids); // 130 > the broker's default page of 100
+      // policies of ~60 KB each: a page stops at 1 MiB, the list holds them all
+      const digest = (i: number) => createHash('sha256').update(`d${i}`).digest('hex');
+      for (let p = 0; p < 20; p++) {
+        const doc = JSON.stringify({ version: 1, allowedDigests: Array.from({ length: 890 }, (_, i) => digest(p * 1000 + i)) });
+        writeFileSync(join(work, 'big.json'), doc);
+        await ok(['policy', 'put', `big-${String(p).padStart(2, '0')}`, join(work, 'big.json')]);
+      }
+      expect(lines(await ok(['policy', 'list', '--prefix', 'big-'])).map((l) => l.split('\t')[0])).toEqual(Array.from({ length: 20 }, (_, p) => `big-${String(p).padStart(2, '0')}`));
+      for (const id of ids) await ok(['secret', 'delete', id]);
+      for (let p = 0; p < 20; p++) await ok(['policy', 'delete', `big-${String(p).padStart(2, '0')}`]);
+
+      // 1,100 refused GetBundle calls (malformed, then rate-limited): each reference has its entry, and kbctl audit
+      // gathers more than the broker's 1,000-entry page
+      const refs = new Set<string>();
+      for (let i = 0; i < 1100; i += 50) {
+        const answers = await Promise.all(Array.from({ length: 50 }, () => host.getBundle({ CertificateChain: '', Policy: SEV_POLICY }).catch((e: ServiceError) => e)));
+        for (const a of answers) refs.add(/\(ref ([0-9a-f]{12})\)/.exec((a as ServiceError).details)![1]!);
+      }
+      let entries: { ref_id: string; event: string }[] = [];
+      for (let tries = 0; tries < 50; tries++) {
+        entries = JSON.parse(await ok(['audit', '--json', '--limit', '1500'])) as typeof entries;
+        if (entries.filter((e) => refs.has(e.ref_id)).length >= 1100) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(entries.length).toBeGreaterThanOrEqual(1100); // more than one page of 1,000
+      expect(new Set(entries.filter((e) => e.event === 'call' && refs.has(e.ref_id)).map((e) => e.ref_id)).size).toBe(1100);
+    }, 120_000);
+
+    it('a policy over 64 KiB is refused with the limit named, and nothing is stored', async () => {
+      const doc = JSON.stringify({ version: 1, allowedDigests: Array.from({ length: 1000 }, (_, i) => createHash('sha256').update(`o${i}`).digest('hex')) });
+      writeFileSync(join(work, 'over.json'), doc);
+      const r = await kb(['policy', 'put', 'over', join(work, 'over.json')]);
+      expect(r).toEqual({ code: 1, out: '', err: `kbctl policy put: document_json must be at most 65536 bytes (64 KiB), got ${Buffer.byteLength(doc)}` });
+      expect((await kb(['policy', 'get', 'over'])).code).toBe(1);
     });
   });
 

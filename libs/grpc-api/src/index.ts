@@ -4,3 +4,4 @@
  */
 export * as keybroker from './generated/keybroker';
 export * as admin from './generated/admin';
+export { MalformedMessage, strictDecoding } from './strict-decoding';

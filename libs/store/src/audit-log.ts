@@ -3,7 +3,7 @@
  * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident. Entries are never
  * edited; they leave only by age (purgeAuditBefore), so the table does not grow without bound.
  */
-import { and, asc, desc, eq, gte, inArray, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, or, type SQL } from 'drizzle-orm';
 import { requireId, requireJson, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, type JsonValue } from './schema';
@@ -47,6 +47,8 @@ export interface AuditFilter {
   event?: string;
   /** Default 100, at most 10000. */
   limit?: number;
+  /** Only entries after this one in the listing order (newest first): the last entry of the previous page. */
+  after?: { at: Date; id: number };
 }
 
 export interface AuditPurgeOptions {
@@ -110,6 +112,8 @@ export function auditLogStore(ctx: StoreContext): AuditLogStore {
       if (filter.refId !== undefined) conditions.push(eq(auditLog.refId, filter.refId));
       if (filter.clientId !== undefined) conditions.push(eq(auditLog.clientId, filter.clientId));
       if (filter.event !== undefined) conditions.push(eq(auditLog.event, filter.event));
+      // (at, id) descending is the listing order, so the next page is what sorts below the previous page's last entry
+      if (filter.after !== undefined) conditions.push(or(lt(auditLog.at, filter.after.at), and(eq(auditLog.at, filter.after.at), lt(auditLog.id, filter.after.id)))!);
       return ctx.run((db) =>
         db
           .select()

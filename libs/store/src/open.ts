@@ -88,7 +88,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       } catch (e) {
         throw new StoreError('ERR_STORE_CONNECT', `cannot create the data directory ${options.dataDir}: ${(e as Error).message}`, { cause: e });
       }
-      lock = lockDataDir(path.join(options.dataDir, PGLITE_LOCK_FILE));
+      lock = await lockDataDir(path.join(options.dataDir, PGLITE_LOCK_FILE));
     }
     let client: PGlite;
     try {

@@ -36,6 +36,21 @@ function readInput(io: Io, path: string, what: string): Buffer {
   }
 }
 
+/**
+ * Every entry of a list call, following its pages (next_page_token) so that no response has to hold the whole list:
+ * the broker bounds each page well under the 4 MiB a gRPC client accepts.
+ */
+async function listAll<Res extends { next_page_token: string }, K extends keyof Res>(c: AdminConnection, method: keyof admin.BrokerAdminClient & string, prefix: string, field: K): Promise<Res[K]> {
+  const items: unknown[] = [];
+  let page_token = '';
+  do {
+    const r = await c.call<admin.ListRequest, Res>(method, { prefix, page_size: 0, page_token });
+    items.push(...(r[field] as unknown[]));
+    page_token = r.next_page_token;
+  } while (page_token);
+  return items as Res[K];
+}
+
 const json = (io: Io, o: unknown) => io.out(JSON.stringify(o, null, 2));
 const policyOpt = { policy: { type: 'string' } } as const;
 const prefixOpt = { prefix: { type: 'string' } } as const;
@@ -56,8 +71,8 @@ const policy: Group = {
       return 0;
     }),
     cmd('list', 'list policy names', 'Usage: kbctl policy list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListPoliciesResponse>('listPolicies', { prefix: (v.prefix as string) ?? '' });
-      for (const p of r.policies) io.out(`${p.name}\t${p.updated_at}`);
+      const policies = await listAll<admin.ListPoliciesResponse, 'policies'>(c, 'listPolicies', (v.prefix as string) ?? '', 'policies');
+      for (const p of policies) io.out(`${p.name}\t${p.updated_at}`);
       return 0;
     }),
     cmd('delete', 'delete a policy (refused while something uses it)', 'Usage: kbctl policy delete NAME', {}, [1, 1], async (c, _v, [name], io) => {
@@ -99,8 +114,8 @@ const secret: Group = {
       return 0;
     }),
     cmd('list', 'list secret ids', 'Usage: kbctl secret list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListSecretsResponse>('listSecrets', { prefix: (v.prefix as string) ?? '' });
-      for (const s of r.secrets) io.out(`${s.id}\t${s.size}\t${s.policy_name || '-'}`);
+      const secrets = await listAll<admin.ListSecretsResponse, 'secrets'>(c, 'listSecrets', (v.prefix as string) ?? '', 'secrets');
+      for (const s of secrets) io.out(`${s.id}\t${s.size}\t${s.policy_name || '-'}`);
       return 0;
     }),
     cmd('delete', 'delete a secret', 'Usage: kbctl secret delete ID', {}, [1, 1], async (c, _v, [id], io) => {
@@ -125,8 +140,8 @@ const keyset: Group = {
       return 0;
     }),
     cmd('list', 'list keysets', 'Usage: kbctl keyset list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListKeysetsResponse>('listKeysets', { prefix: (v.prefix as string) ?? '' });
-      for (const k of r.keysets) io.out(`${k.id}\t${k.secret_ids.join(',')}\t${k.policy_name || '-'}`);
+      const keysets = await listAll<admin.ListKeysetsResponse, 'keysets'>(c, 'listKeysets', (v.prefix as string) ?? '', 'keysets');
+      for (const k of keysets) io.out(`${k.id}\t${k.secret_ids.join(',')}\t${k.policy_name || '-'}`);
       return 0;
     }),
     cmd('delete', 'delete a keyset', 'Usage: kbctl keyset delete ID', {}, [1, 1], async (c, _v, [id], io) => {
@@ -151,8 +166,8 @@ const resource: Group = {
       return 0;
     }),
     cmd('list', 'list resources', 'Usage: kbctl resource list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListResourcesResponse>('listResources', { prefix: (v.prefix as string) ?? '' });
-      for (const x of r.resources) io.out(`${x.id}\t${x.size}\t${x.policy_name || '-'}`);
+      const resources = await listAll<admin.ListResourcesResponse, 'resources'>(c, 'listResources', (v.prefix as string) ?? '', 'resources');
+      for (const x of resources) io.out(`${x.id}\t${x.size}\t${x.policy_name || '-'}`);
       return 0;
     }),
     cmd('delete', 'delete a resource', 'Usage: kbctl resource delete ID', {}, [1, 1], async (c, _v, [id], io) => {
@@ -179,8 +194,8 @@ const reportKey: Group = {
       return 0;
     }),
     cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListReportKeysResponse>('listReportKeys', { prefix: (v.prefix as string) ?? '' });
-      for (const k of r.keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}`);
+      const keys = await listAll<admin.ListReportKeysResponse, 'keys'>(c, 'listReportKeys', (v.prefix as string) ?? '', 'keys');
+      for (const k of keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}`);
       return 0;
     }),
     cmd('delete', 'delete a report key', 'Usage: kbctl report-key delete ID', {}, [1, 1], async (c, _v, [id], io) => {
@@ -196,8 +211,8 @@ const connection: Group = {
   summary: 'online connections (GetOnlineSecret): list and revoke',
   commands: [
     cmd('list', 'list connections', 'Usage: kbctl connection list', {}, [0, 0], async (c, _v, _p, io) => {
-      const r = await c.call<admin.ListRequest, admin.ListConnectionsResponse>('listConnections', { prefix: '' });
-      for (const x of r.connections) {
+      const connections = await listAll<admin.ListConnectionsResponse, 'connections'>(c, 'listConnections', '', 'connections');
+      for (const x of connections) {
         const state = x.revoked_at ? `revoked ${x.revoked_at}` : `expires ${x.expires_at}`;
         io.out(`${x.client_id}\tpolicy 0x${x.sev_policy.toString(16)}\t${state}`);
       }
@@ -223,12 +238,21 @@ const audit: Command = cmd(
   async (c, v, _p, io) => {
     const limit = v.limit === undefined ? 100 : Number(v.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) throw new CliError(`--limit must be an integer in 1..${MAX_AUDIT_LIMIT}`, 2);
-    const r = await c.call<admin.ListAuditRequest, admin.ListAuditResponse>('listAudit', {
-      since: (v.since as string) ?? '',
-      launch_id: (v.launch as string) ?? '',
-      ref_id: (v.ref as string) ?? '',
-      limit,
-    });
+    // pages until --limit entries or the end of the trail (each response stays under the client's message limit)
+    const entries: admin.AuditEntry[] = [];
+    let page_token = '';
+    do {
+      const r = await c.call<admin.ListAuditRequest, admin.ListAuditResponse>('listAudit', {
+        since: (v.since as string) ?? '',
+        launch_id: (v.launch as string) ?? '',
+        ref_id: (v.ref as string) ?? '',
+        limit: limit - entries.length,
+        page_token,
+      });
+      entries.push(...r.entries);
+      page_token = r.next_page_token;
+    } while (page_token && entries.length < limit);
+    const r = { entries };
     if (v.json) json(io, r.entries.map((e) => ({ ...e, detail: e.detail_json ? JSON.parse(e.detail_json) : undefined, detail_json: undefined })));
     else for (const e of r.entries) io.out(`${e.at}\t${e.event}\t${e.outcome}\t${e.launch_id || e.client_id || '-'}\tref=${e.ref_id || '-'}\t${e.detail_json}`);
     return 0;

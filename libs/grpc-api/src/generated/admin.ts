@@ -35,9 +35,16 @@ export interface NameRequest {
   name: string;
 }
 
+/**
+ * List calls page: a response holds at most page_size entries (default 100, at most 1000) and stays well under the
+ * clients' 4 MiB message limit; while next_page_token is not empty, ask again with it as page_token (and the same
+ * prefix). Tokens are opaque.
+ */
 export interface ListRequest {
   /** only entries whose name/id starts with this prefix */
   prefix: string;
+  page_size: number;
+  page_token: string;
 }
 
 /** A policy document is JSON (see README "Policies"); it is validated when written. */
@@ -55,6 +62,8 @@ export interface PutPolicyRequest {
 
 export interface ListPoliciesResponse {
   policies: Policy[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface SecretInfo {
@@ -74,6 +83,8 @@ export interface PutSecretRequest {
 
 export interface ListSecretsResponse {
   secrets: SecretInfo[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface Keyset {
@@ -84,6 +95,8 @@ export interface Keyset {
 
 export interface ListKeysetsResponse {
   keysets: Keyset[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface ResourceInfo {
@@ -101,6 +114,8 @@ export interface PutResourceRequest {
 
 export interface ListResourcesResponse {
   resources: ResourceInfo[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface ReportKey {
@@ -120,6 +135,8 @@ export interface CreateReportKeyRequest {
 
 export interface ListReportKeysResponse {
   keys: ReportKey[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface Connection {
@@ -133,6 +150,8 @@ export interface Connection {
 
 export interface ListConnectionsResponse {
   connections: Connection[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 export interface RevokeConnectionRequest {
@@ -156,11 +175,16 @@ export interface ListAuditRequest {
   since: string;
   launch_id: string;
   ref_id: string;
+  /** at most this many entries in this response (default 100, at most 10000); a page may hold fewer (see next_page_token) */
   limit: number;
+  /** the next_page_token of the previous page (see ListRequest) */
+  page_token: string;
 }
 
 export interface ListAuditResponse {
   entries: AuditEntry[];
+  /** empty on the last page */
+  next_page_token: string;
 }
 
 function createBaseEmpty(): Empty {
@@ -283,13 +307,19 @@ export const NameRequest: MessageFns<NameRequest> = {
 };
 
 function createBaseListRequest(): ListRequest {
-  return { prefix: "" };
+  return { prefix: "", page_size: 0, page_token: "" };
 }
 
 export const ListRequest: MessageFns<ListRequest> = {
   encode(message: ListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.prefix !== "") {
       writer.uint32(10).string(message.prefix);
+    }
+    if (message.page_size !== 0) {
+      writer.uint32(16).uint32(message.page_size);
+    }
+    if (message.page_token !== "") {
+      writer.uint32(26).string(message.page_token);
     }
     return writer;
   },
@@ -315,6 +345,22 @@ export const ListRequest: MessageFns<ListRequest> = {
             message.prefix = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.page_size = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -328,13 +374,31 @@ export const ListRequest: MessageFns<ListRequest> = {
   },
 
   fromJSON(object: any): ListRequest {
-    return { prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "" };
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      page_size: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      page_token: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListRequest): unknown {
     const obj: any = {};
     if (message.prefix !== "") {
       obj.prefix = message.prefix;
+    }
+    if (message.page_size !== 0) {
+      obj.pageSize = Math.round(message.page_size);
+    }
+    if (message.page_token !== "") {
+      obj.pageToken = message.page_token;
     }
     return obj;
   },
@@ -345,6 +409,8 @@ export const ListRequest: MessageFns<ListRequest> = {
   fromPartial(object: DeepPartial<ListRequest>): ListRequest {
     const message = createBaseListRequest();
     message.prefix = object.prefix ?? "";
+    message.page_size = object.page_size ?? 0;
+    message.page_token = object.page_token ?? "";
     return message;
   },
 };
@@ -568,13 +634,16 @@ export const PutPolicyRequest: MessageFns<PutPolicyRequest> = {
 };
 
 function createBaseListPoliciesResponse(): ListPoliciesResponse {
-  return { policies: [] };
+  return { policies: [], next_page_token: "" };
 }
 
 export const ListPoliciesResponse: MessageFns<ListPoliciesResponse> = {
   encode(message: ListPoliciesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.policies) {
       Policy.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -600,6 +669,14 @@ export const ListPoliciesResponse: MessageFns<ListPoliciesResponse> = {
             message.policies.push(Policy.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -615,6 +692,11 @@ export const ListPoliciesResponse: MessageFns<ListPoliciesResponse> = {
   fromJSON(object: any): ListPoliciesResponse {
     return {
       policies: globalThis.Array.isArray(object?.policies) ? object.policies.map((e: any) => Policy.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -622,6 +704,9 @@ export const ListPoliciesResponse: MessageFns<ListPoliciesResponse> = {
     const obj: any = {};
     if (message.policies?.length) {
       obj.policies = message.policies.map((e) => Policy.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -632,6 +717,7 @@ export const ListPoliciesResponse: MessageFns<ListPoliciesResponse> = {
   fromPartial(object: DeepPartial<ListPoliciesResponse>): ListPoliciesResponse {
     const message = createBaseListPoliciesResponse();
     message.policies = object.policies?.map((e) => Policy.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -867,13 +953,16 @@ export const PutSecretRequest: MessageFns<PutSecretRequest> = {
 };
 
 function createBaseListSecretsResponse(): ListSecretsResponse {
-  return { secrets: [] };
+  return { secrets: [], next_page_token: "" };
 }
 
 export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
   encode(message: ListSecretsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.secrets) {
       SecretInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -899,6 +988,14 @@ export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
             message.secrets.push(SecretInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -914,6 +1011,11 @@ export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
   fromJSON(object: any): ListSecretsResponse {
     return {
       secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => SecretInfo.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -921,6 +1023,9 @@ export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
     const obj: any = {};
     if (message.secrets?.length) {
       obj.secrets = message.secrets.map((e) => SecretInfo.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -931,6 +1036,7 @@ export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
   fromPartial(object: DeepPartial<ListSecretsResponse>): ListSecretsResponse {
     const message = createBaseListSecretsResponse();
     message.secrets = object.secrets?.map((e) => SecretInfo.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -1045,13 +1151,16 @@ export const Keyset: MessageFns<Keyset> = {
 };
 
 function createBaseListKeysetsResponse(): ListKeysetsResponse {
-  return { keysets: [] };
+  return { keysets: [], next_page_token: "" };
 }
 
 export const ListKeysetsResponse: MessageFns<ListKeysetsResponse> = {
   encode(message: ListKeysetsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.keysets) {
       Keyset.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -1077,6 +1186,14 @@ export const ListKeysetsResponse: MessageFns<ListKeysetsResponse> = {
             message.keysets.push(Keyset.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1092,6 +1209,11 @@ export const ListKeysetsResponse: MessageFns<ListKeysetsResponse> = {
   fromJSON(object: any): ListKeysetsResponse {
     return {
       keysets: globalThis.Array.isArray(object?.keysets) ? object.keysets.map((e: any) => Keyset.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1099,6 +1221,9 @@ export const ListKeysetsResponse: MessageFns<ListKeysetsResponse> = {
     const obj: any = {};
     if (message.keysets?.length) {
       obj.keysets = message.keysets.map((e) => Keyset.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -1109,6 +1234,7 @@ export const ListKeysetsResponse: MessageFns<ListKeysetsResponse> = {
   fromPartial(object: DeepPartial<ListKeysetsResponse>): ListKeysetsResponse {
     const message = createBaseListKeysetsResponse();
     message.keysets = object.keysets?.map((e) => Keyset.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -1344,13 +1470,16 @@ export const PutResourceRequest: MessageFns<PutResourceRequest> = {
 };
 
 function createBaseListResourcesResponse(): ListResourcesResponse {
-  return { resources: [] };
+  return { resources: [], next_page_token: "" };
 }
 
 export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
   encode(message: ListResourcesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.resources) {
       ResourceInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -1376,6 +1505,14 @@ export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
             message.resources.push(ResourceInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1393,6 +1530,11 @@ export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
       resources: globalThis.Array.isArray(object?.resources)
         ? object.resources.map((e: any) => ResourceInfo.fromJSON(e))
         : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1400,6 +1542,9 @@ export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
     const obj: any = {};
     if (message.resources?.length) {
       obj.resources = message.resources.map((e) => ResourceInfo.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -1410,6 +1555,7 @@ export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
   fromPartial(object: DeepPartial<ListResourcesResponse>): ListResourcesResponse {
     const message = createBaseListResourcesResponse();
     message.resources = object.resources?.map((e) => ResourceInfo.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -1653,13 +1799,16 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
 };
 
 function createBaseListReportKeysResponse(): ListReportKeysResponse {
-  return { keys: [] };
+  return { keys: [], next_page_token: "" };
 }
 
 export const ListReportKeysResponse: MessageFns<ListReportKeysResponse> = {
   encode(message: ListReportKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.keys) {
       ReportKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -1685,6 +1834,14 @@ export const ListReportKeysResponse: MessageFns<ListReportKeysResponse> = {
             message.keys.push(ReportKey.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1698,13 +1855,23 @@ export const ListReportKeysResponse: MessageFns<ListReportKeysResponse> = {
   },
 
   fromJSON(object: any): ListReportKeysResponse {
-    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => ReportKey.fromJSON(e)) : [] };
+    return {
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => ReportKey.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListReportKeysResponse): unknown {
     const obj: any = {};
     if (message.keys?.length) {
       obj.keys = message.keys.map((e) => ReportKey.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -1715,6 +1882,7 @@ export const ListReportKeysResponse: MessageFns<ListReportKeysResponse> = {
   fromPartial(object: DeepPartial<ListReportKeysResponse>): ListReportKeysResponse {
     const message = createBaseListReportKeysResponse();
     message.keys = object.keys?.map((e) => ReportKey.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -1893,13 +2061,16 @@ export const Connection: MessageFns<Connection> = {
 };
 
 function createBaseListConnectionsResponse(): ListConnectionsResponse {
-  return { connections: [] };
+  return { connections: [], next_page_token: "" };
 }
 
 export const ListConnectionsResponse: MessageFns<ListConnectionsResponse> = {
   encode(message: ListConnectionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.connections) {
       Connection.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -1925,6 +2096,14 @@ export const ListConnectionsResponse: MessageFns<ListConnectionsResponse> = {
             message.connections.push(Connection.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1942,6 +2121,11 @@ export const ListConnectionsResponse: MessageFns<ListConnectionsResponse> = {
       connections: globalThis.Array.isArray(object?.connections)
         ? object.connections.map((e: any) => Connection.fromJSON(e))
         : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1949,6 +2133,9 @@ export const ListConnectionsResponse: MessageFns<ListConnectionsResponse> = {
     const obj: any = {};
     if (message.connections?.length) {
       obj.connections = message.connections.map((e) => Connection.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -1959,6 +2146,7 @@ export const ListConnectionsResponse: MessageFns<ListConnectionsResponse> = {
   fromPartial(object: DeepPartial<ListConnectionsResponse>): ListConnectionsResponse {
     const message = createBaseListConnectionsResponse();
     message.connections = object.connections?.map((e) => Connection.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -2260,7 +2448,7 @@ export const AuditEntry: MessageFns<AuditEntry> = {
 };
 
 function createBaseListAuditRequest(): ListAuditRequest {
-  return { since: "", launch_id: "", ref_id: "", limit: 0 };
+  return { since: "", launch_id: "", ref_id: "", limit: 0, page_token: "" };
 }
 
 export const ListAuditRequest: MessageFns<ListAuditRequest> = {
@@ -2276,6 +2464,9 @@ export const ListAuditRequest: MessageFns<ListAuditRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(32).uint32(message.limit);
+    }
+    if (message.page_token !== "") {
+      writer.uint32(42).string(message.page_token);
     }
     return writer;
   },
@@ -2325,6 +2516,14 @@ export const ListAuditRequest: MessageFns<ListAuditRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2351,6 +2550,11 @@ export const ListAuditRequest: MessageFns<ListAuditRequest> = {
         ? globalThis.String(object.ref_id)
         : "",
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      page_token: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -2368,6 +2572,9 @@ export const ListAuditRequest: MessageFns<ListAuditRequest> = {
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
     }
+    if (message.page_token !== "") {
+      obj.pageToken = message.page_token;
+    }
     return obj;
   },
 
@@ -2380,18 +2587,22 @@ export const ListAuditRequest: MessageFns<ListAuditRequest> = {
     message.launch_id = object.launch_id ?? "";
     message.ref_id = object.ref_id ?? "";
     message.limit = object.limit ?? 0;
+    message.page_token = object.page_token ?? "";
     return message;
   },
 };
 
 function createBaseListAuditResponse(): ListAuditResponse {
-  return { entries: [] };
+  return { entries: [], next_page_token: "" };
 }
 
 export const ListAuditResponse: MessageFns<ListAuditResponse> = {
   encode(message: ListAuditResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.entries) {
       AuditEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
     }
     return writer;
   },
@@ -2417,6 +2628,14 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
             message.entries.push(AuditEntry.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2432,6 +2651,11 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
   fromJSON(object: any): ListAuditResponse {
     return {
       entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => AuditEntry.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -2439,6 +2663,9 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
     const obj: any = {};
     if (message.entries?.length) {
       obj.entries = message.entries.map((e) => AuditEntry.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
     }
     return obj;
   },
@@ -2449,6 +2676,7 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
   fromPartial(object: DeepPartial<ListAuditResponse>): ListAuditResponse {
     const message = createBaseListAuditResponse();
     message.entries = object.entries?.map((e) => AuditEntry.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
