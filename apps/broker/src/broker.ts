@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -9,18 +9,22 @@ import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
-import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
+import { AdminAuth, loadOrCreateAdminToken, reflectionNeedsToken } from './admin/auth';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
+import { BrokerMetrics, serveMetrics } from './metrics';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
   address: string;
   adminAddress: string;
+  /** host:port of the metrics listener, when --metrics-listen was given */
+  metricsAddress?: string;
+  metrics: BrokerMetrics;
   store: Store;
   close(): Promise<void>;
 }
@@ -39,6 +43,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
 export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
+/** grpc-health-check ships the health service's proto: reflection on the guest port describes it too. */
+const HEALTH_PROTO = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1/health.proto');
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;
 const AUDIT_PURGE_INTERVAL_MS = 60 * 60_000;
@@ -67,14 +73,17 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     throw e;
   }
 
-  const server = new Server({ ...KEYBROKER_SERVER_OPTIONS });
+  const metrics = new BrokerMetrics();
+  const server = new Server({ ...KEYBROKER_SERVER_OPTIONS, interceptors: [metrics.interceptor('guest')] });
   const ecdh = new EcdhPool();
+  metrics.watch({ store, ecdh, audit: ctx.audit, now: ctx.now });
   server.addService(keybroker.KeyBrokerServiceService, keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
+  new ReflectionService(loadSync([join(PROTO_DIR, 'keybroker.proto'), HEALTH_PROTO])).addToServer(server);
 
-  const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const reflectionGuard = reflectionNeedsToken(auth, (peer) => logger.warn('admin reflection refused: bad or missing token', { peer }));
+  const adminServer = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024, interceptors: [metrics.interceptor('admin'), reflectionGuard] });
   adminServer.addService(admin.BrokerAdminService, adminService(ctx, auth));
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
@@ -82,12 +91,15 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     cert && key ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false) : ServerCredentials.createInsecure();
   let address: string;
   let adminAddress: string;
+  let metricsListener: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     address = await bind(server, config.listen, creds(config.tlsCert, config.tlsKey));
     adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
+    if (config.metricsListen) metricsListener = await serveMetrics(metrics, config.metricsListen, logger);
   } catch (e) {
     server.forceShutdown();
     adminServer.forceShutdown();
+    await metricsListener?.close();
     await ecdh.close();
     if (ownsStore) await store.close();
     throw e;
@@ -97,6 +109,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     tls: Boolean(config.tlsCert),
     admin: adminAddress,
     adminTls: Boolean(config.adminTlsCert),
+    metrics: metricsListener?.address ?? null,
     database: store.driver,
     auditRetentionDays: config.auditRetentionDays, // 0: kept forever
   });
@@ -140,6 +153,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   return {
     address,
     adminAddress,
+    metricsAddress: metricsListener?.address,
+    metrics,
     store,
     async close() {
       clearInterval(purge);
@@ -149,7 +164,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
-      await Promise.all([shutdown(server), shutdown(adminServer)]);
+      await Promise.all([shutdown(server), shutdown(adminServer), metricsListener?.close()]);
       await ctx.audit.flush();
       await purging;
       if (ownsStore) await store.close();

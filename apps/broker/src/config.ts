@@ -32,6 +32,9 @@ export interface BrokerConfig {
    */
   requestTimeoutSeconds: number;
   logLevel: LogLevel;
+  // --- observability ---
+  /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
+  metricsListen?: string;
 }
 
 export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
@@ -71,6 +74,10 @@ Policy and limits:
   --request-timeout SECONDS   a guest-facing call unanswered this long gets DEADLINE_EXCEEDED; with --database-url
                               also the statement timeout (KB_REQUEST_TIMEOUT, default 10; fractions allowed; 0.05–600)
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
+
+Observability:
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (KB_METRICS_LISTEN; off unless
+                              given). Plain HTTP without authentication: keep it on a private address
   -h, --help                  show this help
 `;
 
@@ -80,6 +87,23 @@ export const MAX_AUDIT_RETENTION_DAYS = 36_500;
 /** Below this, ordinary calls on a loaded machine would time out; above it, a stuck call holds its resources too long. */
 export const MIN_REQUEST_TIMEOUT_SECONDS = 0.05;
 export const MAX_REQUEST_TIMEOUT_SECONDS = 600;
+
+/**
+ * HOST:PORT or [IPv6]:PORT, checked before anything is opened. The host is required: listening on every interface
+ * should be written out (0.0.0.0:PORT), not be what a bare port means.
+ */
+export function parseHostPort(flag: string, address: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`--${flag} must be HOST:PORT (e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464), got ${JSON.stringify(address)}`);
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function optionalHostPort(flag: string, v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  parseHostPort(flag, v);
+  return v;
+}
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
   const { values } = parseArgs({
@@ -107,6 +131,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'audit-retention': { type: 'string' },
       'request-timeout': { type: 'string' },
       'log-level': { type: 'string' },
+      'metrics-listen': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -153,6 +178,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     maxSecretsPerRequest: 64,
     requestTimeoutSeconds: num('request-timeout', values['request-timeout'] ?? env.KB_REQUEST_TIMEOUT, 10, MIN_REQUEST_TIMEOUT_SECONDS, MAX_REQUEST_TIMEOUT_SECONDS),
     logLevel,
+    metricsListen: optionalHostPort('metrics-listen', values['metrics-listen'] ?? env.KB_METRICS_LISTEN),
   };
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');
   if (Boolean(cfg.adminTlsCert) !== Boolean(cfg.adminTlsKey)) throw new ConfigError('--admin-tls-cert and --admin-tls-key go together');
