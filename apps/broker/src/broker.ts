@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { admin, keybroker } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
@@ -44,7 +44,7 @@ const MAX_MESSAGE_BYTES = 64 * 1024;
 export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 256 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
 /** grpc-health-check ships the health service's proto: reflection on the guest port describes it too. */
-const HEALTH_PROTO = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1/health.proto');
+const HEALTH_PROTO = healthProtoPath;
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;
 const AUDIT_PURGE_INTERVAL_MS = 60 * 60_000;
