@@ -26,8 +26,8 @@ import {
   type ExtraRoot,
   type SevEsLaunchDigestInput,
   type SevLaunchDigestInput,
-} from '../../libs/sev/src';
-import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor } from '../../libs/sev-sim/src';
+} from '@kb/sev';
+import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor } from '@kb/sev-sim';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { fmt, measure, table, type MeasureResult } from './harness';
 
