@@ -50,11 +50,13 @@ export function createLogger(level: LogLevel = 'info', sink?: (line: string) => 
     },
     destination,
   );
+  // The message goes in first, as a field: the line reads level, time, msg, then the event's fields (as before pino,
+  // and what people grep for); pino would otherwise append msg after the fields.
   return {
-    debug: (m, f) => p.debug(f ?? {}, m),
-    info: (m, f) => p.info(f ?? {}, m),
-    warn: (m, f) => p.warn(f ?? {}, m),
-    error: (m, f) => p.error(f ?? {}, m),
+    debug: (m, f) => p.debug({ msg: m, ...f }),
+    info: (m, f) => p.info({ msg: m, ...f }),
+    warn: (m, f) => p.warn({ msg: m, ...f }),
+    error: (m, f) => p.error({ msg: m, ...f }),
   };
 }
 

@@ -2,6 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { admin } from '@kb/grpc-api';
 import { openStore, type Store } from '@kb/store';
 import { Client } from 'pg';
+import { createServer, type AddressInfo } from 'node:net';
+import { ConfigError, parseConfig } from '../src/config';
 import { ADMIN_TOKEN, MASTER_KEY, policyFor, startTestBroker, testDatabase, type TestBroker } from './support/broker';
 import { failure, OwnerClient } from './support/grpc';
 import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
@@ -175,6 +177,46 @@ describe('metrics are off unless --metrics-listen is given', () => {
       expect(tb.broker.metricsAddress).toBeUndefined();
     } finally {
       await tb.close();
+      await store.close();
+    }
+  });
+});
+
+describe('--metrics-listen / KB_METRICS_LISTEN', () => {
+  const parse = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const c = parseConfig(args, env);
+    if (c === 'help') throw new Error('unreachable');
+    return c.metricsListen;
+  };
+
+  it('takes HOST:PORT or [IPv6]:PORT, from the flag or the environment (the flag wins)', () => {
+    expect(parse(['--metrics-listen', '0.0.0.0:9464'])).toBe('0.0.0.0:9464');
+    expect(parse(['--metrics-listen', '[::1]:9464'])).toBe('[::1]:9464');
+    expect(parse([], { KB_METRICS_LISTEN: 'metrics.internal:9100' })).toBe('metrics.internal:9100');
+    expect(parse(['--metrics-listen', '127.0.0.1:1'], { KB_METRICS_LISTEN: '127.0.0.1:2' })).toBe('127.0.0.1:1');
+    expect(parse([])).toBeUndefined();
+  });
+
+  it('refuses anything else before the broker opens anything, naming the flag', () => {
+    for (const bad of ['9464', 'localhost', ':9464', '127.0.0.1:70000', '127.0.0.1:', 'http://127.0.0.1:9464', '::1:9464']) {
+      expect(() => parse(['--metrics-listen', bad])).toThrow(ConfigError);
+      expect(() => parse(['--metrics-listen', bad])).toThrow(/--metrics-listen must be HOST:PORT/);
+    }
+  });
+
+  it('a metrics port in use stops the start-up with one clear message, and frees the other ports', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const db = await testDatabase('pglite');
+    const store = await db.open();
+    try {
+      await expect(startTestBroker(store, { metricsListen: `127.0.0.1:${port}` })).rejects.toThrow(`cannot listen on 127.0.0.1:${port} (--metrics-listen)`);
+      // the same store serves a broker started right after: nothing was left half-open
+      const tb = await startTestBroker(store);
+      await tb.close();
+    } finally {
+      taken.close();
       await store.close();
     }
   });
