@@ -169,7 +169,10 @@ export class BrokerMetrics {
 
   /**
    * One gRPC server interceptor per listener sees every call to a registered method — handlers, health, reflection,
-   * refusals before the handler (bad token, undecodable message) — so no handler counts anything itself.
+   * refusals before the handler (bad token, undecodable message) — so no handler counts anything itself. It must be
+   * the first interceptor of its server: it then holds grpc-js's own call object, whose sendStatus every answer goes
+   * through, including those grpc-js sends itself past all interceptors (a request it cannot decode or that is too
+   * large, its own deadline timer). A call the client abandons before any answer is counted as CANCELLED.
    */
   interceptor(api: Api): ServerInterceptor {
     return (method, call) => {
@@ -180,13 +183,13 @@ export class BrokerMetrics {
         done = true;
         this.observe(api, method.path, code, (performance.now() - start) / 1000);
       };
-      return new ServerInterceptingCall(call, {
-        start: (next) => next({ onCancel: () => finish(status.CANCELLED) }),
-        sendStatus: (st, next) => {
-          finish(st.code);
-          next(st);
-        },
-      });
+      const send = call.sendStatus.bind(call);
+      call.sendStatus = (st) => {
+        finish(st.code);
+        send(st);
+      };
+      // grpc-js notifies onCancel after every answer too; by then the call is counted and this does nothing.
+      return new ServerInterceptingCall(call, { start: (next) => next({ onCancel: () => finish(status.CANCELLED) }) });
     };
   }
 }

@@ -7,6 +7,7 @@ import { ConfigError, parseConfig } from '../src/config';
 import { ADMIN_TOKEN, MASTER_KEY, policyFor, startTestBroker, testDatabase, type TestBroker } from './support/broker';
 import { failure, OwnerClient } from './support/grpc';
 import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
+import { rawClient, rawUnary } from './support/fuzz';
 import { httpGet, scrape, value, type Sample } from './support/prometheus';
 import { eventually } from './support/wait';
 
@@ -83,6 +84,25 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     // every agreement the ECDH pool served is counted, whatever it found made ahead
     expect(moved(before, after, 'kb_ecdh_agreements_total')).toBe(2);
     expect(value(after, 'kb_ecdh_pool_stock')).toBeGreaterThanOrEqual(0);
+  });
+
+  it('counts what grpc-js answers itself, before any handler: an undecodable request, one over the size limit', async () => {
+    const before = await scrape(metricsAt);
+    const raw = rawClient(tb.broker.address);
+    let truncated, oversized;
+    try {
+      truncated = await rawUnary(raw, BUNDLE, Buffer.from([0x0a, 0xff, 0x01, 0x41])); // field 1 claims 255 bytes, has 2
+      oversized = await rawUnary(raw, BUNDLE, Buffer.alloc(80 * 1024, 0x41)); // over the 64 KiB request limit
+    } finally {
+      raw.close();
+    }
+    expect(truncated.code).not.toBe(status.OK);
+    expect(oversized.code).toBe(status.RESOURCE_EXHAUSTED);
+    const after = await scrape(metricsAt);
+    const code = (c: status) => status[c];
+    expect(moved(before, after, 'kb_rpc_requests_total', { api: 'guest', method: BUNDLE, code: code(truncated.code) })).toBe(1);
+    expect(moved(before, after, 'kb_rpc_requests_total', { api: 'guest', method: BUNDLE, code: 'RESOURCE_EXHAUSTED' })).toBe(1);
+    expect(moved(before, after, 'kb_rpc_requests_total', { api: 'guest', method: BUNDLE, code: 'CANCELLED' })).toBe(0);
   });
 
   it('counts admin calls, refusals of a bad token included', async () => {
