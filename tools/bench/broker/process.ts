@@ -1,4 +1,4 @@
-/** Process control: the benchmark databases and the broker under test (in this process or its own), and their clean-up. */
+/** Process control: the benchmark's databases, the broker under test (in this process or its own), their clean-up. */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,7 @@
-/** The benchmark's statistics beyond latency percentiles (../harness.ts): CPU shares, paced run lengths, the open-loop
- * p99 goal and the transport floor. Pure functions, unit-tested in tools/test/bench-stats.test.ts. */
+/**
+ * The benchmark's statistics beyond latency percentiles (../harness.ts): CPU shares, paced run lengths, the open-loop
+ * p99 goal and the transport floor. Pure functions, unit-tested in tools/test/bench-stats.test.ts.
+ */
 import { GOAL_LAUNCH_CLIENTS, GOAL_LAUNCH_P99_MS } from './constants';
 import { type Options } from './options';
 import { type DriverResult, type PacedRate, type PacedResult } from './results';
