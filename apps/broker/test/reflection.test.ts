@@ -3,10 +3,13 @@ import { credentials, loadPackageDefinition, Metadata, status, type Client, type
 import { loadSync } from '@grpc/proto-loader';
 import { ADMIN_TOKEN, startTestBroker, testDatabase, type TestBroker } from './support/broker';
 
-/** The reflection client grpcurl is: grpc.reflection.v1 from the proto @grpc/reflection ships. */
-const REFLECTION_PROTO = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
-const reflection = loadPackageDefinition(loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as {
-  grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } };
+/** The reflection client grpcurl is: grpc.reflection.v1 (and v1alpha, which older grpcurl uses) from the protos @grpc/reflection ships. */
+type Version = 'v1' | 'v1alpha';
+const protoOf = (v: Version) => join(dirname(require.resolve('@grpc/reflection/package.json')), `build/proto/grpc/reflection/${v}/reflection.proto`);
+const reflection = loadPackageDefinition(
+  loadSync([protoOf('v1'), protoOf('v1alpha')], { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true }),
+) as unknown as {
+  grpc: { reflection: Record<Version, { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client }> };
 };
 
 interface ReflectionResponse {
@@ -16,8 +19,8 @@ interface ReflectionResponse {
 }
 
 /** One ServerReflectionInfo stream carrying one request; resolves to the single answer or the call's error. */
-function ask(address: string, request: Record<string, unknown>, md = new Metadata()): Promise<ReflectionResponse> {
-  const client = new reflection.grpc.reflection.v1.ServerReflection(address, credentials.createInsecure());
+function ask(address: string, request: Record<string, unknown>, md = new Metadata(), version: Version = 'v1'): Promise<ReflectionResponse> {
+  const client = new reflection.grpc.reflection[version].ServerReflection(address, credentials.createInsecure());
   const stream = (client as unknown as { ServerReflectionInfo(md: Metadata): ClientDuplexStream<unknown, ReflectionResponse> }).ServerReflectionInfo(md);
   return new Promise<ReflectionResponse>((resolve, reject) => {
     stream.once('data', (r: ReflectionResponse) => {
@@ -62,8 +65,14 @@ describe('server reflection (what grpcurl list shows)', () => {
   });
 
   it('refuses reflection on the admin port without the token, or with a wrong one', async () => {
-    for (const md of [new Metadata(), bearer('not-the-admin-token-at-all'), bearer(ADMIN_TOKEN.slice(0, -1))]) {
-      const err = (await ask(tb.broker.adminAddress, { list_services: '' }, md).then(
+    const attempts: [Metadata, Version][] = [
+      [new Metadata(), 'v1'],
+      [bearer('not-the-admin-token-at-all'), 'v1'],
+      [bearer(ADMIN_TOKEN.slice(0, -1)), 'v1'],
+      [new Metadata(), 'v1alpha'],
+    ];
+    for (const [md, version] of attempts) {
+      const err = (await ask(tb.broker.adminAddress, { list_services: '' }, md, version).then(
         () => {
           throw new Error('reflection answered without a valid token');
         },
@@ -76,6 +85,9 @@ describe('server reflection (what grpcurl list shows)', () => {
 
   it('serves reflection on the admin port with the token', async () => {
     expect(await list(tb.broker.adminAddress, bearer(ADMIN_TOKEN))).toEqual(['kb.admin.v1.BrokerAdmin']);
+    expect(((await ask(tb.broker.adminAddress, { list_services: '' }, bearer(ADMIN_TOKEN), 'v1alpha')).list_services_response?.service ?? []).map((x) => x.name)).toEqual([
+      'kb.admin.v1.BrokerAdmin',
+    ]);
     const r = await ask(tb.broker.adminAddress, { file_containing_symbol: 'kb.admin.v1.BrokerAdmin' }, bearer(ADMIN_TOKEN));
     expect(r.file_descriptor_response?.file_descriptor_proto.length).toBeGreaterThan(0);
   });
