@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
-import type { FirmwareVersion, SimulatedPlatform } from '../../libs/sev-sim/src';
-import { loadPlatform, savePlatform, SimulatedSecureProcessor } from '../../libs/sev-sim/src';
+import type { FirmwareVersion, SimulatedPlatform } from '@kb/sev-sim';
+import { loadPlatform, savePlatform, SimulatedSecureProcessor } from '@kb/sev-sim';
 
 /** What every simulated launch uses: the guest policy, the measured image, and the secret the guest must receive. */
 export interface HostLaunch {

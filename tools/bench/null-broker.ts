@@ -14,8 +14,8 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { KEYBROKER_SERVER_OPTIONS } from '../../apps/broker/src/broker';
-import { keybroker } from '../../libs/grpc-api/src';
+import { KEYBROKER_SERVER_OPTIONS } from '@kb/broker';
+import { keybroker } from '@kb/grpc-api';
 import { cpuMsOf } from './proc-stat';
 
 /** What the null broker answers, every time. */

@@ -30,8 +30,8 @@ import {
   type SevEsLaunchDigestInput,
   type SevLaunchDigestInput,
   type SnpLaunchDigestInput,
-} from '../../libs/sev/src';
-import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor } from '../../libs/sev-sim/src';
+} from '@kb/sev';
+import { createPlatform, platformChain, platformRoot, SimulatedSecureProcessor } from '@kb/sev-sim';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
 import { fmt, measure, table, type MeasureResult } from './harness';
 

@@ -18,7 +18,7 @@ import { verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseSnpCertificate, parseSnpReport, reportSignatureP1363, verifySnpReport } from '../../libs/sev/src';
+import { parseSnpCertificate, parseSnpReport, reportSignatureP1363, verifySnpReport } from '@kb/sev';
 import { performance } from 'node:perf_hooks';
 import { fmt, table } from './harness';
 

@@ -16,6 +16,8 @@ export class AuditTrail {
   private queue: AuditEntryInput[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly writing = new Set<Promise<void>>();
+  /** the batches being written, for backlog() */
+  private readonly inFlight = new Map<Promise<void>, AuditEntryInput[]>();
 
   constructor(
     private readonly store: Store,
@@ -26,6 +28,18 @@ export class AuditTrail {
     this.queue.push(jsonSafe({ ...entry, at: entry.at ?? new Date() }));
     if (this.queue.length >= MAX_BATCH) this.write();
     else if (this.writing.size === 0) this.timer ??= setTimeout(() => this.write(), BATCH_DELAY_MS);
+  }
+
+  /** Entries recorded and not yet written (queued or in a batch being written), and when the oldest was recorded. */
+  backlog(): { entries: number; oldestAt?: Date } {
+    let entries = this.queue.length;
+    let oldestAt = this.queue[0]?.at ?? undefined;
+    for (const batch of this.inFlight.values()) {
+      entries += batch.length;
+      const at = batch[0]?.at;
+      if (at && (!oldestAt || at < oldestAt)) oldestAt = at;
+    }
+    return { entries, oldestAt };
   }
 
   async flush(): Promise<void> {
@@ -47,9 +61,11 @@ export class AuditTrail {
       )
       .finally(() => {
         this.writing.delete(p);
+        this.inFlight.delete(p);
         if (this.queue.length > 0) this.write(); // what gathered meanwhile
       });
     this.writing.add(p);
+    this.inFlight.set(p, batch);
   }
 
   private failed(entry: AuditEntryInput, e: Error): void {

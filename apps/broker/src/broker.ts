@@ -3,13 +3,13 @@ import { join, resolve } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { admin, keybroker, strictDecoding } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
-import { AdminAuth, loadOrCreateAdminToken } from './admin/auth';
+import { AdminAuth, loadOrCreateAdminToken, reflectionNeedsToken } from './admin/auth';
 import { MAX_ADMIN_REQUEST_BYTES } from './admin/limits';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
@@ -18,11 +18,15 @@ import { EcdhPool } from './keybroker/ecdh-pool';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
+import { BrokerMetrics, serveMetrics } from './metrics';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
   address: string;
   adminAddress: string;
+  /** host:port of the metrics listener, when --metrics-listen was given */
+  metricsAddress?: string;
+  metrics: BrokerMetrics;
   store: Store;
   close(): Promise<void>;
 }
@@ -41,6 +45,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
 export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 100 } as const;
 const PROTO_DIR = resolve(__dirname, '../../../proto');
+/** grpc-health-check ships the health service's proto: reflection on the guest port describes it too. */
+const HEALTH_PROTO = healthProtoPath;
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
 const PURGE_INTERVAL_MS = 60_000;
 const AUDIT_PURGE_INTERVAL_MS = 60 * 60_000;
@@ -69,6 +75,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     throw e;
   }
 
+  const metrics = new BrokerMetrics();
   const server = new Server({
     ...KEYBROKER_SERVER_OPTIONS,
     ...grpcLimitOptions({
@@ -79,16 +86,19 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       graceSeconds: config.requestArrivalTimeoutSeconds + config.requestTimeoutSeconds + 1,
       maxStreamsPerConnection: config.maxStreamsPerConnection,
     }),
-    interceptors: [arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
+    // metrics first: it holds grpc-js's own call, through which every answer goes (see BrokerMetrics.interceptor)
+    interceptors: [metrics.interceptor('guest'), arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
   });
   const ecdh = new EcdhPool();
+  metrics.watch({ store, ecdh, audit: ctx.audit, now: ctx.now });
   // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
   server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(loadSync(join(PROTO_DIR, 'keybroker.proto'))).addToServer(server);
+  new ReflectionService(loadSync([join(PROTO_DIR, 'keybroker.proto'), HEALTH_PROTO])).addToServer(server);
 
-  const adminServer = new Server({ 'grpc.max_receive_message_length': MAX_ADMIN_REQUEST_BYTES });
+  const reflectionGuard = reflectionNeedsToken(auth, (peer) => logger.warn('admin reflection refused: bad or missing token', { peer }));
+  const adminServer = new Server({ 'grpc.max_receive_message_length': MAX_ADMIN_REQUEST_BYTES, interceptors: [metrics.interceptor('admin'), reflectionGuard] });
   adminServer.addService(strictDecoding(admin.BrokerAdminService), adminService(ctx, auth));
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
@@ -99,15 +109,18 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   // The guest-facing port is accepted by the per-peer gate, which hands admitted connections to grpc-js.
   const injector = server.createConnectionInjector(creds(config.tlsCert, config.tlsKey));
   let gate: GatedListener | undefined;
+  let metricsListener: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener');
     address = gate.address;
     adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
+    if (config.metricsListen) metricsListener = await serveMetrics(metrics, config.metricsListen, logger);
   } catch (e) {
     await gate?.close();
     injector.destroy();
     server.forceShutdown();
     adminServer.forceShutdown();
+    await metricsListener?.close();
     await ecdh.close();
     if (ownsStore) await store.close();
     throw e;
@@ -117,6 +130,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     tls: Boolean(config.tlsCert),
     admin: adminAddress,
     adminTls: Boolean(config.adminTlsCert),
+    metrics: metricsListener?.address ?? null,
     database: store.driver,
     auditRetentionDays: config.auditRetentionDays, // 0: kept forever
   });
@@ -160,6 +174,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   return {
     address,
     adminAddress,
+    metricsAddress: metricsListener?.address,
+    metrics,
     store,
     async close() {
       clearInterval(purge);
@@ -169,7 +185,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
-      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer)]);
+      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer), metricsListener?.close()]);
       injector.destroy();
       await ctx.audit.flush();
       await purging;

@@ -40,6 +40,9 @@ export interface BrokerConfig {
   keepaliveSeconds: number;
   requestArrivalTimeoutSeconds: number;
   logLevel: LogLevel;
+  // --- observability ---
+  /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
+  metricsListen?: string;
 }
 
 export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
@@ -93,6 +96,10 @@ Connections on the guest-facing listener (untrusted callers):
                               (KB_REQUEST_ARRIVAL_TIMEOUT, default 10; 0.05–600)
 
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
+
+Observability:
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (KB_METRICS_LISTEN; off unless
+                              given). Plain HTTP without authentication: keep it on a private address
   -h, --help                  show this help
 `;
 
@@ -104,6 +111,23 @@ export const MIN_REQUEST_TIMEOUT_SECONDS = 0.05;
 export const MAX_REQUEST_TIMEOUT_SECONDS = 600;
 /** setTimeout's limit (2^31 − 1 ms), rounded down: a longer timer would fire at once. */
 export const MAX_TIMER_SECONDS = 2_000_000;
+
+/**
+ * HOST:PORT or [IPv6]:PORT, checked before anything is opened. The host is required: listening on every interface
+ * should be written out (0.0.0.0:PORT), not be what a bare port means.
+ */
+export function parseHostPort(flag: string, address: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`--${flag} must be HOST:PORT (e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464), got ${JSON.stringify(address)}`);
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function optionalHostPort(flag: string, v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  parseHostPort(flag, v);
+  return v;
+}
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig | 'help' {
   const { values } = parseArgs({
@@ -138,6 +162,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       keepalive: { type: 'string' },
       'request-arrival-timeout': { type: 'string' },
       'log-level': { type: 'string' },
+      'metrics-listen': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -202,6 +227,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       MAX_REQUEST_TIMEOUT_SECONDS,
     ),
     logLevel,
+    metricsListen: optionalHostPort('metrics-listen', values['metrics-listen'] ?? env.KB_METRICS_LISTEN),
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');

@@ -157,7 +157,15 @@ export function arrivalDeadline(ms: number, logger: Logger): ServerInterceptor {
   };
 }
 
+/**
+ * grpc-js's own call holds the HTTP/2 stream (private field `stream`); an interceptor placed after another one (the
+ * metrics interceptor comes first) sees a ServerInterceptingCall and reaches it through `nextCall` links.
+ */
 function http2StreamOf(call: unknown): ServerHttp2Stream | undefined {
-  const stream = (call as { stream?: Partial<ServerHttp2Stream> }).stream;
-  return stream && typeof stream.close === 'function' && typeof stream.destroyed === 'boolean' ? (stream as ServerHttp2Stream) : undefined;
+  let c = call as { stream?: Partial<ServerHttp2Stream>; nextCall?: unknown } | undefined;
+  for (let depth = 0; c && depth < 8; depth++, c = c.nextCall as typeof c) {
+    const stream = c.stream;
+    if (stream && typeof stream.close === 'function' && typeof stream.destroyed === 'boolean') return stream as ServerHttp2Stream;
+  }
+  return undefined;
 }

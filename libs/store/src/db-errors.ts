@@ -19,6 +19,14 @@ interface CodedError extends Error {
 const CONNECT_STATES = /^(08...|28...|3D000|53300|57P0[1-3])$/;
 const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EAI_AGAIN', 'EPIPE']);
 
+/**
+ * Statements cancelled (statement_timeout, lock_timeout) so far in this process, for the broker's metrics. Counted
+ * here because every driver failure passes through this translation exactly once (a StoreError is returned as is).
+ * Per process, not per store: a broker opens one store.
+ */
+let cancelledStatements = 0;
+export const statementTimeouts = () => cancelledStatements;
+
 export function toStoreError(e: unknown, hints: ErrorHints = {}): StoreError {
   if (e instanceof StoreError) return e;
   const coded = findCodedError(e);
@@ -41,7 +49,10 @@ export function toStoreError(e: unknown, hints: ErrorHints = {}): StoreError {
     return new StoreError('ERR_STORE_ARGUMENT', `value rejected by the database: ${coded.message}`, { cause });
   }
   // query_canceled: statement_timeout (statementTimeoutMs) or pg_cancel_backend; lock_not_available: lock_timeout
-  if (code === '57014' || code === '55P03') return new StoreError('ERR_STORE_TIMEOUT', `statement cancelled: ${coded.message}`, { cause });
+  if (code === '57014' || code === '55P03') {
+    cancelledStatements++;
+    return new StoreError('ERR_STORE_TIMEOUT', `statement cancelled: ${coded.message}`, { cause });
+  }
   if (CONNECT_STATES.test(code) || CONNECT_ERRNOS.has(code)) {
     return new StoreError('ERR_STORE_CONNECT', `database unavailable: ${coded.message}`, { cause });
   }

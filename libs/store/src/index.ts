@@ -7,6 +7,7 @@ export {
   PGLITE_SUBDIR,
   PGLITE_LOCK_FILE,
   type Store,
+  type StoreStats,
   type StoreOptions,
   type PgliteStoreOptions,
   type PgStoreOptions,

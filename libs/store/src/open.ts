@@ -12,6 +12,7 @@ import { auditLogStore, type AuditLogStore } from './audit-log';
 import { connectionStore, type ConnectionStore } from './connections';
 import { createContext, type Db } from './context';
 import { lockDataDir, type DataDirLock } from './data-dir-lock';
+import { statementTimeouts } from './db-errors';
 import { StoreError } from './errors';
 import { keysetStore, type KeysetStore } from './keysets';
 import { launchSessionStore, type LaunchSessionStore } from './launch-sessions';
@@ -69,8 +70,18 @@ export interface Store
     ReleaseCountStore,
     AuditLogStore {
   readonly driver: 'pglite' | 'pg';
+  /** What the broker's metrics read: cheap, no query. */
+  stats(): StoreStats;
   /** Idempotent; later calls on the store fail with ERR_STORE_CLOSED. */
   close(): Promise<void>;
+}
+
+/** A snapshot for monitoring. */
+export interface StoreStats {
+  /** node-postgres pool (PostgreSQL only): open, idle, callers waiting for a connection, size. */
+  pool?: { total: number; idle: number; waiting: number; max: number };
+  /** Statements cancelled by statement_timeout or lock_timeout in this process (see db-errors.ts). */
+  statementTimeouts: number;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -112,7 +123,7 @@ export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFo
     await migratePglite(client, migrationsFolder);
     const db: Db = drizzlePglite({ client });
     await checkMasterKey(db, sealer);
-    return assemble('pglite', db, sealer, () => client.close().finally(released));
+    return assemble('pglite', db, sealer, () => client.close().finally(released), () => undefined);
   } catch (e) {
     await client.close().catch(() => undefined);
     released();
@@ -137,18 +148,19 @@ async function openPostgres(options: PgStoreOptions, sealer: Sealer, migrationsF
   try {
     const db: Db = drizzlePg({ client: pool });
     await checkMasterKey(db, sealer);
-    return assemble('pg', db, sealer, () => pool.end());
+    return assemble('pg', db, sealer, () => pool.end(), () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: maxConnections }));
   } catch (e) {
     await pool.end().catch(() => undefined);
     throw e;
   }
 }
 
-function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: () => Promise<void>): Store {
+function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: () => Promise<void>, pool: () => StoreStats['pool']): Store {
   let closed = false;
   const ctx = createContext(db, sealer, () => closed);
   return {
     driver,
+    stats: () => ({ pool: pool(), statementTimeouts: statementTimeouts() }),
     ...policyStore(ctx),
     ...secretStore(ctx),
     ...keysetStore(ctx),

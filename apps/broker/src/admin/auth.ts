@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Metadata } from '@grpc/grpc-js';
+import { ServerInterceptingCall, status, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
 
 /**
  * Bearer-token check for the admin listener. Both sides are hashed first so the constant-time compare sees equal
@@ -38,4 +38,27 @@ export function loadOrCreateAdminToken(file: string): { token: string; created: 
   writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
   chmodSync(file, 0o600);
   return { token, created: true };
+}
+
+/**
+ * Server reflection on the admin listener lists and describes the admin API: the same token as the API itself is
+ * required (the interceptor sees the call's metadata before the reflection service does). Other methods check the
+ * token in their own wrapper (service.ts), which also logs the refusal.
+ */
+export function reflectionNeedsToken(auth: AdminAuth, onRefused: (peer: string) => void): ServerInterceptor {
+  return (method, call) =>
+    new ServerInterceptingCall(call, {
+      start: (next) =>
+        next(
+          method.path.startsWith('/grpc.reflection.')
+            ? {
+                onReceiveMetadata: (md, pass) => {
+                  if (auth.check(md)) return pass(md);
+                  onRefused(call.getPeer());
+                  call.sendStatus({ code: status.UNAUTHENTICATED, details: 'a valid admin bearer token is required' });
+                },
+              }
+            : {},
+        ),
+    });
 }
