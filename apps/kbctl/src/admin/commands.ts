@@ -163,13 +163,23 @@ const resource: Group = {
   ],
 };
 
+const REPORT_KEY_CREATE_USAGE = `Usage: kbctl report-key create ID [--policy NAME] [--import PKCS8_PEM_FILE] [--sign-launch-description]
+
+  --sign-launch-description   reports signed with this key carry the LaunchDescription the host sent, as simple-kbs
+                              did. It is host-supplied and unverified: by default it is signed as empty.`;
+
 const reportKey: Group = {
   name: 'report-key',
   summary: "signing keys for the 'report' secret type (ECDSA P-256)",
   commands: [
-    cmd('create', 'generate (or import) a signing key; prints its public key', 'Usage: kbctl report-key create ID [--policy NAME] [--import PKCS8_PEM_FILE]', { ...policyOpt, import: { type: 'string' } }, [1, 1], async (c, v, [id], io) => {
+    cmd('create', 'generate (or import) a signing key; prints its public key', REPORT_KEY_CREATE_USAGE, { ...policyOpt, import: { type: 'string' }, 'sign-launch-description': { type: 'boolean' } }, [1, 1], async (c, v, [id], io) => {
       const pem = v.import ? readInput(io, v.import as string, 'the private key').toString('utf8') : '';
-      const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', { id: id!, policy_name: (v.policy as string) ?? '', private_key_pem: pem });
+      const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', {
+        id: id!,
+        policy_name: (v.policy as string) ?? '',
+        private_key_pem: pem,
+        sign_launch_description: v['sign-launch-description'] === true,
+      });
       io.out(k.public_key_pem.trimEnd());
       return 0;
     }),

@@ -1,0 +1,1 @@
+ALTER TABLE "report_keys" ADD COLUMN "sign_launch_description" boolean DEFAULT false NOT NULL;
