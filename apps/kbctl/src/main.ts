@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
+import { importGroup } from './import';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
 
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
@@ -20,6 +21,7 @@ export const tree: (Group | Command)[] = [
   measurementGroup,
   validate,
   session,
+  importGroup,
 ];
 
 if (require.main === module) {

@@ -9,6 +9,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { Pool } from 'pg';
 import { auditLogStore, type AuditLogStore } from './audit-log';
+import { bulkImportStore, type BulkImportStore } from './bulk-import';
 import { connectionStore, type ConnectionStore } from './connections';
 import { createContext, type Db } from './context';
 import { lockDataDir, type DataDirLock } from './data-dir-lock';
@@ -67,7 +68,8 @@ export interface Store
     LaunchSessionStore,
     ConnectionStore,
     ReleaseCountStore,
-    AuditLogStore {
+    AuditLogStore,
+    BulkImportStore {
   readonly driver: 'pglite' | 'pg';
   /** Idempotent; later calls on the store fail with ERR_STORE_CLOSED. */
   close(): Promise<void>;
@@ -158,6 +160,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...connectionStore(ctx),
     ...releaseCountStore(ctx),
     ...auditLogStore(ctx),
+    ...bulkImportStore(ctx),
     async close() {
       if (closed) return;
       closed = true;
