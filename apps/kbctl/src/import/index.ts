@@ -142,7 +142,9 @@ const simpleKbs: Command = {
     }
 
     // ---- write, in one transaction
+    const readMs = Date.now() - started;
     const store = await openTarget(v, io);
+    const writeStarted = Date.now();
     try {
       const forced = v.progress === true;
       const lastStep = new Map<ImportKind, number>();
@@ -171,7 +173,8 @@ const simpleKbs: Command = {
         io.out(`dry run: would import ${line}; ${same} already present and identical${outcome.conflicts.length ? `; ${outcome.conflicts.length} conflict(s): a real run would fail` : ''}. Nothing was written.`);
         return outcome.conflicts.length ? 1 : 0;
       }
-      io.out(`imported ${line}; ${same} already present and identical (unchanged) — ${seconds.toFixed(1)} s`);
+      const phases = `read ${(readMs / 1000).toFixed(1)} s, open ${((writeStarted - started - readMs) / 1000).toFixed(1)} s, write ${((Date.now() - writeStarted) / 1000).toFixed(1)} s`;
+      io.out(`imported ${line}; ${same} already present and identical (unchanged) — ${seconds.toFixed(1)} s (${phases})`);
       return 0;
     } finally {
       await store.close();

@@ -124,7 +124,7 @@ export function importSuite(engine: string, factory: SourceFactory): void {
     it('imports in one transaction and ends with a summary', async () => {
       const r = await run(['--on-missing-policy', 'default-only', '--connection-expiry', '30d', '--progress']);
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/^imported 5 policies, 6 secrets, 5 keysets, 2 resources, 2 report keys, 1 connections; 0 already present and identical \(unchanged\) — [\d.]+ s$/m);
+      expect(r.out).toMatch(/^imported 5 policies, 6 secrets, 5 keysets, 2 resources, 2 report keys, 1 connections; 0 already present and identical \(unchanged\) — [\d.]+ s \(read [\d.]+ s, open [\d.]+ s, write [\d.]+ s\)$/m);
       expect(r.err).toContain('secrets: 6/6 (100%)');
       // resources: the first row's file, the policy of the first row with a polid
       expect((await store.getResource('default/resource/cfg'))?.policyName).toBe('simple-kbs-policy-1');
