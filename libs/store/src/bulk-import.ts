@@ -267,6 +267,7 @@ async function importConnections(ctx: StoreContext, tx: Db, items: ImportBatch['
         old.buildId === row.buildId &&
         old.launchDigest.equals(row.launchDigest) &&
         old.chipId === row.chipId &&
+        old.launchDescription === (row.launchDescription ?? null) &&
         ctx.sealer.open(old.keyEnc, binding(old.clientId)).equals(key);
       if (same) o.unchanged.connections++;
       else o.conflicts.push(`connection ${row.clientId} exists with another key or other launch facts`);

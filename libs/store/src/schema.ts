@@ -112,6 +112,9 @@ export const connections = pgTable(
     createdAt: timestamptz('created_at').notNull(),
     expiresAt: timestamptz('expires_at').notNull(),
     revokedAt: timestamptz('revoked_at'),
+    // GetSecret's LaunchDescription as the host sent it (unverified): signed in online reports only by report keys
+    // that opt in, as simple-kbs did with conn_bundle.launch_description (issue #14)
+    launchDescription: text('launch_description'),
   },
   (t) => [index('connections_expires_at_idx').on(t.expiresAt)],
 );

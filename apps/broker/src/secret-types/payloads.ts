@@ -10,8 +10,11 @@ import { encodeBincodeMap } from './bincode';
  * a connection row keeps, so the same shape serves both.
  */
 export type ProvenLaunch = LaunchFacts & {
-  /** GetSecret's LaunchDescription as the host sent it (unverified); signed only by report keys that opt in. */
-  launchDescription?: string;
+  /**
+   * GetSecret's LaunchDescription as the host sent it (unverified; online: as stored with the connection); signed only
+   * by report keys that opt in.
+   */
+  launchDescription?: string | null;
 };
 
 /**

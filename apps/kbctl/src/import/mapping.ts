@@ -302,7 +302,7 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
         if (b.length !== 32 || b.toString('base64') !== s) throw new BrokenValue(`${where}: ${c} is not base64 of 32 bytes`);
         return b;
       };
-      textOf(r.launch_description, `${where}: launch_description`);
+      const launchDescription = textOf(r.launch_description, `${where}: launch_description`);
       const created = dateOf(r.create_date);
       const createdAt = created && created.getTime() < o.now.getTime() ? created : o.now;
       plan.batch.connections.push({
@@ -315,6 +315,7 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
         buildId: byte('fw_build_id'),
         launchDigest: b64('fw_digest'),
         chipId: IMPORTED_CHIP_ID,
+        launchDescription,
         createdAt,
         expiresAt,
       });

@@ -357,8 +357,10 @@ export function storeSuite(harness: () => Harness): void {
       const input = connectionInput({ expiresAt: at(100) });
       const conn = await store.createConnection(input);
       const { key, createdAt, expiresAt, ...facts } = input;
-      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null });
+      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null, launchDescription: null });
       expect(await store.getValidConnection(conn.clientId, at(99))).toEqual(conn);
+      const described = await store.createConnection({ ...connectionInput({ expiresAt: at(100) }), launchDescription: 'shim launch' });
+      expect((await store.getValidConnection(described.clientId, at(1)))?.launchDescription).toBe('shim launch');
       expect(await store.getValidConnection(conn.clientId, at(100))).toBeUndefined();
       expect(await store.getValidConnection(randomUUID(), at(1))).toBeUndefined();
       expect(await store.getValidConnection('garbage', at(1))).toBeUndefined();

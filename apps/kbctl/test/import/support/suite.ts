@@ -214,6 +214,22 @@ export function importSuite(engine: string, factory: SourceFactory): void {
       expect(plain).toEqual(Buffer.concat([u64(2), u64(36), Buffer.from(guid), u64(key.length), key, u64(36), Buffer.from(G(2)), u64(img.length), img]));
     });
 
+    it('an online report over the imported connection signs its stored launch facts and description, as simple-kbs', async () => {
+      const res = await host.getOnlineSecret({ ClientId: fx.connection.id, SecretRequests: [{ Guid: G(9), Format: 'json', SecretType: 'report', Id: 'report-1' }] });
+      const ct = Buffer.from(res.Payload, 'base64');
+      const d = createDecipheriv('aes-256-gcm', fx.connection.symkey, Buffer.from(res.IV, 'base64'));
+      d.setAuthTag(ct.subarray(ct.length - 16));
+      const plain = Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
+      const value = plain.subarray(8 + 8 + 36 + 8); // count, key length, GUID, value length
+      const report = JSON.parse(value.toString()) as { connection: string; signature: string };
+      const fw = platform.firmware;
+      expect(report.connection).toBe(
+        `{"policy":1,"fw_api_major":${fw.apiMajor},"fw_api_minor":${fw.apiMinor},"fw_build_id":${fw.build},"launch_description":"shim launch","fw_digest":"${fx.digestB64}"}`,
+      );
+      const pub = createPublicKey(createPrivateKey({ key: fx.reportKeyPkcs8, format: 'der', type: 'pkcs8' }));
+      expect(createVerify('sha256').update(report.connection).verify(pub, Buffer.from(report.signature, 'base64'))).toBe(true);
+    });
+
     it('re-running the import (the broker running meanwhile) changes nothing', async () => {
       const before = await store.listConnections();
       const r = await run(['--on-missing-policy', 'default-only', '--connection-expiry', '1h']);
