@@ -530,6 +530,7 @@ describe('kbctl against a real broker', () => {
       expect(JSON.parse(signing.connection).launch_description).toBe('kbctl test');
       expect(createVerify('sha256').update(signing.connection).verify(createPublicKey(pem), Buffer.from(signing.signature, 'base64'))).toBe(true);
       expect(JSON.parse(got.get(JSON_GUID)!.connection).launch_description).toBe('');
+      expect(lines(await ok(['report-key', 'list', '--prefix', 'report-desc']))[0]).toMatch(/^report-desc\t-\t\S+\tsigns-launch-description$/);
       await ok(['report-key', 'delete', 'report-desc']);
     });
   });

@@ -188,9 +188,9 @@ const reportKey: Group = {
       io.out(k.public_key_pem.trimEnd());
       return 0;
     }),
-    cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
+    cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]\n\nOne line per key: id, policy, created, and "signs-launch-description" for keys created with that option.', prefixOpt, [0, 0], async (c, v, _p, io) => {
       const r = await c.call<admin.ListRequest, admin.ListReportKeysResponse>('listReportKeys', { prefix: (v.prefix as string) ?? '' });
-      for (const k of r.keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}`);
+      for (const k of r.keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}${k.sign_launch_description ? '\tsigns-launch-description' : ''}`);
       return 0;
     }),
     cmd('delete', 'delete a report key', 'Usage: kbctl report-key delete ID', {}, [1, 1], async (c, _v, [id], io) => {
