@@ -4,9 +4,10 @@
  * straight into the broker's store in one transaction (libs/store importBatch): nothing is written on any error, and
  * re-running changes nothing.
  */
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { IMPORT_KINDS, isStoreError, loadOrCreateMasterKey, openStore, parseMasterKey, type ImportKind, type ImportOutcome, type Store } from '@kb/store';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { IMPORT_KINDS, isStoreError, loadOrCreateMasterKey, openStore, parseMasterKey, PGLITE_MEMORY, PGLITE_SUBDIR, type ImportKind, type ImportOutcome, type Store } from '@kb/store';
 import { CliError, type Command, type Group, type Io } from '../cli';
 import { mapSimpleKbs, type MissingPolicyMode, type Plan } from './mapping';
 import { openSource, sourceFromEnv, sourceFromUrl, type SourceSpec } from './source';
@@ -143,7 +144,7 @@ const simpleKbs: Command = {
 
     // ---- write, in one transaction
     const readMs = Date.now() - started;
-    const store = await openTarget(v, io);
+    const store = await openTarget(v, io, dryRun);
     const writeStarted = Date.now();
     try {
       const forced = v.progress === true;
@@ -209,7 +210,7 @@ function printPlan(io: Io, rows: Record<string, unknown[]>, plan: Plan, dryRun: 
   for (const n of plan.notices) io.out(`note: ${n}`);
 }
 
-async function openTarget(v: Record<string, unknown>, io: Io): Promise<Store> {
+async function openTarget(v: Record<string, unknown>, io: Io, dryRun: boolean): Promise<Store> {
   const url = (v['database-url'] as string | undefined) ?? io.env.KB_DATABASE_URL;
   const keyFile = (v['master-key-file'] as string | undefined) ?? io.env.KB_MASTER_KEY_FILE;
   let masterKey: Buffer | undefined;
@@ -225,6 +226,8 @@ async function openTarget(v: Record<string, unknown>, io: Io): Promise<Store> {
       return await openStore({ driver: 'pg', url, masterKey });
     }
     const dataDir = resolve(io.cwd, (v['data-dir'] as string | undefined) ?? io.env.KB_DATA_DIR ?? './.kb-data');
+    // a dry run creates nothing: with no database there yet, it runs against an empty one in memory
+    if (dryRun && !existsSync(join(dataDir, PGLITE_SUBDIR))) return await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: masterKey ?? randomBytes(32) });
     return await openStore({ driver: 'pglite', dataDir, masterKey: masterKey ?? (await loadOrCreateMasterKey(dataDir)) });
   } catch (e) {
     if (isStoreError(e)) {

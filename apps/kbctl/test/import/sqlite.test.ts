@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPlatform } from '@kb/sev-sim';
@@ -51,6 +51,20 @@ describe('kbctl import simple-kbs: broken rows and usage', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain(message);
   });
+
+  it('--dry-run into a data directory that does not exist yet creates nothing', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'kb-import-dry-'));
+    try {
+      const fx = buildFixture(work, randomBytes(32), createPlatform({ name: 'sev-sim' }));
+      const file = await sqliteDatabase(join(work, 'kbs.db'), fx.rows);
+      const r = await kbctl(['import', 'simple-kbs', `sqlite://${file}`, '--on-missing-policy', 'deny', '--data-dir', 'kb-data', '--dry-run'], work);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/dry run: would import 6 policies, 6 secrets, 5 keysets, 2 resources, 2 report keys, 1 connections; 0 already present/);
+      expect(existsSync(join(work, 'kb-data'))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('--help documents the command and its exit codes', async () => {
     const r = await kbctl(['import', 'simple-kbs', '--help'], tmpdir());
