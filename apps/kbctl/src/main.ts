@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
+import { importGroup } from './import';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
 import { igvm, snpGroup } from './owner';
 
@@ -23,6 +24,7 @@ export const tree: (Group | Command)[] = [
   session,
   igvm,
   snpGroup,
+  importGroup,
 ];
 
 if (require.main === module) {

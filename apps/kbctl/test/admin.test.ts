@@ -573,6 +573,24 @@ describe('kbctl against a real broker', () => {
     });
   });
 
+  describe('report keys that sign the launch description', () => {
+    it('report-key create --sign-launch-description: reports carry the host\'s LaunchDescription (default: empty)', async () => {
+      const pem = await ok(['report-key', 'create', 'report-desc', '--sign-launch-description']);
+      const requests = [
+        { Guid: REPORT_GUID, Format: 'json', SecretType: 'report', Id: 'report-desc' },
+        { Guid: JSON_GUID, Format: 'json', SecretType: 'report', Id: 'report-1' },
+      ];
+      const { secrets } = await simulatedLaunch(host, platform, { policy: SEV_POLICY, requests });
+      const got = new Map(secrets.map((s) => [s.guid, JSON.parse(s.data.toString()) as { connection: string; signature: string }]));
+      const signing = got.get(REPORT_GUID)!;
+      expect(JSON.parse(signing.connection).launch_description).toBe('kbctl test');
+      expect(createVerify('sha256').update(signing.connection).verify(createPublicKey(pem), Buffer.from(signing.signature, 'base64'))).toBe(true);
+      expect(JSON.parse(got.get(JSON_GUID)!.connection).launch_description).toBe('');
+      expect(lines(await ok(['report-key', 'list', '--prefix', 'report-desc']))[0]).toMatch(/^report-desc\t-\t\S+\tsigns-launch-description$/);
+      await ok(['report-key', 'delete', 'report-desc']);
+    });
+  });
+
   it('no command printed a secret value, and neither did the broker log', () => {
     expect(transcript.length).toBeGreaterThan(100); // runs last: everything above has been captured
     const printed = transcript.join('\n');

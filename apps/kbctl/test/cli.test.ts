@@ -44,7 +44,7 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp']);
+    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import']);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);
@@ -97,7 +97,7 @@ describe('help', () => {
   it('every admin command takes the connection flags; no offline command does', () => {
     expect(adminCommands.map(([p]) => p)).toEqual(expect.arrayContaining(['policy put', 'secret put', 'audit']));
     for (const [p] of commands.filter(([, c]) => !('admin-url' in c.options))) {
-      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs', 'igvm', 'snp id-block', 'snp id-block-verify', 'snp verify-report']).toContain(p);
+      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs', 'igvm', 'snp id-block', 'snp id-block-verify', 'snp verify-report', 'import simple-kbs']).toContain(p);
     }
   });
 

@@ -138,20 +138,13 @@ function evaluateOne(entry: NamedPolicy, facts: CheckedFacts): Refusal[] {
 }
 
 /**
- * Lexicographic (major, minor) comparison by default. simpleKbsCompat keeps simple-kbs's separate comparisons, which
- * wrongly refuse e.g. 1.0 against a 0.17 minimum but never admit anything the lexicographic order refuses.
+ * (major, minor) compared as a version: the minor counts only when the majors are equal. This is what simple-kbs's
+ * policy.rs does too (kbs-compat §1.5), so `simpleKbsCompat` documents — it no longer changes — the comparison.
  */
 function firmwareRefusal(p: Policy, facts: CheckedFacts): string | undefined {
   if (p.minFwApiMajor === undefined || facts.apiMajor === undefined || facts.apiMinor === undefined) return undefined;
   const [major, minor] = [facts.apiMajor, facts.apiMinor];
   const [minMajor, minMinor] = [p.minFwApiMajor, p.minFwApiMinor ?? 0];
-  if (p.simpleKbsCompat === true) {
-    const why: string[] = [];
-    if (major < minMajor) why.push(`major ${major} is below minFwApiMajor ${minMajor}`);
-    if (minor < minMinor) why.push(`minor ${minor} is below minFwApiMinor ${minMinor}`);
-    if (why.length === 0) return undefined;
-    return `firmware API ${major}.${minor}: ${why.join(' and ')} (simpleKbsCompat compares major and minor separately, as simple-kbs did)`;
-  }
   if (major > minMajor || (major === minMajor && minor >= minMinor)) return undefined;
   return `firmware API ${major}.${minor} is below the minimum ${minMajor}.${minMinor} (minFwApiMajor.minFwApiMinor)`;
 }

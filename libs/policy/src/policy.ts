@@ -49,8 +49,9 @@ export interface Policy {
   readonly notBefore?: string;
   readonly notAfter?: string;
   /**
-   * Set by fromSimpleKbsPolicy: the firmware minimum is checked the way simple-kbs did (major >= min major AND
-   * minor >= min minor), so migrating never admits a launch that simple-kbs refused. Other rules are unchanged.
+   * Accepted for documents written by earlier versions, which set it on policies converted from simple-kbs; it has no
+   * effect. The firmware minimum is always compared as a version, (major, minor), the minor only when the majors are
+   * equal — exactly as simple-kbs's policy.rs does.
    */
   readonly simpleKbsCompat?: boolean;
 }

@@ -22,7 +22,7 @@ const SIMPLE_KBS_DIGEST_RE = /^[A-Za-z0-9+/]{43}=$/;
 /**
  * Converts a simple-kbs policy row into an explicit Policy with the same meaning: an empty list becomes "any" (its
  * allow-all semantics, now visible), debugging stays allowed (simple-kbs never looked at NODBG), and the firmware
- * minimum keeps simple-kbs's separate major/minor comparison (simpleKbsCompat). Values that only the u32→u8
+ * minimum carries over as is: both compare (major, minor) in version order (policy.rs). Values that only the u32→u8
  * truncation could ever satisfy (kbs-compat §1.8 #2) or entries that could never match are rejected, not carried
  * over: the owner must fix the row rather than have a migration silently change what it admits.
  */
@@ -41,7 +41,6 @@ export function fromSimpleKbsPolicy(row: SimpleKbsPolicyRow): Policy {
 
   const doc: Record<string, unknown> = {
     version: POLICY_VERSION,
-    simpleKbsCompat: true,
     allowDebug: true,
     allowedDigests: digests.length > 0 ? digests : 'any',
     allowedPolicies: policies.length > 0 ? policies : 'any',

@@ -94,15 +94,13 @@ describe('each rule accepts and refuses with a precise reason', () => {
     expect(check({ allowedDigests: 'any', minFwApiMajor: 1, minFwApiMinor: 41 }, e1Facts())[0]?.rule).toBe('minFwApi');
   });
 
-  it('minFwApi with simpleKbsCompat compares major and minor separately, as simple-kbs did', () => {
-    const compat = { allowedDigests: 'any', minFwApiMajor: 0, minFwApiMinor: 17, simpleKbsCompat: true };
-    expect(check(compat, e1Facts({ apiMajor: 0, apiMinor: 17 }))).toEqual([]);
-    expect(check(compat, e1Facts({ apiMajor: 1, apiMinor: 0 }))).toEqual(
-      one('minFwApi', 'firmware API 1.0: minor 0 is below minFwApiMinor 17 (simpleKbsCompat compares major and minor separately, as simple-kbs did)'),
+  it('minFwApi with simpleKbsCompat (documents from earlier versions) compares in version order, as simple-kbs policy.rs does', () => {
+    const compat = { allowedDigests: 'any', minFwApiMajor: 0, minFwApiMinor: 65, simpleKbsCompat: true };
+    expect(check(compat, e1Facts({ apiMajor: 1, apiMinor: 55 }))).toEqual([]);
+    expect(check(compat, e1Facts({ apiMajor: 0, apiMinor: 65 }))).toEqual([]);
+    expect(check(compat, e1Facts({ apiMajor: 0, apiMinor: 64 }))).toEqual(
+      one('minFwApi', 'firmware API 0.64 is below the minimum 0.65 (minFwApiMajor.minFwApiMinor)'),
     );
-    expect(
-      check({ allowedDigests: 'any', minFwApiMajor: 2, minFwApiMinor: 17, simpleKbsCompat: true }, e1Facts({ apiMajor: 1, apiMinor: 0 }))[0]?.reason,
-    ).toBe('firmware API 1.0: major 1 is below minFwApiMajor 2 and minor 0 is below minFwApiMinor 17 (simpleKbsCompat compares major and minor separately, as simple-kbs did)');
   });
 
   it('allowedBuildIds', () => {

@@ -29,7 +29,6 @@ describe('fromSimpleKbsPolicy', () => {
       allowedPolicies: 'any',
       allowDebug: true,
       allowedBuildIds: 'any',
-      simpleKbsCompat: true,
     });
     expect(isAllowAll(p)).toBe(true);
     const anything = e1Facts({ sevPolicy: 0x0, apiMajor: 0, apiMinor: 0, buildId: 0, launchDigest: OTHER_DIGEST_HEX });
@@ -57,12 +56,14 @@ describe('fromSimpleKbsPolicy', () => {
     expect(refused.allowed ? [] : refused.refusals.map((r) => r.rule)).toEqual(['allowedDigests', 'allowedPolicies', 'allowedBuildIds']);
   });
 
-  it('keeps simple-kbs firmware comparison, so migrating admits nothing simple-kbs refused', () => {
-    const p = fromSimpleKbsPolicy({ ...allowAllRow, min_fw_api_major: 0, min_fw_api_minor: 17 });
-    expect(p).toMatchObject({ minFwApiMajor: 0, minFwApiMinor: 17, simpleKbsCompat: true });
+  it('keeps simple-kbs firmware comparison: (major, minor) in version order, so 1.55 passes a 0.65 minimum', () => {
+    const p = fromSimpleKbsPolicy({ ...allowAllRow, min_fw_api_major: 0, min_fw_api_minor: 65 });
+    expect(p).toMatchObject({ minFwApiMajor: 0, minFwApiMinor: 65 });
+    expect(p.simpleKbsCompat).toBeUndefined();
     const named = [{ name: 'p', kind: 'secret' as const, policy: p }];
-    expect(evaluate(named, e1Facts({ apiMajor: 0, apiMinor: 17 })).allowed).toBe(true);
-    expect(evaluate(named, e1Facts({ apiMajor: 1, apiMinor: 0 })).allowed).toBe(false);
+    expect(evaluate(named, e1Facts({ apiMajor: 1, apiMinor: 55 })).allowed).toBe(true);
+    expect(evaluate(named, e1Facts({ apiMajor: 0, apiMinor: 65 })).allowed).toBe(true);
+    expect(evaluate(named, e1Facts({ apiMajor: 0, apiMinor: 64 })).allowed).toBe(false);
     expect(isAllowAll(p)).toBe(false);
   });
 

@@ -26,6 +26,8 @@ export interface LaunchFacts {
 export interface ConnectionInput extends LaunchFacts {
   /** Defaults to a random UUIDv4. */
   clientId?: string;
+  /** The host's (unverified) LaunchDescription at GetSecret, signed online only by report keys that opt in. */
+  launchDescription?: string | null;
   key: Buffer;
   createdAt?: Date;
   expiresAt: Date;
@@ -34,6 +36,7 @@ export interface ConnectionInput extends LaunchFacts {
 /** A connection without its key (listing never unseals keys). */
 export interface ConnectionInfo extends LaunchFacts {
   clientId: string;
+  launchDescription: string | null;
   createdAt: Date;
   expiresAt: Date;
   revokedAt: Date | null;
@@ -118,7 +121,7 @@ export function connectionStore(ctx: StoreContext): ConnectionStore {
  * transaction (release-counts.ts), so a malformed connection is refused before anything is written.
  */
 export function connectionRow(sealer: Sealer, input: ConnectionInput): { row: typeof connections.$inferInsert; key: Buffer } {
-  const { clientId = randomUUID(), key, createdAt = new Date(), expiresAt } = input;
+  const { clientId = randomUUID(), key, createdAt = new Date(), expiresAt, launchDescription = null } = input;
   const { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId } = input;
   const facts = { launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId };
   if (!isUuid(clientId)) throw new StoreError('ERR_STORE_ARGUMENT', 'client id must be a UUID');
@@ -130,14 +133,15 @@ export function connectionRow(sealer: Sealer, input: ConnectionInput): { row: ty
   requireUint(facts.buildId, 0xff, 'buildId');
   requireBuffer(facts.launchDigest, 'launchDigest');
   requireId(facts.chipId, 'chipId');
+  if (launchDescription !== null && typeof launchDescription !== 'string') throw new StoreError('ERR_STORE_ARGUMENT', 'launchDescription must be a string');
   if (!(expiresAt.getTime() > createdAt.getTime())) {
     throw new StoreError('ERR_STORE_ARGUMENT', 'connection must expire after it is created');
   }
   const keyEnc = sealer.seal(key, { ...SEALED_COLUMN, rowId: clientId.toLowerCase() });
-  return { row: { clientId, keyEnc, createdAt, expiresAt, ...facts }, key: Buffer.from(key) };
+  return { row: { clientId, keyEnc, createdAt, expiresAt, launchDescription, ...facts }, key: Buffer.from(key) };
 }
 
 function toInfo(row: typeof connections.$inferSelect): ConnectionInfo {
-  const { clientId, launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId, createdAt, expiresAt, revokedAt } = row;
-  return { clientId, launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId, createdAt, expiresAt, revokedAt };
+  const { clientId, launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId, createdAt, expiresAt, revokedAt, launchDescription } = row;
+  return { clientId, launchId, sevPolicy, apiMajor, apiMinor, buildId, launchDigest, chipId, createdAt, expiresAt, revokedAt, launchDescription };
 }

@@ -23,3 +23,4 @@ export type { ConsumedLaunchSession, LaunchSession, LaunchSessionInput, LaunchSe
 export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, LaunchFacts } from './connections';
 export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } from './release-counts';
 export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore, AuditPurgeOptions } from './audit-log';
+export { IMPORT_KINDS, type BulkImportStore, type ImportBatch, type ImportKind, type ImportOptions, type ImportOutcome } from './bulk-import';

@@ -9,6 +9,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { Pool } from 'pg';
 import { auditLogStore, type AuditLogStore } from './audit-log';
+import { bulkImportStore, type BulkImportStore } from './bulk-import';
 import { connectionStore, type ConnectionStore } from './connections';
 import { createContext, type Db } from './context';
 import { lockDataDir, type DataDirLock } from './data-dir-lock';
@@ -68,7 +69,8 @@ export interface Store
     LaunchSessionStore,
     ConnectionStore,
     ReleaseCountStore,
-    AuditLogStore {
+    AuditLogStore,
+    BulkImportStore {
   readonly driver: 'pglite' | 'pg';
   /** What the broker's metrics read: cheap, no query. */
   stats(): StoreStats;
@@ -170,6 +172,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...connectionStore(ctx),
     ...releaseCountStore(ctx),
     ...auditLogStore(ctx),
+    ...bulkImportStore(ctx),
     async close() {
       if (closed) return;
       closed = true;

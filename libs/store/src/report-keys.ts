@@ -1,14 +1,17 @@
 /** ECDSA private keys (PKCS#8 DER) that sign `report` secrets, sealed at rest. */
 import { createPrivateKey } from 'node:crypto';
-import { requireBuffer, type StoreContext } from './context';
+import { eq, getTableColumns, getTableName, sql } from 'drizzle-orm';
+import { notFound, requireBuffer, requireId, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { sealedItems, type SealedItem } from './sealed-items';
-import { reportKeys } from './schema';
+import { reportKeys, type SealedItemTable } from './schema';
 
 export interface ReportKeyRecord {
   id: string;
   privateKeyPkcs8: Buffer;
   policyName: string | null;
+  /** Sign the host's LaunchDescription in reports (simple-kbs's behaviour); false: it is signed as empty. */
+  signLaunchDescription: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -17,6 +20,8 @@ export interface ReportKeyInput {
   id: string;
   privateKeyPkcs8: Buffer;
   policyName?: string | null;
+  /** Default false. */
+  signLaunchDescription?: boolean;
 }
 
 export interface ReportKeyStore {
@@ -27,16 +32,46 @@ export interface ReportKeyStore {
   deleteReportKey(id: string): Promise<boolean>;
 }
 
+/** The AAD binding of a report key's sealed column (the same as sealed-items.ts gives it). */
+export function reportKeyBinding(rowId: string) {
+  return { table: getTableName(reportKeys), column: getTableColumns(reportKeys).sealed.name, rowId };
+}
+
 export function reportKeyStore(ctx: StoreContext): ReportKeyStore {
-  const items = sealedItems(ctx, reportKeys, 'report key');
+  // report_keys has the sealed-item columns plus its own option; the shared code handles those columns only
+  const items = sealedItems(ctx, reportKeys as unknown as SealedItemTable, 'report key');
+  const byId = ctx.prepared((db) =>
+    db
+      .select()
+      .from(reportKeys)
+      .where(eq(reportKeys.id, sql.placeholder('id')))
+      .prepare('kb_report_keys_get_with_options'),
+  );
   return {
-    putReportKey: async ({ privateKeyPkcs8, ...rest }, now = new Date()) => {
+    putReportKey: async ({ privateKeyPkcs8, signLaunchDescription = false, ...rest }, now = new Date()) => {
       requirePkcs8(privateKeyPkcs8);
-      return toReportKey(await items.put({ ...rest, value: privateKeyPkcs8 }, now));
+      if (typeof signLaunchDescription !== 'boolean') throw new StoreError('ERR_STORE_ARGUMENT', 'signLaunchDescription must be a boolean');
+      const { id, policyName = null } = rest;
+      requireId(id, 'report key id');
+      // one statement: the key and its option are written together
+      const sealed = ctx.sealer.seal(privateKeyPkcs8, reportKeyBinding(id));
+      const [row] = await ctx.run(
+        (db) =>
+          db
+            .insert(reportKeys)
+            .values({ id, sealed, policyName, signLaunchDescription, createdAt: now, updatedAt: now })
+            .onConflictDoUpdate({ target: reportKeys.id, set: { sealed, policyName, signLaunchDescription, updatedAt: now } })
+            .returning(),
+        { foreignKey: () => notFound(`policy '${policyName}'`) },
+      );
+      const { createdAt, updatedAt } = row!;
+      return toReportKey({ id, value: Buffer.from(privateKeyPkcs8), policyName, createdAt, updatedAt }, signLaunchDescription);
     },
     getReportKey: async (id) => {
-      const item = await items.get(id);
-      return item && toReportKey(item);
+      const [row] = await ctx.run(() => byId().execute({ id }));
+      if (!row) return undefined;
+      const value = ctx.sealer.open(row.sealed, reportKeyBinding(row.id));
+      return toReportKey({ id: row.id, value, policyName: row.policyName, createdAt: row.createdAt, updatedAt: row.updatedAt }, row.signLaunchDescription);
     },
     listReportKeyIds: () => items.listIds(),
     deleteReportKey: (id) => items.delete(id),
@@ -44,7 +79,7 @@ export function reportKeyStore(ctx: StoreContext): ReportKeyStore {
 }
 
 // Validated at write time: in simple-kbs a malformed row surfaced only as a panic at release time (simple-kbs#55).
-function requirePkcs8(der: Buffer): void {
+export function requirePkcs8(der: Buffer): void {
   requireBuffer(der, 'report private key');
   try {
     createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
@@ -53,6 +88,6 @@ function requirePkcs8(der: Buffer): void {
   }
 }
 
-function toReportKey({ value, ...rest }: SealedItem): ReportKeyRecord {
-  return { ...rest, privateKeyPkcs8: value };
+function toReportKey({ value, ...rest }: SealedItem, signLaunchDescription: boolean): ReportKeyRecord {
+  return { ...rest, privateKeyPkcs8: value, signLaunchDescription };
 }

@@ -6,7 +6,7 @@
  * Tables use unqualified names so the connection's search_path decides the schema.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, customType, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, customType, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 /** JSON as stored in jsonb columns (policy documents, audit details). */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -34,24 +34,32 @@ export const policies = pgTable('policies', {
 });
 
 /** secrets, resources and report_keys share one shape: an id, one sealed value, an optional policy. */
+function sealedItemColumns(sealedColumn: string) {
+  return {
+    id: text('id').primaryKey(),
+    sealed: bytea(sealedColumn).notNull(),
+    policyName: text('policy_name').references(() => policies.name),
+    createdAt: timestamptz('created_at').notNull(),
+    updatedAt: timestamptz('updated_at').notNull(),
+  };
+}
+
 function sealedItemTable<TName extends string>(name: TName, sealedColumn: string) {
-  return pgTable(
-    name,
-    {
-      id: text('id').primaryKey(),
-      sealed: bytea(sealedColumn).notNull(),
-      policyName: text('policy_name').references(() => policies.name),
-      createdAt: timestamptz('created_at').notNull(),
-      updatedAt: timestamptz('updated_at').notNull(),
-    },
-    (t) => [index(`${name}_policy_name_idx`).on(t.policyName)],
-  );
+  return pgTable(name, sealedItemColumns(sealedColumn), (t) => [index(`${name}_policy_name_idx`).on(t.policyName)]);
 }
 
 export const secrets = sealedItemTable('secrets', 'value_enc');
 export const resources = sealedItemTable('resources', 'bytes_enc');
-export const reportKeys = sealedItemTable('report_keys', 'private_key_enc');
 export type SealedItemTable = ReturnType<typeof sealedItemTable<string>>;
+export const reportKeys = pgTable(
+  'report_keys',
+  {
+    ...sealedItemColumns('private_key_enc'),
+    // sign the host's LaunchDescription in `report` payloads as simple-kbs did (issue #14); default: signed empty
+    signLaunchDescription: boolean('sign_launch_description').notNull().default(false),
+  },
+  (t) => [index('report_keys_policy_name_idx').on(t.policyName)],
+);
 
 export const keysets = pgTable(
   'keysets',
@@ -104,6 +112,9 @@ export const connections = pgTable(
     createdAt: timestamptz('created_at').notNull(),
     expiresAt: timestamptz('expires_at').notNull(),
     revokedAt: timestamptz('revoked_at'),
+    // GetSecret's LaunchDescription as the host sent it (unverified): signed in online reports only by report keys
+    // that opt in, as simple-kbs did with conn_bundle.launch_description (issue #14)
+    launchDescription: text('launch_description'),
   },
   (t) => [index('connections_expires_at_idx').on(t.expiresAt)],
 );

@@ -172,7 +172,13 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
     const k = await store.getReportKey(kid);
     if (!k) throw notFound(`report key '${kid}'`);
     const pub = createPublicKey(createPrivateKey({ key: k.privateKeyPkcs8, format: 'der', type: 'pkcs8' }));
-    return { id: k.id, policy_name: k.policyName ?? '', public_key_pem: pub.export({ format: 'pem', type: 'spki' }).toString(), created_at: iso(k.createdAt) };
+    return {
+      id: k.id,
+      policy_name: k.policyName ?? '',
+      public_key_pem: pub.export({ format: 'pem', type: 'spki' }).toString(),
+      created_at: iso(k.createdAt),
+      sign_launch_description: k.signLaunchDescription,
+    };
   }
   const deleted = (ok: boolean, what: string): admin.Empty => {
     if (!ok) throw notFound(what);
@@ -287,7 +293,8 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
         key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
       }
       const pkcs8 = key.export({ format: 'der', type: 'pkcs8' });
-      await store.putReportKey({ id: kid, privateKeyPkcs8: pkcs8, policyName: optionalPolicy(req.policy_name) }, ctx.now());
+      const signLaunchDescription = req.sign_launch_description === true;
+      await store.putReportKey({ id: kid, privateKeyPkcs8: pkcs8, policyName: optionalPolicy(req.policy_name), signLaunchDescription }, ctx.now());
       return reportKeyMessage(kid);
     }),
     getReportKey: rpc('GetReportKey', (req: admin.NameRequest) => reportKeyMessage(id('name', req.name))),

@@ -47,7 +47,8 @@ export function getSecretHandler(ctx: BrokerContext) {
         if (isSevError(e)) throw denied(`launch measurement does not verify (${e.message}) for digest ${digest.toString('hex')}, API ${apiMajor}.${apiMinor} build ${buildId}`);
         throw e;
       }
-      const launch: ProvenLaunch = { launchId, sevPolicy: session.sevPolicy, apiMajor, apiMinor, buildId, launchDigest: digest, chipId: session.chipId };
+      const launchDescription = typeof req.LaunchDescription === 'string' ? req.LaunchDescription : '';
+      const launch: ProvenLaunch = { launchId, sevPolicy: session.sevPolicy, apiMajor, apiMinor, buildId, launchDigest: digest, chipId: session.chipId, launchDescription };
       const release = await authorize(ctx, launch, await reads);
       let table: Buffer;
       try {

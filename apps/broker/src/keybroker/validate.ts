@@ -52,7 +52,8 @@ const NIL_GUID = '00000000-0000-0000-0000-000000000000';
  * case-insensitively here. Format matters only for `key` and `resource` (the others have one format).
  */
 export function secretRequests(list: keybroker.RequestDetails[], max: number, allowed: readonly SecretType[]): SecretRequestItem[] {
-  if (!Array.isArray(list) || list.length === 0) throw invalid('SecretRequests must name at least one secret');
+  // An empty list is valid: simple-kbs answers it with an empty secret table (clients that attest first, ask later).
+  if (!Array.isArray(list)) throw invalid('SecretRequests must be a list');
   if (list.length > max) throw invalid(`SecretRequests may name at most ${max} secrets`);
   const seen = new Set<string>();
   return list.map((r, i) => {

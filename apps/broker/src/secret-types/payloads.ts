@@ -9,7 +9,13 @@ import { encodeBincodeMap } from './bincode';
  * The launch facts the measurement proved (or, online, that were stored when the connection was made): exactly what
  * a connection row keeps, so the same shape serves both.
  */
-export type ProvenLaunch = LaunchFacts;
+export type ProvenLaunch = LaunchFacts & {
+  /**
+   * GetSecret's LaunchDescription as the host sent it (unverified; online: as stored with the connection); signed only
+   * by report keys that opt in.
+   */
+  launchDescription?: string | null;
+};
 
 /**
  * A payload ready to send, and the row it implies (a `connection`): not written here but by the release's commit,
@@ -79,7 +85,12 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
     case 'report': {
       const k = await store.getReportKey(item.id);
       if (!k) throw denied(`report key '${item.id}' does not exist`);
-      return { item, policies: withPolicy('report-key', k.policyName), produce: async (launch) => ({ data: signedReport(k.privateKeyPkcs8, launch) }) };
+      const description = (launch: ProvenLaunch) => (k.signLaunchDescription ? (launch.launchDescription ?? '') : '');
+      return {
+        item,
+        policies: withPolicy('report-key', k.policyName),
+        produce: async (launch) => ({ data: signedReport(k.privateKeyPkcs8, launch, description(launch)) }),
+      };
     }
     case 'connection':
       return {
@@ -102,15 +113,16 @@ async function lookUp(store: Store, item: SecretRequestItem, opts: PayloadOption
 /**
  * The `report` type: the launch's proven parameters, signed with the owner's P-256 key, in simple-kbs's layout
  * ({"connection": <JSON string>, "signature": base64 DER}). `launch_description` is host-supplied and unverified, so
- * it is always signed as empty rather than vouched for.
+ * by default it is signed as empty rather than vouched for; a report key created with --sign-launch-description signs
+ * the text the host sent, as simple-kbs did (issue #14).
  */
-function signedReport(pkcs8: Buffer, launch: ProvenLaunch): Buffer {
+function signedReport(pkcs8: Buffer, launch: ProvenLaunch, launchDescription: string): Buffer {
   const connection = JSON.stringify({
     policy: launch.sevPolicy,
     fw_api_major: launch.apiMajor,
     fw_api_minor: launch.apiMinor,
     fw_build_id: launch.buildId,
-    launch_description: '',
+    launch_description: launchDescription,
     fw_digest: launch.launchDigest.toString('base64'),
   });
   const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });

@@ -178,13 +178,23 @@ const resource: Group = {
   ],
 };
 
+const REPORT_KEY_CREATE_USAGE = `Usage: kbctl report-key create ID [--policy NAME] [--import PKCS8_PEM_FILE] [--sign-launch-description]
+
+  --sign-launch-description   reports signed with this key carry the LaunchDescription the host sent, as simple-kbs
+                              did. It is host-supplied and unverified: by default it is signed as empty.`;
+
 const reportKey: Group = {
   name: 'report-key',
   summary: "signing keys for the 'report' secret type (ECDSA P-256)",
   commands: [
-    cmd('create', 'generate (or import) a signing key; prints its public key', 'Usage: kbctl report-key create ID [--policy NAME] [--import PKCS8_PEM_FILE]', { ...policyOpt, import: { type: 'string' } }, [1, 1], async (c, v, [id], io) => {
+    cmd('create', 'generate (or import) a signing key; prints its public key', REPORT_KEY_CREATE_USAGE, { ...policyOpt, import: { type: 'string' }, 'sign-launch-description': { type: 'boolean' } }, [1, 1], async (c, v, [id], io) => {
       const pem = v.import ? readInput(io, v.import as string, 'the private key').toString('utf8') : '';
-      const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', { id: id!, policy_name: (v.policy as string) ?? '', private_key_pem: pem });
+      const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', {
+        id: id!,
+        policy_name: (v.policy as string) ?? '',
+        private_key_pem: pem,
+        sign_launch_description: v['sign-launch-description'] === true,
+      });
       io.out(k.public_key_pem.trimEnd());
       return 0;
     }),
@@ -193,9 +203,9 @@ const reportKey: Group = {
       io.out(k.public_key_pem.trimEnd());
       return 0;
     }),
-    cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
+    cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]\n\nOne line per key: id, policy, created, and "signs-launch-description" for keys created with that option.', prefixOpt, [0, 0], async (c, v, _p, io) => {
       const keys = await listAll<admin.ListReportKeysResponse, 'keys'>(c, 'listReportKeys', (v.prefix as string) ?? '', 'keys');
-      for (const k of keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}`);
+      for (const k of keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}${k.sign_launch_description ? '\tsigns-launch-description' : ''}`);
       return 0;
     }),
     cmd('delete', 'delete a report key', 'Usage: kbctl report-key delete ID', {}, [1, 1], async (c, _v, [id], io) => {

@@ -186,6 +186,19 @@ describe('secret injection', () => {
     ]);
   });
 
+  it("an already aligned table gets libvirt's whole extra zero block (the broker's tables do not)", async () => {
+    writeFileSync(join(work.dir, 's24.bin'), Buffer.alloc(24, 0x42)); // 20 + (20 + 24) = 64 bytes: aligned
+    const r = await run([...e2, '-s', 'luks-key:s24.bin', '--secret-header', 'h3.b64', '--secret-payload', 'p3.b64']);
+    expect(r.code).toBe(0);
+    const header = Buffer.from(readFileSync(join(work.dir, 'h3.b64'), 'utf8'), 'base64');
+    const data = Buffer.from(readFileSync(join(work.dir, 'p3.b64'), 'utf8'), 'base64');
+    expect(data.length).toBe(80);
+    const table = openSecret({ tek: read(tik), tik: read(tik), measure: Buffer.from(E.e2, 'base64').subarray(0, 32), header, data });
+    expect(table.readUInt32LE(16)).toBe(64);
+    expect(table.subarray(64).equals(Buffer.alloc(16))).toBe(true);
+    expect(parseSecretTable(table)).toEqual([{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.alloc(24, 0x42) }]);
+  });
+
   it('no secret is written when the measurement does not match', async () => {
     const r = await run([...e2.slice(0, -4), '--policy', '1', '-f', SEVCTL_OVMF, '-s', 'luks-key:secret.txt', '--secret-header', 'h2.b64', '--secret-payload', 'p2.b64']);
     expect(r.code).toBe(1);

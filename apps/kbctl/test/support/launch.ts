@@ -35,7 +35,7 @@ export class HostClient {
   }
 }
 
-export async function simulatedLaunch(host: HostClient, platform: SimulatedPlatform, o: { policy: number; requests: keybroker.RequestDetails[] }) {
+export async function simulatedLaunch(host: HostClient, platform: SimulatedPlatform, o: { policy: number; requests: keybroker.RequestDetails[]; description?: string }) {
   const sp = new SimulatedSecureProcessor(platform);
   const bundle = await host.getBundle({ CertificateChain: platformChain(platform).toString('base64'), Policy: o.policy });
   const handle = sp.launchStart({ policy: o.policy, godhCert: Buffer.from(bundle.GuestOwnerPublicKey, 'base64'), launchBlob: Buffer.from(bundle.LaunchBlob, 'base64') });
@@ -50,7 +50,7 @@ export async function simulatedLaunch(host: HostClient, platform: SimulatedPlatf
     ApiMinor: fw.apiMinor,
     BuildId: fw.build,
     FwDigest: expectedDigest(o.policy).toString('base64'),
-    LaunchDescription: 'kbctl test',
+    LaunchDescription: o.description ?? 'kbctl test',
     SecretRequests: o.requests,
   });
   sp.launchSecret(handle, Buffer.from(res.LaunchSecretHeader, 'base64'), Buffer.from(res.LaunchSecretData, 'base64'));

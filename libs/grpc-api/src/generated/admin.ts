@@ -124,6 +124,8 @@ export interface ReportKey {
   /** SPKI PEM of the ECDSA P-256 public key, for verifiers */
   public_key_pem: string;
   created_at: string;
+  /** reports signed with this key carry the host's LaunchDescription (simple-kbs's behaviour); false: signed empty */
+  sign_launch_description: boolean;
 }
 
 export interface CreateReportKeyRequest {
@@ -131,6 +133,8 @@ export interface CreateReportKeyRequest {
   policy_name: string;
   /** optional PKCS#8 PEM of an ECDSA P-256 key to import; empty = generate one */
   private_key_pem: string;
+  /** sign the host-supplied (unverified) LaunchDescription in reports, as simple-kbs did; default: signed empty */
+  sign_launch_description: boolean;
 }
 
 export interface ListReportKeysResponse {
@@ -1561,7 +1565,7 @@ export const ListResourcesResponse: MessageFns<ListResourcesResponse> = {
 };
 
 function createBaseReportKey(): ReportKey {
-  return { id: "", policy_name: "", public_key_pem: "", created_at: "" };
+  return { id: "", policy_name: "", public_key_pem: "", created_at: "", sign_launch_description: false };
 }
 
 export const ReportKey: MessageFns<ReportKey> = {
@@ -1577,6 +1581,9 @@ export const ReportKey: MessageFns<ReportKey> = {
     }
     if (message.created_at !== "") {
       writer.uint32(34).string(message.created_at);
+    }
+    if (message.sign_launch_description !== false) {
+      writer.uint32(40).bool(message.sign_launch_description);
     }
     return writer;
   },
@@ -1626,6 +1633,14 @@ export const ReportKey: MessageFns<ReportKey> = {
             message.created_at = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sign_launch_description = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1656,6 +1671,11 @@ export const ReportKey: MessageFns<ReportKey> = {
         : isSet(object.created_at)
         ? globalThis.String(object.created_at)
         : "",
+      sign_launch_description: isSet(object.signLaunchDescription)
+        ? globalThis.Boolean(object.signLaunchDescription)
+        : isSet(object.sign_launch_description)
+        ? globalThis.Boolean(object.sign_launch_description)
+        : false,
     };
   },
 
@@ -1673,6 +1693,9 @@ export const ReportKey: MessageFns<ReportKey> = {
     if (message.created_at !== "") {
       obj.createdAt = message.created_at;
     }
+    if (message.sign_launch_description !== false) {
+      obj.signLaunchDescription = message.sign_launch_description;
+    }
     return obj;
   },
 
@@ -1685,12 +1708,13 @@ export const ReportKey: MessageFns<ReportKey> = {
     message.policy_name = object.policy_name ?? "";
     message.public_key_pem = object.public_key_pem ?? "";
     message.created_at = object.created_at ?? "";
+    message.sign_launch_description = object.sign_launch_description ?? false;
     return message;
   },
 };
 
 function createBaseCreateReportKeyRequest(): CreateReportKeyRequest {
-  return { id: "", policy_name: "", private_key_pem: "" };
+  return { id: "", policy_name: "", private_key_pem: "", sign_launch_description: false };
 }
 
 export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
@@ -1703,6 +1727,9 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
     }
     if (message.private_key_pem !== "") {
       writer.uint32(26).string(message.private_key_pem);
+    }
+    if (message.sign_launch_description !== false) {
+      writer.uint32(32).bool(message.sign_launch_description);
     }
     return writer;
   },
@@ -1744,6 +1771,14 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
             message.private_key_pem = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sign_launch_description = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1769,6 +1804,11 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
         : isSet(object.private_key_pem)
         ? globalThis.String(object.private_key_pem)
         : "",
+      sign_launch_description: isSet(object.signLaunchDescription)
+        ? globalThis.Boolean(object.signLaunchDescription)
+        : isSet(object.sign_launch_description)
+        ? globalThis.Boolean(object.sign_launch_description)
+        : false,
     };
   },
 
@@ -1783,6 +1823,9 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
     if (message.private_key_pem !== "") {
       obj.privateKeyPem = message.private_key_pem;
     }
+    if (message.sign_launch_description !== false) {
+      obj.signLaunchDescription = message.sign_launch_description;
+    }
     return obj;
   },
 
@@ -1794,6 +1837,7 @@ export const CreateReportKeyRequest: MessageFns<CreateReportKeyRequest> = {
     message.id = object.id ?? "";
     message.policy_name = object.policy_name ?? "";
     message.private_key_pem = object.private_key_pem ?? "";
+    message.sign_launch_description = object.sign_launch_description ?? false;
     return message;
   },
 };

@@ -168,6 +168,20 @@ export function storeSuite(harness: () => Harness): void {
       expect(await store.listReportKeyIds()).toEqual(['report-1']);
       expect(await store.deleteReportKey('report-1')).toBe(true);
     });
+
+    it('a report key signs the launch description only when asked (default: signed empty)', async () => {
+      const der = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
+      expect((await store.putReportKey({ id: 'r-default', privateKeyPkcs8: der })).signLaunchDescription).toBe(false);
+      expect((await store.getReportKey('r-default'))?.signLaunchDescription).toBe(false);
+      await store.putReportKey({ id: 'r-sign', privateKeyPkcs8: der, signLaunchDescription: true });
+      const got = await store.getReportKey('r-sign');
+      expect(got?.signLaunchDescription).toBe(true);
+      expect(got?.privateKeyPkcs8.equals(der)).toBe(true);
+      await store.putReportKey({ id: 'r-sign', privateKeyPkcs8: der });
+      expect((await store.getReportKey('r-sign'))?.signLaunchDescription).toBe(false);
+      await store.deleteReportKey('r-default');
+      await store.deleteReportKey('r-sign');
+    });
   });
 
   describe('keysets', () => {
@@ -343,8 +357,10 @@ export function storeSuite(harness: () => Harness): void {
       const input = connectionInput({ expiresAt: at(100) });
       const conn = await store.createConnection(input);
       const { key, createdAt, expiresAt, ...facts } = input;
-      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null });
+      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null, launchDescription: null });
       expect(await store.getValidConnection(conn.clientId, at(99))).toEqual(conn);
+      const described = await store.createConnection({ ...connectionInput({ expiresAt: at(100) }), launchDescription: 'shim launch' });
+      expect((await store.getValidConnection(described.clientId, at(1)))?.launchDescription).toBe('shim launch');
       expect(await store.getValidConnection(conn.clientId, at(100))).toBeUndefined();
       expect(await store.getValidConnection(randomUUID(), at(1))).toBeUndefined();
       expect(await store.getValidConnection('garbage', at(1))).toBeUndefined();

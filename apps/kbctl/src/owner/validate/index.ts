@@ -12,6 +12,8 @@ import {
   packageSecret,
   parseOvmfFooterTable,
   PolicyFlag,
+  SECRET_TABLE_MAX_SIZE,
+  SevError,
   SEV_HASH_TABLE,
   SEV_HASH_TABLE_ENTRY,
   sevEsResetEip,
@@ -336,6 +338,21 @@ function attest(s: State): Buffer {
   }
 }
 
+/**
+ * virt-qemu-sev-validate's GUIDTable.build pads with `16 - len % 16` zero bytes: a whole extra block when the table is
+ * already aligned, where simple-kbs and sevctl (buildSecretTable, which the broker keeps) add none. `validate` claims
+ * libvirt's behaviour, so it produces libvirt's bytes; firmware and efi_secret read only `total_len` bytes either way.
+ */
+function libvirtPadding(table: Buffer): Buffer {
+  const total = table.readUInt32LE(16);
+  if (total % 16 !== 0) return table;
+  const padded = Buffer.concat([table, Buffer.alloc(16)]);
+  if (padded.length > SECRET_TABLE_MAX_SIZE) {
+    throw new SevError('ERR_SEV_SECRET_TABLE', `secret table of ${padded.length} bytes (with padding) does not fit the ${SECRET_TABLE_MAX_SIZE}-byte OVMF secret page`);
+  }
+  return padded;
+}
+
 function buildSecrets(io: Io, v: Values, s: State, measure: Buffer): { header64: string; secret64: string } {
   const entries: { guid: string; data: Buffer }[] = [];
   for (const spec of list(v, 'inject-secret')) {
@@ -349,7 +366,7 @@ function buildSecrets(io: Io, v: Values, s: State, measure: Buffer): { header64:
   }
   let table: Buffer;
   try {
-    table = buildSecretTable(entries);
+    table = libvirtPadding(buildSecretTable(entries));
   } catch (e) {
     if (isSevError(e)) return fail(2, e.message);
     throw e;
