@@ -69,22 +69,28 @@ export interface AuditLogStore {
   purgeAuditBefore(cutoff: Date, opts?: AuditPurgeOptions): Promise<number>;
 }
 
-export function auditLogStore(ctx: StoreContext): AuditLogStore {
-  const row = (entry: AuditEntryInput) => {
-    requireId(entry.event, 'audit event');
-    requireId(entry.outcome, 'audit outcome');
-    if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
-    return {
-      at: entry.at ?? new Date(),
-      event: entry.event,
-      outcome: entry.outcome,
-      launchId: entry.launchId ?? null,
-      clientId: entry.clientId ?? null,
-      peer: entry.peer ?? null,
-      refId: entry.refId ?? null,
-      detail: entry.detail ?? null,
-    };
+/**
+ * The row an entry becomes, validated (ERR_STORE_ARGUMENT before any write). Also used by the writes that commit an
+ * entry in the same statement or transaction as the state it records (a bundle's session, a release's counters).
+ */
+export function auditRow(entry: AuditEntryInput): typeof auditLog.$inferInsert {
+  requireId(entry.event, 'audit event');
+  requireId(entry.outcome, 'audit outcome');
+  if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
+  return {
+    at: entry.at ?? new Date(),
+    event: entry.event,
+    outcome: entry.outcome,
+    launchId: entry.launchId ?? null,
+    clientId: entry.clientId ?? null,
+    peer: entry.peer ?? null,
+    refId: entry.refId ?? null,
+    detail: entry.detail ?? null,
   };
+}
+
+export function auditLogStore(ctx: StoreContext): AuditLogStore {
+  const row = auditRow;
   return {
     async appendAudit(entry) {
       const values = row(entry);
