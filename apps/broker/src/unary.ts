@@ -1,5 +1,5 @@
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { asTimeout, BrokerError, newRefId, timedOut, toServiceError } from './errors';
+import { BrokerError, fromStore, newRefId, timedOut, toServiceError, unavailable } from './errors';
 import type { BrokerContext } from './context';
 
 export interface CallInfo {
@@ -34,10 +34,12 @@ export function unary<Req, Res>(
     const info: CallInfo = { peer: call.getPeer(), refId: newRefId(), signal: controller.signal };
     let answered = false;
     const fail = (err: BrokerError) => {
-      const level = err.kind === 'internal' ? 'error' : err.kind === 'timeout' ? 'warn' : 'info';
+      const level = err.kind === 'internal' ? 'error' : err.kind === 'timeout' || err.kind === 'unavailable' ? 'warn' : 'info';
       ctx.logger[level](`${rpc} failed`, { rpc, ref: info.refId, peer: info.peer, class: err.kind, reason: err.detail });
       callback(toServiceError(err, info.refId) as never, null);
     };
+    // Back-pressure: a call is served only if what it does can be audited (the trail's queue has room).
+    if (ctx.audit.saturated()) return fail(unavailable(`the audit queue is full (${ctx.audit.pending()} entries waiting for the database)`));
     const timer = setTimeout(() => {
       answered = true;
       const err = timedOut(`no answer within ${timeoutMs} ms (--request-timeout)`);
@@ -55,7 +57,7 @@ export function unary<Req, Res>(
       },
       (e: unknown) => {
         clearTimeout(timer);
-        const failure = asTimeout(e);
+        const failure = fromStore(e);
         const err = failure instanceof BrokerError ? failure : new BrokerError('internal', 'internal error', (e as Error)?.stack ?? String(e));
         if (answered) {
           return ctx.logger[err.kind === 'internal' ? 'error' : 'info'](`${rpc} ended after its deadline`, { rpc, ref: info.refId, class: err.kind, reason: err.detail });

@@ -32,12 +32,11 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       const release = await authorize(ctx, conn, await reads);
       const plain = encodeBincodeMap(items.map((it, i) => [it.guid, release.payloads[i]!] as const));
       checkDeadline(info, 'the release');
-      await release.commit();
+      await release.commit({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', conn.key, iv);
       const ct = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
       conn.key.fill(0);
-      ctx.audit.record({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       return { Payload: ct.toString('base64'), IV: iv.toString('base64') };
     } catch (e) {
       const err = asTimeout(e);

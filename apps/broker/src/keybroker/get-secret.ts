@@ -57,15 +57,15 @@ export function getSecretHandler(ctx: BrokerContext) {
         throw e;
       }
       checkDeadline(info, 'the release');
-      await release.commit();
-      const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
-      checkDeadline(info, 'delivery: the release was counted against its limits but not delivered');
-      ctx.audit.record({
+      await release.commit({
         ...base,
         event: 'secret',
         outcome: 'released',
         detail: { requested, launchDigest: digest.toString('hex'), api: `${apiMajor}.${apiMinor}`, build: buildId, policy: session.sevPolicy, description: req.LaunchDescription },
       });
+      const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
+      // Past this check the 'released' row stands alone; a refusal after it follows it in the trail (same ref).
+      checkDeadline(info, 'delivery: the release was recorded and counted against its limits but not delivered');
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
       const err = asTimeout(e);
