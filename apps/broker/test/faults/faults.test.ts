@@ -25,7 +25,7 @@ import { PgCluster } from './pg-cluster';
 
 const REQUEST_TIMEOUT_S = 2;
 /** What a call may take beyond --request-timeout on this shared 2-core machine (the event loop, the answer's trip). */
-const SLACK_MS = 1500;
+const SLACK_MS = 2000;
 /** The hosts' own deadline: anything the broker answers arrives well before it. */
 const DEADLINE_MS = REQUEST_TIMEOUT_S * 1000 + 3000;
 /** The issue asks for a 30 s stop; 8 s keeps the suite short (KB_FAULT_STOP_SECONDS=30 runs the long one). */
@@ -33,7 +33,7 @@ const STOP_S = Number(process.env.KB_FAULT_STOP_SECONDS ?? 8);
 const FREEZE_S = 5;
 const CLIENTS = 4;
 /** The broker serves again this soon after its database is back (the issue: within a second; slack for a shared CI machine). */
-const RECOVERY_LIMIT_MS = 2000;
+const RECOVERY_LIMIT_MS = 3000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const report: string[] = [];
@@ -231,7 +231,14 @@ describe('fault suite', () => {
     it(`PostgreSQL stopped for ${STOP_S} s: every call answered UNAVAILABLE with a reference in time, then served again`, async () => {
       pg.stop();
       const down = Date.now();
-      await sleep(STOP_S * 1000);
+      await sleep(STOP_S * 1000 - 1000);
+      // the owner too is told to retry, with a reference
+      const owner = new OwnerClient(b.adminAddress, ADMIN_TOKEN);
+      const adminErr = await owner.call('listPolicies', { prefix: '' }).then(() => undefined, (e: { code: number; details: string }) => e);
+      owner.close();
+      expect(adminErr?.code).toBe(status.UNAVAILABLE);
+      expect(adminErr?.details).toMatch(/retry later \(ref [0-9a-f]+\)$/);
+      await sleep(Math.max(0, down + STOP_S * 1000 - Date.now()));
       const during = since();
       pg.start();
       const back = Date.now();
