@@ -3,7 +3,7 @@
  * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident. Entries are never
  * edited; they leave only by age (purgeAuditBefore), so the table does not grow without bound.
  */
-import { and, asc, desc, eq, gte, inArray, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { requireId, requireJson, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, type JsonValue } from './schema';
@@ -86,6 +86,31 @@ export function auditRow(entry: AuditEntryInput): typeof auditLog.$inferInsert {
     peer: entry.peer ?? null,
     refId: entry.refId ?? null,
     detail: entry.detail ?? null,
+  };
+}
+
+/** An audit row's values as placeholders, for prepared statements that write one (auditParams fills them). */
+export const auditPlaceholders = {
+  at: sql.placeholder('auditAt'),
+  event: sql.placeholder('auditEvent'),
+  outcome: sql.placeholder('auditOutcome'),
+  launchId: sql.placeholder('auditLaunchId'),
+  clientId: sql.placeholder('auditClientId'),
+  peer: sql.placeholder('auditPeer'),
+  refId: sql.placeholder('auditRefId'),
+  detail: sql.placeholder('auditDetail'),
+};
+
+export function auditParams(row: typeof auditLog.$inferInsert): Record<string, unknown> {
+  return {
+    auditAt: row.at,
+    auditEvent: row.event,
+    auditOutcome: row.outcome,
+    auditLaunchId: row.launchId,
+    auditClientId: row.clientId,
+    auditPeer: row.peer,
+    auditRefId: row.refId,
+    auditDetail: row.detail,
   };
 }
 

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, count, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
-import { auditRow, type AuditEntryInput } from './audit-log';
+import { auditParams, auditPlaceholders, auditRow, type AuditEntryInput } from './audit-log';
 import { isUuid, requireId, requireLength, requireUint, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, launchSessions } from './schema';
@@ -83,16 +83,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
     return db
       .with(session)
       .insert(auditLog)
-      .values({
-        at: sql.placeholder('auditAt'),
-        event: sql.placeholder('auditEvent'),
-        outcome: sql.placeholder('auditOutcome'),
-        launchId: sql.placeholder('auditLaunchId'),
-        clientId: sql.placeholder('auditClientId'),
-        peer: sql.placeholder('auditPeer'),
-        refId: sql.placeholder('auditRefId'),
-        detail: sql.placeholder('auditDetail'),
-      })
+      .values(auditPlaceholders)
       .prepare('kb_launch_session_insert_audited');
   });
   // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
@@ -138,17 +129,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
         () =>
           entry === undefined
             ? insert().execute(values)
-            : insertAudited().execute({
-                ...values,
-                auditAt: entry.at,
-                auditEvent: entry.event,
-                auditOutcome: entry.outcome,
-                auditLaunchId: entry.launchId,
-                auditClientId: entry.clientId,
-                auditPeer: entry.peer,
-                auditRefId: entry.refId,
-                auditDetail: entry.detail,
-              }),
+            : insertAudited().execute({ ...values, ...auditParams(entry) }),
         {
         unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`),
       });

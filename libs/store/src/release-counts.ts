@@ -3,7 +3,7 @@
  * transaction that writes everything a release implies: its counters and its new connections.
  */
 import { eq, sql } from 'drizzle-orm';
-import { auditRow, type AuditEntryInput } from './audit-log';
+import { auditParams, auditPlaceholders, auditRow, type AuditEntryInput } from './audit-log';
 import { connectionRow, type ConnectionInput } from './connections';
 import { requireId, type Db, type StoreContext } from './context';
 import { StoreError } from './errors';
@@ -56,6 +56,9 @@ class CounterExhausted extends Error {
 }
 
 export function releaseCountStore(ctx: StoreContext): ReleaseCountStore {
+  // The common release (nothing counted, no connection): its audit row is the whole commit, one prepared statement.
+  const insertAudit = ctx.prepared((db) => db.insert(auditLog).values(auditPlaceholders).prepare('kb_release_audit_insert'));
+
   async function commitRelease(writes: ReleaseWrites, now = new Date()): Promise<ReleaseCommit> {
     const counters = checkCounters(writes?.counters);
     if (!Array.isArray(writes.connections)) throw new StoreError('ERR_STORE_ARGUMENT', 'release connections must be an array');
@@ -64,6 +67,10 @@ export function releaseCountStore(ctx: StoreContext): ReleaseCountStore {
     const audits = (writes.audit ?? []).map(auditRow);
     const unreachable = counters.find((c) => c.max === 0);
     if (unreachable !== undefined) return { ok: false, exhausted: unreachable.key };
+    if (counters.length === 0 && rows.length === 0 && audits.length === 1) {
+      await ctx.run(() => insertAudit().execute(auditParams(audits[0]!)));
+      return { ok: true, counts: new Map() };
+    }
     return ctx.run(
       async (db) => {
         const apply = (q: Db) => applyRelease(q, counters, rows, audits, now);
