@@ -30,7 +30,8 @@ class PendingSessions {
   constructor(private readonly ctx: BrokerContext) {}
   async current(): Promise<number> {
     const now = this.ctx.now().getTime();
-    if (now - this.at >= REFRESH_MS && now - this.failedAt >= RETRY_MS && !this.refreshing) {
+    // Retries go by the monotonic clock: a failure must not stop them if the wall clock stands still or steps back.
+    if (now - this.at >= REFRESH_MS && performance.now() - this.failedAt >= RETRY_MS && !this.refreshing) {
       const refresh = this.ctx.store.countPendingSessions(new Date(now)).then(
         (n) => {
           this.count = n;
@@ -40,7 +41,7 @@ class PendingSessions {
         },
         (e: Error) => {
           if (this.failedAt === Number.NEGATIVE_INFINITY) this.ctx.logger.warn('pending session count refresh failed; retrying', { error: e.message });
-          this.failedAt = now;
+          this.failedAt = performance.now();
           throw e;
         },
       );
