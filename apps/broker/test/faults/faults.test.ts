@@ -96,7 +96,9 @@ function recovery(calls: CallRecord[], since: number): number | undefined {
 }
 
 function phase(name: string, calls: CallRecord[], extra = ''): void {
-  report.push(`${name}: ${calls.length} calls ${JSON.stringify(tally(calls))}${extra}`);
+  const answered = calls.filter((c) => c.code === status.OK || c.ref).map((c) => c.ms);
+  const slowest = answered.length ? Math.max(...answered) : 0;
+  report.push(`${name}: ${calls.length} calls ${JSON.stringify(tally(calls))}, slowest answer ${slowest} ms${extra}`);
 }
 
 describe('fault suite', () => {
