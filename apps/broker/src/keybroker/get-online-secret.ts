@@ -1,7 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { asTimeout, BrokerError, denied } from '../errors';
+import { BrokerError, denied, fromStore } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -39,8 +39,9 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       conn.key.fill(0);
       return { Payload: ct.toString('base64'), IV: iv.toString('base64') };
     } catch (e) {
-      const err = asTimeout(e);
-      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) {
+      // the database lost after the launch id was consumed is recorded too: that launch needs a new GetBundle
+      const err = fromStore(e);
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout' || err.kind === 'unavailable')) {
         ctx.audit.record({ ...base, event: 'online-secret', outcome: 'refused', detail: { reason: err.detail, requested } });
       }
       throw err;

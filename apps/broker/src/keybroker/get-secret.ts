@@ -1,7 +1,7 @@
 import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { asTimeout, BrokerError, denied, invalid } from '../errors';
+import { BrokerError, denied, fromStore, invalid } from '../errors';
 import type { ProvenLaunch } from '../secret-types/payloads';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -68,8 +68,9 @@ export function getSecretHandler(ctx: BrokerContext) {
       checkDeadline(info, 'delivery: the release was recorded and counted against its limits but not delivered');
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
-      const err = asTimeout(e);
-      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) throw refuse(err);
+      // the database lost after the launch id was consumed is recorded too: that launch needs a new GetBundle
+      const err = fromStore(e);
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout' || err.kind === 'unavailable')) throw refuse(err);
       throw err;
     } finally {
       session.tek.fill(0);
