@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { encodeRootFile } from '@kb/sev-sim';
 import { ADMIN_TOKEN, MASTER_KEY, testPlatform } from '../support/broker';
 
@@ -34,6 +34,12 @@ function trustRootFile(): string {
     writeFileSync(rootFile, encodeRootFile(testPlatform()));
   }
   return rootFile;
+}
+
+/** Removes the trust-root file the brokers of this test file read (call once they have stopped). */
+export function removeTrustRoot(): void {
+  if (rootFile) rmSync(dirname(rootFile), { recursive: true, force: true });
+  rootFile = undefined;
 }
 
 export function startFaultBroker(spec: BrokerSpec): Promise<FaultBroker> {

@@ -19,7 +19,7 @@ import { openStore, type AuditEntry } from '@kb/store';
 import { ADMIN_TOKEN, MASTER_KEY, policyFor } from '../support/broker';
 import { OwnerClient } from '../support/grpc';
 import { expectedDigest } from '../support/host';
-import { startFaultBroker, type FaultBroker } from './broker-process';
+import { removeTrustRoot, startFaultBroker, type FaultBroker } from './broker-process';
 import { FaultLoad, tally, type CallRecord } from './load';
 import { PgCluster } from './pg-cluster';
 
@@ -126,6 +126,7 @@ describe('fault suite', () => {
     for (const b of brokers) await b.kill9().catch(() => undefined);
     pg?.destroy();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    removeTrustRoot();
     // The figures (jest shows console output of a passing suite too).
     console.log(`fault suite figures (shared 2-core machine):\n  ${report.join('\n  ')}`);
   });
