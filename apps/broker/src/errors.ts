@@ -7,7 +7,7 @@ import { isStoreError } from '@kb/store';
  * reason under that reference in the broker log and audit trail. Messages for malformed input describe the input
  * format only — they say nothing about launches, policies or secrets.
  */
-export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'timeout' | 'internal';
+export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'timeout' | 'unavailable' | 'internal';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';
@@ -31,6 +31,7 @@ const CODES: Record<FailureClass, status> = {
   denied: status.PERMISSION_DENIED,
   exhausted: status.RESOURCE_EXHAUSTED,
   timeout: status.DEADLINE_EXCEEDED,
+  unavailable: status.UNAVAILABLE,
   internal: status.INTERNAL,
 };
 
@@ -44,6 +45,18 @@ export const timedOut = (detail: string) => new BrokerError('timeout', 'the brok
  */
 export function asTimeout(e: unknown): unknown {
   return isStoreError(e, 'ERR_STORE_TIMEOUT') ? timedOut(`a database statement was cancelled (${e.message}); nothing it was writing happened`) : e;
+}
+
+/** The database cannot be reached (refused, reset, pool gone, PGlite closed): the caller should retry, not report a bug. */
+export const unavailable = (detail: string) => new BrokerError('unavailable', 'the key broker cannot serve this request now; retry later', detail);
+
+/**
+ * The one translation of store failures that are not the request's fault into a failure class: an unreachable
+ * database is UNAVAILABLE, a cancelled statement the call's timeout (asTimeout); anything else unchanged (INTERNAL).
+ */
+export function fromStore(e: unknown): unknown {
+  if (isStoreError(e, 'ERR_STORE_CONNECT') || isStoreError(e, 'ERR_STORE_CLOSED')) return unavailable(`the database is unreachable (${e.code}: ${e.message})`);
+  return asTimeout(e);
 }
 
 export function newRefId(): string {

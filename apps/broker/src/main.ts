@@ -1,6 +1,7 @@
 #!/usr/bin/env tsx
 import { ConfigError, HELP, parseConfig } from './config';
 import { startBroker } from './broker';
+import { installLastResort } from './last-resort';
 import { createLogger } from './log';
 
 async function main(): Promise<number> {
@@ -16,6 +17,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = createLogger(config.logLevel);
+  installLastResort(logger);
   let broker;
   try {
     broker = await startBroker(config, { logger });

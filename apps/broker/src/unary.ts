@@ -1,6 +1,6 @@
 import { status, type handleUnaryCall, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { MalformedMessage } from '@kb/grpc-api';
-import { asTimeout, BrokerError, invalid, newRefId, timedOut, toServiceError } from './errors';
+import { BrokerError, fromStore, invalid, newRefId, timedOut, toServiceError, unavailable } from './errors';
 import type { BrokerContext } from './context';
 
 export interface CallInfo {
@@ -42,7 +42,7 @@ export function unary<Req, Res>(
     const info: CallInfo = { peer: call.getPeer(), refId: newRefId(), signal: controller.signal };
     let answered = false;
     const fail = (err: BrokerError) => {
-      const level = err.kind === 'internal' ? 'error' : err.kind === 'timeout' ? 'warn' : 'info';
+      const level = err.kind === 'internal' ? 'error' : err.kind === 'timeout' || err.kind === 'unavailable' ? 'warn' : 'info';
       ctx.logger[level](`${rpc} failed`, { rpc, ref: info.refId, peer: info.peer, class: err.kind, reason: err.detail });
       const answer = toServiceError(err, info.refId);
       auditAnswer(ctx, rpc, info, answer.code!, err);
@@ -53,6 +53,9 @@ export function unary<Req, Res>(
       fail(invalid(`the request is not a valid protobuf message: ${request.reason}`));
       return;
     }
+    // Back-pressure: a call is served only if what it does can be audited (the trail's queue has room).
+    // (`?.`: contexts built for a handler alone, as in tests of the adapter, have no trail)
+    if (ctx.audit?.saturated()) return fail(unavailable(`the audit queue is full (${ctx.audit.pending()} entries waiting for the database)`));
     const timer = setTimeout(() => {
       answered = true;
       const err = timedOut(`no answer within ${timeoutMs} ms (--request-timeout)`);
@@ -70,7 +73,7 @@ export function unary<Req, Res>(
       },
       (e: unknown) => {
         clearTimeout(timer);
-        const failure = asTimeout(e);
+        const failure = fromStore(e);
         const err = failure instanceof BrokerError ? failure : new BrokerError('internal', 'internal error', (e as Error)?.stack ?? String(e));
         if (answered) {
           return ctx.logger[err.kind === 'internal' ? 'error' : 'info'](`${rpc} ended after its deadline`, { rpc, ref: info.refId, class: err.kind, reason: err.detail });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { openStore, PGLITE_MEMORY, type AuditEntryInput, type Store } from '@kb/store';
+import { openStore, PGLITE_MEMORY, StoreError, type AuditEntryInput, type Store } from '@kb/store';
 import { AuditTrail } from '../src/audit';
 import { createLogger } from '../src/log';
 
@@ -8,15 +8,19 @@ describe('AuditTrail (audit rows written off the request path)', () => {
   let batches: number[];
   let release: (() => void) | undefined;
   let gate: Promise<void> | undefined;
+  /** while > 0, that many more batch statements fail as they do when PostgreSQL is down (ERR_STORE_CONNECT) */
+  let away = 0;
 
   beforeEach(async () => {
     store = await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: randomBytes(32) });
     batches = [];
+    away = 0;
     // The real store, with each batch statement recorded and — while a gate is set — held until it opens.
     const append = store.appendAudits.bind(store);
     store.appendAudits = async (entries: AuditEntryInput[]) => {
       batches.push(entries.length);
       if (gate) await gate;
+      if (away > 0 && away--) throw new StoreError('ERR_STORE_CONNECT', 'database unavailable: connect ECONNREFUSED 127.0.0.1:5432');
       return append(entries);
     };
   });
@@ -50,6 +54,49 @@ describe('AuditTrail (audit rows written off the request path)', () => {
     await trail.flush();
     const rows = await store.listAudit({ limit: 100 });
     expect(rows.map((r) => r.refId).sort()).toEqual(['ref-1', 'ref-2']);
-    expect(lines.join('\n')).toMatch(/audit write failed.*"ref":"bad"/);
+    expect(lines.join('\n')).toMatch(/audit entry not stored; recorded here instead.*"event":"".*"ref":"bad"/);
+  });
+
+  it('keeps entries queued while the database is away and writes every one of them once it is back', async () => {
+    const lines: string[] = [];
+    const trail = new AuditTrail(store, createLogger('info', (l) => lines.push(l)));
+    away = 5; // 50 + 100 + 200 + 400 + 800 ms of back-off
+    const started = performance.now();
+    for (let i = 0; i < 30; i++) trail.record(entry(i));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(trail.pending()).toBe(30); // nothing written, nothing dropped
+    await trail.flush();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1500);
+    expect(batches.slice(0, 5)).toEqual([30, 30, 30, 30, 30]); // the same batch retried, not split or dropped
+    expect(trail.pending()).toBe(0);
+    expect((await store.listAudit({ limit: 100 })).map((r) => r.refId).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `ref-${i}`).sort());
+    expect(lines.join('\n')).toMatch(/audit writes failing; entries stay queued/);
+    expect(lines.join('\n')).toMatch(/audit writes resumed/);
+    expect(lines.join('\n')).not.toMatch(/not stored/);
+  });
+
+  it('is bounded: full, it reports saturation (the broker then refuses new calls) until the database catches up', async () => {
+    const trail = new AuditTrail(store, createLogger('error', () => undefined), 10);
+    away = 2;
+    for (let i = 0; i < 12; i++) trail.record(entry(i));
+    expect(trail.saturated()).toBe(true);
+    expect(trail.pending()).toBe(12); // what was accepted is kept, even past the bound
+    await trail.flush();
+    expect(trail.saturated()).toBe(false);
+    expect(await store.listAudit({ limit: 100 })).toHaveLength(12);
+  });
+
+  it('on shutdown, retries for the flush timeout and then logs every unwritten entry with its fields', async () => {
+    const lines: string[] = [];
+    const trail = new AuditTrail(store, createLogger('error', (l) => lines.push(l)));
+    away = 1_000_000;
+    trail.record(entry(1));
+    trail.record({ ...entry(2), launchId: 'f0e1d2c3-0000-4000-8000-000000000000' });
+    const started = performance.now();
+    await trail.flush(600);
+    expect(performance.now() - started).toBeLessThan(3000);
+    const lost = lines.filter((l) => l.includes('audit entry not stored'));
+    expect(lost).toHaveLength(2);
+    expect(lost[1]).toMatch(/"launchId":"f0e1d2c3-0000-4000-8000-000000000000".*"ref":"ref-2","detail":\{"n":2\}/);
   });
 });

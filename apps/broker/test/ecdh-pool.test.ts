@@ -1,6 +1,8 @@
 import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { Worker } from 'node:worker_threads';
 import type { P384Point } from '@kb/sev';
 import { EcdhPool } from '../src/keybroker/ecdh-pool';
+import { eventually } from './support/wait';
 
 function publicKey(p: P384Point): KeyObject {
   const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64url');
@@ -116,6 +118,21 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
       await pool.close();
     }
   }, 60_000);
+
+  it('replaces a worker that dies (after a pause when it died young) and serves again', async () => {
+    const pool = new EcdhPool({ size: 1, stock: 0 });
+    try {
+      const { worker } = (pool as unknown as { slots: { worker: Worker }[] }).slots[0]!;
+      await worker.terminate();
+      await new Promise((r) => setImmediate(r));
+      // died within a second of its start: no agreement is sent to it while its successor is on the way
+      await expect(pool.agree(pdh.publicKey)).rejects.toThrow(/no ECDH worker is running/);
+      const served = await eventually(() => pool.agree(pdh.publicKey).then((a) => a, () => undefined), 10_000);
+      expect(served?.z).toHaveLength(48);
+    } finally {
+      await pool.close();
+    }
+  });
 
   it('answers an unusable peer key with an error, keeps serving, and refuses work once closed', async () => {
     const pool = new EcdhPool({ size: 1 });

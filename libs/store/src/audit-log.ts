@@ -3,7 +3,7 @@
  * reasons, never secret material: `detail` is plain JSON, so Buffers cannot be passed by accident. Entries are never
  * edited; they leave only by age (purgeAuditBefore), so the table does not grow without bound.
  */
-import { and, asc, desc, eq, gte, inArray, lt, or, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
 import { requireId, requireJson, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, type JsonValue } from './schema';
@@ -71,22 +71,53 @@ export interface AuditLogStore {
   purgeAuditBefore(cutoff: Date, opts?: AuditPurgeOptions): Promise<number>;
 }
 
-export function auditLogStore(ctx: StoreContext): AuditLogStore {
-  const row = (entry: AuditEntryInput) => {
-    requireId(entry.event, 'audit event');
-    requireId(entry.outcome, 'audit outcome');
-    if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
-    return {
-      at: entry.at ?? new Date(),
-      event: entry.event,
-      outcome: entry.outcome,
-      launchId: entry.launchId ?? null,
-      clientId: entry.clientId ?? null,
-      peer: entry.peer ?? null,
-      refId: entry.refId ?? null,
-      detail: entry.detail ?? null,
-    };
+/**
+ * The row an entry becomes, validated (ERR_STORE_ARGUMENT before any write). Also used by the writes that commit an
+ * entry in the same statement or transaction as the state it records (a bundle's session, a release's counters).
+ */
+export function auditRow(entry: AuditEntryInput): typeof auditLog.$inferInsert {
+  requireId(entry.event, 'audit event');
+  requireId(entry.outcome, 'audit outcome');
+  if (entry.detail !== undefined && entry.detail !== null) requireJson(entry.detail, 'audit detail');
+  return {
+    at: entry.at ?? new Date(),
+    event: entry.event,
+    outcome: entry.outcome,
+    launchId: entry.launchId ?? null,
+    clientId: entry.clientId ?? null,
+    peer: entry.peer ?? null,
+    refId: entry.refId ?? null,
+    detail: entry.detail ?? null,
   };
+}
+
+/** An audit row's values as placeholders, for prepared statements that write one (auditParams fills them). */
+export const auditPlaceholders = {
+  at: sql.placeholder('auditAt'),
+  event: sql.placeholder('auditEvent'),
+  outcome: sql.placeholder('auditOutcome'),
+  launchId: sql.placeholder('auditLaunchId'),
+  clientId: sql.placeholder('auditClientId'),
+  peer: sql.placeholder('auditPeer'),
+  refId: sql.placeholder('auditRefId'),
+  detail: sql.placeholder('auditDetail'),
+};
+
+export function auditParams(row: typeof auditLog.$inferInsert): Record<string, unknown> {
+  return {
+    auditAt: row.at,
+    auditEvent: row.event,
+    auditOutcome: row.outcome,
+    auditLaunchId: row.launchId,
+    auditClientId: row.clientId,
+    auditPeer: row.peer,
+    auditRefId: row.refId,
+    auditDetail: row.detail,
+  };
+}
+
+export function auditLogStore(ctx: StoreContext): AuditLogStore {
+  const row = auditRow;
   return {
     async appendAudit(entry) {
       const values = row(entry);

@@ -33,7 +33,8 @@ export function toStoreError(e: unknown, hints: ErrorHints = {}): StoreError {
   if (coded === undefined) {
     const cause = innermost(e);
     // node-postgres reports a dropped socket or a pool acquire timeout as plain Errors without a code.
-    if (cause instanceof Error && /connection terminated|trying to connect/i.test(cause.message)) {
+    // PGlite throws "PGlite is closed" once its WASM instance is gone (closed under a running call, or aborted).
+    if (cause instanceof Error && /connection terminated|trying to connect|PGlite is closed|pool after calling end/i.test(cause.message)) {
       return new StoreError('ERR_STORE_CONNECT', `database unavailable: ${cause.message}`, { cause });
     }
     return new StoreError('ERR_STORE_QUERY', 'database operation failed', {

@@ -10,7 +10,7 @@ export type StoreErrorCode =
   | 'ERR_STORE_MASTER_KEY' // the master key is malformed or is not the key this database was created with
   | 'ERR_STORE_ARGUMENT' // a value the store cannot hold (wrong length, empty id, not JSON...)
   | 'ERR_STORE_CONSTRAINT' // another database constraint rejected the write
-  | 'ERR_STORE_CONNECT' // the database cannot be reached or started
+  | 'ERR_STORE_CONNECT' // the database cannot be reached or started, or PGlite was closed under a call (retry later)
   | 'ERR_STORE_MIGRATION' // applying the schema migrations failed
   | 'ERR_STORE_CLOSED' // the store was used after close()
   | 'ERR_STORE_LOCKED' // another process has this PGlite data directory open

@@ -6,9 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import { and, count, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
+import { auditParams, auditPlaceholders, auditRow, type AuditEntryInput } from './audit-log';
 import { isUuid, requireId, requireLength, requireUint, type StoreContext } from './context';
 import { StoreError } from './errors';
-import { launchSessions } from './schema';
+import { auditLog, launchSessions } from './schema';
 
 const KEY_LENGTH = 16;
 const SEALED_COLUMN = { table: 'launch_sessions', column: 'keys_enc' };
@@ -45,8 +46,11 @@ export interface ConsumedLaunchSession extends LaunchSession {
 }
 
 export interface LaunchSessionStore {
-  /** ERR_STORE_CONFLICT if the id is taken. */
-  createLaunchSession(input: LaunchSessionInput): Promise<LaunchSession>;
+  /**
+   * ERR_STORE_CONFLICT if the id is taken. With `audit`, that entry is written by the same statement: the session
+   * exists if and only if its audit row does (a bundle is never handed out unrecorded, even if the process dies).
+   */
+  createLaunchSession(input: LaunchSessionInput, audit?: AuditEntryInput): Promise<LaunchSession>;
   /**
    * Marks the session consumed and returns it with its keys, only if it exists, is unconsumed and has not expired
    * at `now`. One UPDATE statement: of any number of concurrent callers (any broker on the database) exactly one
@@ -61,21 +65,27 @@ export interface LaunchSessionStore {
 
 export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
   // GetBundle's and GetSecret's statements; everything the insert writes is known, so it returns nothing.
-  const insert = ctx.prepared((db) =>
-    db
-      .insert(launchSessions)
-      .values({
-        id: sql.placeholder('id'),
-        keysEnc: sql.placeholder('keysEnc'),
-        sevPolicy: sql.placeholder('sevPolicy'),
-        chipId: sql.placeholder('chipId'),
-        generation: sql.placeholder('generation'),
-        chainSha256: sql.placeholder('chainSha256'),
-        createdAt: sql.placeholder('createdAt'),
-        expiresAt: sql.placeholder('expiresAt'),
-      })
-      .prepare('kb_launch_session_insert'),
-  );
+  const sessionValues = {
+    id: sql.placeholder('id'),
+    keysEnc: sql.placeholder('keysEnc'),
+    sevPolicy: sql.placeholder('sevPolicy'),
+    chipId: sql.placeholder('chipId'),
+    generation: sql.placeholder('generation'),
+    chainSha256: sql.placeholder('chainSha256'),
+    createdAt: sql.placeholder('createdAt'),
+    expiresAt: sql.placeholder('expiresAt'),
+  };
+  const insert = ctx.prepared((db) => db.insert(launchSessions).values(sessionValues).prepare('kb_launch_session_insert'));
+  // The session and its audit row in one statement: a data-modifying CTE is atomic with the statement around it, and
+  // costs one round trip where a transaction would add BEGIN and COMMIT to every GetBundle.
+  const insertAudited = ctx.prepared((db) => {
+    const session = db.$with('session').as(db.insert(launchSessions).values(sessionValues).returning({ id: launchSessions.id }));
+    return db
+      .with(session)
+      .insert(auditLog)
+      .values(auditPlaceholders)
+      .prepare('kb_launch_session_insert_audited');
+  });
   // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
   // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
   const consume = ctx.prepared((db) => {
@@ -99,7 +109,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
   });
 
   return {
-    async createLaunchSession(input) {
+    async createLaunchSession(input, audit) {
       const { id = randomUUID(), tek, tik, sevPolicy, chipId, generation, chainSha256, createdAt = new Date(), expiresAt } = input;
       if (!isUuid(id)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch session id must be a UUID');
       requireLength(tek, KEY_LENGTH, 'TEK');
@@ -111,9 +121,16 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
       if (!(expiresAt.getTime() > createdAt.getTime())) {
         throw new StoreError('ERR_STORE_ARGUMENT', 'launch session must expire after it is created');
       }
+      const entry = audit === undefined ? undefined : auditRow(audit);
       const rowId = id.toLowerCase(); // what PostgreSQL's uuid type gives back, so consume opens it under the same AAD
       const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId });
-      await ctx.run(() => insert().execute({ id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt }), {
+      const values = { id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt };
+      await ctx.run(
+        () =>
+          entry === undefined
+            ? insert().execute(values)
+            : insertAudited().execute({ ...values, ...auditParams(entry) }),
+        {
         unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`),
       });
       return { id: rowId, sevPolicy, chipId, generation, chainSha256: Buffer.from(chainSha256), createdAt, expiresAt, consumedAt: null };

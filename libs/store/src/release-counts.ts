@@ -3,10 +3,11 @@
  * transaction that writes everything a release implies: its counters and its new connections.
  */
 import { eq, sql } from 'drizzle-orm';
+import { auditParams, auditPlaceholders, auditRow, type AuditEntryInput } from './audit-log';
 import { connectionRow, type ConnectionInput } from './connections';
 import { requireId, type Db, type StoreContext } from './context';
 import { StoreError } from './errors';
-import { connections, releaseCounts } from './schema';
+import { auditLog, connections, releaseCounts } from './schema';
 
 /** One counter a release takes: refused once the count has reached `max` (no `max`: counted, never refused). */
 export interface ReleaseCounter {
@@ -18,6 +19,11 @@ export interface ReleaseWrites {
   /** Distinct keys. */
   counters: ReleaseCounter[];
   connections: ConnectionInput[];
+  /**
+   * Audit entries committed with the release (or not at all): a secret is handed out only once the row saying so
+   * is stored, as a secret store refuses a request it cannot audit.
+   */
+  audit?: AuditEntryInput[];
 }
 
 export type ReleaseCommit =
@@ -35,7 +41,7 @@ export interface ReleaseCountStore {
   incrementReleaseCount(key: string, max?: number, now?: Date): Promise<number | undefined>;
   /**
    * All or nothing: takes every counter (each checked against its max as it is incremented) and inserts every
-   * connection in one transaction. A counter at its max rolls everything back and is named in the result; a failing
+   * connection and audit entry in one transaction. A counter at its max rolls everything back and is named in the result; a failing
    * insert (ERR_STORE_CONFLICT for a taken client id) rolls everything back and throws. Concurrent commits never
    * push any counter past its max. ERR_STORE_ARGUMENT (before any write) for malformed input or repeated keys.
    */
@@ -50,18 +56,27 @@ class CounterExhausted extends Error {
 }
 
 export function releaseCountStore(ctx: StoreContext): ReleaseCountStore {
+  // The common release (nothing counted, no connection): its audit row is the whole commit, one prepared statement.
+  const insertAudit = ctx.prepared((db) => db.insert(auditLog).values(auditPlaceholders).prepare('kb_release_audit_insert'));
+
   async function commitRelease(writes: ReleaseWrites, now = new Date()): Promise<ReleaseCommit> {
     const counters = checkCounters(writes?.counters);
     if (!Array.isArray(writes.connections)) throw new StoreError('ERR_STORE_ARGUMENT', 'release connections must be an array');
     const rows = writes.connections.map((c) => connectionRow(ctx.sealer, c).row);
+    if (writes.audit !== undefined && !Array.isArray(writes.audit)) throw new StoreError('ERR_STORE_ARGUMENT', 'release audit entries must be an array');
+    const audits = (writes.audit ?? []).map(auditRow);
     const unreachable = counters.find((c) => c.max === 0);
     if (unreachable !== undefined) return { ok: false, exhausted: unreachable.key };
+    if (counters.length === 0 && rows.length === 0 && audits.length === 1) {
+      await ctx.run(() => insertAudit().execute(auditParams(audits[0]!)));
+      return { ok: true, counts: new Map() };
+    }
     return ctx.run(
       async (db) => {
-        const apply = (q: Db) => applyRelease(q, counters, rows, now);
+        const apply = (q: Db) => applyRelease(q, counters, rows, audits, now);
         try {
           // A single statement is atomic by itself; a transaction would only add BEGIN/COMMIT to the release path.
-          return counters.length + rows.length > 1 ? await db.transaction(apply) : await apply(db);
+          return counters.length + rows.length + (audits.length > 0 ? 1 : 0) > 1 ? await db.transaction(apply) : await apply(db);
         } catch (e) {
           if (e instanceof CounterExhausted) return { ok: false, exhausted: e.key };
           throw e;
@@ -105,7 +120,13 @@ function checkCounters(counters: ReleaseCounter[] | undefined): ReleaseCounter[]
   return sorted;
 }
 
-async function applyRelease(db: Db, counters: ReleaseCounter[], rows: (typeof connections.$inferInsert)[], now: Date): Promise<ReleaseCommit> {
+async function applyRelease(
+  db: Db,
+  counters: ReleaseCounter[],
+  rows: (typeof connections.$inferInsert)[],
+  audits: (typeof auditLog.$inferInsert)[],
+  now: Date,
+): Promise<ReleaseCommit> {
   const counts = new Map<string, number>();
   for (const { key, max } of counters) {
     const count = await incrementIfBelow(db, key, max, now);
@@ -113,6 +134,7 @@ async function applyRelease(db: Db, counters: ReleaseCounter[], rows: (typeof co
     counts.set(key, count);
   }
   if (rows.length > 0) await db.insert(connections).values(rows);
+  if (audits.length > 0) await db.insert(auditLog).values(audits);
   return { ok: true, counts };
 }
 

@@ -1,4 +1,6 @@
+import { PGlite } from '@electric-sql/pglite';
 import { DrizzleQueryError } from 'drizzle-orm';
+import { Pool } from 'pg';
 import { toStoreError } from '../src/db-errors';
 import { StoreError } from '../src/errors';
 
@@ -47,6 +49,17 @@ describe('toStoreError', () => {
     expect(other.code).toBe('ERR_STORE_QUERY');
     expect(other.cause).toBeInstanceOf(Error);
     expect(other.cause).not.toBeInstanceOf(DrizzleQueryError);
+  });
+
+  it('maps a closed PGlite and an ended pool (the broker answers UNAVAILABLE) to ERR_STORE_CONNECT', async () => {
+    const lite = await PGlite.create();
+    await lite.close();
+    const closed = await lite.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    expect(toStoreError(wrapped(closed as Error)).code).toBe('ERR_STORE_CONNECT');
+    const pool = new Pool({ connectionString: 'postgres://kb@127.0.0.1:1/none' });
+    await pool.end();
+    const ended = await pool.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    expect(toStoreError(wrapped(ended as Error)).code).toBe('ERR_STORE_CONNECT');
   });
 
   it('passes StoreErrors through unchanged', () => {

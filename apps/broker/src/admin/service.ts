@@ -4,7 +4,7 @@ import { MalformedMessage, type admin } from '@kb/grpc-api';
 import { isPolicyError, parsePolicy } from '@kb/policy';
 import { isStoreError, type StoreErrorCode } from '@kb/store';
 import type { BrokerContext } from '../context';
-import { newRefId } from '../errors';
+import { BrokerError, fromStore, newRefId } from '../errors';
 import type { AdminAuth } from './auth';
 import {
   DEFAULT_AUDIT_LIMIT,
@@ -140,6 +140,11 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
           if (e instanceof AdminError) return cb({ code: e.code, details: e.message } as ServiceError, null);
           if (isStoreError(e) && STORE_CODES[e.code]) return cb({ code: STORE_CODES[e.code]!, details: e.message } as ServiceError, null);
           const ref = newRefId();
+          const failure = fromStore(e);
+          if (failure instanceof BrokerError && failure.kind === 'unavailable') {
+            ctx.logger.warn('admin call failed', { rpc: name, ref, class: failure.kind, reason: failure.detail });
+            return cb({ code: status.UNAVAILABLE, details: `${failure.publicMessage} (ref ${ref})` } as ServiceError, null);
+          }
           ctx.logger.error('admin call failed', { rpc: name, ref, error: (e as Error)?.stack ?? String(e) });
           cb({ code: status.INTERNAL, details: `internal error (ref ${ref})` } as ServiceError, null);
         },

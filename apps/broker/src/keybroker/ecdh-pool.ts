@@ -31,6 +31,9 @@ interface Pending {
 
 interface Slot {
   worker: Worker;
+  /** performance.now() at spawn, and how many predecessors in this slot died young (see replace) */
+  born: number;
+  crashes: number;
   /** agreements sent to this worker and not answered yet */
   inFlight: number;
   /** keys and agreements the worker holds (its last report, minus agreements sent since, which may have used one) */
@@ -85,6 +88,7 @@ export class EcdhPool {
     if (this.closed) return Promise.reject(new Error('the ECDH pool is closed'));
     const id = ++this.seq;
     const slot = this.pick();
+    if (slot.inFlight === Number.POSITIVE_INFINITY) return Promise.reject(new Error('no ECDH worker is running (being replaced)'));
     let spki = this.spkis.get(pdh);
     if (!spki) this.spkis.set(pdh, (spki = pdh.export({ format: 'der', type: 'spki' })));
     return new Promise((resolve, reject) => {
@@ -134,10 +138,10 @@ export class EcdhPool {
     slot.worker.postMessage({ fill: true });
   }
 
-  private spawn(): Slot {
+  private spawn(crashes = 0): Slot {
     const worker = new Worker(join(__dirname, 'ecdh-worker.js'), { workerData: { stock: this.stock, aheadTtlMs: this.aheadTtlMs } });
     worker.unref();
-    const slot: Slot = { worker, inFlight: 0, stock: 0, filling: false, full: false, fillOutdated: false };
+    const slot: Slot = { worker, born: performance.now(), crashes, inFlight: 0, stock: 0, filling: false, full: false, fillOutdated: false };
     worker.on('message', (m: Reply) => {
       if ('stock' in m) {
         slot.filling = false;
@@ -155,10 +159,25 @@ export class EcdhPool {
       this.served[m.ahead ?? 'none']++;
       p.resolve({ z: Buffer.from(m.z.buffer, m.z.byteOffset, m.z.byteLength), godhPublicKey: { x: m.x, y: m.y } });
     });
+    // A worker that died young is replaced after a pause that doubles (up to 5 s), so one that cannot start does not
+    // respawn in a loop; a spawn that throws (out of threads or memory) is retried the same way. Never an exception
+    // out of this event handler: that would end the process.
     const replace = (why: Error) => {
       this.fail((s) => s === slot, why);
-      const i = this.slots.indexOf(slot);
-      if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
+      if (this.closed || !this.slots.includes(slot) || slot.inFlight === Number.POSITIVE_INFINITY) return;
+      slot.inFlight = Number.POSITIVE_INFINITY; // pick() avoids it while a successor is on its way
+      const crashes = performance.now() - slot.born < 1000 ? slot.crashes + 1 : 0;
+      const respawn = () => {
+        const i = this.slots.indexOf(slot);
+        if (i < 0 || this.closed) return;
+        try {
+          this.slots[i] = this.spawn(crashes);
+        } catch {
+          setTimeout(respawn, 5000).unref();
+        }
+      };
+      if (crashes === 0) respawn();
+      else setTimeout(respawn, Math.min(5000, 50 * 2 ** crashes)).unref();
     };
     worker.on('error', replace);
     worker.on('exit', (code) => !this.closed && replace(new Error(`ECDH worker exited with code ${code}`)));

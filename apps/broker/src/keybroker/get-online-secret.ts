@@ -1,7 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { asTimeout, BrokerError, denied } from '../errors';
+import { BrokerError, denied, fromStore } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -32,16 +32,16 @@ export function getOnlineSecretHandler(ctx: BrokerContext) {
       const release = await authorize(ctx, conn, await reads);
       const plain = encodeBincodeMap(items.map((it, i) => [it.guid, release.payloads[i]!] as const));
       checkDeadline(info, 'the release');
-      await release.commit();
+      await release.commit({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', conn.key, iv);
       const ct = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
       conn.key.fill(0);
-      ctx.audit.record({ ...base, launchId: conn.launchId, event: 'online-secret', outcome: 'released', detail: { requested } });
       return { Payload: ct.toString('base64'), IV: iv.toString('base64') };
     } catch (e) {
-      const err = asTimeout(e);
-      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) {
+      // the database lost after the launch id was consumed is recorded too: that launch needs a new GetBundle
+      const err = fromStore(e);
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout' || err.kind === 'unavailable')) {
         ctx.audit.record({ ...base, event: 'online-secret', outcome: 'refused', detail: { reason: err.detail, requested } });
       }
       throw err;

@@ -1,7 +1,7 @@
 import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
-import { asTimeout, BrokerError, denied, invalid } from '../errors';
+import { BrokerError, denied, fromStore, invalid } from '../errors';
 import type { ProvenLaunch } from '../secret-types/payloads';
 import { checkDeadline, type CallInfo } from '../unary';
 import { authorize, readRelease } from './release';
@@ -58,19 +58,20 @@ export function getSecretHandler(ctx: BrokerContext) {
         throw e;
       }
       checkDeadline(info, 'the release');
-      await release.commit();
-      const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
-      checkDeadline(info, 'delivery: the release was counted against its limits but not delivered');
-      ctx.audit.record({
+      await release.commit({
         ...base,
         event: 'secret',
         outcome: 'released',
         detail: { requested, launchDigest: digest.toString('hex'), api: `${apiMajor}.${apiMinor}`, build: buildId, policy: session.sevPolicy, description: req.LaunchDescription },
       });
+      const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
+      // Past this check the 'released' row stands alone; a refusal after it follows it in the trail (same ref).
+      checkDeadline(info, 'delivery: the release was recorded and counted against its limits but not delivered');
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
-      const err = asTimeout(e);
-      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout')) throw refuse(err);
+      // the database lost after the launch id was consumed is recorded too: that launch needs a new GetBundle
+      const err = fromStore(e);
+      if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout' || err.kind === 'unavailable')) throw refuse(err);
       throw err;
     } finally {
       session.tek.fill(0);

@@ -1,4 +1,6 @@
 import { evaluate, type NamedPolicy } from '@kb/policy';
+import type { AuditEntryInput } from '@kb/store';
+import { jsonSafe } from '../audit';
 import type { BrokerContext } from '../context';
 import { denied } from '../errors';
 import { loadPolicies, lookUpSecrets, type PendingSecret, type Produced, type ProvenLaunch } from '../secret-types/payloads';
@@ -10,9 +12,10 @@ export interface Release {
    * The writes a release implies, all or nothing in one transaction: "max releases" counters (each re-checked as it
    * is taken, so a policy at its limit refuses even if another request raced it there, and then nothing is written)
    * and new connection rows. Call it once the response is certain to go out, so a request refused later (e.g. a
-   * table that does not fit) writes nothing.
+   * table that does not fit) writes nothing. `audit`, the release's own entry, is committed in the same transaction:
+   * a secret goes out only once the row saying so is stored.
    */
-  commit(): Promise<void>;
+  commit(audit: AuditEntryInput): Promise<void>;
 }
 
 /** Everything a release decision reads from the database; none of it depends on the launch. */
@@ -70,12 +73,12 @@ export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, reads:
   for (const s of secrets) produced.push(await s.produce(launch));
   return {
     payloads: produced.map((p) => p.data),
-    async commit() {
+    async commit(audit) {
       // One transaction: a counter found at its limit here (only a concurrent release can have taken it since the
       // reads) or a failing connection insert leaves every counter and connection as it was.
       const limits = counted.map((name) => ({ name, key: releaseKey(name), max: policies.find((p) => p.name === name)!.policy.maxReleases! }));
       const connections = produced.flatMap((p) => (p.connection ? [p.connection] : []));
-      const result = await ctx.store.commitRelease({ counters: limits, connections }, ctx.now());
+      const result = await ctx.store.commitRelease({ counters: limits, connections, audit: [jsonSafe(audit)] }, ctx.now());
       if (!result.ok) {
         const { name, max } = limits.find((l) => l.key === result.exhausted)!;
         throw denied(`policy '${name}' reached maxReleases ${max}`);

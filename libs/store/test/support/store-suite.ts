@@ -346,6 +346,21 @@ export function storeSuite(harness: () => Harness): void {
       expect(await store.countPendingSessions(at(1))).toBe(1);
     });
 
+    it('with an audit entry, writes the session and its entry together, or neither', async () => {
+      const entry = (refId: string) => ({ event: 'bundle', outcome: 'issued', peer: 'ipv4:127.0.0.1:1', refId, detail: { policy: 1, nul: 'a' } });
+      const { id } = await store.createLaunchSession(sessionInput({ id: randomUUID() }), { ...entry('b-1'), launchId: null, at: at(2) });
+      expect(await raw('SELECT event, outcome, peer, at, detail FROM audit_log WHERE ref_id = $1', ['b-1'])).toEqual([
+        { event: 'bundle', outcome: 'issued', peer: 'ipv4:127.0.0.1:1', at: at(2), detail: { policy: 1, nul: 'a' } },
+      ]);
+      expect((await store.consumeLaunchSession(id, at(1)))?.id).toBe(id); // the session is an ordinary one
+      // a taken id: no session, and no audit row either
+      expect(await codeOf(store.createLaunchSession(sessionInput({ id }), entry('b-2')))).toBe('ERR_STORE_CONFLICT');
+      expect(await raw('SELECT id FROM audit_log WHERE ref_id = $1', ['b-2'])).toEqual([]);
+      // a malformed entry is refused before anything is written
+      expect(await codeOf(store.createLaunchSession(sessionInput(), { event: 'bundle', outcome: '' }))).toBe('ERR_STORE_ARGUMENT');
+      expect(await store.countPendingSessions(at(1))).toBe(0);
+    });
+
     it('stores the full u32 policy range', async () => {
       const { id } = await store.createLaunchSession(sessionInput({ sevPolicy: 0xffffffff }));
       expect((await store.consumeLaunchSession(id, at(1)))?.sevPolicy).toBe(0xffffffff);
@@ -458,6 +473,25 @@ export function storeSuite(harness: () => Harness): void {
       expect(await store.getReleaseCount('p')).toBe(0);
       expect(await store.getReleaseCount('q')).toBe(0);
       expect(await connectionCount()).toBe(1);
+    });
+
+    it('commits its audit entries with the release, and none when it writes nothing', async () => {
+      const auditOf = async (refId: string) => raw('SELECT event, outcome, launch_id, detail FROM audit_log WHERE ref_id = $1', [refId]);
+      const launchId = randomUUID();
+      const entry = (refId: string) => ({ event: 'secret', outcome: 'released', launchId, refId, detail: { requested: ['k'] } });
+      expect((await store.commitRelease({ counters: [], connections: [], audit: [entry('r-alone')] })).ok).toBe(true);
+      expect(await auditOf('r-alone')).toEqual([{ event: 'secret', outcome: 'released', launch_id: launchId, detail: { requested: ['k'] } }]);
+      const withWrites = await store.commitRelease({ counters: [{ key: 'audited', max: 1 }], connections: [connectionInput()], audit: [entry('r-with')] });
+      expect(withWrites.ok).toBe(true);
+      expect(await auditOf('r-with')).toHaveLength(1);
+      // the counter is now at its max: the release rolls back, and its audit entry with it
+      expect(await store.commitRelease({ counters: [{ key: 'audited', max: 1 }], connections: [], audit: [entry('r-exhausted')] })).toEqual({ ok: false, exhausted: 'audited' });
+      expect(await auditOf('r-exhausted')).toEqual([]);
+      // a failing connection insert takes the audit entry with it too
+      const { clientId } = await store.createConnection(connectionInput());
+      expect(await codeOf(store.commitRelease({ counters: [], connections: [connectionInput({ clientId })], audit: [entry('r-conflict')] }))).toBe('ERR_STORE_CONFLICT');
+      expect(await auditOf('r-conflict')).toEqual([]);
+      expect(await codeOf(store.commitRelease({ counters: [], connections: [], audit: [{ event: '', outcome: 'x' }] }))).toBe('ERR_STORE_ARGUMENT');
     });
 
     it('refuses malformed input before writing anything', async () => {
