@@ -1,4 +1,4 @@
-#!/usr/bin/env tsx
+// launchvm's command line. Run from the build (apps/launchvm/dist/main.mjs: `npx launchvm`) or from source with tsx.
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { HypervisorBackend } from './backends/backend';
@@ -11,6 +11,8 @@ import { LaunchError, UsageError } from './errors';
 import { ExitCode } from './exit-codes';
 import { launch } from './launch';
 import type { Output } from './steps';
+
+declare const __KB_BUNDLE__: boolean | undefined;
 
 export interface Io extends Output {
   env: NodeJS.ProcessEnv;
@@ -80,7 +82,7 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   );
 }
 
-if (require.main === module) {
+if ((typeof __KB_BUNDLE__ !== 'undefined' && __KB_BUNDLE__) || require.main === module) {
   const abort = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.abort());
   runLaunchvm(
