@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The build step `npm ci` runs (root `prepare` script): every app compiled to JavaScript with esbuild, into the
+// The build step `npm ci` runs (each app's `prepare` script; `npm run build` for all): every app compiled to JavaScript with esbuild, into the
 // app's dist/ folder, with the files each one reads at run time copied beside it. See README "Distribution".
 //
 // - Bundles, not per-file `tsc` output: the libs are TypeScript source packages (main: src/index.ts), so a bundle is
@@ -16,16 +16,20 @@
 // - `--pgdata` (default on) prepares a PGlite data directory with the schema applied (tools/build/pgdata.mjs), so
 //   a user's first start copies it instead of running initdb (8–16 s on a small machine).
 import { build } from 'esbuild';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = new Set(process.argv.slice(2));
+const APPS = ['broker', 'kbctl', 'launchvm', 'sim-qemu'];
 if (args.has('--help')) {
-  process.stdout.write('Usage: node tools/build/build.mjs [--no-pgdata]\n  compiles apps/*/src to apps/*/dist (and libs/sev-host-sim/dist) with esbuild\n');
+  process.stdout.write(`Usage: node tools/build/build.mjs [--no-pgdata] [${APPS.join('|')} ...]\n  compiles the apps named (default: all) to apps/*/dist and libs/sev-host-sim/dist with esbuild\n`);
   process.exit(0);
 }
+const named = [...args].filter((a) => !a.startsWith('--'));
+for (const a of named) if (!APPS.includes(a)) throw new Error(`unknown app ${a}: one of ${APPS.join(', ')}`);
+const wanted = (app) => named.length === 0 || named.includes(app);
 const t0 = performance.now();
 
 const tsconfig = join(root, 'tsconfig.base.json');
@@ -110,22 +114,32 @@ const node = '#!/usr/bin/env node';
 const brokerNode = '#!/usr/bin/env -S node --max-semi-space-size=32';
 
 const brokerOut = join(root, 'apps/broker/dist');
-await cjsApp('apps/broker/src/main.ts', brokerOut, brokerNode);
-cpSync(join(root, 'apps/broker/src/keybroker/ecdh-worker.js'), join(brokerOut, 'ecdh-worker.js'));
-mkdirSync(join(brokerOut, 'assets/proto'), { recursive: true });
-for (const p of ['keybroker.proto', 'admin.proto']) cpSync(join(root, 'proto', p), join(brokerOut, 'assets/proto', p));
-cpSync(join(root, 'libs/store/migrations'), join(brokerOut, 'assets/migrations'), { recursive: true });
-copyVendor(brokerOut);
-
-await esmApp('apps/kbctl/src/main.ts', join(root, 'apps/kbctl/dist'), node);
-await esmApp('apps/launchvm/src/main.ts', join(root, 'apps/launchvm/dist'), node);
-await cjsApp('libs/sev-host-sim/src/sim-qemu.ts', join(root, 'libs/sev-host-sim/dist'), node);
-
+const done = [];
 let pgdataNote = '';
-if (!args.has('--no-pgdata')) {
-  const { preparePgdata } = await import('./pgdata.mjs');
-  const r = await preparePgdata(join(brokerOut, 'assets/migrations'), join(brokerOut, 'assets/pgdata'));
-  pgdataNote = `, prepared database ${(r.bytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s`;
+if (wanted('broker')) {
+  await cjsApp('apps/broker/src/main.ts', brokerOut, brokerNode);
+  cpSync(join(root, 'apps/broker/src/keybroker/ecdh-worker.js'), join(brokerOut, 'ecdh-worker.js'));
+  mkdirSync(join(brokerOut, 'assets/proto'), { recursive: true });
+  for (const p of ['keybroker.proto', 'admin.proto']) cpSync(join(root, 'proto', p), join(brokerOut, 'assets/proto', p));
+  cpSync(join(root, 'libs/store/migrations'), join(brokerOut, 'assets/migrations'), { recursive: true });
+  copyVendor(brokerOut);
+  if (!args.has('--no-pgdata')) {
+    const { preparePgdata } = await import('./pgdata.mjs');
+    const r = await preparePgdata(join(brokerOut, 'assets/migrations'), join(brokerOut, 'assets/pgdata'));
+    pgdataNote = ` (with a prepared database: ${(r.bytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s)`;
+  }
+  done.push('apps/broker/dist' + pgdataNote);
 }
-writeFileSync(join(brokerOut, 'BUILD'), `built ${new Date().toISOString()}\n`);
-process.stdout.write(`build: apps/{broker,kbctl,launchvm}/dist, libs/sev-host-sim/dist in ${((performance.now() - t0) / 1000).toFixed(1)} s${pgdataNote}\n`);
+if (wanted('kbctl')) {
+  await esmApp('apps/kbctl/src/main.ts', join(root, 'apps/kbctl/dist'), node);
+  done.push('apps/kbctl/dist');
+}
+if (wanted('launchvm')) {
+  await esmApp('apps/launchvm/src/main.ts', join(root, 'apps/launchvm/dist'), node);
+  done.push('apps/launchvm/dist');
+}
+if (wanted('sim-qemu')) {
+  await cjsApp('libs/sev-host-sim/src/sim-qemu.ts', join(root, 'libs/sev-host-sim/dist'), node);
+  done.push('libs/sev-host-sim/dist');
+}
+process.stdout.write(`build: ${done.join(', ')} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
