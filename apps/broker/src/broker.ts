@@ -53,6 +53,11 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       generation: r.name,
     });
   }
+  // Before the token and the database (which can take seconds to open): a port in use is the usual mistake (a second broker).
+  await checkAddressesFree([
+    { flag: '--listen', address: config.listen },
+    { flag: '--admin-listen', address: config.adminListen },
+  ]);
   // The admin token before the database: a bad token must not leave an opened (and, with PGlite, locked) store behind.
   // Only the default file is generated: a token file named explicitly (a mistyped path) must exist.
   const token =
@@ -60,11 +65,6 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   if (typeof token !== 'string' && token.created) logger.info('generated the admin token', { file: join(config.dataDir, 'admin.token') });
   const auth = new AdminAuth(typeof token === 'string' ? token : token.token);
 
-  // Before the database: opening it can take seconds, and a port in use is the usual mistake (a second broker).
-  await checkAddressesFree([
-    { flag: '--listen', address: config.listen },
-    { flag: '--admin-listen', address: config.adminListen },
-  ]);
   const store = opts.store ?? (await openConfiguredStore(config, logger));
   const ownsStore = !opts.store;
   const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
