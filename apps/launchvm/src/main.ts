@@ -1,10 +1,11 @@
 // launchvm's command line. Run from the build (apps/launchvm/dist/main.mjs: `npx launchvm`) or from source with tsx.
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { HypervisorBackend } from './backends/backend';
 import { LibvirtBackend } from './backends/libvirt/backend';
 import { QmpBackend } from './backends/qmp/backend';
 import { SimulatedBackend } from './backends/simulate';
+import { loadOrCreatePlatform } from '@kb/sev-host-sim';
 import { HELP } from './cli/help';
 import { parseOptions, type LaunchvmOptions } from './cli/options';
 import { LaunchError, UsageError } from './errors';
@@ -40,7 +41,7 @@ function readInput(what: string, file: string): Buffer {
 
 /** The whole command; returns the exit code. */
 export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
-  let o: LaunchvmOptions | 'help';
+  let o: ReturnType<typeof parseOptions>;
   try {
     o = parseOptions(argv, io.env);
   } catch (e) {
@@ -51,6 +52,17 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   if (o === 'help') {
     io.out(HELP);
     return ExitCode.OK;
+  }
+  if ('createPlatform' in o) {
+    const dir = resolve(io.cwd, o.createPlatform);
+    try {
+      const p = loadOrCreatePlatform(dir);
+      io.out(`launchvm: simulated SEV platform '${p.name}' in ${o.createPlatform} (synthetic root, not AMD): start the broker with --trust-root ${p.name}=${join(o.createPlatform, 'root.cert')}`);
+      return ExitCode.OK;
+    } catch (e) {
+      io.err(`launchvm: cannot create the simulated platform in ${o.createPlatform}: ${(e as Error).message}`);
+      return ExitCode.CONFIG;
+    }
   }
   const xmlPath = resolve(io.cwd, o.xmlFile);
   let xml: string;

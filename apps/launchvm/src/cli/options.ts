@@ -50,7 +50,12 @@ function number(flag: string, v: string | undefined, min = 0): number | undefine
   return n;
 }
 
-export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOptions | 'help' {
+/** `--simulate --sim-platform DIR --sim-create`: only create the simulated platform (for the broker's --trust-root). */
+export interface CreatePlatform {
+  createPlatform: string;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOptions | CreatePlatform | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -82,6 +87,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
         'start-timeout': { type: 'string' },
         'sim-platform': { type: 'string' },
         'sim-guest-dir': { type: 'string' },
+        'sim-create': { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -89,6 +95,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   }
   const v = parsed.values;
   if (v.help) return 'help';
+  if (v['sim-create']) {
+    if (!v.simulate && v.backend !== 'simulate') throw new UsageError('--sim-create goes with --simulate');
+    if (!v['sim-platform']) throw new UsageError('--sim-create needs --sim-platform DIR (where the platform is kept)');
+    if (parsed.positionals.length > 0) throw new UsageError('--sim-create launches nothing: drop the domain XML');
+    return { createPlatform: v['sim-platform'] };
+  }
   if (parsed.positionals.length !== 1) throw new UsageError(parsed.positionals.length ? 'give exactly one domain XML file' : 'the domain XML file is missing');
   if (v.simulate && v.backend && v.backend !== 'simulate') throw new UsageError('--simulate conflicts with --backend ' + v.backend);
   const backend = (v.simulate ? 'simulate' : v.backend ?? 'libvirt') as BackendName;
@@ -118,7 +130,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   return {
     xmlFile: parsed.positionals[0]!,
     backend,
-    broker: v.broker ?? '127.0.0.1:44444',
+    broker: v.broker ?? env.KB_BROKER_URL ?? '127.0.0.1:44444',
     brokerCa: v['broker-ca'],
     brokerTimeout: number('--broker-timeout', v['broker-timeout'], 1) ?? 30,
     certChain: v['cert-chain'],
