@@ -2,15 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { HypervisorBackend } from './backends/backend';
-import { LibvirtBackend } from './backends/libvirt/backend';
-import { QmpBackend } from './backends/qmp/backend';
-import { SimulatedBackend } from './backends/simulate';
-import { loadOrCreatePlatform } from '@kb/sev-host-sim';
 import { HELP } from './cli/help';
 import { parseOptions, type LaunchvmOptions } from './cli/options';
 import { LaunchError, UsageError } from './errors';
 import { ExitCode } from './exit-codes';
-import { launch } from './launch';
 import type { Output } from './steps';
 
 declare const __KB_BUNDLE__: boolean | undefined;
@@ -20,14 +15,22 @@ export interface Io extends Output {
   cwd: string;
 }
 
-function backendFor(o: LaunchvmOptions, xmlDir: string): HypervisorBackend {
+// The backends, the broker client (gRPC) and the simulated host are loaded once the command line is read, so that
+// --help and usage errors answer without loading them (README "Start-up").
+async function backendFor(o: LaunchvmOptions, xmlDir: string): Promise<HypervisorBackend> {
   switch (o.backend) {
-    case 'libvirt':
+    case 'libvirt': {
+      const { LibvirtBackend } = await import('./backends/libvirt/backend');
       return new LibvirtBackend({ uri: o.connect, virshBinary: o.virsh });
-    case 'qmp':
+    }
+    case 'qmp': {
+      const { QmpBackend } = await import('./backends/qmp/backend');
       return new QmpBackend({ qemuBinary: o.qemuBinary, extraArgs: o.qemuArgs, runDir: o.runDir, xmlDir, startTimeoutSeconds: o.startTimeout });
-    case 'simulate':
+    }
+    case 'simulate': {
+      const { SimulatedBackend } = await import('./backends/simulate');
       return new SimulatedBackend({ platformDir: o.simPlatform, guestDir: o.simGuestDir, xmlDir });
+    }
   }
 }
 
@@ -55,6 +58,7 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   }
   if ('createPlatform' in o) {
     const dir = resolve(io.cwd, o.createPlatform);
+    const { loadOrCreatePlatform } = await import('@kb/sev-host-sim');
     try {
       const p = loadOrCreatePlatform(dir);
       io.out(`launchvm: simulated SEV platform '${p.name}' in ${o.createPlatform} (synthetic root, not AMD): start the broker with --trust-root ${p.name}=${join(o.createPlatform, 'root.cert')}`);
@@ -71,12 +75,13 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   try {
     xml = readInput('domain XML', xmlPath).toString('utf8');
     certChain = o.certChain ? readInput('certificate chain', resolve(io.cwd, o.certChain)) : undefined;
-    backend = backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
+    backend = await backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e;
     io.err(`launchvm: ${e.message}`);
     return ExitCode[e.failure];
   }
+  const { launch } = await import('./launch');
   return launch(
     {
       xml,
