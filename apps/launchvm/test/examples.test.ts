@@ -37,6 +37,19 @@ describe('the example guest', () => {
     expect(c.out[0]).toMatch(new RegExp(`^\\[1/9\\] digest +[0-9.]+ s  ${expected} \\(SEV\\)$`));
     expect(c.text()).toContain("launchvm: 'example-guest', SEV policy 0x1 (NODBG)");
     expect(c.text()).toContain("launchvm: launch of 'example-guest' failed at step 'bundle' (exit 4");
+    // in the user's terms, without grpc-js's notes
+    expect(c.text()).toMatch(/unreachable \(UNAVAILABLE\): connection refused \(is the broker running, and is this its --listen address\?\)\n/);
+    expect(c.text()).not.toContain('Resolution note');
+  });
+
+  it('--broker HOST means port 44444 (not grpc-js\'s 443); a bare port is a usage error', async () => {
+    const c = captureIo(dir);
+    expect(await runLaunchvm([join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', 'no-such-host.invalid', '--broker-timeout', '2'], c.io)).toBe(4);
+    expect(c.text()).toContain('broker no-such-host.invalid:44444');
+    expect(c.text()).toContain('unreachable (UNAVAILABLE): the host name does not resolve');
+    const bare = captureIo(dir);
+    expect(await runLaunchvm([join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', '44444'], bare.io)).toBe(2);
+    expect(bare.err[0]).toBe("launchvm: --broker 44444: expected HOST[:PORT], for example 127.0.0.1:44444 (port 44444 by default)\nRun 'launchvm --help'.");
   });
 
   it('is named by its <name> even when its firmware is missing (the XML read, its files not)', async () => {

@@ -43,6 +43,15 @@ export function parseSecretSpec(s: string): keybroker.RequestDetails {
   return { Guid: guid.toLowerCase(), SecretType: type, Id: id, Format: format };
 }
 
+/** HOST[:PORT] → HOST:PORT with simple-kbs's port 44444 by default (grpc-js would dial 443); a bare port is refused. */
+function brokerAddress(value: string): string {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/.exec(value.trim());
+  if (!m || /^\d+$/.test(value.trim())) throw new UsageError(`--broker ${value}: expected HOST[:PORT], for example 127.0.0.1:44444 (port 44444 by default)`);
+  const port = m[2] === undefined ? 44444 : Number(m[2]);
+  if (port < 1 || port > 65535) throw new UsageError(`--broker ${value}: port ${m[2]} is out of range (1–65535)`);
+  return `${m[1]}:${port}`;
+}
+
 function number(flag: string, v: string | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined;
   const n = /^0x[0-9a-f]+$/i.test(v) ? parseInt(v, 16) : /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
@@ -130,7 +139,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   return {
     xmlFile: parsed.positionals[0]!,
     backend,
-    broker: v.broker ?? env.KB_BROKER_URL ?? '127.0.0.1:44444',
+    broker: brokerAddress(v.broker ?? env.KB_BROKER_URL ?? '127.0.0.1:44444'),
     brokerCa: v['broker-ca'],
     brokerTimeout: number('--broker-timeout', v['broker-timeout'], 1) ?? 30,
     certChain: v['cert-chain'],
