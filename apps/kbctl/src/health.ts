@@ -19,9 +19,10 @@ export const health: Command = {
   usage: USAGE,
   options: { broker: { type: 'string' }, wait: { type: 'string' }, service: { type: 'string' }, 'tls-ca': { type: 'string' } },
   async run({ values }, io) {
-    const given = (values.broker as string | undefined) ?? io.env.KB_BROKER_URL;
+    const flag = values.broker as string | undefined;
+    const given = flag ?? io.env.KB_BROKER_URL;
     const n = normalizeAddress(given ?? `127.0.0.1:${DEFAULT_BROKER_PORT}`, DEFAULT_BROKER_PORT);
-    if ('problem' in n) throw new CliError(`--broker ${given}: ${n.problem}`, 2);
+    if ('problem' in n) throw new CliError(`${flag !== undefined ? '--broker' : 'KB_BROKER_URL'} ${given}: ${n.problem}`, 2);
     const waitArg = values.wait as string | undefined;
     const wait = waitArg === undefined ? 0 : Number(waitArg);
     if (!Number.isFinite(wait) || wait < 0 || wait > 3600 || waitArg?.trim() === '') throw new CliError(`--wait must be a number of seconds in [0, 3600], got ${JSON.stringify(waitArg)}`, 2);

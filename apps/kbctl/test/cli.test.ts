@@ -304,6 +304,15 @@ describe('addresses and flags as users type them', () => {
     expect(r.err).toBe("kbctl policy list: --admin-url 44445: give HOST:PORT, for example 127.0.0.1:44445\nRun 'kbctl policy list --help'.");
   });
 
+  it('a bad KB_ADMIN_URL or KB_BROKER_URL is named as the variable, not as a flag', async () => {
+    const admin = await run(['policy', 'list'], { io: { env: { KB_ADMIN_URL: 'a b' } } });
+    expect(admin.code).toBe(2);
+    expect(admin.err).toMatch(/^kbctl policy list: KB_ADMIN_URL a b: expected HOST\[:PORT\]/);
+    const health = await run(['health'], { io: { env: { KB_BROKER_URL: '44444' } } });
+    expect(health.code).toBe(2);
+    expect(health.err).toMatch(/^kbctl health: KB_BROKER_URL 44444: give HOST:PORT, for example 127\.0\.0\.1:44444/);
+  });
+
   it('connection flags anywhere move behind the command words, values kept with them; nothing after -- moves', () => {
     expect(hoistGlobalFlags(['--token-file', 'F', 'policy', 'list'])).toEqual(['policy', 'list', '--token-file', 'F']);
     expect(hoistGlobalFlags(['--admin-url=H', 'policy', '--tls-ca', 'C', 'get', 'x'])).toEqual(['policy', 'get', 'x', '--admin-url=H', '--tls-ca', 'C']);

@@ -28,9 +28,10 @@ export class AdminConnection {
     private readonly values: Values,
     private readonly io: Io,
   ) {
-    const given = (values['admin-url'] as string | undefined) ?? io.env.KB_ADMIN_URL;
+    const flag = values['admin-url'] as string | undefined;
+    const given = flag ?? io.env.KB_ADMIN_URL;
     const n = normalizeAddress(given ?? `127.0.0.1:${DEFAULT_ADMIN_PORT}`, DEFAULT_ADMIN_PORT);
-    if ('problem' in n) throw new CliError(`--admin-url ${given}: ${n.problem}`, 2);
+    if ('problem' in n) throw new CliError(`${flag !== undefined ? '--admin-url' : 'KB_ADMIN_URL'} ${given}: ${n.problem}`, 2);
     this.url = n.target;
   }
 

@@ -11,7 +11,7 @@ platform info, GetSecret, inject the secret, resume. If a step fails after the g
 destroyed and undefined, the failed step and the reason are printed, and the exit code says what failed.
 
 Broker:
-  --broker HOST:PORT        keybroker service (KB_BROKER_URL, default 127.0.0.1:44444)
+  --broker HOST[:PORT]      keybroker service (KB_BROKER_URL, default 127.0.0.1:44444; port 44444 if omitted)
   --broker-ca FILE          use TLS, trusting this CA (PEM); plaintext otherwise, as the kata shim dials simple-kbs
   --broker-timeout SECONDS  per call (default 30)
   --cert-chain FILE         the host's certificate chain, as \`sevctl export --full\` writes it (PDH|PEK|OCA|CEK|ASK|ARK);
