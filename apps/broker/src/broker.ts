@@ -9,12 +9,14 @@ import { isAllowAll, parsePolicy } from '@kb/policy';
 import { decodeCaChain, type ExtraRoot } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
-import { AdminAuth, loadOrCreateAdminToken, reflectionNeedsToken } from './admin/auth';
+import { AdminAuth, loadAdminToken, loadOrCreateAdminToken, reflectionNeedsToken } from './admin/auth';
 import { MAX_ADMIN_REQUEST_BYTES } from './admin/limits';
+import { MIGRATIONS_DIR, PGDATA_TEMPLATE, PROTO_DIR } from './assets';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
 import { EcdhPool } from './keybroker/ecdh-pool';
+import { bindProblem, checkAddressesFree } from './listen-address';
 import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
@@ -44,7 +46,6 @@ export interface StartOptions {
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** The guest-facing gRPC server's options (also what tools/bench's null broker runs with, to be comparable). */
 export const KEYBROKER_SERVER_OPTIONS = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.max_concurrent_streams': 100 } as const;
-const PROTO_DIR = resolve(__dirname, '../../../proto');
 /** grpc-health-check ships the health service's proto: reflection on the guest port describes it too. */
 const HEALTH_PROTO = healthProtoPath;
 /** Sessions and connections expire by the minute; the audit log is kept for days, so an hourly purge is plenty. */
@@ -60,9 +61,16 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       generation: r.name,
     });
   }
+  // Before the token and the database (which can take seconds to open): a port in use is the usual mistake (a second broker).
+  await checkAddressesFree([
+    { flag: '--listen', address: config.listen },
+    { flag: '--admin-listen', address: config.adminListen },
+  ]);
   // The admin token before the database: a bad token must not leave an opened (and, with PGlite, locked) store behind.
-  const token = config.adminToken ?? loadOrCreateAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin.token'));
-  if (typeof token !== 'string' && token.created) logger.info('generated the admin token', { file: config.adminTokenFile ?? join(config.dataDir, 'admin.token') });
+  // Only the default file is generated: a token file named explicitly (a mistyped path) must exist.
+  const token =
+    config.adminToken ?? (config.adminTokenFile ? loadAdminToken(config.adminTokenFile) : loadOrCreateAdminToken(join(config.dataDir, 'admin.token')));
+  if (typeof token !== 'string' && token.created) logger.info('generated the admin token', { file: join(config.dataDir, 'admin.token') });
   const auth = new AdminAuth(typeof token === 'string' ? token : token.token);
 
   const store = opts.store ?? (await openConfiguredStore(config, logger));
@@ -111,9 +119,11 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   let gate: GatedListener | undefined;
   let metricsListener: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener');
+    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener').catch((e: NodeJS.ErrnoException) => {
+      throw new Error(bindProblem('--listen', config.listen, e.code));
+    });
     address = gate.address;
-    adminAddress = await bind(adminServer, config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
+    adminAddress = await bind(adminServer, '--admin-listen', config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
     if (config.metricsListen) metricsListener = await serveMetrics(metrics, config.metricsListen, logger);
   } catch (e) {
     await gate?.close();
@@ -210,11 +220,11 @@ async function openConfiguredStore(config: BrokerConfig, logger: Logger): Promis
     if (!keyText) throw new Error('a master key is required with a PostgreSQL database');
     // A statement outliving the call it serves only holds a pooled connection (the call was answered DEADLINE_EXCEEDED).
     const statementTimeoutMs = Math.ceil(config.requestTimeoutSeconds * 1000);
-    return openStore({ driver: 'pg', url: config.databaseUrl, masterKey: parseMasterKey(keyText), statementTimeoutMs });
+    return openStore({ driver: 'pg', url: config.databaseUrl, masterKey: parseMasterKey(keyText), statementTimeoutMs, migrationsFolder: MIGRATIONS_DIR });
   }
   const masterKey = keyText ? parseMasterKey(keyText) : await loadOrCreateMasterKey(config.dataDir);
   logger.info('using the embedded database', { dataDir: resolve(config.dataDir) });
-  return openStore({ driver: 'pglite', dataDir: config.dataDir, masterKey });
+  return openStore({ driver: 'pglite', dataDir: config.dataDir, masterKey, migrationsFolder: MIGRATIONS_DIR, template: PGDATA_TEMPLATE });
 }
 
 async function warnAboutDefaultPolicy(ctx: BrokerContext): Promise<void> {
@@ -234,10 +244,11 @@ async function warnAboutDefaultPolicy(ctx: BrokerContext): Promise<void> {
   }
 }
 
-function bind(server: Server, address: string, creds: ServerCredentials): Promise<string> {
+function bind(server: Server, flag: string, address: string, creds: ServerCredentials): Promise<string> {
   return new Promise((resolvePort, reject) => {
     server.bindAsync(address, creds, (err, port) => {
-      if (err) return reject(new Error(`cannot listen on ${address}: ${err.message}`));
+      // grpc-js words it as "No address added out of total 1 resolved errors: [listen EADDRINUSE: …]"
+      if (err) return reject(new Error(bindProblem(flag, address, /\b(E[A-Z_]{3,})\b/.exec(err.message)?.[1])));
       resolvePort(address.replace(/:\d+$/, `:${port}`));
     });
   });

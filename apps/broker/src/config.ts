@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { listenAddressProblem } from './listen-address';
 import type { LogLevel } from './log';
 
 /** Everything the broker can be told, from flags or KB_* environment variables (flags win). */
@@ -230,6 +231,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     metricsListen: optionalHostPort('metrics-listen', values['metrics-listen'] ?? env.KB_METRICS_LISTEN),
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
+  for (const [flag, address] of [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]] as const) {
+    const problem = listenAddressProblem(address);
+    if (problem) throw new ConfigError(`${flag} ${JSON.stringify(address)}: ${problem}`);
+  }
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');
   if (Boolean(cfg.adminTlsCert) !== Boolean(cfg.adminTlsKey)) throw new ConfigError('--admin-tls-cert and --admin-tls-key go together');
   if (cfg.databaseUrl && !cfg.masterKey && !cfg.masterKeyFile) {

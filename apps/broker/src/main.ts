@@ -1,8 +1,13 @@
-#!/usr/bin/env tsx
+// kb-broker's command line. Run from the build (apps/broker/dist/main.js: `npm start`, `npx kb-broker`) or from
+// source with tsx (tests, `tsx apps/broker/src/main.ts`).
+import { format } from 'node:util';
+import { setLogger } from '@grpc/grpc-js';
 import { ConfigError, HELP, parseConfig } from './config';
 import { startBroker } from './broker';
 import { installLastResort } from './last-resort';
 import { createLogger } from './log';
+
+declare const __KB_BUNDLE__: boolean | undefined;
 
 async function main(): Promise<number> {
   let config;
@@ -18,6 +23,12 @@ async function main(): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   installLastResort(logger);
+  // grpc-js writes its own diagnostics with console.error; they go into the JSON log like everything else.
+  setLogger({
+    error: (...a: unknown[]) => logger.warn('grpc', { detail: format(...a) }),
+    info: (...a: unknown[]) => logger.info('grpc', { detail: format(...a) }),
+    debug: (...a: unknown[]) => logger.debug('grpc', { detail: format(...a) }),
+  });
   let broker;
   try {
     broker = await startBroker(config, { logger });
@@ -37,6 +48,8 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then((code) => {
-  process.exitCode = code;
-});
+if ((typeof __KB_BUNDLE__ !== 'undefined' && __KB_BUNDLE__) || require.main === module) {
+  main().then((code) => {
+    process.exitCode = code;
+  });
+}

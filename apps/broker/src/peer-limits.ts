@@ -37,7 +37,7 @@ export interface GatedListener {
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export function listenGated(address: string, limits: PeerLimits, serve: (socket: Socket) => void, logger: Logger, what: string): Promise<GatedListener> {
-  const { host, port } = parseListenAddress(address);
+  const where = parseListenAddress(address);
   const perPeer = new Map<string, number>();
   let total = 0;
   let refused = 0;
@@ -67,10 +67,10 @@ export function listenGated(address: string, limits: PeerLimits, serve: (socket:
     serve(socket);
   });
   return new Promise((resolve, reject) => {
-    server.once('error', (e) => reject(new Error(`cannot listen on ${address}: ${e.message}`)));
-    server.listen({ host, port }, () => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(Object.assign(new Error(`cannot listen on ${address}: ${e.message}`), { code: e.code })));
+    server.listen(where, () => {
       const bound = server.address();
-      const boundPort = typeof bound === 'object' && bound ? bound.port : port;
+      const boundPort = typeof bound === 'object' && bound ? bound.port : 0;
       resolve({
         address: address.replace(/:\d+$/, `:${boundPort}`),
         open: (peer?: string) => (peer === undefined ? total : (perPeer.get(peer) ?? 0)),
@@ -80,8 +80,9 @@ export function listenGated(address: string, limits: PeerLimits, serve: (socket:
   });
 }
 
-/** `host:port` or `[v6]:port` (what --listen takes); a host name is resolved by the system. */
-export function parseListenAddress(address: string): { host: string; port: number } {
+/** `host:port`, `[v6]:port` or `unix:PATH` (what --listen takes); a host name is resolved by the system. */
+export function parseListenAddress(address: string): { host: string; port: number } | { path: string } {
+  if (address.startsWith('unix:')) return { path: address.slice('unix:'.length) };
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:\s]*):(\d+)$/.exec(address);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !Number.isInteger(port) || port > 65535) throw new Error(`cannot listen on ${address}: expected HOST:PORT (or [IPv6]:PORT)`);

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { GLOBAL_FLAGS } from './admin/connection-flags';
 
 /**
  * A small command tree: `kbctl <group> <command> [options]`, each level answering --help. Commands return an exit
@@ -50,7 +51,8 @@ const isHelp = (a: string | undefined) => a === '--help' || a === '-h' || a === 
  * missing arguments), or a command's own code (3: the broker refused the admin token). Help asked for goes to `out`
  * and exits 0; help shown because the command line was incomplete goes to `err` and exits 2.
  */
-export async function runCli(prog: string, about: string, tree: (Group | Command)[], argv: string[], io: Io): Promise<number> {
+export async function runCli(prog: string, about: string, tree: (Group | Command)[], argvIn: string[], io: Io): Promise<number> {
+  const argv = hoistGlobalFlags(argvIn);
   // `kbctl help [GROUP [COMMAND]]` is `kbctl [GROUP [COMMAND]] --help`
   if (argv[0] === 'help' && argv.length > 1) return runCli(prog, about, tree, [...argv.slice(1), '--help'], io);
   const top = argv[0];
@@ -77,6 +79,31 @@ export async function runCli(prog: string, about: string, tree: (Group | Command
     return runCommand(`${prog} ${node.name}`, cmd, argv.slice(2), io);
   }
   return runCommand(prog, node, argv.slice(1), io);
+}
+
+/**
+ * The connection flags (GLOBAL_FLAGS, each with a value) may stand anywhere, as with git, kubectl or curl:
+ * `kbctl --token-file F policy list` is `kbctl policy list --token-file F`. They are moved after the command words
+ * (and before a `--`), where the command's own flag parsing takes them.
+ */
+export function hoistGlobalFlags(argv: readonly string[]): string[] {
+  const end = argv.indexOf('--') === -1 ? argv.length : argv.indexOf('--');
+  const rest: string[] = [];
+  const moved: string[] = [];
+  for (let i = 0; i < end; i++) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : '';
+    if (!GLOBAL_FLAGS.includes(name)) {
+      rest.push(a);
+    } else if (a.includes('=')) {
+      moved.push(a);
+    } else if (i + 1 < end) {
+      moved.push(a, argv[++i]!);
+    } else {
+      moved.push(a); // no value: the command's parser says so
+    }
+  }
+  return [...rest, ...moved, ...argv.slice(end)];
 }
 
 async function runCommand(prefix: string, cmd: Command, argv: string[], io: Io): Promise<number> {
@@ -119,7 +146,7 @@ function rootHelp(prog: string, about: string, tree: (Group | Command)[]): strin
   const w = Math.max(...tree.map((n) => n.name.length)) + 2;
   return `${about}\n\nUsage: ${prog} <command> [options]\n\nCommands:\n${tree
     .map((n) => `  ${n.name.padEnd(w)}${n.summary}`)
-    .join('\n')}\n\nRun '${prog} <command> --help' for details.\n`;
+    .join('\n')}\n\nRun '${prog} <command> --help' for details. The admin commands' connection flags (${GLOBAL_FLAGS.map((f) => `--${f}`).join(', ')})\nmay also come before the command.\n`;
 }
 
 function groupHelp(prog: string, g: Group): string {

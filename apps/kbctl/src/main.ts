@@ -1,9 +1,12 @@
-#!/usr/bin/env node
+// kbctl's command line. Run from the build (apps/kbctl/dist/main.mjs: `npx kbctl`) or from source with tsx.
 import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
 import { importGroup } from './import';
+import { health } from './health';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
 import { igvm, snpGroup } from './owner';
+
+declare const __KB_BUNDLE__: boolean | undefined;
 
 const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
 
@@ -25,9 +28,10 @@ export const tree: (Group | Command)[] = [
   igvm,
   snpGroup,
   importGroup,
+  health,
 ];
 
-if (require.main === module) {
+if ((typeof __KB_BUNDLE__ !== 'undefined' && __KB_BUNDLE__) || require.main === module) {
   runCli('kbctl', ABOUT, tree, process.argv.slice(2), {
     out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
     err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),

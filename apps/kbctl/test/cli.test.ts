@@ -1,7 +1,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CliError, runCli, type Command, type Group, type Io } from '../src/cli';
+import { CliError, hoistGlobalFlags, runCli, type Command, type Group, type Io } from '../src/cli';
+import { normalizeAddress } from '../src/admin/connection-flags';
 import { tree } from '../src/main';
 
 /** The command tree, help and argument handling: nothing here talks to a broker. */
@@ -44,7 +45,7 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import']);
+    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'health']);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);
@@ -97,7 +98,7 @@ describe('help', () => {
   it('every admin command takes the connection flags; no offline command does', () => {
     expect(adminCommands.map(([p]) => p)).toEqual(expect.arrayContaining(['policy put', 'secret put', 'audit']));
     for (const [p] of commands.filter(([, c]) => !('admin-url' in c.options))) {
-      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs', 'igvm', 'snp id-block', 'snp id-block-verify', 'snp verify-report', 'import simple-kbs']).toContain(p);
+      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs', 'igvm', 'snp id-block', 'snp id-block-verify', 'snp verify-report', 'import simple-kbs', 'health']).toContain(p);
     }
   });
 
@@ -108,7 +109,7 @@ describe('help', () => {
       expect(r.err).toBe('');
       expect(r.out.startsWith(`kbctl ${path} — ${c.summary}\n`)).toBe(true);
       expect(r.out).toContain(`Usage: kbctl ${path}`);
-      expect(r.out).toContain('--admin-url HOST:PORT');
+      expect(r.out).toContain('--admin-url HOST[:PORT]');
       expect(r.out).toContain('--token-file FILE');
     }
   });
@@ -203,9 +204,11 @@ describe('connection set-up errors (exit 1, before any network traffic)', () => 
   it('a missing token file names the file and the ways to give a token', async () => {
     const r = await run(['policy', 'list']);
     expect(r.code).toBe(1);
-    expect(r.err).toBe('kbctl policy list: cannot read the admin token from .kb-data/admin.token (ENOENT); pass --token-file or set KB_ADMIN_TOKEN');
+    expect(r.err).toBe(
+      'kbctl policy list: cannot read the admin token from .kb-data/admin.token: no such file (the broker writes it there on its first start: run kbctl where you started it); pass --token-file or set KB_ADMIN_TOKEN',
+    );
     const f = await run(['policy', 'list', '--token-file', 'nope.token'], { io: { env: { KB_ADMIN_TOKEN_FILE: 'ignored' } } });
-    expect(f.err).toContain('cannot read the admin token from nope.token (ENOENT)');
+    expect(f.err).toBe('kbctl policy list: cannot read the admin token from nope.token: no such file; pass --token-file or set KB_ADMIN_TOKEN');
   });
 
   it('an empty token file is reported as such', async () => {
@@ -244,7 +247,7 @@ describe('connection set-up errors (exit 1, before any network traffic)', () => 
     // the token is found, so the failure is the (closed) address, not the token
     const r = await run(['policy', 'list', '--admin-url', '127.0.0.1:1'], { io: { cwd: join(work, 'cwd-test') } });
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/^kbctl policy list: the broker's admin API at 127\.0\.0\.1:1 is unreachable \(/);
+    expect(r.err).toMatch(/^kbctl policy list: cannot reach the broker's admin API at 127\.0\.0\.1:1: connection refused/);
   });
 });
 
@@ -281,5 +284,51 @@ describe('runCli error handling', () => {
     expect(fsErr.err).toBe("kbctl x: ENOENT: no such file or directory, open 'f'");
     const thrown = await run(['x'], { tree: [fake(async () => Promise.reject('a string'))] });
     expect(thrown).toEqual({ code: 1, out: '', err: 'kbctl x: a string' });
+  });
+});
+
+describe('addresses and flags as users type them', () => {
+  it('--admin-url HOST means port 44445; a scheme or trailing slash is dropped; a bare port is refused', () => {
+    expect(normalizeAddress('localhost', 44445)).toEqual({ target: 'localhost:44445' });
+    expect(normalizeAddress('10.0.0.7:9000', 44445)).toEqual({ target: '10.0.0.7:9000' });
+    expect(normalizeAddress('[::1]', 44445)).toEqual({ target: '[::1]:44445' });
+    expect(normalizeAddress('http://broker.example.com/', 44445)).toEqual({ target: 'broker.example.com:44445' });
+    expect(normalizeAddress('44445', 44445)).toEqual({ problem: 'give HOST:PORT, for example 127.0.0.1:44445' });
+    expect(normalizeAddress('h:70000', 44445)).toEqual({ problem: 'port 70000 is out of range (1–65535)' });
+    expect(normalizeAddress('a b', 44445)).toHaveProperty('problem');
+  });
+
+  it('a bad --admin-url is a usage error (exit 2) before any token is read', async () => {
+    const r = await run(['--admin-url', '44445', 'policy', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe("kbctl policy list: --admin-url 44445: give HOST:PORT, for example 127.0.0.1:44445\nRun 'kbctl policy list --help'.");
+  });
+
+  it('a bad KB_ADMIN_URL or KB_BROKER_URL is named as the variable, not as a flag', async () => {
+    const admin = await run(['policy', 'list'], { io: { env: { KB_ADMIN_URL: 'a b' } } });
+    expect(admin.code).toBe(2);
+    expect(admin.err).toMatch(/^kbctl policy list: KB_ADMIN_URL a b: expected HOST\[:PORT\]/);
+    const health = await run(['health'], { io: { env: { KB_BROKER_URL: '44444' } } });
+    expect(health.code).toBe(2);
+    expect(health.err).toMatch(/^kbctl health: KB_BROKER_URL 44444: give HOST:PORT, for example 127\.0\.0\.1:44444/);
+  });
+
+  it('connection flags anywhere move behind the command words, values kept with them; nothing after -- moves', () => {
+    expect(hoistGlobalFlags(['--token-file', 'F', 'policy', 'list'])).toEqual(['policy', 'list', '--token-file', 'F']);
+    expect(hoistGlobalFlags(['--admin-url=H', 'policy', '--tls-ca', 'C', 'get', 'x'])).toEqual(['policy', 'get', 'x', '--admin-url=H', '--tls-ca', 'C']);
+    expect(hoistGlobalFlags(['policy', 'get', '--', '--token-file', 'F'])).toEqual(['policy', 'get', '--', '--token-file', 'F']);
+    expect(hoistGlobalFlags(['measure', '--mode', 'sev'])).toEqual(['measure', '--mode', 'sev']);
+  });
+
+  it('kbctl --token-file F policy list reads F (the flag before the command is not an unknown command)', async () => {
+    const r = await run(['--token-file', 'missing.token', 'policy', 'list']);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('kbctl policy list: cannot read the admin token from missing.token: no such file; pass --token-file or set KB_ADMIN_TOKEN');
+  });
+
+  it('an offline command given a connection flag says the flag does not apply to it', async () => {
+    const r = await run(['--token-file', 'F', 'measure', '--mode', 'sev', '--ovmf', 'x']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("Unknown option '--token-file'");
   });
 });

@@ -44,11 +44,25 @@ export class BrokerClient {
         if (!err) return resolve(res);
         const code = status[err.code] ?? String(err.code);
         if (TRANSPORT.has(err.code)) {
-          reject(new LaunchError('BROKER_UNREACHABLE', `broker ${this.opts.address} unreachable (${code}): ${err.details || err.message}`));
+          reject(new LaunchError('BROKER_UNREACHABLE', `broker ${this.opts.address} unreachable (${code}): ${plainTransportError(err.details || err.message)}`));
         } else {
           reject(new LaunchError(refused, `the broker refused: ${err.details || err.message} [${code}]`));
         }
       });
     });
   }
+}
+
+/**
+ * grpc-js's transport details ("No connection established. Last error: Error: connect ECONNREFUSED 1.2.3.4:5.
+ * Resolution note: ", "Name resolution failed for target dns:h") in the user's terms.
+ */
+export function plainTransportError(details: string): string {
+  const code = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET)\b/.exec(details)?.[1];
+  if (code === 'ECONNREFUSED') return 'connection refused (is the broker running, and is this its --listen address?)';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /Name resolution failed/i.test(details)) return 'the host name does not resolve';
+  if (code === 'ETIMEDOUT') return 'the connection timed out';
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return 'no route to that host';
+  if (code === 'ECONNRESET') return 'the connection was reset (TLS on one side only?)';
+  return details.replace(/\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '').trim() || 'unavailable';
 }

@@ -54,6 +54,7 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
       () => {
         const doc = parseDomainDocument(req.xml);
         const domain = readSevDomain(doc);
+        name = domain.name; // failures reading its files below already name the domain
         if (req.digest) return { doc, domain, digest: { digest: req.digest, summary: 'given with --digest' } };
         return { doc, domain, digest: expectedDigest(domain, readDomainFiles(domain, req.xmlDir), req.digestOptions) };
       },

@@ -1,30 +1,36 @@
-#!/usr/bin/env tsx
+// launchvm's command line. Run from the build (apps/launchvm/dist/main.mjs: `npx launchvm`) or from source with tsx.
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { HypervisorBackend } from './backends/backend';
-import { LibvirtBackend } from './backends/libvirt/backend';
-import { QmpBackend } from './backends/qmp/backend';
-import { SimulatedBackend } from './backends/simulate';
 import { HELP } from './cli/help';
 import { parseOptions, type LaunchvmOptions } from './cli/options';
 import { LaunchError, UsageError } from './errors';
 import { ExitCode } from './exit-codes';
-import { launch } from './launch';
 import type { Output } from './steps';
+
+declare const __KB_BUNDLE__: boolean | undefined;
 
 export interface Io extends Output {
   env: NodeJS.ProcessEnv;
   cwd: string;
 }
 
-function backendFor(o: LaunchvmOptions, xmlDir: string): HypervisorBackend {
+// The backends, the broker client (gRPC) and the simulated host are loaded once the command line is read, so that
+// --help and usage errors answer without loading them (README "Start-up").
+async function backendFor(o: LaunchvmOptions, xmlDir: string): Promise<HypervisorBackend> {
   switch (o.backend) {
-    case 'libvirt':
+    case 'libvirt': {
+      const { LibvirtBackend } = await import('./backends/libvirt/backend');
       return new LibvirtBackend({ uri: o.connect, virshBinary: o.virsh });
-    case 'qmp':
+    }
+    case 'qmp': {
+      const { QmpBackend } = await import('./backends/qmp/backend');
       return new QmpBackend({ qemuBinary: o.qemuBinary, extraArgs: o.qemuArgs, runDir: o.runDir, xmlDir, startTimeoutSeconds: o.startTimeout });
-    case 'simulate':
+    }
+    case 'simulate': {
+      const { SimulatedBackend } = await import('./backends/simulate');
       return new SimulatedBackend({ platformDir: o.simPlatform, guestDir: o.simGuestDir, xmlDir });
+    }
   }
 }
 
@@ -38,7 +44,7 @@ function readInput(what: string, file: string): Buffer {
 
 /** The whole command; returns the exit code. */
 export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal): Promise<number> {
-  let o: LaunchvmOptions | 'help';
+  let o: ReturnType<typeof parseOptions>;
   try {
     o = parseOptions(argv, io.env);
   } catch (e) {
@@ -50,6 +56,18 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
     io.out(HELP);
     return ExitCode.OK;
   }
+  if ('createPlatform' in o) {
+    const dir = resolve(io.cwd, o.createPlatform);
+    const { loadOrCreatePlatform } = await import('@kb/sev-host-sim');
+    try {
+      const p = loadOrCreatePlatform(dir);
+      io.out(`launchvm: simulated SEV platform '${p.name}' in ${o.createPlatform} (synthetic root, not AMD): start the broker with --trust-root ${p.name}=${join(o.createPlatform, 'root.cert')}`);
+      return ExitCode.OK;
+    } catch (e) {
+      io.err(`launchvm: cannot create the simulated platform in ${o.createPlatform}: ${(e as Error).message}`);
+      return ExitCode.CONFIG;
+    }
+  }
   const xmlPath = resolve(io.cwd, o.xmlFile);
   let xml: string;
   let certChain: Buffer | undefined;
@@ -57,12 +75,13 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   try {
     xml = readInput('domain XML', xmlPath).toString('utf8');
     certChain = o.certChain ? readInput('certificate chain', resolve(io.cwd, o.certChain)) : undefined;
-    backend = backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
+    backend = await backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e;
     io.err(`launchvm: ${e.message}`);
     return ExitCode[e.failure];
   }
+  const { launch } = await import('./launch');
   return launch(
     {
       xml,
@@ -80,7 +99,7 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   );
 }
 
-if (require.main === module) {
+if ((typeof __KB_BUNDLE__ !== 'undefined' && __KB_BUNDLE__) || require.main === module) {
   const abort = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => abort.abort());
   runLaunchvm(

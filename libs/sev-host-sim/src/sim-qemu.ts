@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The simulated QEMU as a process (run with tsx, or through bin/sim-qemu), so launchvm's QMP backend spawns it
  * exactly as it spawns qemu-system-x86_64. Errors end the process with status 1 and a "sim-qemu: ..." line on

@@ -2,7 +2,7 @@
  * openStore: one schema, two drivers. PGlite (embedded PostgreSQL in WebAssembly) is the zero-set-up default for a
  * single broker; a PostgreSQL server lets several brokers share sessions and connections.
  */
-import { mkdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
@@ -42,6 +42,11 @@ export interface PgliteStoreOptions extends CommonOptions {
   driver: 'pglite';
   /** The broker's data directory (PGlite uses `<dataDir>/pgdata`), or 'memory://' for a throw-away database. */
   dataDir: string;
+  /**
+   * A PGlite data directory prepared ahead (initdb and migrations done, no rows), copied to `<dataDir>/pgdata` when
+   * that does not exist yet: a first start then skips initdb, which is most of it. The built broker ships one.
+   */
+  template?: string;
 }
 
 export interface PgStoreOptions extends CommonOptions {
@@ -102,6 +107,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
         throw new StoreError('ERR_STORE_CONNECT', `cannot create the data directory ${options.dataDir}: ${(e as Error).message}`, { cause: e });
       }
       lock = await lockDataDir(path.join(options.dataDir, PGLITE_LOCK_FILE));
+      if (options.template) {
+        try {
+          copyTemplate(options.template, dataDir);
+        } catch (e) {
+          lock.release();
+          throw new StoreError('ERR_STORE_CONNECT', `cannot prepare the database in ${dataDir} from ${options.template}: ${(e as Error).message}`, { cause: e });
+        }
+      }
     }
     let client: PGlite;
     try {
@@ -114,6 +127,15 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   if (options.driver === 'pg') return openPostgres(options, new Sealer(options.masterKey), migrationsFolder);
   throw new StoreError('ERR_STORE_ARGUMENT', `unknown store driver '${(options as { driver: unknown }).driver}'`);
+}
+
+/** Under the data directory lock. Copied beside and renamed into place, so a crash mid-copy leaves no half database. */
+function copyTemplate(template: string, pgdata: string): void {
+  if (existsSync(pgdata)) return;
+  const partial = `${pgdata}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  cpSync(template, partial, { recursive: true });
+  renameSync(partial, pgdata);
 }
 
 /**

@@ -26,6 +26,20 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
 }
 
+/** The token in `file`, which must exist (a token file named explicitly is never generated). */
+export function loadAdminToken(file: string): { token: string; created: false } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`cannot read the admin token file ${file}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
+  }
+  const token = text.trim();
+  if (!token) throw new Error(`admin token file ${file} is empty`);
+  return { token, created: false };
+}
+
 /** The token from configuration, or the one in `file`, created (0600) on first run. */
 export function loadOrCreateAdminToken(file: string): { token: string; created: boolean } {
   if (existsSync(file)) {

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { admin } from '@kb/grpc-api';
 import { CliError, type Command, type Group, type Io } from '../cli';
-import { AdminConnection, CONNECTION_HELP, connectionOptions } from './client';
+import type { AdminConnection } from './client';
+import { CONNECTION_HELP, connectionOptions } from './connection-flags';
 
 /** The admin groups of kbctl: thin wrappers over kb.admin.v1.BrokerAdmin. */
 
@@ -16,6 +17,8 @@ function cmd(name: string, summary: string, synopsis: string, extra: Command['op
     options: { ...connectionOptions, ...extra },
     positionals: { min: positionals[0], max: positionals[1] },
     async run({ values, positionals: pos }, io) {
+      // Loaded here, not at the top: the gRPC client is only for commands that call the broker.
+      const { AdminConnection } = await import('./client');
       const c = new AdminConnection(values, io);
       try {
         return await run(c, values, pos, io);
@@ -263,6 +266,7 @@ const audit: Command = cmd(
       page_token = r.next_page_token;
     } while (page_token && entries.length < limit);
     const r = { entries };
+    if (r.entries.length === 0) io.err('no audit entries matched');
     if (v.json) json(io, r.entries.map((e) => ({ ...e, detail: e.detail_json ? JSON.parse(e.detail_json) : undefined, detail_json: undefined })));
     else for (const e of r.entries) io.out(`${e.at}\t${e.event}\t${e.outcome}\t${e.launch_id || e.client_id || '-'}\tref=${e.ref_id || '-'}\t${e.detail_json}`);
     return 0;

@@ -11,7 +11,7 @@ platform info, GetSecret, inject the secret, resume. If a step fails after the g
 destroyed and undefined, the failed step and the reason are printed, and the exit code says what failed.
 
 Broker:
-  --broker HOST:PORT        keybroker service (default 127.0.0.1:44444)
+  --broker HOST[:PORT]      keybroker service (KB_BROKER_URL, default 127.0.0.1:44444; port 44444 if omitted)
   --broker-ca FILE          use TLS, trusting this CA (PEM); plaintext otherwise, as the kata shim dials simple-kbs
   --broker-timeout SECONDS  per call (default 30)
   --cert-chain FILE         the host's certificate chain, as \`sevctl export --full\` writes it (PDH|PEK|OCA|CEK|ASK|ARK);
@@ -46,6 +46,8 @@ Hypervisor backend (one of):
                             --trust-root); the guest ends when launchvm exits
     --sim-platform DIR      keep the simulated platform there (created on first use; DIR/root.cert is the ASK|ARK
                             file for the broker's --trust-root); without it a throwaway platform no broker trusts
+    --sim-create            only create the platform in --sim-platform DIR (if missing), print where its root.cert
+                            is, and exit: start the broker with --trust-root sev-sim=DIR/root.cert, then launch
     --sim-guest-dir DIR     write what the guest's efi_secret driver exposes under
                             DIR/sys/kernel/security/secrets/coco/<guid>
 

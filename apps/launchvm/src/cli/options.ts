@@ -43,6 +43,15 @@ export function parseSecretSpec(s: string): keybroker.RequestDetails {
   return { Guid: guid.toLowerCase(), SecretType: type, Id: id, Format: format };
 }
 
+/** HOST[:PORT] → HOST:PORT with simple-kbs's port 44444 by default (grpc-js would dial 443); a bare port is refused. */
+function brokerAddress(value: string): string {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/.exec(value.trim());
+  if (!m || /^\d+$/.test(value.trim())) throw new UsageError(`--broker ${value}: expected HOST[:PORT], for example 127.0.0.1:44444 (port 44444 by default)`);
+  const port = m[2] === undefined ? 44444 : Number(m[2]);
+  if (port < 1 || port > 65535) throw new UsageError(`--broker ${value}: port ${m[2]} is out of range (1–65535)`);
+  return `${m[1]}:${port}`;
+}
+
 function number(flag: string, v: string | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined;
   const n = /^0x[0-9a-f]+$/i.test(v) ? parseInt(v, 16) : /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
@@ -50,7 +59,12 @@ function number(flag: string, v: string | undefined, min = 0): number | undefine
   return n;
 }
 
-export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOptions | 'help' {
+/** `--simulate --sim-platform DIR --sim-create`: only create the simulated platform (for the broker's --trust-root). */
+export interface CreatePlatform {
+  createPlatform: string;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOptions | CreatePlatform | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -82,6 +96,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
         'start-timeout': { type: 'string' },
         'sim-platform': { type: 'string' },
         'sim-guest-dir': { type: 'string' },
+        'sim-create': { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -89,6 +104,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   }
   const v = parsed.values;
   if (v.help) return 'help';
+  if (v['sim-create']) {
+    if (!v.simulate && v.backend !== 'simulate') throw new UsageError('--sim-create goes with --simulate');
+    if (!v['sim-platform']) throw new UsageError('--sim-create needs --sim-platform DIR (where the platform is kept)');
+    if (parsed.positionals.length > 0) throw new UsageError('--sim-create launches nothing: drop the domain XML');
+    return { createPlatform: v['sim-platform'] };
+  }
   if (parsed.positionals.length !== 1) throw new UsageError(parsed.positionals.length ? 'give exactly one domain XML file' : 'the domain XML file is missing');
   if (v.simulate && v.backend && v.backend !== 'simulate') throw new UsageError('--simulate conflicts with --backend ' + v.backend);
   const backend = (v.simulate ? 'simulate' : v.backend ?? 'libvirt') as BackendName;
@@ -118,7 +139,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   return {
     xmlFile: parsed.positionals[0]!,
     backend,
-    broker: v.broker ?? '127.0.0.1:44444',
+    broker: brokerAddress(v.broker ?? env.KB_BROKER_URL ?? '127.0.0.1:44444'),
     brokerCa: v['broker-ca'],
     brokerTimeout: number('--broker-timeout', v['broker-timeout'], 1) ?? 30,
     certChain: v['cert-chain'],
