@@ -33,7 +33,8 @@ const wanted = (app) => named.length === 0 || named.includes(app);
 const t0 = performance.now();
 
 const tsconfig = join(root, 'tsconfig.base.json');
-const external = ['@electric-sql/pglite', 'pg-native'];
+// sql.js (kbctl import's SQLite reader) finds its sql-wasm.wasm beside its own module, like PGlite.
+const external = ['@electric-sql/pglite', 'pg-native', 'sql.js'];
 // Assets read relative to a dependency's own module file, redirected into dist/vendor/<package>/.
 const vendored = [
   { pkg: 'grpc-health-check', copy: ['proto/health'] },
@@ -72,7 +73,12 @@ const common = {
 };
 
 // ESM output still hosts CommonJS dependencies (grpc-js, …), which call require() on node builtins.
-const esmBanner = "import { createRequire as __kbCreateRequire } from 'node:module'; const require = __kbCreateRequire(import.meta.url);";
+// Bundled libraries written for CommonJS also read __dirname / __filename (libs/store finds its migrations with them):
+// each output file gets its own, so code in dist/chunks/ resolves `../migrations` to dist/migrations (copied below).
+const esmBanner =
+  "import { createRequire as __kbCreateRequire } from 'node:module'; import { fileURLToPath as __kbFileURLToPath } from 'node:url'; " +
+  "import { dirname as __kbDirname } from 'node:path'; const require = __kbCreateRequire(import.meta.url); " +
+  'const __filename = __kbFileURLToPath(import.meta.url); const __dirname = __kbDirname(__filename);';
 
 async function cjsApp(entry, outdir, shebang) {
   rmSync(outdir, { recursive: true, force: true });
@@ -132,6 +138,8 @@ if (wanted('broker')) {
 }
 if (wanted('kbctl')) {
   await esmApp('apps/kbctl/src/main.ts', join(root, 'apps/kbctl/dist'), node);
+  // `kbctl import simple-kbs` opens the broker's store, which runs these (see esmBanner)
+  cpSync(join(root, 'libs/store/migrations'), join(root, 'apps/kbctl/dist/migrations'), { recursive: true });
   done.push('apps/kbctl/dist');
 }
 if (wanted('launchvm')) {

@@ -28,7 +28,7 @@ describe('call deadlines (unary): every call is answered within --request-timeou
   beforeAll(async () => {
     const logger = createLogger('debug', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
     // unary() reads the configuration, the logger and the audit trail (the call entry of every reference) only.
-    const ctx = { config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }), logger, audit: { record: (e: { refId?: string }) => audited.push(e) } } as unknown as BrokerContext;
+    const ctx = { config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }), logger, audit: { record: (e: { refId?: string }) => audited.push(e), saturated: () => false, pending: () => 0 } } as unknown as BrokerContext;
     const slow = async (_req: unknown, info: CallInfo) => {
       const t0 = Date.now();
       // Waits until released by the test or aborted, then a little longer: its result must be dropped.

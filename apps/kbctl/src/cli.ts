@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { GLOBAL_FLAGS } from './admin/connection-flags';
+import { GLOBAL_FLAGS } from './connection-flags';
 
 /**
  * A small command tree: `kbctl <group> <command> [options]`, each level answering --help. Commands return an exit

@@ -1,5 +1,5 @@
 import { CliError, type Command } from './cli';
-import { DEFAULT_BROKER_PORT, normalizeAddress } from './admin/connection-flags';
+import { DEFAULT_BROKER_PORT, normalizeAddress } from './connection-flags';
 
 const USAGE = `Usage: kbctl health [--broker HOST[:PORT]] [--wait SECONDS] [--service NAME] [--tls-ca FILE]
 

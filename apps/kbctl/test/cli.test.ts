@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, hoistGlobalFlags, runCli, type Command, type Group, type Io } from '../src/cli';
-import { normalizeAddress } from '../src/admin/connection-flags';
+import { normalizeAddress } from '../src/connection-flags';
 import { tree } from '../src/main';
 
 /** The command tree, help and argument handling: nothing here talks to a broker. */

@@ -3,10 +3,10 @@ import { resolve } from 'node:path';
 import { credentials, Metadata, status, type CallOptions, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { admin } from '@kb/grpc-api';
 import { CliError, type Io } from '../cli';
-import { DEFAULT_ADMIN_PORT, normalizeAddress } from './connection-flags';
+import { DEFAULT_ADMIN_PORT, normalizeAddress } from '../connection-flags';
 import { describeUnreachable, probeHealth } from '../grpc/health-probe';
 
-export { CONNECTION_HELP, connectionOptions } from './connection-flags';
+export { CONNECTION_HELP, connectionOptions } from '../connection-flags';
 
 type Values = Record<string, unknown>;
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { admin } from '@kb/grpc-api';
 import { CliError, type Command, type Group, type Io } from '../cli';
 import type { AdminConnection } from './client';
-import { CONNECTION_HELP, connectionOptions } from './connection-flags';
+import { CONNECTION_HELP, connectionOptions } from '../connection-flags';
 
 /** The admin groups of kbctl: thin wrappers over kb.admin.v1.BrokerAdmin. */
 

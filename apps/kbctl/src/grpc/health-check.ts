@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Client, credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { CliError, type Io } from '../cli';
-import { DEFAULT_BROKER_PORT } from '../admin/connection-flags';
+import { DEFAULT_BROKER_PORT } from '../connection-flags';
 import { describeUnreachable, probeHealth } from './health-probe';
 
 const ATTEMPT_MS = 2000;
