@@ -164,12 +164,13 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
   });
 
   it('shows the audit queue growing while the database cannot take its writes, and draining after', async () => {
+    // the bundle is prepared first: its audit row is committed with its session (a bundle is never issued unaudited)
+    const p = await prepareLaunch(tb.host, tb.platform, { policy: 0x1, requests: KEY, firmware: Buffer.alloc(32 * 1024) });
     await locker.query('BEGIN');
     let during: Sample[] | undefined;
     try {
       await locker.query('LOCK TABLE audit_log IN EXCLUSIVE MODE');
-      // a refused GetSecret needs no table but the audit log: its entry waits behind the lock
-      const p = await prepareLaunch(tb.host, tb.platform, { policy: 0x1, requests: KEY, firmware: Buffer.alloc(32 * 1024) });
+      // a refused GetSecret writes nothing but audit entries (the refusal, and the call's reference): both queue behind the lock
       expect((await failure(tb.host.getSecret(p.request))).code).toBe(status.PERMISSION_DENIED);
       during = await eventually(async () => {
         const s = await scrape(metricsAt);
@@ -178,7 +179,7 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     } finally {
       await locker.query('ROLLBACK');
     }
-    expect(during).toBeDefined(); // the bundle's and the refusal's entries, both waiting
+    expect(during).toBeDefined(); // the refusal's and the reference's entries, both waiting
     const drained = await eventually(async () => {
       const s = await scrape(metricsAt);
       return value(s, 'kb_audit_queue_length') === 0 ? s : undefined;

@@ -26,7 +26,7 @@ describe('an unreachable database', () => {
       const bundle = await failure(t.host.getBundle({ CertificateChain: platformChain(t.platform).toString('base64'), Policy: 0x1 }));
       expect(bundle.code).toBe(status.UNAVAILABLE);
       expect(bundle.details).toMatch(/retry later \(ref [0-9a-f]{12}\)$/);
-      const admin = await failure(t.owner.call('listPolicies', { prefix: '' }));
+      const admin = await failure(t.owner.call('listPolicies', { prefix: '', page_size: 0, page_token: '' }));
       expect(admin.code).toBe(status.UNAVAILABLE);
       expect(admin.details).toMatch(/retry later \(ref [0-9a-f]{12}\)$/);
       // still serving: a malformed request is answered as before
