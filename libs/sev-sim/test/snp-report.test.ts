@@ -64,7 +64,7 @@ describe('SNP attestation reports from the simulated SP', () => {
     const roots = syntheticSnpRoots(ca);
     const report = sp.report(handle, Buffer.alloc(64, 1));
     const bad = Buffer.from(report);
-    bad[0x90] ^= 1; // MEASUREMENT
+    bad[0x90] = bad[0x90]! ^ 1; // MEASUREMENT
     expect(verifySnpReport(bad, { roots, certificates: certs(chip) }).error?.code).toBe('SNP_REPORT_SIGNATURE');
     const other = new SimulatedSnpChip(ca);
     expect(verifySnpReport(report, { roots, certificates: { vcek: other.vcek().der } }).error?.code).toBe('SNP_REPORT_SIGNATURE');
