@@ -21,6 +21,8 @@ import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
 import { BrokerMetrics, serveMetrics } from './metrics';
+import type { SnpEvidenceCertificates } from '@kb/sev';
+import { certificateSourceFor, KdsFetcher, type CertificateSource } from './snp-certs';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -30,6 +32,8 @@ export interface RunningBroker {
   metricsAddress?: string;
   metrics: BrokerMetrics;
   store: Store;
+  /** where SNP certificates come from for one attestation (snp-certs/: evidence, offline store, KDS if enabled) */
+  snpCertificates(evidence?: SnpEvidenceCertificates): CertificateSource;
   close(): Promise<void>;
 }
 
@@ -181,13 +185,18 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   }, PURGE_INTERVAL_MS);
   purge.unref();
 
+  // AMD KDS only when the operator enabled it (--snp-kds); its answers are cached in the store
+  const kds = config.snpKdsUrl ? new KdsFetcher({ baseUrl: config.snpKdsUrl, cache: store, log: (m) => logger.warn('snp kds', { detail: m }) }) : undefined;
+
   return {
     address,
     adminAddress,
     metricsAddress: metricsListener?.address,
     metrics,
     store,
+    snpCertificates: (evidence) => certificateSourceFor({ store, ...(kds ? { kds } : {}), ...(evidence ? { evidence } : {}) }),
     async close() {
+      kds?.close();
       clearInterval(purge);
       clearTimeout(firstAuditPurge);
       // An audit purge stops after its current batch: a long backlog must not hold up shutdown.

@@ -44,6 +44,8 @@ export interface BrokerConfig {
   // --- observability ---
   /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
   metricsListen?: string;
+  /** AMD KDS base URL for SNP certificates the evidence and the offline store lack (off unless given; issue #17) */
+  snpKdsUrl?: string;
 }
 
 export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
@@ -101,6 +103,11 @@ Connections on the guest-facing listener (untrusted callers):
 Observability:
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (KB_METRICS_LISTEN; off unless
                               given). Plain HTTP without authentication: keep it on a private address
+
+SEV-SNP certificates (README "SNP guests"):
+  --snp-kds URL               fetch VCEKs, chains and CRLs missing from the evidence and the offline store from AMD's
+                              KDS at URL, e.g. https://kdsintf.amd.com (KB_SNP_KDS; off unless given); answers are
+                              cached in the database
   -h, --help                  show this help
 `;
 
@@ -122,6 +129,18 @@ export function parseHostPort(flag: string, address: string): { host: string; po
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new ConfigError(`--${flag} must be HOST:PORT (e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464), got ${JSON.stringify(address)}`);
   return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function optionalHttpUrl(flag: string, v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(v)}`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(v)}`);
+  return v.replace(/\/+$/, '');
 }
 
 function optionalHostPort(flag: string, v: string | undefined): string | undefined {
@@ -164,6 +183,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'request-arrival-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'snp-kds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -229,6 +249,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     ),
     logLevel,
     metricsListen: optionalHostPort('metrics-listen', values['metrics-listen'] ?? env.KB_METRICS_LISTEN),
+    snpKdsUrl: optionalHttpUrl('snp-kds', values['snp-kds'] ?? env.KB_SNP_KDS),
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
   for (const [flag, address] of [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]] as const) {

@@ -6,7 +6,8 @@ import { parseSnpReport, verifySnpReport } from '@kb/sev';
 import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpRoots } from '@kb/sev-sim';
 import { openStore, PGLITE_MEMORY, type Store } from '@kb/store';
 import { caKey, certificateSourceFor, classifySnpFiles, importSnpCertificates, KdsFetcher, offlineStoreSource, parseRetryAfter, SnpImportError, vcekKey } from '../src/snp-certs';
-import { MASTER_KEY } from './support/broker';
+import { parseConfig, ConfigError } from '../src/config';
+import { MASTER_KEY, startTestBroker } from './support/broker';
 
 const KBS = join(__dirname, '../../../../shared/vectors/kbs-protocol/upstream/snp');
 const FIXTURES = join(__dirname, '../../../libs/sev-sim/fixtures');
@@ -183,5 +184,35 @@ describe('KDS fetcher against a local KDS-like server', () => {
     expect(parseRetryAfter(new Date(Date.now() + 5000).toUTCString())).toBeGreaterThan(3000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(classifySnpFiles([])).toEqual([]);
+  });
+});
+
+describe('the broker: --snp-kds (off by default)', () => {
+  it('parses the flag and refuses non-http URLs', () => {
+    const base = ['--listen', '127.0.0.1:0', '--data-dir', '/x'];
+    expect((parseConfig(base, {}) as { snpKdsUrl?: string }).snpKdsUrl).toBeUndefined();
+    expect((parseConfig([...base, '--snp-kds', 'https://kdsintf.amd.com/'], {}) as { snpKdsUrl?: string }).snpKdsUrl).toBe('https://kdsintf.amd.com');
+    expect((parseConfig(base, { KB_SNP_KDS: 'http://127.0.0.1:9' }) as { snpKdsUrl?: string }).snpKdsUrl).toBe('http://127.0.0.1:9');
+    expect(() => parseConfig([...base, '--snp-kds', 'ftp://x'], {})).toThrow(ConfigError);
+  });
+
+  it("a running broker's certificate source: store first, then KDS only when enabled", async () => {
+    const { chip, report } = await simulated();
+    const kds = await fakeKds(() => ({ status: 200, body: chip.vcek().der }));
+    const off = await startTestBroker(store);
+    try {
+      expect(await off.broker.snpCertificates().getVcek(report)).toBeUndefined();
+    } finally {
+      await off.close();
+    }
+    const on = await startTestBroker(store, { snpKdsUrl: kds.url });
+    try {
+      expect(await on.broker.snpCertificates().getVcek(report)).toEqual(chip.vcek().der);
+      expect(kds.seen).toHaveLength(1);
+      expect(await on.broker.snpCertificates({ vcek: Buffer.from('from evidence') }).getVcek(report)).toEqual(Buffer.from('from evidence'));
+    } finally {
+      await on.close();
+      await kds.close();
+    }
   });
 });
