@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseSnpReport, verifySnpReport } from '@kb/sev';
-import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpRoots } from '@kb/sev-sim';
+import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpCrl, syntheticSnpRoots } from '@kb/sev-sim';
 import { openStore, PGLITE_MEMORY, type Store } from '@kb/store';
 import { caKey, certificateSourceFor, classifySnpFiles, importSnpCertificates, KdsFetcher, offlineStoreSource, parseRetryAfter, SnpImportError, vcekKey } from '../src/snp-certs';
 import { parseConfig, ConfigError } from '../src/config';
@@ -173,6 +173,28 @@ describe('KDS fetcher against a local KDS-like server', () => {
       expect(await f.getChain('Genoa')).toBeDefined();
       expect(await f.getCrl('Genoa')).toBeUndefined();
       expect(kds.seen).toEqual(['/vcek/v1/Genoa/cert_chain', '/vcek/v1/Genoa/crl']);
+    } finally {
+      f.close();
+      await kds.close();
+    }
+  });
+
+  it('CRLs: imported and fetched ones are kept until nextUpdate, then fetched again', async () => {
+    const { ca } = await simulated();
+    const fresh = syntheticSnpCrl(ca);
+    const items = await importSnpCertificates(store, [{ name: 'genoa.crl', data: fresh }]);
+    expect(items.map((i) => [i.key, i.kind])).toEqual([['crl/Genoa', 'crl']]);
+    expect(await offlineStoreSource(store).getCrl('Genoa')).toEqual(fresh);
+    const old = syntheticSnpCrl(ca, { thisUpdate: new Date(Date.now() - 10 * 86_400_000), nextUpdate: new Date(Date.now() - 86_400_000) });
+    await importSnpCertificates(store, [{ name: 'old.crl', data: old }]);
+    expect(await offlineStoreSource(store).getCrl('Genoa')).toBeUndefined();
+    const kds = await fakeKds(() => ({ status: 200, body: fresh }));
+    const f = new KdsFetcher({ baseUrl: kds.url, cache: store });
+    try {
+      expect(await f.getCrl('Genoa')).toEqual(fresh);
+      expect(await f.getCrl('Genoa')).toEqual(fresh);
+      expect(kds.seen).toEqual(['/vcek/v1/Genoa/crl']);
+      expect((await store.getSnpCertificate('crl/Genoa'))?.source).toBe('kds');
     } finally {
       f.close();
       await kds.close();

@@ -26,5 +26,5 @@ export {
 } from './snp/firmware';
 export { launchIgvm, type IgvmLaunchOptions } from './snp/igvm-host';
 // SEV-SNP attestation on the simulated SP: synthetic ARK/ASK/VCEK (never AMD's) and MSG_REPORT_REQ (issue #17)
-export { loadSnpCa, syntheticSnpRoots, SimulatedSnpChip, type SyntheticSnpCa, type SnpCaMember, type SnpTcbValues } from './snp/authority';
+export { loadSnpCa, syntheticSnpRoots, syntheticSnpCrl, SimulatedSnpChip, type SyntheticSnpCa, type SnpCaMember, type SnpTcbValues } from './snp/authority';
 export { SimulatedSnpAttestation, encodeReportRequest, decodeReportResponse, ReportStatus, SNP_REPORT_VERSION, MSG_REPORT_REQ_SIZE } from './snp/guest-request';

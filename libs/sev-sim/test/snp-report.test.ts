@@ -10,6 +10,7 @@ import {
   SimulatedSnpChip,
   SimulatedSnpFirmware,
   syntheticSnpRoots,
+  syntheticSnpCrl,
   SnpPageTypeForTest,
 } from './snp-report-helpers';
 
@@ -89,5 +90,18 @@ describe('SNP attestation reports from the simulated SP', () => {
     const roots = syntheticSnpRoots(chip.ca);
     expect(verifySnpReport(report, { roots, certificates: certs(chip) }).error?.code).toBe('SNP_VMPL');
     expect(verifySnpReport(report, { roots, certificates: certs(chip), vmpl: 1 }).ok).toBe(true);
+  });
+
+  it('an ARK-signed CRL: a clean one passes the revocation step, one listing the ASK refuses the chain', async () => {
+    const { chip, sp, handle, ca } = await runningGuest();
+    const roots = syntheticSnpRoots(ca);
+    const report = sp.report(handle, Buffer.alloc(64));
+    const clean = verifySnpReport(report, { roots, certificates: certs(chip), crls: [syntheticSnpCrl(ca)], crl: 'require' });
+    expect(clean.ok).toBe(true);
+    expect(clean.checks.find((c) => c.id === 'revocation')?.status).toBe('pass');
+    const revoked = verifySnpReport(report, { roots, certificates: certs(chip), crls: [syntheticSnpCrl(ca, { revokedSerials: [0x10001] })] });
+    expect(revoked.error?.code).toBe('SNP_REVOKED');
+    const stale = syntheticSnpCrl(ca, { thisUpdate: new Date(Date.now() - 10 * 86_400_000), nextUpdate: new Date(Date.now() - 86_400_000) });
+    expect(verifySnpReport(report, { roots, certificates: certs(chip), crls: [stale], crl: 'require' }).error?.code).toBe('SNP_CRL_UNAVAILABLE');
   });
 });

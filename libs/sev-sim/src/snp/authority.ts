@@ -120,6 +120,21 @@ function decodeCa(text: string): SyntheticSnpCa {
   return { name: j.name, generation: j.generation, ark: m(j.ark), ask: m(j.ask), asvk: m(j.asvk) };
 }
 
+/**
+ * An ARK-signed CRL of the simulated platform (snp-attestation.md §4.6: X.509 v2 CRL, RSASSA-PSS like the
+ * certificates), listing the given serials (e.g. 0x10001, the ASK, to test refusal of a revoked chain).
+ */
+export function syntheticSnpCrl(ca: SyntheticSnpCa, opts: { revokedSerials?: readonly (number | bigint)[]; thisUpdate?: Date; nextUpdate?: Date } = {}): Buffer {
+  const now = Date.now();
+  const thisUpdate = opts.thisUpdate ?? new Date(now - 86_400_000);
+  const nextUpdate = opts.nextUpdate ?? new Date(now + 30 * 86_400_000);
+  const alg = Buffer.from(PSS_ALGORITHM_IDENTIFIERS[0]!, 'hex');
+  const revoked = (opts.revokedSerials ?? []).map((n) => seq(integer(n), time(thisUpdate)));
+  const tbs = seq(integer(1), alg, name(`SIM-ARK-${SNP_PRODUCT_NAME[ca.generation]}`), time(thisUpdate), time(nextUpdate), ...(revoked.length ? [seq(...revoked)] : []));
+  const sig = sign('sha384', tbs, { key: ca.ark.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
+  return seq(tbs, alg, bitString(sig));
+}
+
 /** The roots to hand verifySnpReport (`roots`) to trust this simulated platform — and nothing else. */
 export function syntheticSnpRoots(ca: SyntheticSnpCa): SnpRoots {
   return { [ca.generation]: snpRootSet({ ark: ca.ark.der, ask: ca.ask.der, asvk: ca.asvk.der }) };
