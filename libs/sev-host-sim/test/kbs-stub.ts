@@ -19,7 +19,7 @@ export interface StubEvent {
   detail: string;
 }
 
-export async function startKbsStub(o: { roots: SnpRoots; resources: Record<string, Buffer>; measurements?: Buffer[] }): Promise<{ url: string; server: Server; events: StubEvent[]; close(): Promise<void> }> {
+export async function startKbsStub(o: { roots: SnpRoots; resources: Record<string, Buffer>; measurements?: Buffer[]; tokenTtlSeconds?: number }): Promise<{ url: string; server: Server; events: StubEvent[]; close(): Promise<void> }> {
   const sessions = new Map<string, { nonce: string; tee: string; token?: string; jwk?: Record<string, string> }>();
   const tokenKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const events: StubEvent[] = [];
@@ -60,7 +60,7 @@ export async function startKbsStub(o: { roots: SnpRoots; resources: Record<strin
           }
           const b64 = (x: unknown) => Buffer.from(JSON.stringify(x)).toString('base64url');
           const now = Math.floor(Date.now() / 1000);
-          const signing = `${b64({ typ: 'JWT', alg: 'ES256' })}.${b64({ iat: now, exp: now + 300, 'tee-pubkey': jwk })}`;
+          const signing = `${b64({ typ: 'JWT', alg: 'ES256' })}.${b64({ iat: now, exp: now + (o.tokenTtlSeconds ?? 300), 'tee-pubkey': jwk })}`;
           s.token = `${signing}.${sign('sha256', Buffer.from(signing), { key: tokenKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
           s.jwk = jwk;
           events.push({ kind: 'attest-ok', detail: v.report!.measurement.toString('hex') });

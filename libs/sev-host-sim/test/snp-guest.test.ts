@@ -128,6 +128,21 @@ describe('the simulated SNP guest against a local KBS stub over HTTP (the broker
     }
   });
 
+  it('an expired token makes the client attest again before its next request (§5.1)', async () => {
+    const { ca, guest } = await setup();
+    const kbs = await startKbsStub({ roots: syntheticSnpRoots(ca), resources: { 'a/b/c': Buffer.from('x') }, tokenTtlSeconds: 1 });
+    try {
+      const client = guest.kbsClient(kbs.url);
+      await client.getResource('a/b/c');
+      expect(kbs.events.filter((e) => e.kind === 'auth')).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 2100));
+      expect((await client.getResource('a/b/c')).toString()).toBe('x');
+      expect(kbs.events.filter((e) => e.kind === 'auth')).toHaveLength(2);
+    } finally {
+      await kbs.close();
+    }
+  });
+
   it('a guest whose measurement is not accepted is refused at /attest and gets no resource', async () => {
     const { ca, guest } = await setup('chain');
     const kbs = await startKbsStub({ roots: syntheticSnpRoots(ca), resources: { 'a/b/c': Buffer.from('x') }, measurements: [Buffer.alloc(48)] });

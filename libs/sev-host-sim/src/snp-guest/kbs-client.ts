@@ -102,6 +102,10 @@ export class KbsClient {
    * most 3 GETs in all; 404 stops at once. Returns the decrypted resource bytes.
    */
   async getResource(path: string): Promise<Buffer> {
+    // a token past exp (or before nbf) means a new handshake before the next use, as Token::check_valid does (§5.1)
+    const t = this.tokenValue;
+    const now = Date.now() / 1000;
+    if (t && ((t.exp !== undefined && t.exp <= now) || (t.nbf !== undefined && t.nbf > now))) await this.attest();
     let last: KbsProtocolError | undefined;
     for (let i = 0; i < MAX_RESOURCE_ATTEMPTS; i++) {
       const res = await this.http('GET', `/kbs/v0/resource/${path}`);
