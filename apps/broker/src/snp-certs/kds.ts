@@ -143,7 +143,7 @@ export class KdsFetcher implements CertificateSource {
 
   private race(p: Promise<KdsOutcome>): Promise<KdsOutcome | undefined> {
     return new Promise((resolve) => {
-      const x = { t: setTimeout(() => x.done(), this.o.waitMs ?? 5_000), done: () => resolve(undefined) };
+      const x = { t: setTimeout(() => (this.timers.delete(x), x.done()), this.o.waitMs ?? 5_000), done: () => resolve(undefined) };
       x.t.unref();
       this.timers.add(x);
       p.then(
