@@ -154,6 +154,17 @@ describe('the simulated SNP guest against a local KBS stub over HTTP (the broker
     }
   });
 
+  it('OVMF launched as QEMU loads it (sev-snp-measure A11 guest): the report carries its digest', async () => {
+    const { sp } = await setup();
+    const firmware = readFileSync(join(V, 'measure/sev-snp-measure/fixtures/ovmf_AmdSev_suffix.bin'));
+    const bspVmsa = readFileSync(join(V, 'measure/derived/vmsa/qemu_epyc-v4_sevfeat0x1_bsp.bin'));
+    const guest = SimulatedSnpGuest.launch({ sp, image: { ovmf: { firmware, vmm: 'qemu', vcpus: 1, bspVmsa } }, nativeZero: true });
+    const report = guest.report(Buffer.alloc(64, 1));
+    // ../shared/vectors/igvm/MANIFEST.md, snp-A11 (igvmmeasure --native-zero), = sev-snp-measure of the same guest
+    expect(report.subarray(0x90, 0xc0).toString('hex')).toBe('19358ba9a7615534a9a1e2f0dfc29384dcd4dcb7062ff9c6013b26869a5fc6ecabe033c48dd6f6db5d6d76e7c5df632d');
+    expect(report.readBigUInt64LE(8)).toBe(0x30000n);
+  });
+
   it('the report inside the evidence carries the binding of the session nonce and the TEE key', async () => {
     const { guest } = await setup('none');
     const client = guest.kbsClient('http://127.0.0.1:1');
