@@ -60,7 +60,7 @@ function run(script: string, argv: string[], cwd: string): Promise<number | null
   });
 }
 
-/** A small SNP guest image: a few firmware pages, one BSP VMSA, policy 0x30000 (or with DEBUG). */
+/** A small SNP guest image: a few firmware pages, the secrets page (VMPCKs), one BSP VMSA, policy 0x30000 (or with DEBUG). */
 function image(policy: bigint, variant: number): IgvmFile {
   const page = (gpa: number, fill: number) => ({ kind: 'page_data' as const, gpa: BigInt(gpa), compatibilityMask: 1, flags: 0, dataType: 0, data: Buffer.alloc(4096, fill) });
   const vmsa = Buffer.alloc(4096);
@@ -69,7 +69,7 @@ function image(policy: bigint, variant: number): IgvmFile {
     formatVersion: 1,
     platforms: [{ compatibilityMask: 1, highestVtl: 0, platformType: IgvmPlatformType.SEV_SNP, platformVersion: 1, sharedGpaBoundary: 0n }],
     initializations: [{ kind: 'guest_policy', policy, compatibilityMask: 1 }],
-    directives: [page(0xffff_c000, 0x90), page(0xffff_d000, 0x91), page(0xffff_e000, 0x92), page(0xffff_f000, variant), { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa }],
+    directives: [page(0xffff_c000, 0x90), page(0xffff_d000, 0x91), page(0xffff_e000, 0x92), page(0xffff_f000, variant), { kind: 'page_data', gpa: 0x80_0000n, compatibilityMask: 1, flags: 0, dataType: 1 }, { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa }],
   };
 }
 

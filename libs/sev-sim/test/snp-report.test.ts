@@ -11,6 +11,9 @@ import {
   SimulatedSnpFirmware,
   syntheticSnpRoots,
   syntheticSnpCrl,
+  sealGuestMessage,
+  openGuestMessage,
+  GuestMessageType,
   SnpPageTypeForTest,
 } from './snp-report-helpers';
 
@@ -23,6 +26,7 @@ async function runningGuest(policy = 0x30000n) {
   const fw = new SimulatedSnpFirmware(createPlatform({ name: 'sev-sim-snp' }));
   const handle = fw.snpLaunchStart({ policy });
   fw.snpLaunchUpdate(handle, { pageType: SnpPageTypeForTest.NORMAL, gpa: 0x1000n, data: Buffer.alloc(4096, 7) });
+  fw.snpLaunchUpdate(handle, { pageType: SnpPageTypeForTest.SECRETS, gpa: 0x2000n });
   const launch = fw.snpLaunchFinish(handle, { hostData: Buffer.alloc(32, 0xab) });
   return { ca, chip, fw, handle, launch, sp: new SimulatedSnpAttestation(fw, chip) };
 }
@@ -103,5 +107,28 @@ describe('SNP attestation reports from the simulated SP', () => {
     expect(revoked.error?.code).toBe('SNP_REVOKED');
     const stale = syntheticSnpCrl(ca, { thisUpdate: new Date(Date.now() - 10 * 86_400_000), nextUpdate: new Date(Date.now() - 86_400_000) });
     expect(verifySnpReport(report, { roots, certificates: certs(chip), crls: [stale], crl: 'require' }).error?.code).toBe('SNP_CRL_UNAVAILABLE');
+  });
+
+  it('guest messages: sealed with VMPCK0 both ways; a replayed sequence number, a wrong key or a flipped bit is refused', async () => {
+    const { chip, sp, handle, fw, ca } = await runningGuest();
+    const vmpck0 = fw.guestVmpcks(handle)![0]!;
+    const data = Buffer.alloc(64, 0x77);
+    const req = sealGuestMessage(vmpck0, { seqno: 1n, msgType: GuestMessageType.REPORT_REQ, vmpck: 0, payload: encodeReportRequest(data) });
+    const rsp = openGuestMessage(vmpck0, sp.guestMessage(handle, req));
+    expect(rsp?.seqno).toBe(2n);
+    expect(rsp?.msgType).toBe(GuestMessageType.REPORT_RSP);
+    const report = decodeReportResponse(rsp!.payload);
+    expect(verifySnpReport(report, { roots: syntheticSnpRoots(ca), certificates: certs(chip), expectedReportData: data }).ok).toBe(true);
+    // the host sees only ciphertext: REPORT_DATA is not in the sealed request
+    expect(req.includes(data)).toBe(false);
+    expect(() => sp.guestMessage(handle, req)).toThrow(/already used/);
+    const wrongKey = sealGuestMessage(Buffer.alloc(32, 1), { seqno: 3n, msgType: GuestMessageType.REPORT_REQ, vmpck: 0, payload: encodeReportRequest(data) });
+    expect(() => sp.guestMessage(handle, wrongKey)).toThrow(/authenticate/);
+    const flipped = sealGuestMessage(vmpck0, { seqno: 3n, msgType: GuestMessageType.REPORT_REQ, vmpck: 0, payload: encodeReportRequest(data) });
+    flipped[0x34] = 6; // MSG_TYPE is authenticated (AAD)
+    expect(() => sp.guestMessage(handle, flipped)).toThrow(/authenticate/);
+    const h2 = fw.snpLaunchStart({ policy: 0x30000n });
+    fw.snpLaunchFinish(h2);
+    expect(() => sp.guestMessage(h2, req)).toThrow(/no secrets page/);
   });
 });

@@ -1,5 +1,5 @@
 import { packOvmfSnpGuest, type IgvmFile, type OvmfSnpGuest } from '@kb/sev';
-import { decodeReportResponse, encodeReportRequest, launchIgvm, type SimulatedSnpAttestation, type SnpGuestLaunch } from '@kb/sev-sim';
+import { decodeReportResponse, encodeReportRequest, FirmwareError, GuestMessageType, launchIgvm, openGuestMessage, sealGuestMessage, type SimulatedSnpAttestation, type SnpGuestLaunch } from '@kb/sev-sim';
 import { snpReportData } from './binding';
 import { snpEvidenceJson, type SnpCertTableEntry } from './evidence';
 import { KbsClient, type EvidenceProvider, type KbsClientOptions } from './kbs-client';
@@ -24,6 +24,9 @@ export interface SnpGuestOptions {
 }
 
 export class SimulatedSnpGuest {
+  /** the guest's next MSG_SEQNO for VMPCK0 (requests odd, the SP's answers even) */
+  private seqno = 1n;
+
   private constructor(
     readonly sp: SimulatedSnpAttestation,
     readonly handle: number,
@@ -37,9 +40,19 @@ export class SimulatedSnpGuest {
     return new SimulatedSnpGuest(o.sp, handle, launch, o.certTable ?? 'vcek');
   }
 
-  /** A report from inside the guest: MSG_REPORT_REQ through the SP, MSG_REPORT_RSP unpacked. */
+  /**
+   * A report from inside the guest, as the sev-guest driver gets one: MSG_REPORT_REQ sealed with VMPCK0 (read from the
+   * guest's secrets page), passed through the host to the SP, the sealed MSG_REPORT_RSP opened and checked.
+   */
   report(reportData: Uint8Array, vmpl = 0): Buffer {
-    return Buffer.from(decodeReportResponse(this.sp.guestRequest(this.handle, encodeReportRequest(reportData, vmpl))));
+    const vmpck0 = this.sp.firmware.guestVmpcks(this.handle)?.[0];
+    if (!vmpck0) throw new FirmwareError('INVALID_GUEST', 'the guest has no secrets page (no VMPCK): it cannot ask its SP for a report');
+    const seqno = this.seqno;
+    this.seqno += 2n;
+    const sealed = sealGuestMessage(vmpck0, { seqno, msgType: GuestMessageType.REPORT_REQ, vmpck: 0, payload: encodeReportRequest(reportData, vmpl) });
+    const rsp = openGuestMessage(vmpck0, this.sp.guestMessage(this.handle, sealed));
+    if (!rsp || rsp.seqno !== seqno + 1n || rsp.msgType !== GuestMessageType.REPORT_RSP) throw new FirmwareError('INVALID_PARAM', 'the SP answer does not authenticate or is out of sequence');
+    return Buffer.from(decodeReportResponse(rsp.payload));
   }
 
   /** The certificate table the host hands out with an extended report. */

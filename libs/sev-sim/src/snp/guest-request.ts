@@ -1,4 +1,4 @@
-import { randomBytes, sign } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, sign } from 'node:crypto';
 import { ReportOffset as O, SNP_REPORT_SIZE, SNP_SIGNED_SIZE } from '@kb/sev';
 import { FirmwareError } from '../errors';
 import type { SimulatedSnpChip } from './authority';
@@ -12,8 +12,10 @@ import type { SimulatedSnpFirmware } from './firmware';
  *
  * Message layouts (SNP ABI "MSG_REPORT_REQ"/"MSG_REPORT_RSP"): request 0x60 bytes = REPORT_DATA[64] ‖ VMPL u32 ‖
  * KEY_SEL (bits 1:0 of u32 at 0x44) ‖ reserved; response = STATUS u32 ‖ REPORT_SIZE u32 ‖ 24 reserved ‖ REPORT.
- * The simulator passes the messages in the clear: the VMPCK AES-GCM envelope of a real guest request protects them
- * from the host, which the simulation does not model.
+ * Guest messages travel through the (untrusted) host sealed with a VMPCK (`guestMessage`): the 0x60-byte message
+ * header of the SNP ABI / Linux sev-guest driver (AUTHTAG, MSG_SEQNO, ALGO 1 = AES-256-GCM, HDR_VERSION 1, HDR_SIZE,
+ * MSG_TYPE, MSG_VERSION 1, MSG_SIZE, MSG_VMPCK), AAD = header bytes 0x30–0x5F, IV = MSG_SEQNO little-endian in 12
+ * bytes, the response with MSG_SEQNO + 1. `guestRequest` is the firmware's view after the envelope is opened.
  */
 export const MSG_REPORT_REQ_SIZE = 0x60;
 export const MSG_REPORT_RSP_HEADER = 0x20;
@@ -42,15 +44,85 @@ export function decodeReportResponse(rsp: Uint8Array): Buffer {
   return b.subarray(MSG_REPORT_RSP_HEADER, MSG_REPORT_RSP_HEADER + size);
 }
 
+export const GuestMessageType = { REPORT_REQ: 5, REPORT_RSP: 6 } as const;
+const HDR = 0x60;
+
+export interface GuestMessage {
+  seqno: bigint;
+  msgType: number;
+  vmpck: number;
+  payload: Buffer;
+}
+
+/** Seals a guest message with a VMPCK (AES-256-GCM over the payload; the header from ALGO on is authenticated). */
+export function sealGuestMessage(key: Uint8Array, m: GuestMessage): Buffer {
+  const b = Buffer.alloc(HDR + m.payload.length);
+  b.writeBigUInt64LE(m.seqno, 0x20);
+  b[0x30] = 1; // ALGO: AES-256-GCM
+  b[0x31] = 1; // HDR_VERSION
+  b.writeUInt16LE(HDR, 0x32);
+  b[0x34] = m.msgType;
+  b[0x35] = 1; // MSG_VERSION
+  b.writeUInt16LE(m.payload.length, 0x36);
+  b[0x3c] = m.vmpck;
+  const c = createCipheriv('aes-256-gcm', key, ivOf(m.seqno));
+  c.setAAD(b.subarray(0x30, HDR));
+  Buffer.concat([c.update(m.payload), c.final()]).copy(b, HDR);
+  c.getAuthTag().copy(b, 0);
+  return b;
+}
+
+/** Opens a sealed guest message; undefined when it does not authenticate under `key` or is malformed. */
+export function openGuestMessage(key: Uint8Array, msg: Uint8Array): GuestMessage | undefined {
+  const b = Buffer.from(msg);
+  if (b.length < HDR || b[0x30] !== 1 || b[0x31] !== 1 || b.readUInt16LE(0x32) !== HDR || b.readUInt16LE(0x36) !== b.length - HDR) return undefined;
+  const seqno = b.readBigUInt64LE(0x20);
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, ivOf(seqno));
+    d.setAAD(b.subarray(0x30, HDR));
+    d.setAuthTag(b.subarray(0, 16));
+    const payload = Buffer.concat([d.update(b.subarray(HDR)), d.final()]);
+    return { seqno, msgType: b[0x34]!, vmpck: b[0x3c]!, payload };
+  } catch {
+    return undefined;
+  }
+}
+
+function ivOf(seqno: bigint): Buffer {
+  const iv = Buffer.alloc(12);
+  iv.writeBigUInt64LE(seqno, 0);
+  return iv;
+}
+
 export class SimulatedSnpAttestation {
   private readonly reportIds = new Map<number, Buffer>();
+  /** last MSG_SEQNO accepted per guest and VMPCK: a replayed or older request is refused */
+  private readonly seqnos = new Map<string, bigint>();
+
+  /**
+   * SNP_GUEST_REQUEST as the host passes it: a message sealed with one of the guest's VMPCKs. A message that does not
+   * authenticate, reuses a sequence number or is not MSG_REPORT_REQ is refused (FirmwareError), as the PSP refuses it.
+   */
+  guestMessage(handle: number, sealed: Uint8Array): Buffer {
+    const keys = this.firmware.guestVmpcks(handle);
+    if (!keys) throw new FirmwareError('INVALID_GUEST', `SNP guest ${handle} has no secrets page: it has no VMPCK to talk to its SP`);
+    const vmpck = sealed.length > 0x3c ? sealed[0x3c]! : 0;
+    const key = keys[vmpck];
+    const m = key && openGuestMessage(key, sealed);
+    if (!m) throw new FirmwareError('INVALID_PARAM', 'the guest message does not authenticate');
+    const k = `${handle}/${vmpck}`;
+    if (m.seqno <= (this.seqnos.get(k) ?? 0n) || m.seqno >= 0xffff_ffff_ffff_fffen) throw new FirmwareError('INVALID_PARAM', `MSG_SEQNO ${m.seqno} was already used`);
+    if (m.msgType !== GuestMessageType.REPORT_REQ) throw new FirmwareError('INVALID_PARAM', `message type ${m.msgType} is not simulated (only MSG_REPORT_REQ)`);
+    this.seqnos.set(k, m.seqno + 1n);
+    return sealGuestMessage(key, { seqno: m.seqno + 1n, msgType: GuestMessageType.REPORT_RSP, vmpck, payload: this.guestRequest(handle, m.payload) });
+  }
 
   constructor(
     readonly firmware: SimulatedSnpFirmware,
     readonly chip: SimulatedSnpChip,
   ) {}
 
-  /** SNP_GUEST_REQUEST(MSG_REPORT_REQ) from a RUNNING guest → MSG_REPORT_RSP. Bad requests get a status, not an exception. */
+  /** MSG_REPORT_REQ → MSG_REPORT_RSP once the envelope is opened (guestMessage). Bad requests get a status, not an exception. */
   guestRequest(handle: number, msgReportReq: Uint8Array): Buffer {
     const g = this.firmware.launch(handle);
     if (!g) throw new FirmwareError('INVALID_GUEST', `no SNP guest with handle ${handle}`);
