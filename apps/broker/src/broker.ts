@@ -23,6 +23,8 @@ import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } fr
 import { BrokerMetrics, serveMetrics } from './metrics';
 import { httpApis } from './http/apis';
 import { startHttpListener, type HttpApi, type RunningHttp } from './http/server';
+import type { SnpEvidenceCertificates } from '@kb/sev';
+import { certificateSourceFor, KdsFetcher, type CertificateSource } from './snp-certs';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -34,6 +36,8 @@ export interface RunningBroker {
   httpAddress?: string;
   metrics: BrokerMetrics;
   store: Store;
+  /** where SNP certificates come from for one attestation (snp-certs/: evidence, offline store, KDS if enabled) */
+  snpCertificates(evidence?: SnpEvidenceCertificates): CertificateSource;
   close(): Promise<void>;
 }
 
@@ -198,6 +202,9 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   }, PURGE_INTERVAL_MS);
   purge.unref();
 
+  // AMD KDS only when the operator enabled it (--snp-kds); its answers are cached in the store
+  const kds = config.snpKdsUrl ? new KdsFetcher({ baseUrl: config.snpKdsUrl, cache: store, log: (m) => logger.warn('snp kds', { detail: m }) }) : undefined;
+
   return {
     address,
     adminAddress,
@@ -205,7 +212,9 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     httpAddress: http?.address,
     metrics,
     store,
+    snpCertificates: (evidence) => certificateSourceFor({ store, ...(kds ? { kds } : {}), ...(evidence ? { evidence } : {}) }),
     async close() {
+      kds?.close();
       clearInterval(purge);
       clearTimeout(firstAuditPurge);
       // An audit purge stops after its current batch: a long backlog must not hold up shutdown.

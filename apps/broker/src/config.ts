@@ -49,6 +49,8 @@ export interface BrokerConfig {
   // --- observability ---
   /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
   metricsListen?: string;
+  /** AMD KDS base URL for SNP certificates the evidence and the offline store lack (off unless given; issue #17) */
+  snpKdsUrl?: string;
 }
 
 export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
@@ -111,6 +113,11 @@ HTTP APIs (untrusted hosts and guests, and owners with a token; the same connect
 Observability:
   --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (KB_METRICS_LISTEN; off unless
                               given). Plain HTTP without authentication: keep it on a private address
+
+SEV-SNP certificates (README "SNP guests"):
+  --snp-kds URL               fetch VCEKs, chains and CRLs missing from the evidence and the offline store from AMD's
+                              KDS at URL, e.g. https://kdsintf.amd.com (KB_SNP_KDS; off unless given); answers are
+                              cached in the database
   -h, --help                  show this help
 `;
 
@@ -132,6 +139,18 @@ export function parseHostPort(flag: string, address: string): { host: string; po
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new ConfigError(`--${flag} must be HOST:PORT (e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464), got ${JSON.stringify(address)}`);
   return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function optionalHttpUrl(flag: string, v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(v)}`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(v)}`);
+  return v.replace(/\/+$/, '');
 }
 
 function optionalHostPort(flag: string, v: string | undefined): string | undefined {
@@ -177,6 +196,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'http-listen': { type: 'string' },
       'http-tls-cert': { type: 'string' },
       'http-tls-key': { type: 'string' },
+      'snp-kds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -246,6 +266,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     httpListen: httpListen === 'off' ? undefined : httpListen,
     httpTlsCert: values['http-tls-cert'] ?? env.KB_HTTP_TLS_CERT,
     httpTlsKey: values['http-tls-key'] ?? env.KB_HTTP_TLS_KEY,
+    snpKdsUrl: optionalHttpUrl('snp-kds', values['snp-kds'] ?? env.KB_SNP_KDS),
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
   const listeners: [string, string][] = [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]];

@@ -558,6 +558,8 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     listConnections: { prefix: '', page_size: 0, page_token: '' },
     revokeConnection: { client_id: clientId },
     listAudit: { since: '', launch_id: '', ref_id: '', limit: 10, page_token: '' },
+    importSnpCertificates: { files: [{ name: 'vcek.der', data: Buffer.from([0x30, 0x00]) }] },
+    listSnpCertificates: { prefix: '', page_size: 0, page_token: '' },
   });
 
   type Auth = { header: string; value: string } | null;

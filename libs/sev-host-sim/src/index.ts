@@ -12,3 +12,5 @@ export { syntheticOvmf, SYNTHETIC_OVMF_DEFAULTS, type SyntheticOvmfOptions } fro
 export { QmpServer, SIM_QMP_PACKAGE, type QmpServerOptions } from './qmp/server';
 export { parseQemuArgs, parseKeyValueList, type QemuInvocation } from './qemu/args';
 export { startSimQemu, loadOrCreatePlatform, SIM_QEMU_USAGE, SIM_HOST_CPU_MODEL, type RunningSimQemu } from './qemu/run';
+// The simulated SEV-SNP guest and its KBS protocol client (issue #17)
+export * from './snp-guest';

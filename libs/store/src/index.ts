@@ -19,6 +19,7 @@ export type { SealedItem, SealedItemInput } from './sealed-items';
 export type { KeysetInput, KeysetRecord, KeysetStore } from './keysets';
 export type { ResourceInput, ResourceRecord, ResourceStore } from './resources';
 export type { ReportKeyInput, ReportKeyRecord, ReportKeyStore } from './report-keys';
+export { SNP_CERT_KINDS, type SnpCertKind, type SnpCertificateInput, type SnpCertificateRecord, type SnpCertificateStore } from './snp-certificates';
 export type { ConsumedLaunchSession, LaunchSession, LaunchSessionInput, LaunchSessionStore } from './launch-sessions';
 export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, LaunchFacts } from './connections';
 export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } from './release-counts';

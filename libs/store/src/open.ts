@@ -21,6 +21,7 @@ import { checkMasterKey, DEFAULT_MIGRATIONS_FOLDER, migratePglite, migratePostgr
 import { policyStore, type PolicyStore } from './policies';
 import { releaseCountStore, type ReleaseCountStore } from './release-counts';
 import { reportKeyStore, type ReportKeyStore } from './report-keys';
+import { snpCertificateStore, type SnpCertificateStore } from './snp-certificates';
 import { resourceStore, type ResourceStore } from './resources';
 import { secretStore, type SecretStore } from './secrets';
 import { Sealer } from './sealing';
@@ -71,6 +72,7 @@ export interface Store
     KeysetStore,
     ResourceStore,
     ReportKeyStore,
+    SnpCertificateStore,
     LaunchSessionStore,
     ConnectionStore,
     ReleaseCountStore,
@@ -190,6 +192,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...keysetStore(ctx),
     ...resourceStore(ctx),
     ...reportKeyStore(ctx),
+    ...snpCertificateStore(ctx),
     ...launchSessionStore(ctx),
     ...connectionStore(ctx),
     ...releaseCountStore(ctx),

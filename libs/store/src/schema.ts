@@ -141,3 +141,27 @@ export const auditLog = pgTable(
   },
   (t) => [index('audit_log_at_idx').on(t.at), index('audit_log_launch_id_idx').on(t.launchId)],
 );
+
+/**
+ * SEV-SNP certificates the broker may need to verify a report when the guest's evidence carries none (issue #17):
+ * VCEKs per chip and TCB, ASK/ASVK/ARK chains and CRLs per product, imported by the operator (`kbctl snp
+ * import-certs`) or cached from AMD's KDS. Public data: not sealed. `key` is the lookup key of
+ * apps/broker/src/snp-certs/offline-store.ts (e.g. `vcek/Genoa/<hwid hex>/<tcb hex>`).
+ */
+export const snpCertificates = pgTable(
+  'snp_certificates',
+  {
+    key: text('key').primaryKey(),
+    /** vcek, ask, asvk, ark, crl */
+    kind: text('kind').notNull(),
+    product: text('product').notNull(),
+    der: bytea('der').notNull(),
+    /** import or kds */
+    source: text('source').notNull(),
+    /** a CRL's nextUpdate / a certificate's notAfter, when known */
+    expiresAt: timestamptz('expires_at'),
+    createdAt: timestamptz('created_at').notNull(),
+    updatedAt: timestamptz('updated_at').notNull(),
+  },
+  (t) => [index('snp_certificates_kind_product_idx').on(t.kind, t.product)],
+);

@@ -5,6 +5,7 @@ import { isPolicyError, parsePolicy } from '@kb/policy';
 import { isStoreError, type StoreErrorCode } from '@kb/store';
 import type { BrokerContext } from '../context';
 import { BrokerError, fromStore, newRefId } from '../errors';
+import { importSnpCertificates, SnpImportError } from '../snp-certs';
 import type { AdminAuth } from './auth';
 import {
   DEFAULT_AUDIT_LIMIT,
@@ -133,7 +134,7 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       // a check that throws before the handler's first await is a refusal like any other
       Promise.resolve(call.request).then(fn).then(
         (res) => {
-          if (/^(Put|Create|Delete|Revoke)/.test(name)) ctx.logger.info('admin change', { rpc: name, peer: call.getPeer() });
+          if (/^(Put|Create|Delete|Revoke|Import)/.test(name)) ctx.logger.info('admin change', { rpc: name, peer: call.getPeer() });
           cb(null, res);
         },
         (e: unknown) => {
@@ -332,6 +333,26 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       return deleted(known, `connection '${req.client_id}'`);
     }),
 
+    importSnpCertificates: rpc('ImportSnpCertificates', async (req: admin.ImportSnpCertificatesRequest) => {
+      const files = (req.files ?? []).map((f, i) => ({ name: f.name || `file ${i + 1}`, data: Buffer.from(f.data ?? []) }));
+      if (files.length === 0) throw badRequest('no files');
+      try {
+        const items = await importSnpCertificates(store, files);
+        return { imported: items.map((i) => snpCertInfo({ ...i, expiresAt: i.expiresAt ?? null })) };
+      } catch (e) {
+        if (e instanceof SnpImportError) throw badRequest(e.message);
+        throw e;
+      }
+    }),
+    listSnpCertificates: rpc('ListSnpCertificates', async (req: admin.ListRequest) => {
+      const all = new Map((await store.listSnpCertificates()).map((r) => [r.key, r]));
+      const page = await pageOf('snp-certificates', [...all.keys()], req, async (k) => {
+        const r = all.get(k);
+        return r && snpCertInfo(r);
+      });
+      return { certificates: page.items, next_page_token: page.next_page_token };
+    }),
+
     listAudit: rpc('ListAudit', async (req: admin.ListAuditRequest) => {
       let since: Date | undefined;
       if (req.since) {
@@ -376,4 +397,8 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       };
     }),
   };
+}
+
+function snpCertInfo(r: { key: string; kind: string; product: string; source: string; der: Buffer; expiresAt: Date | null }): admin.SnpCertificateInfo {
+  return { key: r.key, kind: r.kind, product: r.product, source: r.source, size: r.der.length, expires_at: r.expiresAt ? r.expiresAt.toISOString() : '' };
 }

@@ -9,7 +9,7 @@ import { CONNECTION_HELP, connectionOptions } from '../connection-flags';
 
 type Run = (c: AdminConnection, v: Record<string, unknown>, pos: string[], io: Io) => Promise<number>;
 
-function cmd(name: string, summary: string, synopsis: string, extra: Command['options'], positionals: [number, number], run: Run): Command {
+export function cmd(name: string, summary: string, synopsis: string, extra: Command['options'], positionals: [number, number], run: Run): Command {
   return {
     name,
     summary,
@@ -43,7 +43,7 @@ function readInput(io: Io, path: string, what: string): Buffer {
  * Every entry of a list call, following its pages (next_page_token) so that no response has to hold the whole list:
  * the broker bounds each page well under the 4 MiB a gRPC client accepts.
  */
-async function listAll<Res extends { next_page_token: string }, K extends keyof Res>(c: AdminConnection, method: keyof admin.BrokerAdminClient & string, prefix: string, field: K): Promise<Res[K]> {
+export async function listAll<Res extends { next_page_token: string }, K extends keyof Res>(c: AdminConnection, method: keyof admin.BrokerAdminClient & string, prefix: string, field: K): Promise<Res[K]> {
   const items: unknown[] = [];
   let page_token = '';
   do {

@@ -191,6 +191,39 @@ export interface ListAuditResponse {
   next_page_token: string;
 }
 
+/** One file as read by `kbctl snp import-certs`: PEM (one or more blocks) or DER; classified by content. */
+export interface SnpCertificateFile {
+  name: string;
+  data: Buffer;
+}
+
+export interface ImportSnpCertificatesRequest {
+  files: SnpCertificateFile[];
+}
+
+export interface SnpCertificateInfo {
+  /** lookup key: vcek/<Product>/<hwID hex>/<tcb>, ask|asvk|ark|crl/<Product> */
+  key: string;
+  /** vcek, ask, asvk, ark, crl */
+  kind: string;
+  product: string;
+  /** import or kds */
+  source: string;
+  /** RFC 3339; empty when not known */
+  expires_at: string;
+  size: number;
+}
+
+export interface ImportSnpCertificatesResponse {
+  imported: SnpCertificateInfo[];
+}
+
+export interface ListSnpCertificatesResponse {
+  certificates: SnpCertificateInfo[];
+  /** empty on the last page */
+  next_page_token: string;
+}
+
 function createBaseEmpty(): Empty {
   return {};
 }
@@ -2725,6 +2758,477 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
   },
 };
 
+function createBaseSnpCertificateFile(): SnpCertificateFile {
+  return { name: "", data: Buffer.alloc(0) };
+}
+
+export const SnpCertificateFile: MessageFns<SnpCertificateFile> = {
+  encode(message: SnpCertificateFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnpCertificateFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnpCertificateFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnpCertificateFile {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SnpCertificateFile): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SnpCertificateFile>): SnpCertificateFile {
+    return SnpCertificateFile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnpCertificateFile>): SnpCertificateFile {
+    const message = createBaseSnpCertificateFile();
+    message.name = object.name ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseImportSnpCertificatesRequest(): ImportSnpCertificatesRequest {
+  return { files: [] };
+}
+
+export const ImportSnpCertificatesRequest: MessageFns<ImportSnpCertificatesRequest> = {
+  encode(message: ImportSnpCertificatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.files) {
+      SnpCertificateFile.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportSnpCertificatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportSnpCertificatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.files.push(SnpCertificateFile.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportSnpCertificatesRequest {
+    return {
+      files: globalThis.Array.isArray(object?.files)
+        ? object.files.map((e: any) => SnpCertificateFile.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportSnpCertificatesRequest): unknown {
+    const obj: any = {};
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => SnpCertificateFile.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImportSnpCertificatesRequest>): ImportSnpCertificatesRequest {
+    return ImportSnpCertificatesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImportSnpCertificatesRequest>): ImportSnpCertificatesRequest {
+    const message = createBaseImportSnpCertificatesRequest();
+    message.files = object.files?.map((e) => SnpCertificateFile.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSnpCertificateInfo(): SnpCertificateInfo {
+  return { key: "", kind: "", product: "", source: "", expires_at: "", size: 0 };
+}
+
+export const SnpCertificateInfo: MessageFns<SnpCertificateInfo> = {
+  encode(message: SnpCertificateInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.product !== "") {
+      writer.uint32(26).string(message.product);
+    }
+    if (message.source !== "") {
+      writer.uint32(34).string(message.source);
+    }
+    if (message.expires_at !== "") {
+      writer.uint32(42).string(message.expires_at);
+    }
+    if (message.size !== 0) {
+      writer.uint32(48).uint32(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnpCertificateInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnpCertificateInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.product = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expires_at = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.size = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnpCertificateInfo {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      product: isSet(object.product) ? globalThis.String(object.product) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      expires_at: isSet(object.expiresAt)
+        ? globalThis.String(object.expiresAt)
+        : isSet(object.expires_at)
+        ? globalThis.String(object.expires_at)
+        : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+    };
+  },
+
+  toJSON(message: SnpCertificateInfo): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.product !== "") {
+      obj.product = message.product;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.expires_at !== "") {
+      obj.expiresAt = message.expires_at;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SnpCertificateInfo>): SnpCertificateInfo {
+    return SnpCertificateInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnpCertificateInfo>): SnpCertificateInfo {
+    const message = createBaseSnpCertificateInfo();
+    message.key = object.key ?? "";
+    message.kind = object.kind ?? "";
+    message.product = object.product ?? "";
+    message.source = object.source ?? "";
+    message.expires_at = object.expires_at ?? "";
+    message.size = object.size ?? 0;
+    return message;
+  },
+};
+
+function createBaseImportSnpCertificatesResponse(): ImportSnpCertificatesResponse {
+  return { imported: [] };
+}
+
+export const ImportSnpCertificatesResponse: MessageFns<ImportSnpCertificatesResponse> = {
+  encode(message: ImportSnpCertificatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.imported) {
+      SnpCertificateInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportSnpCertificatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportSnpCertificatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imported.push(SnpCertificateInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportSnpCertificatesResponse {
+    return {
+      imported: globalThis.Array.isArray(object?.imported)
+        ? object.imported.map((e: any) => SnpCertificateInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportSnpCertificatesResponse): unknown {
+    const obj: any = {};
+    if (message.imported?.length) {
+      obj.imported = message.imported.map((e) => SnpCertificateInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImportSnpCertificatesResponse>): ImportSnpCertificatesResponse {
+    return ImportSnpCertificatesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImportSnpCertificatesResponse>): ImportSnpCertificatesResponse {
+    const message = createBaseImportSnpCertificatesResponse();
+    message.imported = object.imported?.map((e) => SnpCertificateInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListSnpCertificatesResponse(): ListSnpCertificatesResponse {
+  return { certificates: [], next_page_token: "" };
+}
+
+export const ListSnpCertificatesResponse: MessageFns<ListSnpCertificatesResponse> = {
+  encode(message: ListSnpCertificatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.certificates) {
+      SnpCertificateInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSnpCertificatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSnpCertificatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificates.push(SnpCertificateInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSnpCertificatesResponse {
+    return {
+      certificates: globalThis.Array.isArray(object?.certificates)
+        ? object.certificates.map((e: any) => SnpCertificateInfo.fromJSON(e))
+        : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSnpCertificatesResponse): unknown {
+    const obj: any = {};
+    if (message.certificates?.length) {
+      obj.certificates = message.certificates.map((e) => SnpCertificateInfo.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSnpCertificatesResponse>): ListSnpCertificatesResponse {
+    return ListSnpCertificatesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSnpCertificatesResponse>): ListSnpCertificatesResponse {
+    const message = createBaseListSnpCertificatesResponse();
+    message.certificates = object.certificates?.map((e) => SnpCertificateInfo.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
+    return message;
+  },
+};
+
 export type BrokerAdminService = typeof BrokerAdminService;
 export const BrokerAdminService = {
   putPolicy: {
@@ -2940,6 +3444,28 @@ export const BrokerAdminService = {
     responseSerialize: (value: ListAuditResponse): Buffer => Buffer.from(ListAuditResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditResponse => ListAuditResponse.decode(value),
   },
+  /** SEV-SNP certificates for the offline store (README "SNP guests"): VCEKs, ASK/ASVK/ARK, CRLs */
+  importSnpCertificates: {
+    path: "/kb.admin.v1.BrokerAdmin/ImportSnpCertificates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportSnpCertificatesRequest): Buffer =>
+      Buffer.from(ImportSnpCertificatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportSnpCertificatesRequest => ImportSnpCertificatesRequest.decode(value),
+    responseSerialize: (value: ImportSnpCertificatesResponse): Buffer =>
+      Buffer.from(ImportSnpCertificatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportSnpCertificatesResponse => ImportSnpCertificatesResponse.decode(value),
+  },
+  listSnpCertificates: {
+    path: "/kb.admin.v1.BrokerAdmin/ListSnpCertificates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRequest): Buffer => Buffer.from(ListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRequest => ListRequest.decode(value),
+    responseSerialize: (value: ListSnpCertificatesResponse): Buffer =>
+      Buffer.from(ListSnpCertificatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSnpCertificatesResponse => ListSnpCertificatesResponse.decode(value),
+  },
 } as const;
 
 export interface BrokerAdminServer extends UntypedServiceImplementation {
@@ -2966,6 +3492,9 @@ export interface BrokerAdminServer extends UntypedServiceImplementation {
   listConnections: handleUnaryCall<ListRequest, ListConnectionsResponse>;
   revokeConnection: handleUnaryCall<RevokeConnectionRequest, Empty>;
   listAudit: handleUnaryCall<ListAuditRequest, ListAuditResponse>;
+  /** SEV-SNP certificates for the offline store (README "SNP guests"): VCEKs, ASK/ASVK/ARK, CRLs */
+  importSnpCertificates: handleUnaryCall<ImportSnpCertificatesRequest, ImportSnpCertificatesResponse>;
+  listSnpCertificates: handleUnaryCall<ListRequest, ListSnpCertificatesResponse>;
 }
 
 export interface BrokerAdminClient extends Client {
@@ -3295,6 +3824,37 @@ export interface BrokerAdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditResponse) => void,
+  ): ClientUnaryCall;
+  /** SEV-SNP certificates for the offline store (README "SNP guests"): VCEKs, ASK/ASVK/ARK, CRLs */
+  importSnpCertificates(
+    request: ImportSnpCertificatesRequest,
+    callback: (error: ServiceError | null, response: ImportSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  importSnpCertificates(
+    request: ImportSnpCertificatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  importSnpCertificates(
+    request: ImportSnpCertificatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  listSnpCertificates(
+    request: ListRequest,
+    callback: (error: ServiceError | null, response: ListSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  listSnpCertificates(
+    request: ListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  listSnpCertificates(
+    request: ListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSnpCertificatesResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -175,6 +175,14 @@ export class SimulatedSnpFirmware {
     return { ...facts };
   }
 
+  /**
+   * The VMPCK0–3 the firmware wrote into the guest's secrets page (what the guest reads from its own memory to talk
+   * to its SP, snp/guest-request.ts), or undefined when the guest has no secrets page. Copies.
+   */
+  guestVmpcks(handle: number): Buffer[] | undefined {
+    return this.guest(handle).vmpcks?.map((k) => Buffer.from(k));
+  }
+
   /** The digest measured so far (during LAUNCHING) or at finish. */
   currentDigest(handle: number): Buffer {
     return this.guest(handle).ld.digest();

@@ -1,0 +1,2 @@
+export * from '../src';
+export { SnpPageType as SnpPageTypeForTest } from '@kb/sev';
