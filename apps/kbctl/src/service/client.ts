@@ -101,7 +101,7 @@ export class ServiceConnection {
     }
     if (status === 404 && !json) throw new CliError(`${url.pathname} not found (HTTP 404): is ${this.base} the service's base URL (…/sev/v1)?`);
     if (status === 502 || status === 503 || status === 504) throw new CliError(`the service at ${this.base} is unavailable (HTTP ${status}): ${message}`, EXIT_UNREACHABLE);
-    throw new CliError(message);
+    throw Object.assign(new CliError(message), { status });
   }
 
   private unreachable(e: unknown): CliError {

@@ -38,7 +38,7 @@ export const vmGroup: Group = {
       const body = buildRegistration(io, file, v);
       const replace = v.replace === true;
       const r = await c.call(replace ? 'PUT' : 'POST', `/vm/${id}`, { json: body }, replace ? [200, 201, 204] : [200, 201]).catch((e: unknown) => {
-        if (e instanceof CliError && !replace && /exist/i.test(e.message)) throw new CliError(`${e.message} (use --replace to replace the registration)`, e.exitCode);
+        if (e instanceof CliError && !replace && (e as { status?: number }).status === 409) throw new CliError(`${e.message} (use --replace to replace the registration)`, e.exitCode);
         throw e;
       });
       const secrets = Array.isArray(body.secrets) ? body.secrets.length : 0;
