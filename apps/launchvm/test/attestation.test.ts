@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,6 +222,38 @@ describe('launchvm with an https:// attestation service', () => {
     const r = await cli('tls-no-ca.xml', attestedXml({ name: 'tls-no-ca', service: tls.service }));
     expect(r.code).toBe(4);
     expect(r.err.join('\n')).toMatch(/unreachable: TLS: .*give the service's CA with --tls-ca FILE/);
+  });
+});
+
+describe('what launchvm makes of odd answers (a raw loopback server)', () => {
+  let server: Server;
+  let url: string;
+  let answer: { status: number; body: string } = { status: 200, body: '{}' };
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(answer.status, { 'content-type': 'application/json' });
+        res.end(answer.body);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as { port: number }).port}/sev/v1`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it.each([
+    [{ status: 503, body: '{"error":"unavailable","message":"try later (ref 9)","ref":"9"}' }, 4, /the attestation service refused: try later \(ref 9\) \[unavailable, HTTP 503\]/],
+    [{ status: 200, body: 'not json' }, 5, /answered 200 without a JSON object/],
+    [{ status: 200, body: '{"session":"AAAA","owner-cert":"AAAA","launch-id":"x"}' }, 5, /launch answer has no valid "policy"/],
+    [{ status: 200, body: '{"session":"not base64!","owner-cert":"AAAA","launch-id":"x","policy":5}' }, 5, /launch answer has no base64 "session"/],
+    [{ status: 500, body: 'Internal Server Error' }, 5, /the attestation service refused: Internal Server Error \[HTTP 500\]/],
+  ])('%j: exit %d, nothing defined', async (a, code, message) => {
+    answer = a;
+    const r = await cli('odd.xml', attestedXml({ name: 'odd', service: url }));
+    expect(r.code).toBe(code);
+    expect(r.err.join('\n')).toMatch(message);
+    expect(r.err.join('\n')).not.toContain('cleanup');
   });
 });
 
