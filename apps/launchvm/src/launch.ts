@@ -100,7 +100,9 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
       async () => {
         const chain = req.certChain ?? backend.hostCertChain?.();
         if (!chain) throw new LaunchError('CONFIG', 'the host certificate chain is needed: --cert-chain FILE (as `sevctl export --full` writes it)');
-        const res = await b.open(domain, { certChain: chain, cpuId: backend.hostCpuId ? backend.hostCpuId() : localCpuId() });
+        // only the attestation service asks for the CPU (it limits SEV-ES VMSAs to the owner's models)
+        const cpuId = domain.attestation ? ((await backend.hostCpuId?.()) ?? localCpuId()) : undefined;
+        const res = await b.open(domain, { certChain: chain, cpuId });
         decodeB64('GuestOwnerPublicKey', res.godh, 'BUNDLE_REFUSED');
         decodeB64('LaunchBlob', res.session, 'BUNDLE_REFUSED');
         return res;

@@ -4,7 +4,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPlatform, savePlatform } from '@kb/sev-sim';
-import { parseDomState, parseLaunchSecInfo } from '../src/backends/libvirt/output';
+import { parseDomState, parseHostCpuSignature, parseLaunchSecInfo } from '../src/backends/libvirt/output';
+import { localCpuId } from '../src/domain/host-cpu';
 import { Virsh, VirshError, virshErrorReason } from '../src/backends/libvirt/virsh';
 import { runLaunchvm } from '../src/main';
 import { startAttestationStub } from './support/attestation-stub';
@@ -105,6 +106,14 @@ describe('virsh output and errors', () => {
     writeFileSync(join(dir, 'plain.xml'), "<domain type='test'><name>plain</name><memory>1048576</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>");
     const r = spawnSync(REAL_VIRSH, ['-c', 'test:///default', `define ${join(dir, 'plain.xml')} ; start --paused plain`], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
     expect(virshErrorReason(r.stderr)).toMatch(/^Failed to start domain '?plain'?: unsupported flags \(0x1\) in function testDomainCreateWithFlags$/);
+  });
+
+  it('reads the host CPU signature from virsh capabilities (libvirt >= 7.1), and nothing from the test driver\'s', async () => {
+    const caps = "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>EPYC-Milan</model><vendor>AMD</vendor><signature family='25' model='1' stepping='1'/></cpu></host></capabilities>";
+    expect(parseHostCpuSignature(caps)).toEqual({ family: 25, model: 1, stepping: 1 });
+    expect(parseHostCpuSignature(caps.replace(" stepping='1'", ''))).toBeUndefined();
+    expect(parseHostCpuSignature('not xml')).toBeUndefined();
+    expect(parseHostCpuSignature(await new Virsh(REAL_VIRSH, 'test:///default').run(['capabilities']))).toBeUndefined();
   });
 
   it('parses recorded domlaunchsecinfo output', () => {
@@ -224,9 +233,12 @@ describe('launchvm --backend libvirt with <attestation> (contract stub: support/
 
   it('launches from the XML alone (host chain from KB_HOST_CERT_CHAIN): defined with the session and its policy, secret in the guest', async () => {
     const v = fakeVirsh();
+    const before = stub.requests.length;
     const r = await attestedLaunch(v, 'lv-attested');
     expect(r.err).toEqual([]);
     expect(r.code).toBe(0);
+    // the test driver's capabilities name no CPU signature: this machine's /proc/cpuinfo (omitted if it has none)
+    expect((stub.requests[before]!.body as Record<string, unknown>)['cpu-id']).toEqual(localCpuId());
     expect(r.out.filter((l) => /^\[\d\/9\]/.test(l)).map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'launch', 'session', 'define', 'start', 'measure', 'validate', 'inject', 'resume']);
     const defined = readFileSync(join(v.state, 'lv-attested.xml'), 'utf8');
     expect(defined).not.toContain('<attestation');
