@@ -10,98 +10,23 @@
  * Exits 0 only when every step behaves as expected. Processes and the temp dir are removed whatever happens. Secret
  * values are never printed: the guest's copy is compared with the stored one and only a fingerprint is shown.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { launchDigest } from '@kb/sev';
 import { loadOrCreatePlatform, syntheticOvmf } from '@kb/sev-host-sim';
+import { runDemo, type Demo } from './common';
 
-const ROOT = resolve(__dirname, '../..');
-const TSX = join(ROOT, 'node_modules/.bin/tsx');
-// The children run in the temp dir; the repo's tsconfig still maps @kb/* to the workspace sources.
-const CHILD_ENV = { ...process.env, NODE_OPTIONS: '', TSX_TSCONFIG_PATH: join(ROOT, 'tsconfig.json') };
 const DISK_KEY_GUID = '736869e5-84f0-4973-92ec-06879ce3da0b'; // sevctl's / libvirt's luks-key GUID
 const SECRET_ID = 'demo/key/disk';
 const EXIT_SECRET_REFUSED = 8; // apps/launchvm exit-codes.ts
 
-const args = process.argv.slice(2);
-if (args.length) {
-  const help = args.includes('--help') || args.includes('-h');
-  (help ? process.stdout : process.stderr).write(
-    'Usage: npm run demo\n\nPlays the whole SEV launch story against a simulated SEV host (no options): a broker on a temporary\n' +
-      'embedded database, a policy and a secret stored with kbctl, launchvm --simulate delivering the secret, two refused\n' +
-      'launches and the audit trail explaining them. Exits 0 when everything behaves as expected.\n',
-  );
-  process.exit(help ? 0 : 2);
-}
+const USAGE =
+  'Usage: npm run demo\n\nPlays the whole SEV launch story against a simulated SEV host (no options): a broker on a temporary\n' +
+  'embedded database, a policy and a secret stored with kbctl, launchvm --simulate delivering the secret, two refused\n' +
+  'launches and the audit trail explaining them. Exits 0 when everything behaves as expected.\n';
 
-const work = mkdtempSync(join(tmpdir(), 'kb-demo-'));
-const children = new Set<ChildProcess>();
-let failures = 0;
-const t0 = Date.now();
-
-const say = (s = '') => process.stdout.write(s + '\n');
-const heading = (s: string) => say(`\n=== ${s} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-function check(ok: boolean, what: string): void {
-  say(`${ok ? '  ok   ' : '  FAIL '} ${what}`);
-  if (!ok) failures++;
-}
-
-/** Runs a TypeScript entry point with tsx, echoing its output indented; resolves to the exit code and output. */
-function run(script: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(TSX, [join(ROOT, script), ...args], { cwd: work, env: CHILD_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        out += line + '\n';
-        say(`    ${line}`);
-      });
-    }
-    child.once('error', fail);
-    child.once('close', (code) => {
-      children.delete(child);
-      done({ code, out });
-    });
-  });
-}
-
-function startBroker(rootFile: string): Promise<{ child: ChildProcess; keybroker: string; admin: string; tokenFile: string }> {
-  const dataDir = join(work, 'broker-data');
-  const env = Object.fromEntries(Object.entries(CHILD_ENV).filter(([k]) => !k.startsWith('KB_')));
-  const child = spawn(
-    TSX,
-    [join(ROOT, 'apps/broker/src/main.ts'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sev-sim=${rootFile}`],
-    { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  children.add(child);
-  child.once('close', () => children.delete(child));
-  return new Promise((ready, fail) => {
-    const log: string[] = [];
-    const timer = setTimeout(() => fail(new Error(`the broker did not start in 60 s:\n${log.join('\n')}`)), 60_000);
-    child.once('exit', (code) => fail(new Error(`the broker exited (${code}):\n${log.join('\n')}`)));
-    createInterface({ input: child.stderr! }).on('line', (line) => {
-      log.push(line);
-      let entry: { msg?: string; keybroker?: string; admin?: string; level?: string };
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (entry.level === 'warn' || entry.level === 'error') say(`    broker ${entry.level}: ${entry.msg}`);
-      if (entry.msg === 'broker listening') {
-        clearTimeout(timer);
-        ready({ child, keybroker: entry.keybroker!, admin: entry.admin!, tokenFile: join(dataDir, 'admin.token') });
-      }
-    });
-  });
-}
-
-function domainXml(name: string, firmware: string, policy: number): string {
+function domainXml(work: string, name: string, firmware: string, policy: number): string {
   return `<domain type='kvm'>
   <name>${name}</name>
   <memory unit='MiB'>2048</memory>
@@ -125,7 +50,7 @@ function domainXml(name: string, firmware: string, policy: number): string {
 `;
 }
 
-async function main(): Promise<void> {
+async function main({ work, say, heading, check, run, startBroker }: Demo): Promise<void> {
   heading('the simulated SEV host and the guest image');
   const platformDir = join(work, 'sim-platform');
   const platform = loadOrCreatePlatform(platformDir);
@@ -160,7 +85,7 @@ async function main(): Promise<void> {
     run('apps/launchvm/src/main.ts', [xml, '--simulate', '--sim-platform', platformDir, '--broker', broker.keybroker, '--secret', `${DISK_KEY_GUID},key,${SECRET_ID}`, ...extra]);
 
   heading('launchvm --simulate: an SEV-ES guest (policy 0x5) gets its disk key');
-  writeFileSync(join(work, 'guest.xml'), domainXml('demo-guest', join(work, 'OVMF.fd'), 0x5));
+  writeFileSync(join(work, 'guest.xml'), domainXml(work, 'demo-guest', join(work, 'OVMF.fd'), 0x5));
   const guestDir = join(work, 'guest-fs');
   const ok = await launchvm('guest.xml', ['--sim-guest-dir', guestDir]);
   check(ok.code === 0, `launchvm exited ${ok.code} (expected 0)`);
@@ -169,14 +94,14 @@ async function main(): Promise<void> {
   check(got !== undefined && got.equals(diskKey), `the guest reads /sys/kernel/security/secrets/coco/${DISK_KEY_GUID}: ${got ? `${got.length} bytes, identical to the value stored with kbctl (sha256 ${createHash('sha256').update(got).digest('hex').slice(0, 16)}…)` : 'missing'}`);
 
   heading('refused: the host boots a different firmware than the owner measured');
-  writeFileSync(join(work, 'tampered.xml'), domainXml('demo-tampered', join(work, 'OVMF-tampered.fd'), 0x5));
+  writeFileSync(join(work, 'tampered.xml'), domainXml(work, 'demo-tampered', join(work, 'OVMF-tampered.fd'), 0x5));
   const tamperedDir = join(work, 'tampered-fs');
   const tampered = await launchvm('tampered.xml', ['--digest', esDigest.toString('hex'), '--sim-guest-dir', tamperedDir]);
   check(tampered.code === EXIT_SECRET_REFUSED, `launchvm exited ${tampered.code} (expected ${EXIT_SECRET_REFUSED}: secret refused) and destroyed the guest`);
   check(!existsSync(tamperedDir), 'no secret reached that guest');
 
   heading('refused: a debuggable guest (policy 0x0, NODBG clear)');
-  writeFileSync(join(work, 'debug.xml'), domainXml('demo-debug', join(work, 'OVMF.fd'), 0x0));
+  writeFileSync(join(work, 'debug.xml'), domainXml(work, 'demo-debug', join(work, 'OVMF.fd'), 0x0));
   const debug = await launchvm('debug.xml', []);
   check(debug.code === EXIT_SECRET_REFUSED, `launchvm exited ${debug.code} (expected ${EXIT_SECRET_REFUSED}: secret refused) and destroyed the guest`);
   check(/destroyed simulated guest/.test(tampered.out) && /destroyed simulated guest/.test(debug.out), 'both refused guests were destroyed');
@@ -188,26 +113,7 @@ async function main(): Promise<void> {
   check(/NODBG/.test(audit.out), 'the debug launch: the policy requires NODBG');
   check(!audit.out.includes(diskKey.toString('hex')) && !audit.out.includes(diskKey.toString('base64')), 'the audit trail holds no secret value');
 
-  broker.child.kill('SIGTERM');
-  await new Promise((r) => broker.child.once('close', r));
+  await broker.stop();
 }
 
-async function cleanup(): Promise<void> {
-  for (const c of children) c.kill('SIGTERM');
-  const deadline = Date.now() + 10_000;
-  while (children.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  for (const c of children) c.kill('SIGKILL');
-  rmSync(work, { recursive: true, force: true });
-}
-
-process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-main()
-  .catch((e: unknown) => {
-    failures++;
-    say(`\ndemo error: ${(e as Error).message}`);
-  })
-  .then(cleanup)
-  .then(() => {
-    say(`\n${failures === 0 ? 'demo passed' : `demo FAILED (${failures} check${failures === 1 ? '' : 's'})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    process.exit(failures === 0 ? 0 : 1);
-  });
+runDemo(USAGE, 'kb-demo-', main);

@@ -18,7 +18,7 @@ export const connectionOptions = {
 } as const;
 
 /** Flags that may stand anywhere on the command line (`kbctl --token-file F policy list`). */
-export const GLOBAL_FLAGS: readonly string[] = Object.keys(connectionOptions);
+export const GLOBAL_FLAGS: readonly string[] = [...Object.keys(connectionOptions), 'service'];
 
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/;
 

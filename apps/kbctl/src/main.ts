@@ -3,6 +3,7 @@ import { runCli, type Command, type Group } from './cli';
 import { adminTree } from './admin/commands';
 import { importGroup } from './import';
 import { health } from './health';
+import { firmwareGroup, vmGroup } from './service';
 import { measure, measurementGroup, policyFromConfigs, secretBuild, session, validate } from './owner';
 import { igvm, snpGroup } from './owner';
 
@@ -28,6 +29,8 @@ export const tree: (Group | Command)[] = [
   igvm,
   snpGroup,
   importGroup,
+  vmGroup,
+  firmwareGroup,
   health,
 ];
 

@@ -1,10 +1,13 @@
 import { describePolicy, PolicyFlag } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { HypervisorBackend, LaunchInfo } from './backends/backend';
-import { BrokerClient, type BrokerOptions } from './broker-client';
-import { expectedDigest, type DigestOptions } from './domain/digest';
-import { readDomainFiles } from './domain/files';
-import { parseDomainDocument, readSevDomain, withLaunchSession } from './domain/sev-domain';
+import type { BrokerOptions } from './broker-client';
+import { AttestationLaunchBroker } from './brokers/attestation';
+import { GrpcLaunchBroker } from './brokers/grpc';
+import type { LaunchBroker } from './brokers/launch-broker';
+import type { DigestOptions } from './domain/digest';
+import { localCpuId } from './domain/host-cpu';
+import { parseDomainDocument, readSevDomain, withLaunchSession, type SevDomain } from './domain/sev-domain';
 import { LaunchError } from './errors';
 import { ExitCode, EXIT_CODE_HELP } from './exit-codes';
 import { StepFailure, StepRunner, type Output } from './steps';
@@ -21,6 +24,21 @@ export interface LaunchRequest {
   digest?: Buffer;
   digestOptions: DigestOptions;
   description?: string;
+  /** for a domain with <attestation>: the service's CA (https with a private CA); the timeout is broker.timeoutSeconds */
+  attestationCaFile?: string;
+}
+
+/**
+ * The broker side for this domain: its <attestation> service when it names one (then nothing on the command line may
+ * name secrets or digests: the registration decides them), else the keybroker gRPC API.
+ */
+function brokerFor(req: LaunchRequest, domain: SevDomain): LaunchBroker {
+  if (!domain.attestation) return new GrpcLaunchBroker(req);
+  const given = [req.secrets.length > 0 && '--secret', req.digest && '--digest', req.digestOptions.vcpu && '--cpu-*', req.description !== undefined && '--description'].filter(Boolean);
+  if (given.length) {
+    throw new LaunchError('USAGE', `the domain names its attestation service (<attestation service='${domain.attestation.service}'>), which decides the secrets and the expected digest: drop ${given.join(', ')}`);
+  }
+  return new AttestationLaunchBroker(domain.attestation, { caFile: req.attestationCaFile, timeoutSeconds: req.broker.timeoutSeconds });
 }
 
 const STEPS = 9;
@@ -31,6 +49,15 @@ function decodeB64(what: string, s: unknown, failure: LaunchError['failure'], ex
   const b = Buffer.from(s, 'base64');
   if (exact !== undefined && b.length !== exact) throw new LaunchError(failure, `${what} is ${b.length} bytes, not ${exact}`);
   return b;
+}
+
+/** Step 1's name, known before the domain is read: what it will be for the domain (the <attestation> check is cheap). */
+function peekStep(req: LaunchRequest): string {
+  try {
+    return readSevDomain(parseDomainDocument(req.xml)).attestation ? 'firmware' : 'digest';
+  } catch {
+    return 'digest';
+  }
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
@@ -44,49 +71,53 @@ const short = (b: Buffer) => `${b.toString('hex').slice(0, 16)}…`;
  */
 export async function launch(req: LaunchRequest, backend: HypervisorBackend, io: Output, signal?: AbortSignal): Promise<number> {
   const steps = new StepRunner(STEPS, io, signal);
-  const broker = new BrokerClient(req.broker);
+  let broker: LaunchBroker | undefined;
   let touched = false;
   let name = '(unnamed)';
   try {
-    const { doc, domain, digest } = await steps.run(
-      'digest',
+    const doc = await steps.run(
+      peekStep(req),
       'CONFIG',
       () => {
         const doc = parseDomainDocument(req.xml);
         const domain = readSevDomain(doc);
         name = domain.name; // failures reading its files below already name the domain
-        if (req.digest) return { doc, domain, digest: { digest: req.digest, summary: 'given with --digest' } };
-        return { doc, domain, digest: expectedDigest(domain, readDomainFiles(domain, req.xmlDir), req.digestOptions) };
+        broker = brokerFor(req, domain);
+        return { doc, domain, expected: broker.expect(domain, req.xmlDir) };
       },
-      ({ digest: d }) => `${d.digest.toString('hex')} (${d.summary})`,
+      ({ expected }) => expected.summary,
     );
+    const { domain, expected } = doc;
+    const b = broker!;
     name = domain.name;
     const es = (domain.policy & PolicyFlag.ES) !== 0;
-    io.out(`launchvm: '${name}', ${es ? 'SEV-ES' : 'SEV'} policy ${hex(domain.policy)} (${describePolicy(domain.policy).join(' ') || 'debug allowed'}), ${backend.description}, broker ${req.broker.address}`);
+    const policyText = domain.policyGiven ? `${es ? 'SEV-ES' : 'SEV'} policy ${hex(domain.policy)} (${describePolicy(domain.policy).join(' ') || 'debug allowed'})` : 'policy from the registration';
+    io.out(`launchvm: '${name}', ${policyText}, ${backend.description}, ${b.description}`);
 
     const bundle = await steps.run(
-      'bundle',
+      b.steps.open,
       'BUNDLE_REFUSED',
       async () => {
         const chain = req.certChain ?? backend.hostCertChain?.();
         if (!chain) throw new LaunchError('CONFIG', 'the host certificate chain is needed: --cert-chain FILE (as `sevctl export --full` writes it)');
-        const res = await broker.getBundle({ CertificateChain: chain.toString('base64'), Policy: domain.policy });
-        decodeB64('GuestOwnerPublicKey', res.GuestOwnerPublicKey, 'BUNDLE_REFUSED');
-        decodeB64('LaunchBlob', res.LaunchBlob, 'BUNDLE_REFUSED');
-        if (!res.LaunchId) throw new LaunchError('BUNDLE_REFUSED', 'the broker returned no LaunchId');
+        // only the attestation service asks for the CPU (it limits SEV-ES VMSAs to the owner's models)
+        const cpuId = domain.attestation ? ((await backend.hostCpuId?.()) ?? localCpuId()) : undefined;
+        const res = await b.open(domain, { certChain: chain, cpuId });
+        decodeB64('GuestOwnerPublicKey', res.godh, 'BUNDLE_REFUSED');
+        decodeB64('LaunchBlob', res.session, 'BUNDLE_REFUSED');
         return res;
       },
-      (res) => `launch id ${res.LaunchId}`,
+      (res) => `launch id ${res.launchId}${domain.policyGiven ? '' : `, policy ${hex(res.policy)}`}`,
     );
 
     const { launchXml, launchDomain } = await steps.run(
       'session',
       'CONFIG',
       () => {
-        const launchXml = withLaunchSession(doc, bundle.GuestOwnerPublicKey, bundle.LaunchBlob);
+        const launchXml = withLaunchSession(doc.doc, bundle.godh, bundle.session, domain.attestation ? { policy: bundle.policy } : undefined);
         return { launchXml, launchDomain: readSevDomain(parseDomainDocument(launchXml)) };
       },
-      () => '<dhCert> and <session> set in <launchSecurity>',
+      () => `<dhCert> and <session>${domain.attestation ? ' (and the session\'s <policy>)' : ''} set in <launchSecurity>`,
     );
 
     touched = true;
@@ -99,8 +130,8 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
       async (): Promise<LaunchInfo> => {
         const i = await backend.launchInfo();
         decodeB64('the launch measurement', i.measurement, 'MEASUREMENT', 48);
-        if (i.policy !== domain.policy) {
-          throw new LaunchError('MEASUREMENT', `the hypervisor reports policy ${hex(i.policy)}, but the domain and the bundle say ${hex(domain.policy)}`);
+        if (i.policy !== bundle.policy) {
+          throw new LaunchError('MEASUREMENT', `the hypervisor reports policy ${hex(i.policy)}, but the domain and the bundle say ${hex(bundle.policy)}`);
         }
         return i;
       },
@@ -108,25 +139,15 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
     );
 
     const secret = await steps.run(
-      'secret',
+      b.steps.release,
       'SECRET_REFUSED',
       async () => {
-        const res = await broker.getSecret({
-          LaunchMeasurement: info.measurement,
-          LaunchId: bundle.LaunchId,
-          Policy: domain.policy,
-          ApiMajor: info.apiMajor,
-          ApiMinor: info.apiMinor,
-          BuildId: info.buildId,
-          FwDigest: digest.digest.toString('base64'),
-          LaunchDescription: req.description ?? `launchvm ${name}`,
-          SecretRequests: req.secrets,
-        });
-        const header = decodeB64('LaunchSecretHeader', res.LaunchSecretHeader, 'SECRET_REFUSED', 52);
-        const data = decodeB64('LaunchSecretData', res.LaunchSecretData, 'SECRET_REFUSED');
-        return { header: res.LaunchSecretHeader, data: res.LaunchSecretData, sizes: [header.length, data.length] as const };
+        const res = await b.release(bundle, info, expected, launchDomain);
+        const header = decodeB64('the secret header', res.header, 'SECRET_REFUSED', 52);
+        const data = decodeB64('the secret table', res.data, 'SECRET_REFUSED');
+        return { header: res.header, data: res.data, count: res.count, sizes: [header.length, data.length] as const };
       },
-      (s) => `${req.secrets.length} secret${req.secrets.length === 1 ? '' : 's'} released (header ${s.sizes[0]} B, encrypted table ${s.sizes[1]} B)`,
+      (s) => `${s.count === undefined ? 'secret table' : `${s.count} secret${s.count === 1 ? '' : 's'}`} released (header ${s.sizes[0]} B, encrypted table ${s.sizes[1]} B)`,
     );
 
     await steps.run('inject', 'INJECT', () => backend.inject({ header: secret.header, data: secret.data }), (s) => s);
@@ -152,7 +173,7 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
     io.err(`launchvm: launch of '${name}' failed at step '${e.step}' (exit ${code}: ${what})`);
     return code;
   } finally {
-    broker.close();
+    broker?.close();
     await backend.close().catch(() => undefined);
   }
 }

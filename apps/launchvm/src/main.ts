@@ -5,6 +5,7 @@ import type { HypervisorBackend } from './backends/backend';
 import { HELP } from './cli/help';
 import { parseOptions, type LaunchvmOptions } from './cli/options';
 import { LaunchError, UsageError } from './errors';
+import { parseDomainDocument, readSevDomain } from './domain/sev-domain';
 import { ExitCode } from './exit-codes';
 import type { Output } from './steps';
 
@@ -81,6 +82,24 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
     io.err(`launchvm: ${e.message}`);
     return ExitCode[e.failure];
   }
+  // The secrets come from the command line (gRPC) or from the registration (<attestation>); a domain that cannot be
+  // read is left to the launch's first step, which reports it with its exit code.
+  const attested = (() => {
+    try {
+      return readSevDomain(parseDomainDocument(xml)).attestation !== undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+  const usage = attested === false && o.secrets.length === 0 ? 'request at least one secret with --secret GUID,TYPE,ID[,FORMAT] (or launch a domain whose <launchSecurity> has <attestation>)'
+    : attested === true && o.brokerGiven ? 'the domain names its attestation service (<attestation service=…>): --broker is for keybroker gRPC launches'
+    : attested === false && o.tlsCa ? '--tls-ca is for a domain with <attestation service=\'https://…\'> (use --broker-ca for the gRPC broker)'
+    : undefined;
+  if (usage) {
+    await backend.close().catch(() => undefined);
+    io.err(`launchvm: ${usage}\nRun 'launchvm --help'.`);
+    return ExitCode.USAGE;
+  }
   const { launch } = await import('./launch');
   return launch(
     {
@@ -92,6 +111,7 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
       digest: o.digest,
       digestOptions: { vcpu: o.vcpu, fpu: o.fpu },
       description: o.description,
+      attestationCaFile: o.tlsCa && resolve(io.cwd, o.tlsCa),
     },
     backend,
     io,

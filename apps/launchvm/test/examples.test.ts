@@ -1,9 +1,11 @@
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decodeCaChain, launchDigest } from '@kb/sev';
 import { runLaunchvm } from '../src/main';
+import { startAttestationStub } from './support/attestation-stub';
 import { captureIo } from './support/guest';
 
 /**
@@ -58,6 +60,28 @@ describe('the example guest', () => {
     const code = await runLaunchvm(['guest.xml', '--simulate', ...SECRET], c.io);
     expect(code).toBe(3);
     expect(c.text()).toMatch(/launchvm: launch of 'example-guest' failed at step 'digest' \(exit 3/);
+  });
+});
+
+describe('the attested example guest (attested-guest.xml)', () => {
+  it('launches with no flag but the backend once its service knows the VM (contract stub), the firmware hash reported as the loader\'s SHA-256', async () => {
+    const stub = await startAttestationStub();
+    try {
+      const firmware = readFileSync(join(EXAMPLES, 'OVMF.fd'));
+      // what `kbctl vm register 57f669c2-… --firmware OVMF.fd --policy 0x5 --cpu-count 2 --cpu-model EPYC-Milan` registers
+      stub.vms.set('57f669c2-c427-4132-bc7a-26f56b6a718c', { policy: 0x5, firmware, vcpus: 2, vcpu: { type: 'EPYC-Milan' }, secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('passphrase') }] });
+      copyFileSync(join(EXAMPLES, 'OVMF.fd'), join(dir, 'OVMF.fd'));
+      const xml = readFileSync(join(EXAMPLES, 'attested-guest.xml'), 'utf8');
+      expect(xml).toContain("service='http://127.0.0.1:44446/sev/v1'");
+      writeFileSync(join(dir, 'attested-guest.xml'), xml.replace('http://127.0.0.1:44446/sev/v1', stub.service));
+      const c = captureIo(dir);
+      expect(await runLaunchvm(['attested-guest.xml', '--simulate'], c.io)).toBe(0);
+      expect(c.out[0]).toContain(`firmware sha256 ${createHash('sha256').update(firmware).digest('hex')}`);
+      expect(c.text()).toContain("launchvm: launched 'attested-guest'");
+      expect((stub.requests[1]!.body as { 'cpu-count': number })['cpu-count']).toBe(2);
+    } finally {
+      await stub.stop();
+    }
   });
 });
 

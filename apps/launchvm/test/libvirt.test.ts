@@ -4,11 +4,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPlatform, savePlatform } from '@kb/sev-sim';
-import { parseDomState, parseLaunchSecInfo } from '../src/backends/libvirt/output';
+import { parseDomState, parseHostCpuSignature, parseLaunchSecInfo } from '../src/backends/libvirt/output';
+import { localCpuId } from '../src/domain/host-cpu';
 import { Virsh, VirshError, virshErrorReason } from '../src/backends/libvirt/virsh';
 import { runLaunchvm } from '../src/main';
+import { startAttestationStub } from './support/attestation-stub';
 import { ROOT, startTestBroker, type TestBroker } from './support/broker';
-import { captureIo, DISK_GUID, domainXml, writeGuestImage } from './support/guest';
+import { captureIo, CMDLINE, DISK_GUID, domainXml, writeGuestImage } from './support/guest';
 
 /**
  * The libvirt backend. Real: virsh and libvirt's test driver (test:///default, no daemon) for define / start /
@@ -106,6 +108,14 @@ describe('virsh output and errors', () => {
     expect(virshErrorReason(r.stderr)).toMatch(/^Failed to start domain '?plain'?: unsupported flags \(0x1\) in function testDomainCreateWithFlags$/);
   });
 
+  it('reads the host CPU signature from virsh capabilities (libvirt >= 7.1), and nothing from the test driver\'s', async () => {
+    const caps = "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>EPYC-Milan</model><vendor>AMD</vendor><signature family='25' model='1' stepping='1'/></cpu></host></capabilities>";
+    expect(parseHostCpuSignature(caps)).toEqual({ family: 25, model: 1, stepping: 1 });
+    expect(parseHostCpuSignature(caps.replace(" stepping='1'", ''))).toBeUndefined();
+    expect(parseHostCpuSignature('not xml')).toBeUndefined();
+    expect(parseHostCpuSignature(await new Virsh(REAL_VIRSH, 'test:///default').run(['capabilities']))).toBeUndefined();
+  });
+
   it('parses recorded domlaunchsecinfo output', () => {
     const info = parseLaunchSecInfo(readFileSync(join(FIXTURES, 'domlaunchsecinfo-other-launch.txt'), 'utf8'));
     expect(info).toMatchObject({ apiMajor: 1, apiMinor: 55, buildId: 21, policy: 5 });
@@ -195,4 +205,54 @@ describe('launchvm --backend libvirt (real virsh + test driver; SEV side simulat
     expect(r.err).toContain("launchvm: cleanup: domain 'lv-plain' no longer exists; domain 'lv-plain' is not defined");
     expect(existsSync(join(dir, 'lv-plain.xml'))).toBe(true);
   }, 30_000);
+});
+
+describe('launchvm --backend libvirt with <attestation> (contract stub: support/attestation-stub.ts)', () => {
+  const VMID = '9b2d6c1e-3f4a-4b5c-8d6e-7f8091a2b3c4';
+  let stub: Awaited<ReturnType<typeof startAttestationStub>>;
+  beforeAll(async () => {
+    stub = await startAttestationStub();
+    stub.vms.set(VMID, {
+      policy: 0x5,
+      firmware: readFileSync(image.files.firmware),
+      kernelHashes: { kernel: readFileSync(image.files.kernel), initrd: readFileSync(image.files.initrd), cmdline: CMDLINE },
+      vcpus: 2,
+      vcpu: { type: 'EPYC-v4' },
+      secrets: [{ guid: DISK_GUID, data: DISK_KEY }],
+    });
+  });
+  afterAll(() => stub?.stop());
+
+  async function attestedLaunch(v: { bin: string }, name: string, firmware = image.files.firmware) {
+    const xml = domainXml({ name, firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0, extraLaunchSecurity: `\n    <attestation vmid='${VMID}' service='${stub.service}'/>` }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
+    writeFileSync(join(dir, `${name}.xml`), xml);
+    const c = captureIo(dir, { KB_HOST_CERT_CHAIN: 'platform/cert_chain.cert' });
+    const code = await runLaunchvm([`${name}.xml`, '-c', 'test:///default', '--virsh', v.bin], c.io);
+    return { code, ...c };
+  }
+
+  it('launches from the XML alone (host chain from KB_HOST_CERT_CHAIN): defined with the session and its policy, secret in the guest', async () => {
+    const v = fakeVirsh();
+    const before = stub.requests.length;
+    const r = await attestedLaunch(v, 'lv-attested');
+    expect(r.err).toEqual([]);
+    expect(r.code).toBe(0);
+    // the test driver's capabilities name no CPU signature: this machine's /proc/cpuinfo (omitted if it has none)
+    expect((stub.requests[before]!.body as Record<string, unknown>)['cpu-id']).toEqual(localCpuId());
+    expect(r.out.filter((l) => /^\[\d\/9\]/.test(l)).map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'launch', 'session', 'define', 'start', 'measure', 'validate', 'inject', 'resume']);
+    const defined = readFileSync(join(v.state, 'lv-attested.xml'), 'utf8');
+    expect(defined).not.toContain('<attestation');
+    expect(defined).toMatch(/<policy>0x0005<\/policy>\s*<dhCert>[A-Za-z0-9+/=]{100,}<\/dhCert>\s*<session>[A-Za-z0-9+/=]{100,}<\/session>/);
+    expect(readFileSync(join(v.state, 'lv-attested-guest/sys/kernel/security/secrets/coco', DISK_GUID))).toEqual(DISK_KEY);
+    expect(v.virsh('domstate', 'lv-attested').stdout.trim()).toBe('running');
+    expect(v.virsh('destroy', 'lv-attested').status).toBe(0);
+  }, 60_000);
+
+  it('a swapped firmware: /validate refused, exit 8, destroyed and undefined', async () => {
+    const v = fakeVirsh();
+    const r = await attestedLaunch(v, 'lv-attested-swap', image.files.tampered);
+    expect(r.code).toBe(8);
+    expect(r.err.join('\n')).toMatch(/\[7\/9\] validate\s+FAILED .*attestation failed \(ref stub\d+\)/);
+    expect(r.err).toContain("launchvm: cleanup: destroyed domain 'lv-attested-swap'; undefined domain 'lv-attested-swap'");
+  }, 60_000);
 });

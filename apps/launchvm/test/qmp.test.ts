@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { createPlatform, savePlatform } from '@kb/sev-sim';
 import { QmpClient } from '../src/backends/qmp/client';
 import { runLaunchvm } from '../src/main';
+import { startAttestationStub } from './support/attestation-stub';
 import { ROOT, startTestBroker, type TestBroker } from './support/broker';
-import { captureIo, DISK_GUID, domainXml, writeGuestImage } from './support/guest';
+import { captureIo, CMDLINE, DISK_GUID, domainXml, writeGuestImage } from './support/guest';
 
 /**
  * The QMP backend against the simulated QEMU as a real process (libs/sev-host-sim/bin/sim-qemu): launchvm spawns it
@@ -104,4 +105,36 @@ describe('launchvm --backend qmp (simulated QEMU process)', () => {
     expect(r.err.join('\n')).toContain(`QEMU binary '${join(dir, 'no-such-qemu')}' not found`);
     expect(existsSync(join(dir, 'run-ok', 'qmp.sock'))).toBe(false);
   }, 30_000);
+});
+
+describe('launchvm --backend qmp with <attestation> (contract stub: support/attestation-stub.ts)', () => {
+  it('spawns QEMU with the session and the registration\'s policy, validates, injects: the secret reaches the guest', async () => {
+    const stub = await startAttestationStub();
+    const vmid = '3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7';
+    stub.vms.set(vmid, {
+      policy: 0x5,
+      firmware: readFileSync(image.files.firmware),
+      kernelHashes: { kernel: readFileSync(image.files.kernel), initrd: readFileSync(image.files.initrd), cmdline: CMDLINE },
+      vcpus: 2,
+      vcpu: { type: 'EPYC-v4' },
+      secrets: [{ guid: DISK_GUID, data: DISK_KEY }],
+    });
+    try {
+      const xml = domainXml({ name: 'qmp-attested', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0, extraLaunchSecurity: `\n    <attestation vmid='${vmid}' service='${stub.service}'/>` }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
+      writeFileSync(join(dir, 'qmp-attested.xml'), xml);
+      const runDir = join(dir, 'run-attested');
+      const guestDir = join(dir, 'guest-attested');
+      const c = captureIo(dir);
+      const code = await runLaunchvm(['qmp-attested.xml', '--backend', 'qmp', '--qemu-binary', SIM_QEMU, '--qemu-arg=--platform', `--qemu-arg=${join(dir, 'platform')}`, '--cert-chain', 'platform/cert_chain.cert', '--run-dir', runDir, '--qemu-arg=--guest-secrets-dir', `--qemu-arg=${guestDir}`], c.io);
+      expect(c.err).toEqual([]);
+      expect(code).toBe(0);
+      expect(readFileSync(join(guestDir, 'sys/kernel/security/secrets/coco', DISK_GUID))).toEqual(DISK_KEY);
+      const q = await QmpClient.connect(join(runDir, 'qmp.sock'));
+      expect(await q.execute('query-sev')).toMatchObject({ state: 'running', policy: 5 });
+      await q.execute('quit');
+      q.close();
+    } finally {
+      await stub.stop();
+    }
+  }, 60_000);
 });

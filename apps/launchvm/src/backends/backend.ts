@@ -1,3 +1,4 @@
+import type { CpuId } from '../brokers/launch-broker';
 import type { SevDomain } from '../domain/sev-domain';
 
 /** What the hypervisor reports about a paused SEV launch (libvirt domlaunchsecinfo, QMP query-sev + measure). */
@@ -26,6 +27,8 @@ export interface HypervisorBackend {
   readonly description: string;
   /** The host certificate chain (`sevctl export --full`), when the backend knows it itself (the simulator). */
   hostCertChain?(): Buffer;
+  /** The host CPU, when the backend knows it itself (the simulator, libvirt's capabilities); else /proc/cpuinfo. */
+  hostCpuId?(): CpuId | undefined | Promise<CpuId | undefined>;
   /** Create the guest from the domain XML that now carries <dhCert> and <session>; nothing runs yet. */
   define(domain: SevDomain, xml: string): Promise<string>;
   /** Start it paused: LAUNCH_START … LAUNCH_MEASURE happen here; no guest instruction runs. */

@@ -4,7 +4,9 @@ import { readDomainFiles } from '../domain/files';
 import { readSevDomain, parseDomainDocument, type SevDomain } from '../domain/sev-domain';
 import { LaunchError } from '../errors';
 import type { HypervisorBackend, LaunchInfo, LaunchSecret } from './backend';
-import type { VcpuSpec } from '@kb/sev';
+import { resolveVcpuSignature, type VcpuSpec } from '@kb/sev';
+import type { CpuId } from '../brokers/launch-broker';
+import { cpuIdFromSignature } from '../domain/host-cpu';
 
 export interface SimulateOptions {
   /** persisted simulated platform (created on first use); an ephemeral one when absent */
@@ -42,6 +44,11 @@ export class SimulatedBackend implements HypervisorBackend {
 
   hostCertChain(): Buffer {
     return this.hypervisor.certChain();
+  }
+
+  /** The simulated host's CPU (Milan-like, what host-passthrough guests get). */
+  hostCpuId(): CpuId {
+    return cpuIdFromSignature(resolveVcpuSignature({ type: SIM_HOST_CPU_MODEL }));
   }
 
   async define(_domain: SevDomain, xml: string): Promise<string> {

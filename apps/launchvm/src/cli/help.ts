@@ -3,12 +3,21 @@ import { exitCodeTable } from '../exit-codes';
 export const HELP = `launchvm — launch an AMD SEV / SEV-ES guest with its secrets from the key broker (LaunchVM.py's flow)
 
 Usage: launchvm [options] DOMAIN.xml --secret GUID,TYPE,ID[,FORMAT] ...
+       launchvm [backend options] DOMAIN.xml      (a domain whose <launchSecurity> has <attestation>)
 
 DOMAIN.xml is a libvirt domain with <launchSecurity type='sev'> (<policy>; <os><loader>; for a direct kernel boot
 <kernel>/<initrd>/<cmdline> with kernelHashes='yes'). Steps, each printed with its duration: compute the expected
 launch digest, GetBundle, put <dhCert>/<session> into the XML, define, start paused, read the launch measurement and
 platform info, GetSecret, inject the secret, resume. If a step fails after the guest was defined, the guest is
 destroyed and undefined, the failed step and the reason are printed, and the exit code says what failed.
+
+Attestation service (README "Launching a guest"): when <launchSecurity> holds
+<attestation vmid='UUID' service='https://HOST:44446/sev/v1'/>, the owner registered the VM there (kbctl vm register)
+and nothing else is given: the steps become firmware (SHA-256 of the <loader> file), launch (POST /vm/UUID/launch
+with the host's PDH, chain and CPU), session (also <policy> from the service), define, start, measure, validate
+(POST /vm/UUID/validate), inject, resume. --secret, --digest, --cpu-*, --broker and --description do not apply.
+  --tls-ca FILE             trust this CA (PEM) for an https:// service with a private CA
+  KB_HOST_CERT_CHAIN        the host chain file when --cert-chain is not given (host configuration, not per VM)
 
 Broker:
   --broker HOST[:PORT]      keybroker service (KB_BROKER_URL, default 127.0.0.1:44444; port 44444 if omitted)

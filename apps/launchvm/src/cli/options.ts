@@ -12,6 +12,10 @@ export interface LaunchvmOptions {
   broker: string;
   brokerCa?: string;
   brokerTimeout: number;
+  /** --broker was given (not only KB_BROKER_URL): refused for a domain with <attestation> */
+  brokerGiven: boolean;
+  /** CA (PEM) for an https:// attestation service */
+  tlsCa?: string;
   certChain?: string;
   secrets: keybroker.RequestDetails[];
   description?: string;
@@ -77,6 +81,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
         'broker-ca': { type: 'string' },
         'broker-timeout': { type: 'string' },
         'cert-chain': { type: 'string' },
+        'tls-ca': { type: 'string' },
         secret: { type: 'string', multiple: true },
         description: { type: 'string' },
         digest: { type: 'string' },
@@ -120,9 +125,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   only(['connect', 'virsh'], 'libvirt');
   only(['qemu-binary', 'qemu-arg', 'run-dir', 'start-timeout'], 'qmp');
   only(['sim-platform', 'sim-guest-dir'], 'simulate');
-  if (backend !== 'simulate' && !v['cert-chain']) throw new UsageError('--cert-chain FILE is required (the host chain from `sevctl export --full`)');
+  const certChain = v['cert-chain'] ?? (env.KB_HOST_CERT_CHAIN || undefined);
+  if (backend !== 'simulate' && !certChain) throw new UsageError('--cert-chain FILE is required (the host chain from `sevctl export --full`; or set KB_HOST_CERT_CHAIN)');
+  // at least one unless the domain names an attestation service: main.ts checks once it has read the XML
   const secrets = (v.secret ?? []).map(parseSecretSpec);
-  if (secrets.length === 0) throw new UsageError('request at least one secret with --secret GUID,TYPE,ID[,FORMAT]');
 
   const fpu = v['vmsa-fpu'] ?? 'legacy';
   if (fpu !== 'legacy' && fpu !== 'init2') throw new UsageError('--vmsa-fpu must be legacy or init2');
@@ -142,7 +148,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
     broker: brokerAddress(v.broker ?? env.KB_BROKER_URL ?? '127.0.0.1:44444'),
     brokerCa: v['broker-ca'],
     brokerTimeout: number('--broker-timeout', v['broker-timeout'], 1) ?? 30,
-    certChain: v['cert-chain'],
+    brokerGiven: v.broker !== undefined,
+    tlsCa: v['tls-ca'],
+    certChain,
     secrets,
     description: v.description,
     digest: v.digest ? parseDigestArg(v.digest) : undefined,

@@ -14,6 +14,10 @@ export interface SevDomain {
   cmdline?: string;
   kernelHashes: boolean;
   policy: number;
+  /** false when <policy> is absent, which only an <attestation> domain may do: the service then sets it */
+  policyGiven: boolean;
+  /** `<attestation vmid service>`: the launch session and the secret come from that attestation service */
+  attestation?: { vmid: string; service: string };
   cbitpos?: number;
   reducedPhysBits?: number;
   cpu: { mode: string; model?: string };
@@ -103,10 +107,11 @@ export function readSevDomain(doc: XmlDocument): SevDomain {
   }
   if (kernelHashes && !kernel) throw configError(`kernelHashes='yes' needs a direct kernel boot (<os><kernel>)`);
 
+  const attestation = readAttestation(ls);
   const policyEl = one(ls, 'policy', 'launchSecurity><policy');
-  if (!policyEl) throw configError('<launchSecurity> has no <policy>');
-  const policy = integer('<policy>', textOf(policyEl));
-  if (policy > 0xffffffff) throw configError(`<policy> ${textOf(policyEl).trim()} is not a 32-bit value`);
+  if (!policyEl && !attestation) throw configError('<launchSecurity> has no <policy>');
+  const policy = policyEl ? integer('<policy>', textOf(policyEl)) : 0;
+  if (policy > 0xffffffff) throw configError(`<policy> ${textOf(policyEl!).trim()} is not a 32-bit value`);
   const num = (tag: string) => {
     const el = one(ls, tag, `launchSecurity><${tag}`);
     return el ? integer(`<${tag}>`, textOf(el)) : undefined;
@@ -143,6 +148,8 @@ export function readSevDomain(doc: XmlDocument): SevDomain {
     cmdline,
     kernelHashes,
     policy,
+    policyGiven: policyEl !== undefined,
+    attestation,
     cbitpos: num('cbitpos'),
     reducedPhysBits: num('reducedPhysBits'),
     cpu,
@@ -151,19 +158,46 @@ export function readSevDomain(doc: XmlDocument): SevDomain {
   };
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * `<attestation vmid="UUID" service="https://host/sev/v1"/>` (the libvirt proposal, ../shared/seeds/004): the VM's
+ * registration at the owner's attestation service. Checked here so a typo fails before anything is contacted.
+ */
+function readAttestation(ls: XmlElement): SevDomain['attestation'] {
+  const el = one(ls, 'attestation', 'launchSecurity><attestation');
+  if (!el) return undefined;
+  const vmid = (attr(el, 'vmid') ?? '').trim();
+  const service = (attr(el, 'service') ?? '').trim();
+  if (!UUID.test(vmid)) throw configError(`<attestation vmid='${vmid}'> is not a UUID (the id the owner registered the VM under)`);
+  let url: URL;
+  try {
+    url = new URL(service);
+  } catch {
+    throw configError(`<attestation service='${service}'> is not a URL (e.g. https://kbs.example.com:44446/sev/v1)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw configError(`<attestation service='${service}'>: only http:// and https:// services are supported`);
+  if (url.search || url.hash || url.username || url.password) throw configError(`<attestation service='${service}'>: the service URL takes no query, fragment or credentials`);
+  return { vmid: vmid.toLowerCase(), service: url.href.replace(/\/+$/, '') };
+}
+
 /**
  * The domain XML with GetBundle's GODH certificate and launch blob in <launchSecurity>, replacing any from an
  * earlier launch (a session blob is good for one launch only). Everything else is written back as it was.
  */
-export function withLaunchSession(doc: XmlDocument, godh: string, session: string): string {
+export function withLaunchSession(doc: XmlDocument, godh: string, session: string, attested?: { policy: number }): string {
   const ls = launchSecurity(doc);
-  // Drop old elements together with the indentation text before each.
-  const kept = ls.children.filter((c) => !(c.type === 'element' && (c.name === 'dhCert' || c.name === 'session')));
+  // Drop old elements together with the indentation text before each. For an attested launch also the
+  // <attestation> element (the hypervisor must not contact the service a second time) and <policy>, which is
+  // written back as the service set it in the session.
+  const drop = attested ? ['dhCert', 'session', 'attestation', 'policy'] : ['dhCert', 'session'];
+  const kept = ls.children.filter((c) => !(c.type === 'element' && drop.includes(c.name)));
   const cleaned = kept.filter((c, i) => !(c.type === 'text' && /^\s*$/.test(c.value) && kept[i + 1]?.type === 'text'));
   const lastEl = cleaned.map((c) => c.type).lastIndexOf('element');
   const before = lastEl > 0 ? cleaned[lastEl - 1] : undefined;
   const indent = before?.type === 'text' && /^\s+$/.test(before.value) ? before.value : '';
-  const added = [element('dhCert', godh), element('session', session)].flatMap((el) => (indent ? [{ type: 'text' as const, value: indent }, el] : [el]));
+  const policyEl = attested ? [element('policy', `0x${attested.policy.toString(16).padStart(4, '0')}`)] : [];
+  const added = [...policyEl, element('dhCert', godh), element('session', session)].flatMap((el) => (indent ? [{ type: 'text' as const, value: indent }, el] : [el]));
   ls.children = lastEl >= 0 ? [...cleaned.slice(0, lastEl + 1), ...added, ...cleaned.slice(lastEl + 1)] : [...cleaned, ...added];
   return serializeXml(doc);
 }

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { LaunchError } from '../../errors';
 import type { SevDomain } from '../../domain/sev-domain';
 import type { HypervisorBackend, LaunchInfo, LaunchSecret } from '../backend';
-import { parseDomState, parseLaunchSecInfo } from './output';
+import type { CpuId } from '../../brokers/launch-broker';
+import { localCpuId } from '../../domain/host-cpu';
+import { parseDomState, parseHostCpuSignature, parseLaunchSecInfo } from './output';
 import { Virsh, VirshError, VirshNotFoundError, type VirshRunner } from './virsh';
 
 /** libvirt's message when a domain name is unknown (virsh's lookup helper). */
@@ -42,6 +44,12 @@ export class LibvirtBackend implements HypervisorBackend {
     await this.virshStep('HYPERVISOR', ['define', file]);
     this.defined = true;
     return `domain '${this.name}' defined`;
+  }
+
+  /** The host libvirt reports (right for a remote URI too); this machine's /proc/cpuinfo when it names none. */
+  async hostCpuId(): Promise<CpuId | undefined> {
+    const caps = await this.virsh.run(['capabilities']).catch(() => '');
+    return parseHostCpuSignature(caps) ?? localCpuId();
   }
 
   async start(): Promise<string> {

@@ -1,3 +1,5 @@
+import { attr, childElement, parseXml } from '@kb/xml';
+import type { CpuId } from '../../brokers/launch-broker';
 import { LaunchError } from '../../errors';
 import type { LaunchInfo } from '../backend';
 
@@ -43,4 +45,23 @@ export function parseLaunchSecInfo(stdout: string): LaunchInfo {
 export function parseDomState(stdout: string): string {
   const line = stdout.split('\n').map((l) => l.trim()).find(Boolean);
   return (line ?? '').replace(/\s*\(.*\)$/, '');
+}
+
+/**
+ * The host CPU from `virsh capabilities`: `<host><cpu><signature family model stepping/>` (libvirt ≥ 7.1 on x86).
+ * Undefined when absent (older libvirt, the test driver) or unreadable: the caller falls back to /proc/cpuinfo.
+ */
+export function parseHostCpuSignature(capabilities: string): CpuId | undefined {
+  try {
+    const host = childElement(parseXml(capabilities).root, 'host');
+    const cpu = host && childElement(host, 'cpu');
+    const sig = cpu && childElement(cpu, 'signature');
+    if (!sig) return undefined;
+    const [family, model, stepping] = ['family', 'model', 'stepping'].map((a) => attr(sig, a));
+    const n = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+    const id = { family: n(family), model: n(model), stepping: n(stepping) };
+    return id.family === undefined || id.model === undefined || id.stepping === undefined ? undefined : (id as CpuId);
+  } catch {
+    return undefined;
+  }
 }
