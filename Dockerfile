@@ -19,9 +19,9 @@ RUN ln -s /app/apps/broker/dist/main.js /usr/local/bin/kb-broker \
  && ln -s /app/apps/kbctl/dist/main.mjs /usr/local/bin/kbctl \
  && mkdir -p /data && chown node:node /data
 USER node
-ENV KB_DATA_DIR=/data KB_LISTEN=0.0.0.0:44444 KB_ADMIN_LISTEN=0.0.0.0:44445 KB_BROKER_URL=127.0.0.1:44444
+ENV KB_DATA_DIR=/data KB_LISTEN=0.0.0.0:44444 KB_ADMIN_LISTEN=0.0.0.0:44445 KB_HTTP_LISTEN=0.0.0.0:44446 KB_BROKER_URL=127.0.0.1:44444
 VOLUME /data
-EXPOSE 44444 44445
+EXPOSE 44444 44445 44446
 # gRPC health (grpc.health.v1.Health) on the guest listener, asked by kbctl itself: no extra probe binary.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["kbctl", "health"]
 # A larger young generation: request objects live a few milliseconds, and with the default 16 MB semi-spaces many

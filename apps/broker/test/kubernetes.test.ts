@@ -159,7 +159,7 @@ describe('deploy/kubernetes: the rendered kustomize base', () => {
       expect(matches(svc.spec.selector, pod.metadata.labels)).toBe(true);
       for (const p of svc.spec.ports as Obj[]) expect(named).toContain(p.targetPort);
     }
-    expect((one('Service', 'kb-broker').spec.ports as Obj[]).map((p) => p.targetPort)).toEqual(['guest']);
+    expect((one('Service', 'kb-broker').spec.ports as Obj[]).map((p) => p.targetPort)).toEqual(['guest', 'http']);
   });
 
   describe('the probes ask a real broker what it serves', () => {

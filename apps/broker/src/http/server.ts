@@ -95,6 +95,9 @@ export async function startHttpListener(ctx: BrokerContext, cfg: HttpListenerCon
     );
   }
   app.get('/healthz', async () => ({ status: 'SERVING' }));
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(defaultErrorBody({ status: 404, error: 'invalid', message: `no such resource: ${req.method} ${req.url.split('?')[0]}`, ref: '' }));
+  });
   await app.ready();
 
   const server = app.server as unknown as Http1Server;
