@@ -24,7 +24,7 @@ const STATUS: Record<KbsErrorType, number> = {
   AttestationError: 401,
   TokenNotFound: 401,
   TokenVerifierError: 401,
-  PolicyDeny: 401,
+  PolicyDeny: 403,
   PluginInternalError: 401,
   ResourceNotFound: 404,
   JweError: 401,

@@ -23,8 +23,8 @@ export interface TokenInput {
   reportDataHex: string;
   initDataHex: string | null;
   teeClaims: JsonObject;
-  /** the policies that allowed the attestation (for relying parties, and for resource policy checks) */
-  policies: string[];
+  /** SNP launch facts for the release policies (policy engine's SnpLaunchFacts, hex strings) */
+  snpFacts?: JsonObject;
   iat: number;
   exp: number;
 }
@@ -65,7 +65,7 @@ export class TokenSigner {
       submods: {
         cpu0: {
           'ear.status': 'affirming',
-          'ear.appraisal-policy-id': t.policies.join(',') || 'default',
+          'ear.appraisal-policy-id': 'default',
           'ear.veraison.annotated-evidence': {
             init_data: t.initDataHex,
             init_data_claims: null,
@@ -76,7 +76,7 @@ export class TokenSigner {
         },
       },
       'kb.tee': t.tee,
-      'kb.policies': t.policies,
+      ...(t.snpFacts ? { 'kb.snp-facts': t.snpFacts } : {}),
     };
     const signingInput = `${this.#header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
     const sig = sign('sha256', Buffer.from(signingInput), { key: this.#key, dsaEncoding: 'ieee-p1363' });
