@@ -89,8 +89,10 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 function bytesValue(bytes: number, what: string) {
   return (v: unknown, field: string): string => {
     if (typeof v !== 'string') throw new PolicyError('ERR_POLICY_TYPE', `${field} must be a string (hex or base64), got ${jsonType(v)}`, field);
+    // a string of hex digits is read as hex, never as base64 (64 hex digits are also valid base64 of 48 bytes: a
+    // pasted 32-byte SEV digest must be refused, not read as some other SNP measurement)
     if (HEX.test(v) && v.length === 2 * bytes) return v.toLowerCase();
-    if (v !== '' && BASE64.test(v) && v.length % 4 === 0) {
+    if (v !== '' && !(HEX.test(v) && v.length % 2 === 0) && BASE64.test(v) && v.length % 4 === 0) {
       const raw = Buffer.from(v, 'base64');
       if (raw.toString('base64') === v && raw.length === bytes) return raw.toString('hex');
     }
