@@ -558,6 +558,10 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     listConnections: { prefix: '', page_size: 0, page_token: '' },
     revokeConnection: { client_id: clientId },
     listAudit: { since: '', launch_id: '', ref_id: '', limit: 10, page_token: '' },
+    putKbsResource: { path: 'default/key/kbs', data: Buffer.from('overwritten'), policy_name: '' },
+    getKbsResourceInfo: { name: 'default/key/kbs' },
+    listKbsResources: { prefix: '', page_size: 0, page_token: '' },
+    deleteKbsResource: { name: 'default/key/kbs' },
   });
 
   type Auth = { header: string; value: string } | null;

@@ -27,7 +27,7 @@ describe('SNP evidence', () => {
 
   it('compares all 64 REPORT_DATA bytes (a change in the last padding byte is refused)', async () => {
     const rd = reportData(genoa);
-    rd[63] ^= 1;
+    rd[63] = rd[63]! ^ 1;
     await expect(verifySnpEvidence(genoa, rd, null, opts)).rejects.toMatchObject({ type: 'AttestationError', reason: expect.stringContaining('SNP_REPORT_DATA') });
   });
 
