@@ -23,6 +23,7 @@ import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } fr
 import { BrokerMetrics, serveMetrics } from './metrics';
 import { httpApis } from './http/apis';
 import { startHttpListener, type HttpApi, type RunningHttp } from './http/server';
+import type { KbsApiOptions } from './kbs/api';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -45,6 +46,8 @@ export interface StartOptions {
   extraRoots?: ExtraRoot[];
   now?: () => Date;
   /** HTTP APIs served besides the built-in ones (http/apis.ts), given the broker's context: tests, embedders */
+  /** KBS protocol options (a CertificateSource for SNP VCEKs, synthetic SNP roots for simulators, tests' lifetimes) */
+  kbs?: KbsApiOptions;
   httpApis?: (ctx: BrokerContext) => HttpApi[];
 }
 
@@ -82,7 +85,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const store = opts.store ?? (await openConfiguredStore(config, logger));
   const ownsStore = !opts.store;
-  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
+  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()), ...(opts.kbs ? { kbs: opts.kbs } : {}) };
   try {
     await warnAboutDefaultPolicy(ctx);
   } catch (e) {
