@@ -6,7 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Store } from '@kb/store';
 import type { RunningBroker } from '../../src/broker';
-import { testDatabase } from '../support/broker';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ADMIN_TOKEN, MASTER_KEY, testDatabase } from '../support/broker';
+import { spawnBroker, type BrokerProcess } from '../support/process';
 import { sampleAttestation } from './support/client';
 import { KbsTestClient, type Wire } from './support/kbs-client';
 import { httpWire, startKbsBroker } from './support/http';
@@ -74,4 +78,32 @@ describe('KBS sessions shared by brokers on one PostgreSQL (KB_TEST_DATABASE_URL
     expect(again.decrypt((await again.resource('default/key/shared')).body).equals(SECRET)).toBe(true);
     expect((await again.resource('default/key/shared', 'bearer')).status).toBe(200);
   });
+
+  it('two broker processes: a session made on one is consumed on the other', async () => {
+    const dirs = [mkdtempSync(join(tmpdir(), 'kb-kbs-')), mkdtempSync(join(tmpdir(), 'kb-kbs-'))];
+    const env = { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN, KB_KBS_SAMPLE_TEE: '1' };
+    const procs: BrokerProcess[] = [];
+    try {
+      for (const dir of dirs) procs.push(await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], env));
+      const [p, q] = procs.map((x) => httpWire(x.httpAddress!));
+      const c = new KbsTestClient(p!);
+      await c.auth();
+      const other = new KbsTestClient(q!, c.key);
+      Object.assign(other, { cookie: c.cookie, nonce: c.nonce });
+      expect((await other.attest()).status).toBe(200);
+      const got = await c.resource('default/key/shared');
+      expect(got.status).toBe(200);
+      expect(c.decrypt(got.body).equals(SECRET)).toBe(true);
+      // a repeated /attest on the first process gets the token the second issued (the session is shared)
+      const again = await c.attest();
+      expect(JSON.parse(again.body).token).toBe(other.token);
+      // the spent nonce replayed in a new session on the first process is refused
+      const fresh = new KbsTestClient(p!, c.key);
+      await fresh.auth();
+      expect((await fresh.attest(sampleAttestation(c.nonce!, c.key.jwk))).status).toBe(401);
+    } finally {
+      for (const x of procs) expect(await x.stop()).toBe(0);
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
