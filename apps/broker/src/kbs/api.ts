@@ -8,6 +8,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { SnpRoots } from '@kb/sev';
 import type { BrokerContext } from '../context';
 import { BrokerError, type HttpFailure } from '../errors';
+import { checkDeadline } from '../call';
 import { httpRoute } from '../http/route';
 import type { HttpApi } from '../http/server';
 import { handleAttest } from './attest';
@@ -15,7 +16,7 @@ import { handleAuth } from './auth';
 import { evidenceOnlyCertificates, type CertificateSource } from './certificate-source';
 import { KBS_ERROR_TYPE_PREFIX, isKbsError, KbsError, type KbsErrorType } from './errors';
 import { handleResource } from './resource';
-import { sessionCookie, sessionIdFromCookie, storeTokenSigner, type KbsDeps, type KbsOptions, type KbsReply } from './service';
+import { sessionCookie, sessionIdFromCookie, storeTokenSigner, type KbsDeps, type KbsOptions, type KbsReply, type KbsRequestMeta } from './service';
 import { KBS_TOKEN_JWKS_PATH } from './token';
 
 export const KBS_PREFIX = '/kbs/v0';
@@ -61,13 +62,13 @@ export function kbsApi(ctx: BrokerContext, o: KbsApiOptions = {}): HttpApi {
     reply.header('content-type', 'application/json');
     return r.body;
   };
-  const route = (rpc: string, fn: (req: FastifyRequest, meta: { peer: string; ref: string }) => Promise<KbsReply>) =>
+  const route = (rpc: string, fn: (req: FastifyRequest, meta: KbsRequestMeta) => Promise<KbsReply>) =>
     httpRoute(
       ctx,
       rpc,
       async (req, info, reply) => {
         try {
-          return send(reply, await fn(req, { peer: info.peer, ref: info.refId }));
+          return send(reply, await fn(req, { peer: info.peer, ref: info.refId, checkDeadline: (before) => checkDeadline(info, before) }));
         } catch (e) {
           throw toBroker(e);
         }

@@ -115,6 +115,7 @@ export async function handleAttest(deps: KbsDeps, sessionId: string | undefined,
       iat,
       exp: iat + deps.options.tokenTtlSeconds,
     });
+    meta.checkDeadline?.('the session was attested');
     await deps.store.finishKbsSession(session.id, token);
     deps.audit.record({
       event: 'kbs.attest',

@@ -19,7 +19,8 @@ export type KbsErrorType =
   | 'Unavailable'
   | 'InternalError';
 
-/** Status per class (§7.4): credentials and attestation 401 (the client re-attests), a missing resource 404. */
+/** Status per class (§7.4): credentials and attestation 401 (the client re-attests), a policy refusal 403 (the client
+ * stops at once instead of re-attesting three times), a missing resource 404, a malformed path 400. */
 const STATUS: Record<KbsErrorType, number> = {
   AttestationError: 401,
   TokenNotFound: 401,

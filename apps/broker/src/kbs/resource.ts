@@ -93,6 +93,7 @@ export async function handleResource(deps: KbsDeps, segments: string[], creds: R
   }
 
   const jwe = encryptToTeeKey(key, resource.bytes);
+  meta.checkDeadline?.('the release was counted');
   const counters = policies.filter((p) => p.policy.maxReleases !== undefined).map((p) => ({ key: `policy:${p.name}`, max: p.policy.maxReleases! }));
   const result = await deps.store.commitRelease(
     {

@@ -56,6 +56,8 @@ export interface KbsReply {
 export interface KbsRequestMeta {
   peer: string;
   ref: string;
+  /** throws if the call can no longer be answered (its deadline passed, the client left): checked before a step with lasting effects */
+  checkDeadline?: (before: string) => void;
 }
 
 /**
