@@ -24,7 +24,8 @@ import { BrokerMetrics, serveMetrics } from './metrics';
 import { httpApis } from './http/apis';
 import { startHttpListener, type HttpApi, type RunningHttp } from './http/server';
 import type { SnpEvidenceCertificates } from '@kb/sev';
-import { certificateSourceFor, KdsFetcher, type CertificateSource } from './snp-certs';
+import { certificateSourceFor, KdsFetcher, kbsCertificateSource, type CertificateSource } from './snp-certs';
+import type { KbsApiOptions } from './kbs/api';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -49,6 +50,8 @@ export interface StartOptions {
   extraRoots?: ExtraRoot[];
   now?: () => Date;
   /** HTTP APIs served besides the built-in ones (http/apis.ts), given the broker's context: tests, embedders */
+  /** KBS protocol options (a CertificateSource for SNP VCEKs, synthetic SNP roots for simulators, tests' lifetimes) */
+  kbs?: KbsApiOptions;
   httpApis?: (ctx: BrokerContext) => HttpApi[];
 }
 
@@ -86,7 +89,11 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const store = opts.store ?? (await openConfiguredStore(config, logger));
   const ownsStore = !opts.store;
-  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()) };
+  // AMD KDS only when the operator enabled it (--snp-kds); its answers are cached in the store
+  const kds = config.snpKdsUrl ? new KdsFetcher({ baseUrl: config.snpKdsUrl, cache: store, log: (m) => logger.warn('snp kds', { detail: m }) }) : undefined;
+  // SNP guests whose evidence carries no VCEK: the offline store, then the KDS (unless a test gives its own source)
+  const kbs: KbsApiOptions = { certificates: kbsCertificateSource(store, kds), ...opts.kbs };
+  const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()), kbs };
   try {
     await warnAboutDefaultPolicy(ctx);
   } catch (e) {
@@ -197,13 +204,10 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const purge = setInterval(() => {
     const now = ctx.now();
-    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
+    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now), store.purgeExpiredKbsSessions(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
     purgeAudit();
   }, PURGE_INTERVAL_MS);
   purge.unref();
-
-  // AMD KDS only when the operator enabled it (--snp-kds); its answers are cached in the store
-  const kds = config.snpKdsUrl ? new KdsFetcher({ baseUrl: config.snpKdsUrl, cache: store, log: (m) => logger.warn('snp kds', { detail: m }) }) : undefined;
 
   return {
     address,

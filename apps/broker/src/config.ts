@@ -46,6 +46,8 @@ export interface BrokerConfig {
   httpListen?: string;
   httpTlsCert?: string;
   httpTlsKey?: string;
+  /** KBS protocol: accept the test-only `sample` TEE (kbs-protocol.md §10); never for resources with a policy */
+  kbsSampleTee: boolean;
   // --- observability ---
   /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
   metricsListen?: string;
@@ -107,6 +109,8 @@ HTTP APIs (untrusted hosts and guests, and owners with a token; the same connect
   --http-listen ADDR          host:port (KB_HTTP_LISTEN, default 127.0.0.1:44446; "off" = no HTTP listener)
   --http-tls-cert FILE --http-tls-key FILE   serve HTTPS, HTTP/2 and HTTP/1.1 (KB_HTTP_TLS_CERT, KB_HTTP_TLS_KEY);
                               plaintext serves HTTP/1.1 only
+  --kbs-sample-tee            KBS protocol (/kbs/v0): also accept the test-only "sample" TEE, which proves nothing
+                              (KB_KBS_SAMPLE_TEE=1; tests and demos only; never releases a resource with a policy)
 
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
 
@@ -197,6 +201,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'http-tls-cert': { type: 'string' },
       'http-tls-key': { type: 'string' },
       'snp-kds': { type: 'string' },
+      'kbs-sample-tee': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -267,6 +272,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     httpTlsCert: values['http-tls-cert'] ?? env.KB_HTTP_TLS_CERT,
     httpTlsKey: values['http-tls-key'] ?? env.KB_HTTP_TLS_KEY,
     snpKdsUrl: optionalHttpUrl('snp-kds', values['snp-kds'] ?? env.KB_SNP_KDS),
+    kbsSampleTee: values['kbs-sample-tee'] ?? env.KB_KBS_SAMPLE_TEE === '1',
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
   const listeners: [string, string][] = [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]];

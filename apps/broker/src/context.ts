@@ -3,6 +3,7 @@ import type { Store } from '@kb/store';
 import type { BrokerConfig } from './config';
 import type { Logger } from './log';
 import type { AuditTrail } from './audit';
+import type { KbsApiOptions } from './kbs/api';
 
 /** What every handler needs; built once at start-up. */
 export interface BrokerContext {
@@ -12,4 +13,6 @@ export interface BrokerContext {
   audit: AuditTrail;
   extraRoots: readonly ExtraRoot[];
   now: () => Date;
+  /** KBS protocol options given by the embedder (certificate source, synthetic SNP roots); config flags otherwise */
+  kbs?: KbsApiOptions;
 }

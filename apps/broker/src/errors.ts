@@ -17,6 +17,8 @@ export class BrokerError extends Error {
     readonly publicMessage: string,
     /** for the log / audit trail only */
     readonly detail: string = publicMessage,
+    /** an HTTP API's own status and error type for this failure (the KBS protocol answers 401s, §7) */
+    readonly http?: { status: number; type?: string },
   ) {
     super(detail);
   }
@@ -86,9 +88,17 @@ export interface HttpFailure {
   /** safe to return: the public message and the reference */
   message: string;
   ref: string;
+  /** the API's own error type, when the failure carried one (BrokerError.http) */
+  type?: string;
 }
 
 /** What an HTTP caller learns of a failure: the same class, message and reference as a gRPC caller would. */
 export function toHttpFailure(e: BrokerError, refId: string, status?: number): HttpFailure {
-  return { status: status ?? HTTP_STATUS[e.kind], error: e.kind, message: `${e.publicMessage} (ref ${refId})`, ref: refId };
+  return {
+    status: status ?? e.http?.status ?? HTTP_STATUS[e.kind],
+    error: e.kind,
+    message: `${e.publicMessage} (ref ${refId})`,
+    ref: refId,
+    ...(e.http?.type !== undefined ? { type: e.http.type } : {}),
+  };
 }

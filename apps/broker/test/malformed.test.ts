@@ -560,6 +560,10 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     listAudit: { since: '', launch_id: '', ref_id: '', limit: 10, page_token: '' },
     importSnpCertificates: { files: [{ name: 'vcek.der', data: Buffer.from([0x30, 0x00]) }] },
     listSnpCertificates: { prefix: '', page_size: 0, page_token: '' },
+    putKbsResource: { path: 'default/key/kbs', data: Buffer.from('overwritten'), policy_name: '' },
+    getKbsResourceInfo: { name: 'default/key/kbs' },
+    listKbsResources: { prefix: '', page_size: 0, page_token: '' },
+    deleteKbsResource: { name: 'default/key/kbs' },
   });
 
   type Auth = { header: string; value: string } | null;

@@ -36,6 +36,7 @@ const FILE_BYTES = randomBytes(32);
 const B64_BYTES = randomBytes(48);
 const STDIN_BYTES = randomBytes(24);
 const RESOURCE_BYTES = Buffer.from(`resource config ${randomBytes(8).toString('hex')}`);
+const KBS_VALUE = `kbs value ${randomBytes(8).toString('hex')}`;
 const IMPORTED_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const IMPORTED_PEM = IMPORTED_KEY.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 const SECRET_FORMS = [
@@ -43,6 +44,7 @@ const SECRET_FORMS = [
   Buffer.from(VALUE_TEXT).toString('base64'),
   ...[FILE_BYTES, B64_BYTES, STDIN_BYTES].flatMap((b) => [b.toString('base64'), b.toString('hex'), b.toString('latin1')]),
   RESOURCE_BYTES.toString(),
+  KBS_VALUE,
   IMPORTED_PEM.split('\n')[1]!, // a line of the private key's base64
 ];
 
@@ -298,6 +300,27 @@ describe('kbctl against a real broker', () => {
       expect(await kb(['resource', 'info', 'default/res/tmp'])).toEqual({ code: 1, out: '', err: "kbctl resource info: resource 'default/res/tmp' does not exist" });
       const empty = await kb(['resource', 'put', 'default/res/e', file('empty.bin', '')]);
       expect(empty).toEqual({ code: 1, out: '', err: 'kbctl resource put: data must not be empty' });
+    });
+  });
+
+  describe('kbs-resource', () => {
+    it('put from --value and --file, info (never the value), list, delete; malformed paths refused locally', async () => {
+      expect(await ok(['kbs-resource', 'put', 'default/key/kbs1', '--value', KBS_VALUE])).toBe(`KBS resource default/key/kbs1 stored (${Buffer.byteLength(KBS_VALUE)} bytes)`);
+      expect(await ok(['kbs-resource', 'put', 'default/key/kbs2', '--file', file('kbs2.bin', 'abc'), '--policy', 'guard'])).toBe('KBS resource default/key/kbs2 stored (3 bytes, policy guard)');
+      expect(JSON.parse(await ok(['kbs-resource', 'info', 'default/key/kbs1']))).toEqual({
+        path: 'default/key/kbs1',
+        policy_name: '',
+        size: Buffer.byteLength(KBS_VALUE),
+        created_at: expect.stringMatching(/Z$/),
+        updated_at: expect.stringMatching(/Z$/),
+      });
+      expect(lines(await ok(['kbs-resource', 'list', '--prefix', 'default/key/kbs']))).toEqual([`default/key/kbs1\t${Buffer.byteLength(KBS_VALUE)}\t-`, 'default/key/kbs2\t3\tguard']);
+      expect(await ok(['kbs-resource', 'delete', 'default/key/kbs2'])).toBe('KBS resource default/key/kbs2 deleted');
+      expect(await kb(['kbs-resource', 'info', 'default/key/kbs2'])).toEqual({ code: 1, out: '', err: "kbctl kbs-resource info: KBS resource 'default/key/kbs2' does not exist" });
+      expect((await kb(['kbs-resource', 'put', 'a/b', '--value', 'x'])).code).toBe(2);
+      expect((await kb(['kbs-resource', 'put', '.a/b/c', '--value', 'x'])).code).toBe(2);
+      expect((await kb(['kbs-resource', 'put', 'a/b/c'])).err).toContain('exactly one of --file, --value');
+      expect(await kb(['kbs-resource', 'put', 'a/b/c', '--value', 'x', '--policy', 'missing'])).toMatchObject({ code: 1 });
     });
   });
 

@@ -45,14 +45,14 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'vm', 'firmware', 'health']);
+    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'kbs-resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'vm', 'firmware', 'health']);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);
       expect(new Set(g.commands.map((c) => c.name)).size).toBe(g.commands.length);
     }
     expect(commands.map(([path]) => path)).toEqual(
-      expect.arrayContaining(['policy put', 'secret put', 'keyset put', 'resource put', 'report-key create', 'connection revoke', 'audit', 'secret build', 'policy from-configs']),
+      expect.arrayContaining(['policy put', 'secret put', 'keyset put', 'resource put', 'kbs-resource put', 'report-key create', 'connection revoke', 'audit', 'secret build', 'policy from-configs']),
     );
   });
 

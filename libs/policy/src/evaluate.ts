@@ -1,9 +1,10 @@
 import { isPolicyError } from './errors';
 import { plural, show, showList } from './describe';
 import { SEV_POLICY_BITS, hex32, maskOf, namesOf } from './guest-policy';
-import { checkFacts, type CheckedFacts, type LaunchFacts } from './launch-facts';
+import { checkFacts, type CheckedFacts, type LaunchFacts, type SnpFacts } from './launch-facts';
 import { parsePolicy } from './parse-policy';
 import type { Policy } from './policy';
+import { snpRefusals } from './snp';
 
 export const POLICY_KINDS = ['tenant-default', 'keyset', 'secret', 'resource', 'report-key', 'connection'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
@@ -37,7 +38,7 @@ export type Verdict = { readonly allowed: true } | { readonly allowed: false; re
  * keyset and secret policies), and every refusal of every policy is listed. Pure and total: it never throws, and
  * anything it cannot check (an invalid fact, a corrupt stored document, no policy at all) is a refusal.
  */
-export function evaluate(policies: readonly NamedPolicy[], facts: LaunchFacts): Verdict {
+export function evaluate(policies: readonly NamedPolicy[], facts: LaunchFacts | SnpFacts): Verdict {
   const refusals: Refusal[] = [];
   const { checked, problems } = checkFacts(facts);
   for (const p of problems) refusals.push({ policy: FACTS_POLICY, rule: p.fact, reason: p.reason });
@@ -71,6 +72,13 @@ function evaluateOne(entry: NamedPolicy, facts: CheckedFacts): Refusal[] {
   } catch (e) {
     refuse('document', `the stored policy document is invalid: ${isPolicyError(e) ? e.message : String(e)}`);
     return out;
+  }
+
+  if (facts.snp !== undefined) {
+    // An SNP launch: the document's snp rules instead of the SEV ones; chips, validity and maxReleases are shared.
+    for (const [rule, reason] of snpRefusals(p.snp, facts.snp)) refuse(rule, reason);
+  } else if (p.allowedDigests === undefined) {
+    refuse('allowedDigests', 'the policy has no allowedDigests (an SNP-only policy), so it accepts no SEV or SEV-ES launch');
   }
 
   if (Array.isArray(p.allowedDigests) && facts.digestHex !== undefined && !p.allowedDigests.includes(facts.digestHex)) {

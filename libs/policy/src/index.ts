@@ -9,7 +9,8 @@ export {
 export { LAUNCH_DIGEST_BYTES } from './launch-digest';
 export { POLICY_FIELDS, POLICY_VERSION, type AllowList, type Policy } from './policy';
 export { parsePolicy } from './parse-policy';
-export type { LaunchFacts } from './launch-facts';
+export type { LaunchFacts, SnpFacts } from './launch-facts';
+export { SNP_MEASUREMENT_BYTES, SNP_POLICY_BITS, SNP_POLICY_FIELDS, SNP_TCB_COMPONENTS, parseSnpPolicy, type SnpLaunchFacts, type SnpPolicy, type SnpTcbComponent } from './snp';
 export {
   FACTS_POLICY,
   POLICY_KINDS,

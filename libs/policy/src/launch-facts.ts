@@ -1,13 +1,27 @@
 import { jsonType, show } from './describe';
 import { SEV_POLICY_RESERVED_MASK, hex32 } from './guest-policy';
 import { digestFact } from './launch-digest';
+import { checkSnpFacts, type CheckedSnpFacts, type SnpLaunchFacts } from './snp';
 
 /**
  * What the broker knows about a launch when it decides whether to release secrets. The first five are proven by the
  * launch measurement (they are inside its HMAC, or bound at GetBundle for the policy); chipId and now are the broker's
  * own knowledge. All of it is checked defensively: an out-of-range fact is a refusal, never an exception.
  */
+
+/**
+ * An SEV-SNP guest: what its verified attestation report proves, instead of the SEV measurement's facts. chipId
+ * (the report's CHIP_ID in hex, for allowedChips), now and releaseCounts are shared with SEV.
+ */
+export interface SnpFacts {
+  readonly snp: SnpLaunchFacts;
+  readonly chipId?: string;
+  readonly now: Date;
+  readonly releaseCounts?: ReadonlyMap<string, number>;
+}
+
 export interface LaunchFacts {
+  readonly snp?: undefined;
   /** The SEV guest policy bound at GetBundle (u32). */
   readonly sevPolicy: number;
   /** Firmware API version and build. The measurement binds one byte each, so only 0..255 can be genuine. */
@@ -37,6 +51,8 @@ export interface CheckedFacts {
   readonly chipId?: string;
   readonly nowMs?: number;
   readonly releaseCounts?: ReadonlyMap<string, number>;
+  /** Present for an SNP launch (SEV facts are then not checked, nor the SEV rules). */
+  readonly snp?: CheckedSnpFacts;
 }
 
 export interface FactProblem {
@@ -62,25 +78,11 @@ export function checkFacts(facts: unknown): { checked: CheckedFacts; problems: F
   const f = facts as Record<string, unknown>;
   const checked: { -readonly [K in keyof CheckedFacts]: CheckedFacts[K] } = {};
 
-  const p = f.sevPolicy;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 0xffff_ffff) {
-    problems.push({ fact: 'sevPolicy', reason: `sevPolicy ${show(p)} is not a u32` });
-  } else if ((p & SEV_POLICY_RESERVED_MASK) !== 0) {
-    problems.push({
-      fact: 'sevPolicy',
-      reason: `SEV policy ${hex32(p)} sets reserved bits ${hex32(p & SEV_POLICY_RESERVED_MASK)}; the firmware refuses such a policy, so this launch cannot be genuine`,
-    });
+  if (f.snp !== undefined) {
+    checked.snp = checkSnpFacts(f.snp, problems);
   } else {
-    checked.sevPolicy = p;
+    checkSevFacts(f, checked, problems);
   }
-
-  checked.apiMajor = u8(f.apiMajor, 'apiMajor', problems);
-  checked.apiMinor = u8(f.apiMinor, 'apiMinor', problems);
-  checked.buildId = u8(f.buildId, 'buildId', problems);
-
-  const d = digestFact(f.launchDigest);
-  if ('hex' in d) checked.digestHex = d.hex;
-  else problems.push({ fact: 'launchDigest', reason: d.problem });
 
   if (f.chipId !== undefined) {
     if (typeof f.chipId === 'string') checked.chipId = f.chipId;
@@ -101,4 +103,26 @@ export function checkFacts(facts: unknown): { checked: CheckedFacts; problems: F
   }
 
   return { checked, problems };
+}
+
+function checkSevFacts(f: Record<string, unknown>, checked: { -readonly [K in keyof CheckedFacts]: CheckedFacts[K] }, problems: FactProblem[]): void {
+  const p = f.sevPolicy;
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 0xffff_ffff) {
+    problems.push({ fact: 'sevPolicy', reason: `sevPolicy ${show(p)} is not a u32` });
+  } else if ((p & SEV_POLICY_RESERVED_MASK) !== 0) {
+    problems.push({
+      fact: 'sevPolicy',
+      reason: `SEV policy ${hex32(p)} sets reserved bits ${hex32(p & SEV_POLICY_RESERVED_MASK)}; the firmware refuses such a policy, so this launch cannot be genuine`,
+    });
+  } else {
+    checked.sevPolicy = p;
+  }
+
+  checked.apiMajor = u8(f.apiMajor, 'apiMajor', problems);
+  checked.apiMinor = u8(f.apiMinor, 'apiMinor', problems);
+  checked.buildId = u8(f.buildId, 'buildId', problems);
+
+  const d = digestFact(f.launchDigest);
+  if ('hex' in d) checked.digestHex = d.hex;
+  else problems.push({ fact: 'launchDigest', reason: d.problem });
 }

@@ -14,6 +14,7 @@ import {
 import { normaliseDigest } from './launch-digest';
 import { POLICY_FIELDS, POLICY_VERSION, type AllowList, type Policy } from './policy';
 import { normaliseTimestamp } from './timestamp';
+import { parseSnpPolicy } from './snp';
 
 const U8_MAX = 0xff;
 const U32_MAX = 0xffff_ffff;
@@ -50,7 +51,7 @@ export function parsePolicy(json: unknown): Policy {
     const code = typeof json.version === 'number' ? 'ERR_POLICY_VERSION' : 'ERR_POLICY_TYPE';
     throw new PolicyError(code, `version must be ${POLICY_VERSION}, got ${show(json.version)}`, 'version');
   }
-  if (!has('allowedDigests')) {
+  if (!has('allowedDigests') && !has('snp')) {
     throw new PolicyError(
       'ERR_POLICY_MISSING_FIELD',
       'allowedDigests is required: list the launch digests this policy accepts, or write "any" to accept every digest explicitly',
@@ -58,10 +59,8 @@ export function parsePolicy(json: unknown): Policy {
     );
   }
 
-  const out: Draft = {
-    version: POLICY_VERSION,
-    allowedDigests: allowList(json.allowedDigests, 'allowedDigests', normaliseDigest),
-  };
+  const out: Draft = { version: POLICY_VERSION };
+  if (has('allowedDigests')) out.allowedDigests = allowList(json.allowedDigests, 'allowedDigests', normaliseDigest);
   if (has('allowedPolicies')) out.allowedPolicies = allowList(json.allowedPolicies, 'allowedPolicies', sevPolicyValue);
   if (has('requiredPolicyBits')) out.requiredPolicyBits = policyBits(json.requiredPolicyBits, 'requiredPolicyBits', 'required');
   if (has('forbiddenPolicyBits')) out.forbiddenPolicyBits = policyBits(json.forbiddenPolicyBits, 'forbiddenPolicyBits', 'forbidden');
@@ -76,6 +75,7 @@ export function parsePolicy(json: unknown): Policy {
   if (has('notBefore')) out.notBefore = normaliseTimestamp(json.notBefore, 'notBefore');
   if (has('notAfter')) out.notAfter = normaliseTimestamp(json.notAfter, 'notAfter');
   if (has('simpleKbsCompat')) out.simpleKbsCompat = boolean(json.simpleKbsCompat, 'simpleKbsCompat');
+  if (has('snp')) out.snp = parseSnpPolicy(json.snp);
 
   checkConsistency(out);
   return deepFreeze(out);

@@ -1,4 +1,5 @@
 import type { SevPolicyBitName } from './guest-policy';
+import type { SnpPolicy } from './snp';
 
 export const POLICY_VERSION = 1;
 
@@ -23,8 +24,11 @@ export type AllowList<T> = readonly T[] | 'any';
  */
 export interface Policy {
   readonly version: typeof POLICY_VERSION;
-  /** Launch digests (SHA-256, lowercase hex) the guest may have been launched with. Mandatory. */
-  readonly allowedDigests: AllowList<string>;
+  /**
+   * Launch digests (SHA-256, lowercase hex) the guest may have been launched with. Mandatory, except in a document
+   * with `snp` rules (an SNP-only policy); a SEV launch checked against a document without it is refused.
+   */
+  readonly allowedDigests?: AllowList<string>;
   /** Exact SEV guest policy values (u32, as bound in GetBundle's policy MAC). */
   readonly allowedPolicies?: AllowList<number>;
   /** Flag bits that must be set in the SEV guest policy, normalised to names in bit order. */
@@ -54,6 +58,8 @@ export interface Policy {
    * equal — exactly as simple-kbs's policy.rs does.
    */
   readonly simpleKbsCompat?: boolean;
+  /** SEV-SNP rules (snp.ts); an SNP launch checked against a document without them is refused. */
+  readonly snp?: SnpPolicy;
 }
 
 /** The fields of a version-1 document, in their normal order. */
@@ -72,4 +78,5 @@ export const POLICY_FIELDS = [
   'notBefore',
   'notAfter',
   'simpleKbsCompat',
+  'snp',
 ] as const satisfies readonly (keyof Policy)[];

@@ -16,6 +16,7 @@ import { lockDataDir, type DataDirLock } from './data-dir-lock';
 import { statementTimeouts } from './db-errors';
 import { StoreError } from './errors';
 import { keysetStore, type KeysetStore } from './keysets';
+import { kbsStore, type KbsStore } from './kbs';
 import { launchSessionStore, type LaunchSessionStore } from './launch-sessions';
 import { checkMasterKey, DEFAULT_MIGRATIONS_FOLDER, migratePglite, migratePostgres } from './migrations';
 import { policyStore, type PolicyStore } from './policies';
@@ -77,7 +78,8 @@ export interface Store
     ConnectionStore,
     ReleaseCountStore,
     AuditLogStore,
-    BulkImportStore {
+    BulkImportStore,
+    KbsStore {
   readonly driver: 'pglite' | 'pg';
   /** What the broker's metrics read: cheap, no query. */
   stats(): StoreStats;
@@ -198,6 +200,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...releaseCountStore(ctx),
     ...auditLogStore(ctx),
     ...bulkImportStore(ctx),
+    ...kbsStore(ctx),
     async close() {
       if (closed) return;
       closed = true;

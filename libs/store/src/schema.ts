@@ -165,3 +165,29 @@ export const snpCertificates = pgTable(
   },
   (t) => [index('snp_certificates_kind_product_idx').on(t.kind, t.product)],
 );
+
+/**
+ * KBS (RCAR) protocol, ../shared/specs/kbs-protocol.md: resources under `repository/type/tag` (§6.1), sealed like
+ * every secret, each with an optional policy.
+ */
+export const kbsResources = sealedItemTable('kbs_resources', 'bytes_enc');
+
+/**
+ * KBS handshake sessions (§2.6): made by /auth, claimed once by /attest (state authed → attesting, one UPDATE, so of
+ * any number of brokers on the database exactly one verifies the evidence for a nonce), then attested (the issued
+ * token, sealed) or failed. The expiry is fixed at /auth and never extended.
+ */
+export const kbsSessions = pgTable(
+  'kbs_sessions',
+  {
+    id: text('id').primaryKey(),
+    tee: text('tee').notNull(),
+    nonce: text('nonce').notNull(),
+    state: text('state').notNull(),
+    tokenEnc: bytea('token_enc'),
+    createdAt: timestamptz('created_at').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+    claimedAt: timestamptz('claimed_at'),
+  },
+  (t) => [index('kbs_sessions_expires_at_idx').on(t.expiresAt)],
+);

@@ -7,6 +7,7 @@ import type { BrokerContext } from '../context';
 import { BrokerError, fromStore, newRefId } from '../errors';
 import { importSnpCertificates, SnpImportError } from '../snp-certs';
 import type { AdminAuth } from './auth';
+import { KBS_MAX_RESOURCE_BYTES, parseKbsPath } from '../kbs/path';
 import {
   DEFAULT_AUDIT_LIMIT,
   DEFAULT_PAGE_SIZE,
@@ -185,6 +186,15 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       created_at: iso(k.createdAt),
       sign_launch_description: k.signLaunchDescription,
     };
+  }
+  const kbsPath = (v: string): string => {
+    if (typeof v !== 'string' || !parseKbsPath(v)) throw badRequest('path must be REPOSITORY/TYPE/TAG, each part letters, digits, _ - . (not starting with .)');
+    return v;
+  };
+  async function kbsResourceInfo(path: string): Promise<admin.KbsResourceInfo> {
+    const r = await store.getKbsResource(path);
+    if (!r) throw notFound(`KBS resource '${path}'`);
+    return { path: r.id, policy_name: r.policyName ?? '', size: r.bytes.length, created_at: iso(r.createdAt), updated_at: iso(r.updatedAt) };
   }
   const deleted = (ok: boolean, what: string): admin.Empty => {
     if (!ok) throw notFound(what);
@@ -396,6 +406,21 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
         })),
       };
     }),
+
+    putKbsResource: rpc('PutKbsResource', async (req: admin.PutKbsResourceRequest) => {
+      const path = kbsPath(req.path);
+      const bytes = Buffer.from(req.data ?? []);
+      if (bytes.length === 0) throw badRequest('data must not be empty');
+      if (bytes.length > KBS_MAX_RESOURCE_BYTES) throw badRequest(`data must be at most ${KBS_MAX_RESOURCE_BYTES} bytes (1 MiB)`);
+      await store.putKbsResource({ id: path, bytes, policyName: optionalPolicy(req.policy_name) }, ctx.now());
+      return kbsResourceInfo(path);
+    }),
+    getKbsResourceInfo: rpc('GetKbsResourceInfo', (req: admin.NameRequest) => kbsResourceInfo(kbsPath(req.name))),
+    listKbsResources: rpc('ListKbsResources', async (req: admin.ListRequest) => {
+      const page = await pageOf('kbs-resources', await store.listKbsResourceIds(), req, (n) => kbsResourceInfo(n).catch(ifGone));
+      return { resources: page.items, next_page_token: page.next_page_token };
+    }),
+    deleteKbsResource: rpc('DeleteKbsResource', async (req: admin.NameRequest) => deleted(await store.deleteKbsResource(kbsPath(req.name)), `KBS resource '${req.name}'`)),
   };
 }
 

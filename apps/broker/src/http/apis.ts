@@ -1,5 +1,6 @@
 import type { BrokerContext } from '../context';
 import type { HttpApi } from './server';
+import { kbsApi } from '../kbs/api';
 
 /**
  * The JSON APIs the HTTP listener serves, each under its own prefix (the front-ends register here):
@@ -7,6 +8,6 @@ import type { HttpApi } from './server';
  * - `/kbs/v0` — the Confidential Containers KBS protocol for SEV-SNP guests.
  * `GET /healthz` is served by the listener itself.
  */
-export function httpApis(_ctx: BrokerContext): HttpApi[] {
-  return [];
+export function httpApis(ctx: BrokerContext): HttpApi[] {
+  return [kbsApi(ctx, ctx.kbs)];
 }

@@ -181,6 +181,48 @@ const resource: Group = {
   ],
 };
 
+const KBS_PATH_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*\/[A-Za-z0-9_-][A-Za-z0-9_.-]*\/[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+const kbsPathArg = (p: string): string => {
+  if (!KBS_PATH_RE.test(p)) throw new CliError(`${JSON.stringify(p)} is not REPOSITORY/TYPE/TAG (letters, digits, _ - . in each part, not starting with .)`, 2);
+  return p;
+};
+
+const kbsResource: Group = {
+  name: 'kbs-resource',
+  summary: 'resources for Confidential Containers guests (KBS protocol, kbs:///REPO/TYPE/TAG); values write-only',
+  commands: [
+    cmd(
+      'put',
+      'store a KBS resource',
+      'Usage: kbctl kbs-resource put REPO/TYPE/TAG (--file F | --value TEXT) [--policy NAME]\n\n  REPO/TYPE/TAG   the path guests ask for, e.g. default/key/key_id1 (kbs:///default/key/key_id1)\n  --file F        the resource is the bytes of F (- for stdin), at most 1 MiB\n  --value TEXT    the resource is TEXT (UTF-8)\n  --policy NAME   a policy that must pass too (tenant default AND it); SNP guests need its "snp" rules',
+      { file: { type: 'string' }, value: { type: 'string' }, ...policyOpt },
+      [1, 1],
+      async (c, v, [path], io) => {
+        const given = ['file', 'value'].filter((k) => v[k] !== undefined);
+        if (given.length !== 1) throw new CliError('give exactly one of --file, --value', 2);
+        const data = v.file !== undefined ? readInput(io, v.file as string, 'the resource') : Buffer.from(v.value as string, 'utf8');
+        const r = await c.call<admin.PutKbsResourceRequest, admin.KbsResourceInfo>('putKbsResource', { path: kbsPathArg(path!), data, policy_name: (v.policy as string) ?? '' });
+        io.out(`KBS resource ${r.path} stored (${r.size} bytes${r.policy_name ? `, policy ${r.policy_name}` : ''})`);
+        return 0;
+      },
+    ),
+    cmd('info', "show a KBS resource's metadata (never its value)", 'Usage: kbctl kbs-resource info REPO/TYPE/TAG', {}, [1, 1], async (c, _v, [path], io) => {
+      json(io, await c.call('getKbsResourceInfo', { name: kbsPathArg(path!) }));
+      return 0;
+    }),
+    cmd('list', 'list KBS resources (path, size, policy)', 'Usage: kbctl kbs-resource list [--prefix P]', prefixOpt, [0, 0], async (c, v, _p, io) => {
+      const resources = await listAll<admin.ListKbsResourcesResponse, 'resources'>(c, 'listKbsResources', (v.prefix as string) ?? '', 'resources');
+      for (const x of resources) io.out(`${x.path}\t${x.size}\t${x.policy_name || '-'}`);
+      return 0;
+    }),
+    cmd('delete', 'delete a KBS resource', 'Usage: kbctl kbs-resource delete REPO/TYPE/TAG', {}, [1, 1], async (c, _v, [path], io) => {
+      await c.call('deleteKbsResource', { name: kbsPathArg(path!) });
+      io.out(`KBS resource ${path} deleted`);
+      return 0;
+    }),
+  ],
+};
+
 const REPORT_KEY_CREATE_USAGE = `Usage: kbctl report-key create ID [--policy NAME] [--import PKCS8_PEM_FILE] [--sign-launch-description]
 
   --sign-launch-description   reports signed with this key carry the LaunchDescription the host sent, as simple-kbs
@@ -273,4 +315,4 @@ const audit: Command = cmd(
   },
 );
 
-export const adminTree = [policy, secret, keyset, resource, reportKey, connection, audit];
+export const adminTree = [policy, secret, keyset, resource, kbsResource, reportKey, connection, audit];

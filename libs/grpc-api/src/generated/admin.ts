@@ -191,6 +191,31 @@ export interface ListAuditResponse {
   next_page_token: string;
 }
 
+/**
+ * KBS protocol resources (Confidential Containers guests, ../shared/specs/kbs-protocol.md §6), named
+ * repository/type/tag; values are write-only like secrets.
+ */
+export interface KbsResourceInfo {
+  /** repository/type/tag */
+  path: string;
+  policy_name: string;
+  size: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PutKbsResourceRequest {
+  path: string;
+  data: Buffer;
+  policy_name: string;
+}
+
+export interface ListKbsResourcesResponse {
+  resources: KbsResourceInfo[];
+  /** empty on the last page */
+  next_page_token: string;
+}
+
 /** One file as read by `kbctl snp import-certs`: PEM (one or more blocks) or DER; classified by content. */
 export interface SnpCertificateFile {
   name: string;
@@ -2758,6 +2783,347 @@ export const ListAuditResponse: MessageFns<ListAuditResponse> = {
   },
 };
 
+function createBaseKbsResourceInfo(): KbsResourceInfo {
+  return { path: "", policy_name: "", size: 0, created_at: "", updated_at: "" };
+}
+
+export const KbsResourceInfo: MessageFns<KbsResourceInfo> = {
+  encode(message: KbsResourceInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.policy_name !== "") {
+      writer.uint32(18).string(message.policy_name);
+    }
+    if (message.size !== 0) {
+      writer.uint32(24).uint32(message.size);
+    }
+    if (message.created_at !== "") {
+      writer.uint32(34).string(message.created_at);
+    }
+    if (message.updated_at !== "") {
+      writer.uint32(42).string(message.updated_at);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KbsResourceInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKbsResourceInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.policy_name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.created_at = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updated_at = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KbsResourceInfo {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      policy_name: isSet(object.policyName)
+        ? globalThis.String(object.policyName)
+        : isSet(object.policy_name)
+        ? globalThis.String(object.policy_name)
+        : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      created_at: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+      updated_at: isSet(object.updatedAt)
+        ? globalThis.String(object.updatedAt)
+        : isSet(object.updated_at)
+        ? globalThis.String(object.updated_at)
+        : "",
+    };
+  },
+
+  toJSON(message: KbsResourceInfo): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.policy_name !== "") {
+      obj.policyName = message.policy_name;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.created_at !== "") {
+      obj.createdAt = message.created_at;
+    }
+    if (message.updated_at !== "") {
+      obj.updatedAt = message.updated_at;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KbsResourceInfo>): KbsResourceInfo {
+    return KbsResourceInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KbsResourceInfo>): KbsResourceInfo {
+    const message = createBaseKbsResourceInfo();
+    message.path = object.path ?? "";
+    message.policy_name = object.policy_name ?? "";
+    message.size = object.size ?? 0;
+    message.created_at = object.created_at ?? "";
+    message.updated_at = object.updated_at ?? "";
+    return message;
+  },
+};
+
+function createBasePutKbsResourceRequest(): PutKbsResourceRequest {
+  return { path: "", data: Buffer.alloc(0), policy_name: "" };
+}
+
+export const PutKbsResourceRequest: MessageFns<PutKbsResourceRequest> = {
+  encode(message: PutKbsResourceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.policy_name !== "") {
+      writer.uint32(26).string(message.policy_name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutKbsResourceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutKbsResourceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy_name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutKbsResourceRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      policy_name: isSet(object.policyName)
+        ? globalThis.String(object.policyName)
+        : isSet(object.policy_name)
+        ? globalThis.String(object.policy_name)
+        : "",
+    };
+  },
+
+  toJSON(message: PutKbsResourceRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.policy_name !== "") {
+      obj.policyName = message.policy_name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PutKbsResourceRequest>): PutKbsResourceRequest {
+    return PutKbsResourceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutKbsResourceRequest>): PutKbsResourceRequest {
+    const message = createBasePutKbsResourceRequest();
+    message.path = object.path ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
+    message.policy_name = object.policy_name ?? "";
+    return message;
+  },
+};
+
+function createBaseListKbsResourcesResponse(): ListKbsResourcesResponse {
+  return { resources: [], next_page_token: "" };
+}
+
+export const ListKbsResourcesResponse: MessageFns<ListKbsResourcesResponse> = {
+  encode(message: ListKbsResourcesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.resources) {
+      KbsResourceInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListKbsResourcesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListKbsResourcesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resources.push(KbsResourceInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListKbsResourcesResponse {
+    return {
+      resources: globalThis.Array.isArray(object?.resources)
+        ? object.resources.map((e: any) => KbsResourceInfo.fromJSON(e))
+        : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListKbsResourcesResponse): unknown {
+    const obj: any = {};
+    if (message.resources?.length) {
+      obj.resources = message.resources.map((e) => KbsResourceInfo.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListKbsResourcesResponse>): ListKbsResourcesResponse {
+    return ListKbsResourcesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListKbsResourcesResponse>): ListKbsResourcesResponse {
+    const message = createBaseListKbsResourcesResponse();
+    message.resources = object.resources?.map((e) => KbsResourceInfo.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
+    return message;
+  },
+};
+
 function createBaseSnpCertificateFile(): SnpCertificateFile {
   return { name: "", data: Buffer.alloc(0) };
 }
@@ -3466,6 +3832,45 @@ export const BrokerAdminService = {
       Buffer.from(ListSnpCertificatesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListSnpCertificatesResponse => ListSnpCertificatesResponse.decode(value),
   },
+  /** KBS protocol resources (repository/type/tag) for SNP guests (README "SNP guests") */
+  putKbsResource: {
+    path: "/kb.admin.v1.BrokerAdmin/PutKbsResource" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PutKbsResourceRequest): Buffer =>
+      Buffer.from(PutKbsResourceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PutKbsResourceRequest => PutKbsResourceRequest.decode(value),
+    responseSerialize: (value: KbsResourceInfo): Buffer => Buffer.from(KbsResourceInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KbsResourceInfo => KbsResourceInfo.decode(value),
+  },
+  getKbsResourceInfo: {
+    path: "/kb.admin.v1.BrokerAdmin/GetKbsResourceInfo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: KbsResourceInfo): Buffer => Buffer.from(KbsResourceInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KbsResourceInfo => KbsResourceInfo.decode(value),
+  },
+  listKbsResources: {
+    path: "/kb.admin.v1.BrokerAdmin/ListKbsResources" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRequest): Buffer => Buffer.from(ListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRequest => ListRequest.decode(value),
+    responseSerialize: (value: ListKbsResourcesResponse): Buffer =>
+      Buffer.from(ListKbsResourcesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListKbsResourcesResponse => ListKbsResourcesResponse.decode(value),
+  },
+  deleteKbsResource: {
+    path: "/kb.admin.v1.BrokerAdmin/DeleteKbsResource" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface BrokerAdminServer extends UntypedServiceImplementation {
@@ -3495,6 +3900,11 @@ export interface BrokerAdminServer extends UntypedServiceImplementation {
   /** SEV-SNP certificates for the offline store (README "SNP guests"): VCEKs, ASK/ASVK/ARK, CRLs */
   importSnpCertificates: handleUnaryCall<ImportSnpCertificatesRequest, ImportSnpCertificatesResponse>;
   listSnpCertificates: handleUnaryCall<ListRequest, ListSnpCertificatesResponse>;
+  /** KBS protocol resources (repository/type/tag) for SNP guests (README "SNP guests") */
+  putKbsResource: handleUnaryCall<PutKbsResourceRequest, KbsResourceInfo>;
+  getKbsResourceInfo: handleUnaryCall<NameRequest, KbsResourceInfo>;
+  listKbsResources: handleUnaryCall<ListRequest, ListKbsResourcesResponse>;
+  deleteKbsResource: handleUnaryCall<NameRequest, Empty>;
 }
 
 export interface BrokerAdminClient extends Client {
@@ -3855,6 +4265,67 @@ export interface BrokerAdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListSnpCertificatesResponse) => void,
+  ): ClientUnaryCall;
+  /** KBS protocol resources (repository/type/tag) for SNP guests (README "SNP guests") */
+  putKbsResource(
+    request: PutKbsResourceRequest,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  putKbsResource(
+    request: PutKbsResourceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  putKbsResource(
+    request: PutKbsResourceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  getKbsResourceInfo(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  getKbsResourceInfo(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  getKbsResourceInfo(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KbsResourceInfo) => void,
+  ): ClientUnaryCall;
+  listKbsResources(
+    request: ListRequest,
+    callback: (error: ServiceError | null, response: ListKbsResourcesResponse) => void,
+  ): ClientUnaryCall;
+  listKbsResources(
+    request: ListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListKbsResourcesResponse) => void,
+  ): ClientUnaryCall;
+  listKbsResources(
+    request: ListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListKbsResourcesResponse) => void,
+  ): ClientUnaryCall;
+  deleteKbsResource(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteKbsResource(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteKbsResource(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
 }
 

@@ -63,7 +63,7 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
   }
 }
 
-const TABLES = 'audit_log, connections, launch_sessions, release_counts, keysets, secrets, resources, report_keys, policies';
+const TABLES = 'audit_log, connections, launch_sessions, release_counts, keysets, secrets, resources, report_keys, kbs_resources, kbs_sessions, policies';
 
 export function storeSuite(harness: () => Harness): void {
   let store: Store;
