@@ -24,3 +24,4 @@ export type { Connection, ConnectionInfo, ConnectionInput, ConnectionStore, Laun
 export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } from './release-counts';
 export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore, AuditPurgeOptions } from './audit-log';
 export { IMPORT_KINDS, type BulkImportStore, type ImportBatch, type ImportKind, type ImportOptions, type ImportOutcome } from './bulk-import';
+export type { AttestationStore, FirmwareRecord, VmLaunchBinding, VmRegistrationRecord } from './attestation';

@@ -8,6 +8,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { Pool } from 'pg';
+import { attestationStore, type AttestationStore } from './attestation';
 import { auditLogStore, type AuditLogStore } from './audit-log';
 import { bulkImportStore, type BulkImportStore } from './bulk-import';
 import { connectionStore, type ConnectionStore } from './connections';
@@ -75,7 +76,8 @@ export interface Store
     ConnectionStore,
     ReleaseCountStore,
     AuditLogStore,
-    BulkImportStore {
+    BulkImportStore,
+    AttestationStore {
   readonly driver: 'pglite' | 'pg';
   /** What the broker's metrics read: cheap, no query. */
   stats(): StoreStats;
@@ -195,6 +197,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...releaseCountStore(ctx),
     ...auditLogStore(ctx),
     ...bulkImportStore(ctx),
+    ...attestationStore(ctx),
     async close() {
       if (closed) return;
       closed = true;
