@@ -15,6 +15,7 @@ import { MIGRATIONS_DIR, PGDATA_TEMPLATE, PROTO_DIR } from './assets';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
+import { createCore } from './core';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { bindProblem, checkAddressesFree } from './listen-address';
 import { keyBrokerService } from './keybroker/service';
@@ -98,9 +99,10 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     interceptors: [metrics.interceptor('guest'), arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
   });
   const ecdh = new EcdhPool();
+  const core = createCore(ctx, ecdh);
   metrics.watch({ store, ecdh, audit: ctx.audit, now: ctx.now });
   // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
-  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
+  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, core));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync([join(PROTO_DIR, 'keybroker.proto'), HEALTH_PROTO])).addToServer(server);
