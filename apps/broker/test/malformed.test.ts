@@ -558,6 +558,9 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     listConnections: { prefix: '', page_size: 0, page_token: '' },
     revokeConnection: { client_id: clientId },
     listAudit: { since: '', launch_id: '', ref_id: '', limit: 10, page_token: '' },
+    createOwner: { name: 'fuzz-unauthenticated-owner' },
+    listOwners: { prefix: '', page_size: 0, page_token: '' },
+    deleteOwner: { name: 'alice' },
   });
 
   type Auth = { header: string; value: string } | null;
