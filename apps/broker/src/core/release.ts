@@ -29,6 +29,11 @@ export interface ReleaseReads {
   releaseCounts: Map<string, number>;
   /** further counters taken by commit(), all or nothing with the policies' ones (e.g. a VM's max-launches) */
   limits?: ReleaseLimit[];
+  /**
+   * The release was already decided by what the measurement proved (a registration's own digests): the policies
+   * listed, if any, must also pass, and none is required. Otherwise at least the tenant default applies.
+   */
+  decided?: boolean;
 }
 
 /** A counter under `key` that commit() refuses to take past `max`; `name` is what a refusal names. */
@@ -76,7 +81,7 @@ export function readOwnRelease(
         policies: [],
         produce: async () => ({ data: s.data }),
       }));
-      return { secrets, policies, releaseCounts: await readCounts(ctx, policies), limits: input.limits };
+      return { secrets, policies, releaseCounts: await readCounts(ctx, policies), limits: input.limits, decided: true };
     })(),
   );
 }
@@ -98,18 +103,20 @@ function observed<T>(reads: Promise<T>): Promise<T> {
 export async function authorize(ctx: BrokerContext, launch: ProvenLaunch, reads: ReleaseReads): Promise<Release> {
   const { secrets, policies, releaseCounts } = reads;
   const counted = [...releaseCounts.keys()];
-  const verdict = evaluate(policies, {
-    sevPolicy: launch.sevPolicy,
-    apiMajor: launch.apiMajor,
-    apiMinor: launch.apiMinor,
-    buildId: launch.buildId,
-    launchDigest: launch.launchDigest,
-    chipId: launch.chipId,
-    now: ctx.now(),
-    releaseCounts,
-  });
-  if (!verdict.allowed) {
-    throw denied(verdict.refusals.map((r) => `${r.policy}: ${r.rule}: ${r.reason}`).join('; '));
+  if (policies.length > 0 || !reads.decided) {
+    const verdict = evaluate(policies, {
+      sevPolicy: launch.sevPolicy,
+      apiMajor: launch.apiMajor,
+      apiMinor: launch.apiMinor,
+      buildId: launch.buildId,
+      launchDigest: launch.launchDigest,
+      chipId: launch.chipId,
+      now: ctx.now(),
+      releaseCounts,
+    });
+    if (!verdict.allowed) {
+      throw denied(verdict.refusals.map((r) => `${r.policy}: ${r.rule}: ${r.reason}`).join('; '));
+    }
   }
   const produced: Produced[] = [];
   for (const s of secrets) produced.push(await s.produce(launch));
