@@ -15,12 +15,19 @@ import { SimulatedHypervisor } from '@kb/sev-host-sim';
  * registration (firmware catalogue, kernel-hashes table, SEV-ES VMSAs) is the one the simulated host measures, and
  * the secrets reach the guest. (attestation-service.test.ts runs the same over HTTP.)
  */
+/** Closed after each test, passed or failed: an open PGlite or ECDH worker would keep jest from exiting. */
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
 it('SEV and SEV-ES, disk and direct kernel boot: registered digests match what the simulated host measures', async () => {
   const db = await testDatabase('pglite');
   const store = await db.open();
   const platform = testPlatform();
   const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
   const ecdh = new EcdhPool();
+  cleanups.push(() => store.close(), () => ecdh.close());
   const svc = new AttestationService(ctx as never, createCore(ctx as never, ecdh));
   const info = { peer: 'ipv4:127.0.0.1:1', refId: 'r1', signal: new AbortController().signal };
   const fw = syntheticOvmf({ label: 'x' });
@@ -40,6 +47,66 @@ it('SEV and SEV-ES, disk and direct kernel boot: registered digests match what t
     expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
   }
   await ctx.audit.flush();
-  await ecdh.close();
-  await store.close();
 }, 120_000);
+
+describe('every field fuzzed: a clear "invalid" naming the field, nothing written, no session consumed', () => {
+  const BAD: unknown[] = [null, true, -1, 1.5, 2 ** 40, '', 'x'.repeat(10_000), 'zz', [], [null], {}, { a: 1 }, '%%%%', '0'.repeat(63), '🙂'];
+
+  it('registration, /launch and /validate', async () => {
+    const db = await testDatabase('pglite');
+    const store = await db.open();
+    const platform = testPlatform();
+    const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
+    const ecdh = new EcdhPool();
+    cleanups.push(() => store.close(), () => ecdh.close());
+    const svc = new AttestationService(ctx as never, createCore(ctx as never, ecdh));
+    const info = { peer: 'ipv4:127.0.0.1:1', refId: 'r1', signal: new AbortController().signal };
+    const fw = syntheticOvmf({ label: 'fuzz' });
+    await svc.addFirmware({ admin: true }, fw, info);
+    const good: Record<string, unknown> = {
+      scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy: 5, 'cpu-count': 2, 'firmware-hashes': [sha256hex(fw)],
+      'kernel-hash': sha256hex('k'), 'initrd-hash': sha256hex('i'), 'cmdline-hash': cmdlineHashHex('c'),
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }, { guid: 'a3e5d8f1-2b4c-4d6e-8f00-112233445566', data: 'AAEC' }],
+      'cpu-models': ['EPYC-Milan'], 'launch-digests': [sha256hex('d')], 'not-before': '2020-01-01T00:00:00Z', 'not-after': '2099-01-01T00:00:00Z',
+      'max-launches': 3, policies: [], 'vmsa-fpu': 'legacy',
+    };
+    const invalidOf = async (p: Promise<unknown>, what = '') => {
+      const e = await p.then(() => `accepted ${what}`, (err: unknown) => err);
+      expect(e).toMatchObject({ kind: 'invalid' });
+      return (e as Error & { publicMessage: string }).publicMessage;
+    };
+    const uuid = randomUUID();
+    for (const field of Object.keys(good)) {
+      for (const bad of BAD) {
+        if ((field === 'secrets' || field === 'policies') && Array.isArray(bad) && bad.length === 0) continue; // valid: none
+        const msg = await invalidOf(svc.register({ admin: true }, uuid, { ...good, [field]: bad }, info), `${field}=${JSON.stringify(bad)}`);
+        // the message is about the registration's fields, in the API's names
+        expect(msg).toMatch(/[a-z-]+/);
+      }
+      const without = { ...good };
+      delete without[field];
+      if (['scheme', 'policy', 'cpu-count', 'firmware-hashes', 'cloud-cert', 'kernel-hash'].includes(field)) await invalidOf(svc.register({ admin: true }, uuid, without, info));
+    }
+    await invalidOf(svc.register({ admin: true }, uuid, { ...good, surprise: 1 }, info));
+    await invalidOf(svc.register({ admin: true }, 'not-a-uuid', good, info));
+    expect(await store.getVm(uuid)).toBeUndefined();
+    expect(await store.listVms(null, undefined, 10)).toEqual([]);
+
+    // the real registration, then /launch and /validate with every field broken in turn
+    await svc.register({ admin: true }, uuid, { ...good, 'kernel-hash': sha256hex('k') }, info);
+    const launchGood = launchBody(platform, { family: 25, model: 1, stepping: 1 });
+    for (const field of ['pdh', 'cert-chain', 'cpu-id']) {
+      for (const bad of BAD) await invalidOf(svc.launch(uuid, { ...launchGood, [field]: bad }, info), `${field}=${JSON.stringify(bad)}`);
+    }
+    await invalidOf(svc.launch(uuid, { ...launchGood, extra: 1 }, info));
+    expect(await store.countPendingSessions(new Date())).toBe(0);
+    const l = await svc.launch(uuid, launchGood, info);
+    const validateGood = { 'launch-id': l['launch-id'], 'api-major': 1, 'api-minor': 0, 'build-id': 0, policy: 5, measurement: Buffer.alloc(48).toString('base64'), 'firmware-hash': sha256hex(fw), 'cpu-count': 2 };
+    for (const field of Object.keys(validateGood)) {
+      for (const bad of BAD) await invalidOf(svc.validate(uuid, { ...validateGood, [field]: bad }, info), `${field}=${JSON.stringify(bad)}`);
+    }
+    // nothing consumed the session: it is still pending
+    expect(await store.countPendingSessions(new Date())).toBe(1);
+    await ctx.audit.flush();
+  }, 120_000);
+});
