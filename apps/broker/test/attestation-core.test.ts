@@ -110,3 +110,62 @@ describe('every field fuzzed: a clear "invalid" naming the field, nothing writte
     await ctx.audit.flush();
   }, 120_000);
 });
+
+describe('PostgreSQL: one launch session, two brokers', () => {
+  /** A broker's core and attestation service on its own store (its own connection pool) over one database. */
+  async function replica(db: Awaited<ReturnType<typeof testDatabase>>) {
+    const store = await db.open();
+    const platform = testPlatform();
+    const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
+    const ecdh = new EcdhPool();
+    const close = async () => {
+      await ctx.audit.flush();
+      await ecdh.close();
+      await store.close();
+    };
+    cleanups.push(close);
+    return { svc: new AttestationService(ctx as never, createCore(ctx as never, ecdh)), store, close };
+  }
+  const info = { peer: 'ipv4:127.0.0.1:1', refId: 'r1', signal: new AbortController().signal };
+  const fw = syntheticOvmf({ label: 'pg' });
+
+  async function prepared(svc: AttestationService) {
+    const platform = testPlatform();
+    await svc.addFirmware({ admin: true }, fw, info);
+    const uuid = randomUUID();
+    await svc.register({ admin: true }, uuid, { scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(fw)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }] }, info);
+    const l = await svc.launch(uuid, launchBody(platform), info);
+    const vm = new SimulatedHypervisor(platform).createVm({ firmware: fw, policy: 1, godhCert: Buffer.from(l['owner-cert'] as string, 'base64'), session: Buffer.from(l.session as string, 'base64') });
+    vm.start({ paused: true });
+    const q = vm.querySev();
+    const body = { 'launch-id': l['launch-id'], 'api-major': q.apiMajor, 'api-minor': q.apiMinor, 'build-id': q.buildId, policy: 1, measurement: vm.launchMeasurement(), 'firmware-hash': sha256hex(fw), 'cpu-count': 1 };
+    return { uuid, vm, body };
+  }
+
+  it('50 concurrent /validate split over two brokers: exactly one success', async () => {
+    const db = await testDatabase('pg');
+    cleanups.push(() => db.drop());
+    const [a, b] = [await replica(db), await replica(db)];
+    const { uuid, vm, body } = await prepared(a.svc);
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => (i % 2 ? b : a).svc.validate(uuid, body, info)));
+    const ok = results.filter((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Record<string, unknown>>[];
+    expect(ok).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected' && (r.reason as { kind?: string }).kind === 'denied')).toHaveLength(49);
+    vm.injectSecret(ok[0]!.value['secret-header'] as string, ok[0]!.value['secret-table'] as string);
+    vm.resume();
+    expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
+  }, 120_000);
+
+  it('a broker restarted between /launch and /validate finishes the launch', async () => {
+    const db = await testDatabase('pg');
+    cleanups.push(() => db.drop());
+    const first = await replica(db);
+    const { uuid, vm, body } = await prepared(first.svc);
+    await first.close();
+    const second = await replica(db);
+    const v = await second.svc.validate(uuid, body, info);
+    vm.injectSecret(v['secret-header'] as string, v['secret-table'] as string);
+    vm.resume();
+    expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
+  }, 120_000);
+});
