@@ -178,7 +178,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const purge = setInterval(() => {
     const now = ctx.now();
-    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
+    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now), store.purgeExpiredVmLaunches(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
     purgeAudit();
   }, PURGE_INTERVAL_MS);
   purge.unref();

@@ -6,7 +6,7 @@ import { AuditTrail } from '../src/audit';
 import { createCore } from '../src/core';
 import { EcdhPool } from '../src/keybroker/ecdh-pool';
 import { silentLogger } from '../src/log';
-import { testConfig, testDatabase, testPlatform } from './support/broker';
+import { startTestBroker, testConfig, testDatabase, testPlatform } from './support/broker';
 import { launchBody, ocaOf, sha256hex, cmdlineHashHex } from './support/attestation';
 import { SimulatedHypervisor } from '@kb/sev-host-sim';
 
@@ -169,3 +169,23 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
   }, 120_000);
 });
+
+it('owner tokens: created through the admin API, shown once, stored hashed, scoped by name, revoked by delete', async () => {
+  const db = await testDatabase('pglite');
+  const store = await db.open();
+  cleanups.push(() => store.close());
+  const t = await startTestBroker(store);
+  cleanups.push(() => t.close());
+  const { token } = await t.owner.call<{ name: string; token: string }>('createOwner', { name: 'alice' });
+  expect(token).toMatch(/^kbo_[A-Za-z0-9_-]{43}$/);
+  await expect(t.owner.call('createOwner', { name: 'alice' })).rejects.toMatchObject({ code: 6 }); // ALREADY_EXISTS
+  expect(await t.owner.call('listOwners', { prefix: '', page_size: 0, page_token: '' })).toMatchObject({ owners: [{ name: 'alice' }] });
+  const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [], now: () => new Date() };
+  const ecdh = new EcdhPool();
+  cleanups.push(() => ecdh.close());
+  const svc = new AttestationService(ctx as never, createCore(ctx as never, ecdh));
+  expect(await svc.ownerForToken(token)).toBe('alice');
+  expect(await svc.ownerForToken(token + 'x')).toBeUndefined();
+  await t.owner.call('deleteOwner', { name: 'alice' });
+  expect(await svc.ownerForToken(token)).toBeUndefined();
+}, 120_000);
