@@ -38,7 +38,7 @@ function cliRun(argv: string[]): number {
 function brokerRun(dataDir: string): Promise<number> {
   return new Promise((done, fail) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ['--max-semi-space-size=32', join(ROOT, 'apps/broker/dist/main.js'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {
+    const child = spawn(process.execPath, ['--max-semi-space-size=32', join(ROOT, 'apps/broker/dist/main.js'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_') && k !== 'NODE_OPTIONS')),

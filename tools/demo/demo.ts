@@ -75,7 +75,7 @@ function startBroker(rootFile: string): Promise<{ child: ChildProcess; keybroker
   const env = Object.fromEntries(Object.entries(CHILD_ENV).filter(([k]) => !k.startsWith('KB_')));
   const child = spawn(
     TSX,
-    [join(ROOT, 'apps/broker/src/main.ts'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--trust-root', `sev-sim=${rootFile}`],
+    [join(ROOT, 'apps/broker/src/main.ts'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sev-sim=${rootFile}`],
     { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.add(child);

@@ -22,6 +22,8 @@ import { keyBrokerService } from './keybroker/service';
 import { createLogger, type Logger } from './log';
 import { arrivalDeadline, grpcLimitOptions, listenGated, type GatedListener } from './peer-limits';
 import { BrokerMetrics, serveMetrics } from './metrics';
+import { httpApis } from './http/apis';
+import { startHttpListener, type HttpApi, type RunningHttp } from './http/server';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -29,6 +31,8 @@ export interface RunningBroker {
   adminAddress: string;
   /** host:port of the metrics listener, when --metrics-listen was given */
   metricsAddress?: string;
+  /** host:port of the HTTP APIs (--http-listen), unless turned off */
+  httpAddress?: string;
   metrics: BrokerMetrics;
   store: Store;
   close(): Promise<void>;
@@ -41,6 +45,8 @@ export interface StartOptions {
   /** extra roots given as values (tests, demos) in addition to --trust-root files */
   extraRoots?: ExtraRoot[];
   now?: () => Date;
+  /** HTTP APIs served besides the built-in ones (http/apis.ts), given the broker's context: tests, embedders */
+  httpApis?: (ctx: BrokerContext) => HttpApi[];
 }
 
 /** Largest request the guest-facing service accepts: a chain is ~15.4 KB as base64; secrets requests are small. */
@@ -66,6 +72,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   await checkAddressesFree([
     { flag: '--listen', address: config.listen },
     { flag: '--admin-listen', address: config.adminListen },
+    ...(config.httpListen !== undefined ? [{ flag: '--http-listen', address: config.httpListen }] : []),
   ]);
   // The admin token before the database: a bad token must not leave an opened (and, with PGlite, locked) store behind.
   // Only the default file is generated: a token file named explicitly (a mistyped path) must exist.
@@ -120,14 +127,22 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   const injector = server.createConnectionInjector(creds(config.tlsCert, config.tlsKey));
   let gate: GatedListener | undefined;
   let metricsListener: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let http: RunningHttp | undefined;
   try {
     gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener').catch((e: NodeJS.ErrnoException) => {
       throw new Error(bindProblem('--listen', config.listen, e.code));
     });
     address = gate.address;
     adminAddress = await bind(adminServer, '--admin-listen', config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
+    if (config.httpListen !== undefined) {
+      const httpConfig = { ...config, listen: config.httpListen, tlsCert: config.httpTlsCert, tlsKey: config.httpTlsKey };
+      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx), ...(opts.httpApis?.(ctx) ?? [])], logger).catch((e: NodeJS.ErrnoException) => {
+        throw e.code ? new Error(bindProblem('--http-listen', config.httpListen!, e.code)) : e;
+      });
+    }
     if (config.metricsListen) metricsListener = await serveMetrics(metrics, config.metricsListen, logger);
   } catch (e) {
+    await http?.close();
     await gate?.close();
     injector.destroy();
     server.forceShutdown();
@@ -143,6 +158,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     admin: adminAddress,
     adminTls: Boolean(config.adminTlsCert),
     metrics: metricsListener?.address ?? null,
+    http: http?.address ?? null,
+    httpTls: Boolean(config.httpTlsCert),
     database: store.driver,
     auditRetentionDays: config.auditRetentionDays, // 0: kept forever
   });
@@ -187,6 +204,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     address,
     adminAddress,
     metricsAddress: metricsListener?.address,
+    httpAddress: http?.address,
     metrics,
     store,
     async close() {
@@ -197,7 +215,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       const purging = auditPurging;
       await ecdh.close();
       health.setStatus('', 'NOT_SERVING');
-      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer), metricsListener?.close()]);
+      await Promise.all([gate.close(), shutdown(server), shutdown(adminServer), metricsListener?.close(), http?.close()]);
       injector.destroy();
       await ctx.audit.flush();
       await purging;

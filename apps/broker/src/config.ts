@@ -41,6 +41,11 @@ export interface BrokerConfig {
   keepaliveSeconds: number;
   requestArrivalTimeoutSeconds: number;
   logLevel: LogLevel;
+  // --- HTTP APIs (the libvirt attestation service, the KBS protocol) ---
+  /** host:port of the HTTP listener (same per-peer limits as the guest port); undefined = off ("--http-listen off"). */
+  httpListen?: string;
+  httpTlsCert?: string;
+  httpTlsKey?: string;
   // --- observability ---
   /** host:port of the Prometheus metrics listener (GET /metrics); none unless given. */
   metricsListen?: string;
@@ -95,6 +100,11 @@ Connections on the guest-facing listener (untrusted callers):
                               default 60; 0 = off)
   --request-arrival-timeout SECONDS   a request still arriving this long after its headers gets DEADLINE_EXCEEDED
                               (KB_REQUEST_ARRIVAL_TIMEOUT, default 10; 0.05–600)
+
+HTTP APIs (untrusted hosts and guests, and owners with a token; the same connection limits as above):
+  --http-listen ADDR          host:port (KB_HTTP_LISTEN, default 127.0.0.1:44446; "off" = no HTTP listener)
+  --http-tls-cert FILE --http-tls-key FILE   serve HTTPS, HTTP/2 and HTTP/1.1 (KB_HTTP_TLS_CERT, KB_HTTP_TLS_KEY);
+                              plaintext serves HTTP/1.1 only
 
   --log-level LEVEL           debug|info|warn|error (KB_LOG_LEVEL, default info)
 
@@ -164,6 +174,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'request-arrival-timeout': { type: 'string' },
       'log-level': { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'http-listen': { type: 'string' },
+      'http-tls-cert': { type: 'string' },
+      'http-tls-key': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -190,6 +203,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   });
   const logLevel = (values['log-level'] ?? env.KB_LOG_LEVEL ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`unknown log level ${logLevel}`);
+  const httpListen = values['http-listen'] ?? env.KB_HTTP_LISTEN ?? '127.0.0.1:44446';
   const cfg: BrokerConfig = {
     listen: values.listen ?? env.KB_LISTEN ?? '127.0.0.1:44444',
     adminListen: values['admin-listen'] ?? env.KB_ADMIN_LISTEN ?? '127.0.0.1:44445',
@@ -229,14 +243,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     ),
     logLevel,
     metricsListen: optionalHostPort('metrics-listen', values['metrics-listen'] ?? env.KB_METRICS_LISTEN),
+    httpListen: httpListen === 'off' ? undefined : httpListen,
+    httpTlsCert: values['http-tls-cert'] ?? env.KB_HTTP_TLS_CERT,
+    httpTlsKey: values['http-tls-key'] ?? env.KB_HTTP_TLS_KEY,
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
-  for (const [flag, address] of [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]] as const) {
+  const listeners: [string, string][] = [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]];
+  if (cfg.httpListen !== undefined) listeners.push(['--http-listen', cfg.httpListen]);
+  for (const [flag, address] of listeners) {
     const problem = listenAddressProblem(address);
     if (problem) throw new ConfigError(`${flag} ${JSON.stringify(address)}: ${problem}`);
   }
   if (Boolean(cfg.tlsCert) !== Boolean(cfg.tlsKey)) throw new ConfigError('--tls-cert and --tls-key go together');
   if (Boolean(cfg.adminTlsCert) !== Boolean(cfg.adminTlsKey)) throw new ConfigError('--admin-tls-cert and --admin-tls-key go together');
+  if (Boolean(cfg.httpTlsCert) !== Boolean(cfg.httpTlsKey)) throw new ConfigError('--http-tls-cert and --http-tls-key go together');
   if (cfg.databaseUrl && !cfg.masterKey && !cfg.masterKeyFile) {
     throw new ConfigError('with --database-url, give the master key (KB_MASTER_KEY or --master-key-file): replicas must share it');
   }

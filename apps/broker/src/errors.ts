@@ -68,3 +68,27 @@ export function toServiceError(e: BrokerError, refId: string): Partial<ServiceEr
   md.set('kb-ref', refId);
   return { code: CODES[e.kind], details: `${e.publicMessage} (ref ${refId})`, metadata: md };
 }
+
+/** The HTTP status of each failure class (the HTTP front-ends' CODES). */
+const HTTP_STATUS: Record<FailureClass, number> = {
+  invalid: 400,
+  denied: 403,
+  exhausted: 429,
+  timeout: 504,
+  unavailable: 503,
+  internal: 500,
+};
+
+export interface HttpFailure {
+  status: number;
+  /** the failure class, as named in the answer's body */
+  error: FailureClass;
+  /** safe to return: the public message and the reference */
+  message: string;
+  ref: string;
+}
+
+/** What an HTTP caller learns of a failure: the same class, message and reference as a gRPC caller would. */
+export function toHttpFailure(e: BrokerError, refId: string, status?: number): HttpFailure {
+  return { status: status ?? HTTP_STATUS[e.kind], error: e.kind, message: `${e.publicMessage} (ref ${refId})`, ref: refId };
+}

@@ -90,7 +90,7 @@ describe('two brokers on one PostgreSQL', () => {
     const rootDir = mkdtempSync(join(tmpdir(), 'kb-root-'));
     writeFileSync(join(rootDir, 'root.cert'), Buffer.concat([platform.ask.raw, platform.ark.raw]));
     const proc = await spawnBroker(
-      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', rootDir, '--trust-root', `sev-sim=${join(rootDir, 'root.cert')}`],
+      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', rootDir, '--trust-root', `sev-sim=${join(rootDir, 'root.cert')}`],
       { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN },
     );
     const store = await db.open();

@@ -115,7 +115,7 @@ describe('kb-broker as a process', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kb-log-'));
     try {
       const metricsAt = `127.0.0.1:${await freePort()}`;
-      const proc = await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', dir], { KB_METRICS_LISTEN: metricsAt });
+      const proc = await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], { KB_METRICS_LISTEN: metricsAt });
       let stderr = '';
       proc.child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
       const token = readFileSync(join(dir, 'admin.token'), 'utf8').trim();

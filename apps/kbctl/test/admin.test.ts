@@ -125,7 +125,7 @@ beforeAll(async () => {
   dataDir = join(work, 'data');
   tokenFile = join(dataDir, 'admin.token');
   writeFileSync(join(work, 'sim-root.bin'), encodeRootFile(platform));
-  await startBroker(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--trust-root', `sim=${join(work, 'sim-root.bin')}`]);
+  await startBroker(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sim=${join(work, 'sim-root.bin')}`]);
   host = new HostClient(keybrokerUrl);
 }, 120_000);
 

@@ -97,6 +97,7 @@ describe('the README, run as written against the compiled apps', () => {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_') && !k.startsWith('npm_') && k !== 'NODE_OPTIONS')),
       KB_LISTEN: `127.0.0.1:${guest}`,
       KB_ADMIN_LISTEN: `127.0.0.1:${admin}`,
+      KB_HTTP_LISTEN: '127.0.0.1:0',
       KB_BROKER_URL: `127.0.0.1:${guest}`,
       KB_ADMIN_URL: `127.0.0.1:${admin}`,
     };

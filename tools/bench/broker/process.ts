@@ -79,7 +79,7 @@ export async function benchDatabase(driver: Driver, opts: Options, brokerDir: st
 }
 
 export function brokerConfig(): BrokerConfig {
-  const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', path.join(os.tmpdir(), 'kb-bench-unused')], {});
+  const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', path.join(os.tmpdir(), 'kb-bench-unused')], {});
   if (base === 'help') throw new Error('unreachable');
   return { ...base, adminToken: ADMIN_TOKEN, bundleRatePerSecond: 0, maxPendingSessions: 1_000_000_000 };
 }
@@ -152,7 +152,7 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
     ...(cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
     path.join(ROOT, 'apps/broker/src/main.ts'),
     '--listen', '127.0.0.1:0',
-    '--admin-listen', '127.0.0.1:0',
+    '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
     '--data-dir', dir,
     '--trust-root', `sev-sim=${rootFile}`,
     '--bundle-rate', '0',

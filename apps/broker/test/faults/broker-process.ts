@@ -44,7 +44,7 @@ export function removeTrustRoot(): void {
 
 export function startFaultBroker(spec: BrokerSpec): Promise<FaultBroker> {
   const args = [
-    '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--data-dir', spec.dataDir,
+    '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', spec.dataDir,
     '--trust-root', `sev-sim=${trustRootFile()}`, '--request-timeout', String(spec.requestTimeoutSeconds),
     '--bundle-rate', '0', '--log-level', 'info',
   ];

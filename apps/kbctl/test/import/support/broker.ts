@@ -18,7 +18,7 @@ export function startBrokerProcess(o: { dir: string; databaseUrl: string; master
   writeFileSync(join(o.dir, 'sim-root.bin'), encodeRootFile(o.platform));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_')));
   const args = ['apps/broker/src/main.ts', '--database-url', o.databaseUrl, '--master-key-file', o.masterKeyFile, '--data-dir', join(o.dir, 'broker-data')];
-  args.push('--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--trust-root', `sim=${join(o.dir, 'sim-root.bin')}`);
+  args.push('--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sim=${join(o.dir, 'sim-root.bin')}`);
   const child: ChildProcessWithoutNullStreams = spawn(join(ROOT, 'node_modules/.bin/tsx'), args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })));
   child.stdout.resume();
