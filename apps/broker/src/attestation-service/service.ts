@@ -29,8 +29,8 @@ const MAX_CHAIN_BYTES = 16 * 1024;
 const MAX_FIRMWARE_BYTES = 64 * 1024 * 1024;
 const PAGE = 100;
 
-export const notFound = (what: string) => new BrokerError('not-found' as never, `${what} not found`);
-export const conflict = (what: string) => new BrokerError('conflict' as never, what);
+export const notFound = (what: string) => new BrokerError('not-found', `${what} not found`);
+export const conflict = (what: string) => new BrokerError('conflict', what);
 
 function vmUuid(v: unknown): string {
   if (typeof v !== 'string' || !UUID.test(v)) throw invalid('the VM id in the path must be a UUID');

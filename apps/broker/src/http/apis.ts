@@ -1,5 +1,14 @@
+import type { AdminAuth } from '../admin/auth';
+import { attestationServiceApi } from '../attestation-service/routes';
 import type { BrokerContext } from '../context';
+import type { BrokerCore } from '../core';
 import type { HttpApi } from './server';
+
+/** What the front-ends share with the gRPC ones: the core (sessions, chains) and the admin token's check. */
+export interface HttpApiDeps {
+  core: BrokerCore;
+  auth: AdminAuth;
+}
 
 /**
  * The JSON APIs the HTTP listener serves, each under its own prefix (the front-ends register here):
@@ -7,6 +16,6 @@ import type { HttpApi } from './server';
  * - `/kbs/v0` — the Confidential Containers KBS protocol for SEV-SNP guests.
  * `GET /healthz` is served by the listener itself.
  */
-export function httpApis(_ctx: BrokerContext): HttpApi[] {
-  return [];
+export function httpApis(ctx: BrokerContext, deps: HttpApiDeps): HttpApi[] {
+  return [attestationServiceApi(ctx, deps.core, deps.auth)];
 }

@@ -2,7 +2,6 @@ import type { TestBroker } from './broker';
 
 /** The attestation service's base URL on a test broker's HTTP listener. */
 export function serviceBase(t: TestBroker): string {
-  const address = (t.broker as unknown as { httpAddress?: string }).httpAddress;
-  if (!address) throw new Error('the broker has no HTTP listener');
-  return `http://${address}/sev/v1`;
+  if (!t.broker.httpAddress) throw new Error('the broker has no HTTP listener');
+  return `http://${t.broker.httpAddress}/sev/v1`;
 }
