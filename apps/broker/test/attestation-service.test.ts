@@ -239,3 +239,58 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
     expect(Object.keys(r.body.paths as object)).toEqual(expect.arrayContaining(['/vm/{uuid}', '/vm/{uuid}/launch', '/vm/{uuid}/validate', '/firmware']));
   });
 });
+
+describe('over HTTP, every field fuzzed: 400 with the field named, nothing written', () => {
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let store: Store;
+  let t: TestBroker;
+  let base: string;
+  beforeAll(async () => {
+    db = await testDatabase('pglite');
+    store = await db.open();
+    t = await startTestBroker(store);
+    base = serviceBase(t);
+  }, 120_000);
+  afterAll(async () => {
+    await t?.close();
+    await store?.close();
+  });
+
+  const BAD: unknown[] = [null, true, -1, 1.5, '5', '', 'x'.repeat(600), [], [7], {}, { a: 1 }, 'zz'];
+  it('registration fields: wrong types are refused, not coerced; unknown fields are refused, not dropped', async () => {
+    const good: Record<string, unknown> = {
+      scheme: 'amd-sev', 'cloud-cert': ocaOf(t.platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(FIRMWARE)],
+      'kernel-hash': sha256hex('k'), secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }], 'max-launches': 2,
+    };
+    const uuid = randomUUID();
+    for (const field of Object.keys(good)) {
+      for (const bad of BAD) {
+        if (field === 'secrets' && Array.isArray(bad) && bad.length === 0) continue; // no secrets is valid
+        const r = await api(base, 'POST', `/vm/${uuid}`, { ...good, [field]: bad }, ADMIN_TOKEN);
+        expect([r.status, r.body.error, `${field}=${JSON.stringify(bad)}`]).toEqual([400, 'invalid', `${field}=${JSON.stringify(bad)}`]);
+        expect(r.body.message).toMatch(/\(ref [0-9a-f]+\)$/);
+      }
+    }
+    const extra = await api(base, 'POST', `/vm/${uuid}`, { ...good, surprise: 1 }, ADMIN_TOKEN);
+    expect(extra).toMatchObject({ status: 400, body: { error: 'invalid' } });
+    expect(await api(base, 'POST', `/vm/${uuid}`, '{"scheme": "amd-sev",', ADMIN_TOKEN)).toMatchObject({ status: 400, body: { error: 'invalid' } });
+    expect(await api(base, 'POST', '/vm/not-a-uuid', good, ADMIN_TOKEN)).toMatchObject({ status: 400, body: { error: 'invalid' } });
+    expect(await store.listVms(null, undefined, 10)).toEqual([]);
+  }, 120_000);
+
+  it('/launch and /validate fields: 400, and the launch session survives them', async () => {
+    expect((await api(base, 'POST', '/firmware', FIRMWARE, ADMIN_TOKEN)).status).toBe(201);
+    const uuid = randomUUID();
+    const reg = { scheme: 'amd-sev', 'cloud-cert': ocaOf(t.platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(FIRMWARE)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }] };
+    expect((await api(base, 'POST', `/vm/${uuid}`, reg, ADMIN_TOKEN)).status).toBe(201);
+    for (const field of ['pdh', 'cert-chain', 'cpu-id']) {
+      for (const bad of BAD) expect((await api(base, 'POST', `/vm/${uuid}/launch`, { ...launchBody(t.platform), [field]: bad })).status).toBe(400);
+    }
+    const p = await hostPrepare(base, uuid, t.platform, { firmware: FIRMWARE, policy: 0x1 });
+    for (const field of Object.keys(p.validate!)) {
+      for (const bad of BAD) expect([(await api(base, 'POST', `/vm/${uuid}/validate`, { ...p.validate, [field]: bad })).status, field]).toEqual([400, field]);
+    }
+    const v = await api(base, 'POST', `/vm/${uuid}/validate`, p.validate);
+    expect(v.status).toBe(200);
+  }, 120_000);
+});
