@@ -212,7 +212,7 @@ export class AttestationService {
         policy: reg.policy,
         event: 'vm-launch',
         detail: { vm: uuid, cpuSignature },
-        beforeStore: (launchId, expiresAt) => this.ctx.store.bindVmLaunch({ launchId, vmUuid: uuid, cpuSignature, expiresAt }),
+        alongside: (launchId, expiresAt) => this.ctx.store.bindVmLaunch({ launchId, vmUuid: uuid, cpuSignature, expiresAt }),
       },
       info,
     );
@@ -266,8 +266,8 @@ export class AttestationService {
       const { reg } = vm;
       if (cpuCount !== reg.cpuCount) throw denied(`cpu-count ${cpuCount} differs from the registered ${reg.cpuCount}`);
       if (!reg.firmwareHashes.includes(firmwareHash)) throw denied(`firmware ${firmwareHash} is not one of the registered firmware-hashes`);
-      const firmware = await this.ctx.store.getFirmwareImage(Buffer.from(firmwareHash, 'hex'));
-      const digests = this.digests.expected({ reg, firmwareSha256: firmwareHash, firmware, cpuSignature: binding.cpuSignature });
+      const firmware = () => this.ctx.store.getFirmwareImage(Buffer.from(firmwareHash, 'hex'));
+      const digests = await this.digests.expected({ reg, firmwareSha256: firmwareHash, firmware, cpuSignature: binding.cpuSignature });
       const reads = readOwnRelease(this.ctx, {
         policyNames: reg.policies ?? [],
         secrets: reg.secrets.map((s) => ({ guid: s.guid, data: Buffer.from(s.data, 'base64') })),

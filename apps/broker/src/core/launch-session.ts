@@ -71,8 +71,11 @@ export interface OpenSessionInput {
   event: string;
   /** extra audit detail (e.g. the VM) */
   detail?: Record<string, JsonValue>;
-  /** runs before the session is stored, with its id (the attestation service binds it to the VM there) */
-  beforeStore?: (launchId: string, expiresAt: Date) => Promise<void>;
+  /**
+   * A write of the front-end's own, run alongside the session's insert (the attestation service binds the session to
+   * its VM): if it fails, the session is withdrawn like one whose key agreement failed.
+   */
+  alongside?: (launchId: string, expiresAt: Date) => Promise<void>;
 }
 
 export interface OpenedSession {
@@ -106,7 +109,6 @@ export class LaunchSessions {
     const launchId = randomUUID();
     const now = ctx.now();
     const expiresAt = new Date(now.getTime() + ctx.config.sessionTtlSeconds * 1000);
-    if (input.beforeStore) await input.beforeStore(launchId, expiresAt);
     // Committed with the session (one statement): a bundle whose session exists is never missing from the trail.
     const issued = {
       event,
@@ -119,16 +121,21 @@ export class LaunchSessions {
     };
     const tek = randomBytes(16);
     const tik = randomBytes(16);
-    const [agreed, stored] = await Promise.allSettled([
+    const [agreed, stored, own] = await Promise.allSettled([
       this.ecdh.agree(platform.pdhKey),
       ctx.store.createLaunchSession(
         { id: launchId, tek, tik, sevPolicy: policy, chipId: platform.chipId, generation: platform.generation, chainSha256: platform.chainSha256, createdAt: now, expiresAt },
         jsonSafe(issued),
       ),
+      input.alongside?.(launchId, expiresAt),
     ]);
     let session;
     try {
       if (stored.status === 'rejected') throw stored.reason;
+      if (own.status === 'rejected') {
+        await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
+        throw own.reason;
+      }
       if (agreed.status === 'rejected') {
         await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
         const reason = `the key agreement failed (${(agreed.reason as Error)?.message}); its session was withdrawn`;
