@@ -7,6 +7,8 @@ export interface BrokerProcess {
   child: ChildProcess;
   address: string;
   adminAddress: string;
+  /** the HTTP APIs' host:port, when --http-listen was given */
+  httpAddress?: string;
   /** SIGTERM, then the exit code */
   stop(): Promise<number | null>;
 }
@@ -28,13 +30,14 @@ export function spawnBroker(args: string[], env: NodeJS.ProcessEnv = {}): Promis
       const complete = log.slice(0, log.lastIndexOf('\n') + 1);
       for (const line of complete.split('\n')) {
         if (!line.includes('"broker listening"')) continue;
-        const m = JSON.parse(line) as { keybroker: string; admin: string };
+        const m = JSON.parse(line) as { keybroker: string; admin: string; http?: string | null };
         clearTimeout(timer);
         child.off('exit', early);
         resolve({
           child,
           address: m.keybroker,
           adminAddress: m.admin,
+          httpAddress: m.http ?? undefined,
           stop: () =>
             new Promise((done) => {
               if (child.exitCode !== null) return done(child.exitCode);
