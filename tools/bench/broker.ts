@@ -32,7 +32,7 @@ import { createPlatform } from '@kb/sev-sim';
 import { runDriver } from './broker/cases';
 import { FIRMWARE, FLOOR_SECONDS, GOAL_BUNDLE_RATIO, GOAL_LAUNCH_CLIENTS, GOAL_LAUNCH_P99_MS, PACED_FRACTIONS, PG_POOL, POLICY, PROBE_SECONDS } from './broker/constants';
 import { parseOptions } from './broker/options';
-import { nullTable, openLoopGoalText, pacedTable, transportFloorText } from './broker/report';
+import { nullTable, openLoopGoalText, pacedTable, restVsGrpcLines, transportFloorText } from './broker/report';
 import { type DriverResult, type EcdhFloor } from './broker/results';
 import { openLoopGoal, transportFloor } from './broker/stats';
 import { ecdhFloorCandidates, machineInfo } from './ecdh-floor';
@@ -221,6 +221,8 @@ async function main(): Promise<void> {
       );
     }
     if (d.paced.length > 0) out.push('', 'full launch, paced (open loop: Poisson arrivals at the offered rate; latency from the scheduled arrival)', pacedTable(d.paced));
+    if (d.restPaced.length > 0) out.push('', 'full launch over REST (/sev/v1), paced at the same rates', pacedTable(d.restPaced));
+    if (d.results.some((r) => r.case === 'rest')) out.push('', ...restVsGrpcLines(d));
     const phaseRows = [
       ...d.results.filter((r) => r.case === 'launch').map((r) => ({ label: ['closed loop', String(r.concurrency), '-'], phases: r.phases })),
       ...d.paced.flatMap((p) => p.rates.map((r) => ({ label: ['paced', String(p.concurrency), fmt(r.offeredPerSec)], phases: r.phases }))),

@@ -15,6 +15,7 @@ import { MIGRATIONS_DIR, PGDATA_TEMPLATE, PROTO_DIR } from './assets';
 import { AuditTrail } from './audit';
 import type { BrokerConfig } from './config';
 import type { BrokerContext } from './context';
+import { createCore } from './core';
 import { EcdhPool } from './keybroker/ecdh-pool';
 import { bindProblem, checkAddressesFree } from './listen-address';
 import { keyBrokerService } from './keybroker/service';
@@ -116,9 +117,10 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     interceptors: [metrics.interceptor('guest'), arrivalDeadline(config.requestArrivalTimeoutSeconds * 1000, logger)],
   });
   const ecdh = new EcdhPool();
+  const core = createCore(ctx, ecdh);
   metrics.watch({ store, ecdh, audit: ctx.audit, now: ctx.now });
   // Malformed bytes reach the handlers' adapter as INVALID_ARGUMENT with a reference (not grpc-js's INTERNAL).
-  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, ecdh));
+  server.addService(strictDecoding(keybroker.KeyBrokerServiceService), keyBrokerService(ctx, core));
   const health = new HealthImplementation({ '': 'SERVING', 'keybroker.KeyBrokerService': 'SERVING' });
   health.addToServer(server);
   new ReflectionService(loadSync([join(PROTO_DIR, 'keybroker.proto'), HEALTH_PROTO])).addToServer(server);
@@ -145,7 +147,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     adminAddress = await bind(adminServer, '--admin-listen', config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
     if (config.httpListen !== undefined) {
       const httpConfig = { ...config, listen: config.httpListen, tlsCert: config.httpTlsCert, tlsKey: config.httpTlsKey };
-      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx), ...(opts.httpApis?.(ctx) ?? [])], logger).catch((e: NodeJS.ErrnoException) => {
+      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx, { core, auth }), ...(opts.httpApis?.(ctx) ?? [])], logger).catch((e: NodeJS.ErrnoException) => {
         throw e.code ? new Error(bindProblem('--http-listen', config.httpListen!, e.code)) : e;
       });
     }
@@ -204,7 +206,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const purge = setInterval(() => {
     const now = ctx.now();
-    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now), store.purgeExpiredKbsSessions(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
+    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now), store.purgeExpiredKbsSessions(now), store.purgeExpiredVmLaunches(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
     purgeAudit();
   }, PURGE_INTERVAL_MS);
   purge.unref();

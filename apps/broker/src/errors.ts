@@ -7,7 +7,7 @@ import { isStoreError } from '@kb/store';
  * reason under that reference in the broker log and audit trail. Messages for malformed input describe the input
  * format only — they say nothing about launches, policies or secrets.
  */
-export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'timeout' | 'unavailable' | 'internal';
+export type FailureClass = 'invalid' | 'denied' | 'exhausted' | 'timeout' | 'unavailable' | 'internal' | 'unauthenticated' | 'not-found' | 'conflict';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';
@@ -35,6 +35,10 @@ const CODES: Record<FailureClass, status> = {
   timeout: status.DEADLINE_EXCEEDED,
   unavailable: status.UNAVAILABLE,
   internal: status.INTERNAL,
+  // the owner calls of the attestation service (an owner's token, its own VMs); hosts never get these
+  unauthenticated: status.UNAUTHENTICATED,
+  'not-found': status.NOT_FOUND,
+  conflict: status.ALREADY_EXISTS,
 };
 
 /** The call's deadline passed (info.signal aborted): whatever the handler was about to do is abandoned. */
@@ -79,6 +83,9 @@ const HTTP_STATUS: Record<FailureClass, number> = {
   timeout: 504,
   unavailable: 503,
   internal: 500,
+  unauthenticated: 401,
+  'not-found': 404,
+  conflict: 409,
 };
 
 export interface HttpFailure {

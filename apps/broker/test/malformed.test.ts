@@ -564,6 +564,9 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     getKbsResourceInfo: { name: 'default/key/kbs' },
     listKbsResources: { prefix: '', page_size: 0, page_token: '' },
     deleteKbsResource: { name: 'default/key/kbs' },
+    createOwner: { name: 'fuzz-unauthenticated-owner' },
+    listOwners: { prefix: '', page_size: 0, page_token: '' },
+    deleteOwner: { name: 'alice' },
   });
 
   type Auth = { header: string; value: string } | null;

@@ -660,6 +660,18 @@ describe('kbctl against a real broker', () => {
     });
   });
 
+  it('owner create prints the token once; list names owners only; a taken name is refused; delete', async () => {
+    const token = (await ok(['owner', 'create', 'alice'])).trim();
+    expect(token).toMatch(/^kbo_[A-Za-z0-9_-]{43}$/);
+    const listed = await ok(['owner', 'list']);
+    expect(listed).toMatch(/^alice\t\S+$/m);
+    expect(listed).not.toContain(token);
+    const again = await kb(['owner', 'create', 'alice']);
+    expect(again.code).not.toBe(0);
+    expect(await ok(['owner', 'delete', 'alice'])).toBe('owner alice deleted');
+    expect(await ok(['owner', 'list'])).not.toMatch(/alice/);
+  });
+
   it('no command printed a secret value, and neither did the broker log', () => {
     expect(transcript.length).toBeGreaterThan(100); // runs last: everything above has been captured
     const printed = transcript.join('\n');

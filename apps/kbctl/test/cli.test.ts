@@ -45,7 +45,7 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'kbs-resource', 'report-key', 'connection', 'audit', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'vm', 'firmware', 'health']);
+    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'kbs-resource', 'report-key', 'connection', 'audit', 'owner', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'vm', 'firmware', 'health']);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);

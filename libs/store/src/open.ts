@@ -8,6 +8,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { Pool } from 'pg';
+import { attestationStore, type AttestationStore } from './attestation';
 import { auditLogStore, type AuditLogStore } from './audit-log';
 import { bulkImportStore, type BulkImportStore } from './bulk-import';
 import { connectionStore, type ConnectionStore } from './connections';
@@ -79,7 +80,8 @@ export interface Store
     ReleaseCountStore,
     AuditLogStore,
     BulkImportStore,
-    KbsStore {
+    KbsStore,
+    AttestationStore {
   readonly driver: 'pglite' | 'pg';
   /** What the broker's metrics read: cheap, no query. */
   stats(): StoreStats;
@@ -201,6 +203,7 @@ function assemble(driver: Store['driver'], db: Db, sealer: Sealer, closeDriver: 
     ...auditLogStore(ctx),
     ...bulkImportStore(ctx),
     ...kbsStore(ctx),
+    ...attestationStore(ctx),
     async close() {
       if (closed) return;
       closed = true;

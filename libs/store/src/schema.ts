@@ -191,3 +191,45 @@ export const kbsSessions = pgTable(
   },
   (t) => [index('kbs_sessions_expires_at_idx').on(t.expiresAt)],
 );
+
+/**
+ * The attestation service (issue #15): VMs a guest owner registered once (the whole registration, secrets included,
+ * sealed as one JSON document bound to the VM's uuid), the firmware catalogue the broker computes launch digests
+ * from (images stored once, by SHA-256), per-owner tokens (only their SHA-256 is kept) and the binding of each
+ * launch session opened by `/launch` to its VM.
+ */
+export const vmRegistrations = pgTable(
+  'vm_registrations',
+  {
+    uuid: uuid('uuid').primaryKey(),
+    // '' for the admin; otherwise the owner_tokens name that registered it (owner isolation)
+    owner: text('owner').notNull(),
+    documentEnc: bytea('document_enc').notNull(),
+    createdAt: timestamptz('created_at').notNull(),
+    updatedAt: timestamptz('updated_at').notNull(),
+  },
+  (t) => [index('vm_registrations_owner_idx').on(t.owner, t.uuid)],
+);
+
+export const firmwareImages = pgTable('firmware_images', {
+  sha256: bytea('sha256').primaryKey(),
+  image: bytea('image').notNull(),
+  size: integer('size').notNull(),
+  // '' for the admin; an owner may delete only the images it added
+  addedBy: text('added_by').notNull(),
+  addedAt: timestamptz('added_at').notNull(),
+});
+
+export const ownerTokens = pgTable('owner_tokens', {
+  name: text('name').primaryKey(),
+  tokenSha256: bytea('token_sha256').notNull().unique(),
+  createdAt: timestamptz('created_at').notNull(),
+});
+
+export const vmLaunches = pgTable('vm_launches', {
+  launchId: uuid('launch_id').primaryKey(),
+  vmUuid: uuid('vm_uuid').notNull(),
+  // the SEV-ES vCPU signature the host claimed at /launch (null for SEV); the measurement proves it
+  cpuSignature: bigint('cpu_signature', { mode: 'number' }),
+  expiresAt: timestamptz('expires_at').notNull(),
+});

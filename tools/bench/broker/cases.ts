@@ -8,6 +8,7 @@ import { platformChain, type SimulatedPlatform, SimulatedSecureProcessor } from 
 import { BROKER_NODE_FLAG, CASES, type Driver, GOAL_LAUNCH_P99_MS, HOST_LAUNCH, MAX_KEPT_BUNDLES, PACED_FRACTIONS, POLICY, PREPARE_CONCURRENCY, PROBE_SECONDS } from './constants';
 import { fmt, measureAsync, summarizeLatencies, type MeasureAsyncResult, measureEach, measureOpenLoop, type WindowHooks } from '../harness';
 import { b64, finishLaunch, Host, launchUpToSecret, type Prepared, prepareLaunch, secretRequest } from './host';
+import { RestHost } from './rest-host';
 import { type HostSp, inlineSp, SpThreads } from '../host-sp';
 import { LaunchPhases, type PhaseSummary, windows } from '../launch-phases';
 import { type CannedResponses, startNullBroker } from '../null-broker';
@@ -162,6 +163,36 @@ export async function runDriver(
       const capacity = await closedLoopCapacity(results, c, fullLaunch, opts, note);
       paced.push(await measurePaced(fullLaunch, c, capacity, opts, cpu, phases, note));
     }
+    // The same launches through the attestation service (/sev/v1): closed loop, then at the paced case's very rates.
+    const restPaced: PacedResult[] = [];
+    if (opts.cases.includes('rest')) {
+      if (!target.httpAddress) throw new Error('the broker under test reported no HTTP listener (--http-listen)');
+      const rest = new RestHost(`http://${target.httpAddress}/sev/v1`, platform);
+      await rest.register(platform);
+      const fullRestLaunch = async (w: number): Promise<void> => {
+        const timer = phases.launch();
+        const l = await rest.launch();
+        timer.lap('bundle');
+        const started = await hostSp.start(w, b64(l['owner-cert']), b64(l.session));
+        timer.lap('hostStart');
+        const res = await rest.validate(l['launch-id'], started.measurement, started.firmware);
+        timer.lap('secret');
+        await hostSp.finish(started, b64(res['secret-header']), b64(res['secret-table']));
+        timer.lap('hostFinish');
+      };
+      await fullRestLaunch(0); // one untimed launch first, as for gRPC
+      phases.summary();
+      for (const c of opts.concurrency) {
+        note(`full launch over REST, ${c} client(s)`);
+        const r = await measureAsync('full launch, REST', fullRestLaunch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: windows(cpu, phases) });
+        push('rest', r, phases.summary());
+      }
+      for (const p of paced) {
+        note(`full launch over REST, paced at the gRPC rates, ${p.concurrency} client(s)`);
+        const capacity = { opsPerSec: p.closedLoopOpsPerSec, source: p.closedLoopSource };
+        restPaced.push(await measurePaced(fullRestLaunch, p.concurrency, capacity, { ...opts, rates: p.rates.map((r) => r.offeredPerSec) }, cpu, phases, note));
+      }
+    }
     for (const h of hosts.splice(0)) h.close();
     await cleanups.run(); // stops the broker, so that its exit status is known (and, profiled, its profiles written)
     const nullLaunch = opts.cases.includes('null')
@@ -179,7 +210,7 @@ export async function runDriver(
           cpuProfiles: opts.cpuProf !== undefined ? cpuProfilesOf(opts.cpuProf, p.pid) : null,
         }
       : { mode: 'inprocess', pid: process.pid };
-    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results, paced, nullLaunch };
+    return { driver, label: db.label, broker, ecdhFloor: floor, setupMs, results, paced, restPaced, nullLaunch };
   } catch (e) {
     const p = target?.proc;
     if (p?.exit && e instanceof Error) e.message += `\nthe broker process exited (${p.exit.code ?? p.exit.signal}); its last log lines:\n${p.logTail()}`;

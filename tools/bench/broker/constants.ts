@@ -5,12 +5,13 @@ import { type HostLaunch } from '../host-sp';
 
 export type Driver = 'pglite' | 'pg';
 export type BrokerMode = 'process' | 'inprocess';
-export type CaseId = 'bundle' | 'secret' | 'launch' | 'paced' | 'null';
+export type CaseId = 'bundle' | 'secret' | 'launch' | 'paced' | 'rest' | 'null';
 export const CASES: { id: CaseId; name: string }[] = [
   { id: 'bundle', name: 'GetBundle' },
   { id: 'secret', name: 'GetSecret' },
   { id: 'launch', name: 'full launch' },
   { id: 'paced', name: 'full launch, paced' },
+  { id: 'rest', name: 'full launch, REST (/sev/v1)' },
   { id: 'null', name: 'null launch' },
 ];
 

@@ -22,7 +22,9 @@ Options:
   --warmup-ms N         warm-up per case (paced: per rate), milliseconds (default 300; GetSecret: one batch of
                         max(2×clients, 32))
   --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
-  --cases LIST          any of bundle,secret,launch,paced,null (default: all five)
+  --cases LIST          any of bundle,secret,launch,paced,rest,null (default: all six); rest = the same full launch
+                        through the attestation service (/launch, /validate over HTTP), closed loop and at the
+                        paced case's rates
                           bundle  GetBundle alone
                           secret  GetSecret alone (its launches prepared untimed)
                           launch  full launches, closed loop: each client sends its next launch when the previous one
@@ -124,7 +126,7 @@ export function parseOptions(): Options {
   });
   const cases = (values.cases ?? CASES.map((c) => c.id).join(',')).split(',').map((s) => {
     const id = s.trim() as CaseId;
-    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret, launch, paced and/or null, got ${JSON.stringify(values.cases)}`);
+    if (!CASES.some((c) => c.id === id)) usageError(`--cases takes bundle, secret, launch, paced, rest and/or null, got ${JSON.stringify(values.cases)}`);
     return id;
   });
   const databaseUrl = values['database-url'] ?? process.env.KB_BENCH_DATABASE_URL ?? process.env.KB_TEST_DATABASE_URL ?? undefined;

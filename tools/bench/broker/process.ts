@@ -107,6 +107,8 @@ export class Cleanups {
 /** The broker under test, wherever it runs. */
 export interface BrokerTarget {
   address: string;
+  /** host:port of the HTTP APIs (the attestation service) */
+  httpAddress?: string;
   /** Process mode: the broker process (the node process running main.ts) and its tsx wrapper. */
   proc?: {
     pid: number;
@@ -132,7 +134,7 @@ export async function startInProcess(db: Database, platform: SimulatedPlatform, 
   await store.putSecret({ id: SECRET_ID, value: SECRET_VALUE });
   const broker: RunningBroker = await startBroker(brokerConfig(), { store, logger: silentLogger, extraRoots: [platformRoot(platform)] });
   cleanups.add(() => broker.close());
-  return { address: broker.address };
+  return { address: broker.address, httpAddress: broker.httpAddress };
 }
 
 /** Start-up warnings a benchmark broker logs by design: the sev-sim root, and no policy until it is seeded. */
@@ -208,8 +210,8 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
   });
 
   // The log (JSON lines on stderr) is read for the whole run: a pipe nobody drains would block the broker.
-  let listening: (addresses: { keybroker: string; admin: string }) => void = () => undefined;
-  const ready = new Promise<{ keybroker: string; admin: string }>((resolve) => (listening = resolve));
+  let listening: (addresses: { keybroker: string; admin: string; http?: string }) => void = () => undefined;
+  const ready = new Promise<{ keybroker: string; admin: string; http?: string }>((resolve) => (listening = resolve));
   let partial = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     partial += chunk.toString();
@@ -219,14 +221,14 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
       if (line.trim() === '') continue;
       tail.push(line);
       if (tail.length > 50) tail.shift();
-      let m: { msg?: string; level?: string; keybroker?: string; admin?: string };
+      let m: { msg?: string; level?: string; keybroker?: string; admin?: string; http?: string };
       try {
         m = JSON.parse(line) as typeof m;
       } catch {
         if (unexpectedLog.length < 20) unexpectedLog.push(line);
         continue;
       }
-      if (m.msg === 'broker listening' && m.keybroker && m.admin) listening({ keybroker: m.keybroker, admin: m.admin });
+      if (m.msg === 'broker listening' && m.keybroker && m.admin) listening({ keybroker: m.keybroker, admin: m.admin, http: m.http ?? undefined });
       else if ((m.level === 'warn' || m.level === 'error') && !EXPECTED_WARNINGS.some((w) => m.msg?.startsWith(w)) && unexpectedLog.length < 20) {
         unexpectedLog.push(line);
       }
@@ -259,5 +261,5 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
   } finally {
     client.close();
   }
-  return { address: addresses.keybroker, proc };
+  return { address: addresses.keybroker, httpAddress: addresses.http, proc };
 }

@@ -1,7 +1,7 @@
 /** Reporting: the goals and tables as text. */
 import { GOAL_LAUNCH_CLIENTS } from './constants';
 import { fmt, table } from '../harness';
-import { type NullLaunchResult, type PacedResult } from './results';
+import { type DriverResult, type NullLaunchResult, type PacedResult } from './results';
 import { type CpuShare, type OpenLoopGoal, type TransportFloor } from './stats';
 
 export function openLoopGoalText(g: OpenLoopGoal | null): string {
@@ -60,4 +60,28 @@ export function pacedTable(paced: readonly PacedResult[]): string {
   const header = ['clients', 'closed-loop/s', 'offered/s', '÷ closed', 'arrivals', 'achieved/s', 'p50 ms', 'p99 ms', 'max ms', 'wait ms', 'waited', 'lag p99 ms'];
   header.push('broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU');
   return table(header, rows, new Set(header.keys()));
+}
+
+/**
+ * The REST launch (/sev/v1) against the gRPC launch of the same run: closed-loop capacity at each number of clients
+ * (goal ≥ 0.9 ×), and p50/p99 at each paced rate both ran (goal ≤ 1.1 ×).
+ */
+export function restVsGrpcLines(d: DriverResult): string[] {
+  const out = ['REST (/sev/v1) vs gRPC full launch, same run (goals: capacity ≥ 0.9 ×, paced p50/p99 ≤ 1.1 ×):'];
+  for (const r of d.results.filter((x) => x.case === 'rest')) {
+    const g = d.results.find((x) => x.case === 'launch' && x.concurrency === r.concurrency);
+    if (g) out.push(`  closed loop, ${r.concurrency} client(s): REST ${fmt(r.opsPerSec)}/s vs gRPC ${fmt(g.opsPerSec)}/s = ${(r.opsPerSec / g.opsPerSec).toFixed(2)} ×`);
+  }
+  for (const rp of d.restPaced) {
+    const gp = d.paced.find((p) => p.concurrency === rp.concurrency);
+    for (const r of rp.rates) {
+      const g = gp?.rates.find((x) => x.offeredPerSec === r.offeredPerSec);
+      if (!g) continue;
+      out.push(
+        `  paced ${rp.concurrency} client(s) at ${fmt(r.offeredPerSec)}/s: p50 ${fmt(r.p50Ms)} vs ${fmt(g.p50Ms)} ms = ${(r.p50Ms / g.p50Ms).toFixed(2)} ×, ` +
+          `p99 ${fmt(r.p99Ms)} vs ${fmt(g.p99Ms)} ms = ${(r.p99Ms / g.p99Ms).toFixed(2)} ×`,
+      );
+    }
+  }
+  return out;
 }

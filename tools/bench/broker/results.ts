@@ -88,6 +88,8 @@ export interface DriverResult {
   results: CaseResult[];
   /** the paced (open-loop) case, per number of clients */
   paced: PacedResult[];
+  /** the rest case at the paced case's rates (same clients, same offered launches/s), for comparison with `paced` */
+  restPaced: PacedResult[];
   /** the null case, measured after this driver's broker stopped; null when not run */
   nullLaunch: NullLaunchResult | null;
 }

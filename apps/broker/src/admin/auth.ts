@@ -18,7 +18,12 @@ export class AdminAuth {
   check(md: Metadata): boolean {
     const h = md.get('authorization')[0];
     if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
-    return timingSafeEqual(sha256(h.slice(7).trim()), this.digest);
+    return this.checkToken(h.slice(7).trim());
+  }
+
+  /** The token itself (an HTTP bearer token), compared the same way. */
+  checkToken(token: string): boolean {
+    return timingSafeEqual(sha256(token), this.digest);
   }
 }
 

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { status, type handleUnaryCall, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { MalformedMessage, type admin } from '@kb/grpc-api';
 import { isPolicyError, parsePolicy } from '@kb/policy';
@@ -421,6 +421,25 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       return { resources: page.items, next_page_token: page.next_page_token };
     }),
     deleteKbsResource: rpc('DeleteKbsResource', async (req: admin.NameRequest) => deleted(await store.deleteKbsResource(kbsPath(req.name)), `KBS resource '${req.name}'`)),
+    // Owner tokens for the attestation service: 256 random bits, shown once; only their SHA-256 is stored.
+    createOwner: rpc('CreateOwner', async (req: admin.NameRequest) => {
+      const name = id('name', req.name);
+      const token = `kbo_${randomBytes(32).toString('base64url')}`;
+      await store.createOwnerToken({ name, tokenSha256: createHash('sha256').update(token, 'utf8').digest() }, ctx.now());
+      ctx.audit.record({ event: 'owner', outcome: 'created', detail: { name } });
+      return { name, token };
+    }),
+    listOwners: rpc('ListOwners', async (req: admin.ListRequest) => {
+      const all = new Map((await store.listOwners()).map((o) => [o.name, o]));
+      const page = await pageOf('owners', [...all.keys()], req, async (n) => ({ name: n, created_at: iso(all.get(n)!.createdAt) }));
+      return { owners: page.items, next_page_token: page.next_page_token };
+    }),
+    deleteOwner: rpc('DeleteOwner', async (req: admin.NameRequest) => {
+      const name = id('name', req.name);
+      const gone = await store.deleteOwner(name);
+      if (gone) ctx.audit.record({ event: 'owner', outcome: 'deleted', detail: { name } });
+      return deleted(gone, `owner '${name}'`);
+    }),
   };
 }
 

@@ -1,6 +1,15 @@
+import type { AdminAuth } from '../admin/auth';
+import { attestationServiceApi } from '../attestation-service/routes';
 import type { BrokerContext } from '../context';
+import type { BrokerCore } from '../core';
 import type { HttpApi } from './server';
 import { kbsApi } from '../kbs/api';
+
+/** What the front-ends share with the gRPC ones: the core (sessions, chains) and the admin token's check. */
+export interface HttpApiDeps {
+  core: BrokerCore;
+  auth: AdminAuth;
+}
 
 /**
  * The JSON APIs the HTTP listener serves, each under its own prefix (the front-ends register here):
@@ -8,6 +17,6 @@ import { kbsApi } from '../kbs/api';
  * - `/kbs/v0` — the Confidential Containers KBS protocol for SEV-SNP guests.
  * `GET /healthz` is served by the listener itself.
  */
-export function httpApis(ctx: BrokerContext): HttpApi[] {
-  return [kbsApi(ctx, ctx.kbs)];
+export function httpApis(ctx: BrokerContext, deps: HttpApiDeps): HttpApi[] {
+  return [attestationServiceApi(ctx, deps.core, deps.auth), kbsApi(ctx, ctx.kbs)];
 }

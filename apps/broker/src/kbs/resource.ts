@@ -12,7 +12,7 @@ import { KbsError } from './errors';
 import { encryptToTeeKey } from './jwe';
 import type { KbsDeps, KbsReply, KbsRequestMeta } from './service';
 import type { JsonObject, VerifiedToken } from './token';
-import { loadPolicies } from '../secret-types/payloads';
+import { loadPolicies } from '../core/payloads';
 
 export interface ResourceCredentials {
   sessionId?: string;

@@ -4,7 +4,7 @@ import type { BrokerContext } from '../context';
 import { BrokerError, denied, fromStore } from '../errors';
 import { encodeBincodeMap } from '../secret-types/bincode';
 import { checkDeadline, type CallInfo } from '../unary';
-import { authorize, readRelease } from './release';
+import { authorize, readRelease } from '../core/release';
 import { secretRequests, uuidField } from './validate';
 
 /**

@@ -1,16 +1,16 @@
-import { buildSecretTable, isSevError, packageSecret, verifyMeasurement } from '@kb/sev';
 import type { keybroker } from '@kb/grpc-api';
 import type { BrokerContext } from '../context';
+import { consumeSession } from '../core/launch-session';
+import { readRelease, releaseToLaunch } from '../core/release';
 import { BrokerError, denied, fromStore, invalid } from '../errors';
-import type { ProvenLaunch } from '../secret-types/payloads';
 import { checkDeadline, type CallInfo } from '../unary';
-import { authorize, readRelease } from './release';
 import { base64Field, byteField, secretRequests, SECRET_TYPES, uuidField } from './validate';
 
 /**
  * GetSecret: the launch id is consumed first, atomically, whatever happens next — a host gets one attempt per
  * GetBundle, so it cannot probe policies or measurements by retrying. Every check after that refuses with the same
- * "attestation failed" and a reference; the reason is in the audit trail.
+ * "attestation failed" and a reference; the reason is in the audit trail. The gRPC front-end of the core's
+ * launch-session and release services (core/).
  */
 export function getSecretHandler(ctx: BrokerContext) {
   return async (req: keybroker.SecretRequest, info: CallInfo): Promise<keybroker.SecretResponse> => {
@@ -32,50 +32,33 @@ export function getSecretHandler(ctx: BrokerContext) {
     };
 
     checkDeadline(info, 'the launch id was consumed'); // it stays usable: nothing was looked at
-    const consumed = ctx.store.consumeLaunchSession(launchId, ctx.now());
+    const consumed = consumeSession(ctx, launchId);
     const reads = readRelease(ctx, items); // overlaps the consume; nothing it finds is looked at unless the consume won
     const session = await consumed;
     if (!session) throw refuse(denied('launch id unknown, expired or already used'));
     try {
-      if (req.Policy !== session.sevPolicy) {
-        throw denied(`policy mismatch: GetBundle bound 0x${session.sevPolicy.toString(16)}, GetSecret claims 0x${req.Policy.toString(16)}`);
-      }
-      let measure: Buffer;
-      try {
-        measure = verifyMeasurement({ tik: session.tik, apiMajor, apiMinor, build: buildId, policy: session.sevPolicy, digest, measurement });
-      } catch (e) {
-        if (isSevError(e)) throw denied(`launch measurement does not verify (${e.message}) for digest ${digest.toString('hex')}, API ${apiMajor}.${apiMinor} build ${buildId}`);
-        throw e;
-      }
-      const launchDescription = typeof req.LaunchDescription === 'string' ? req.LaunchDescription : '';
-      const launch: ProvenLaunch = { launchId, sevPolicy: session.sevPolicy, apiMajor, apiMinor, buildId, launchDigest: digest, chipId: session.chipId, launchDescription };
-      const release = await authorize(ctx, launch, await reads);
-      let table: Buffer;
-      try {
-        table = buildSecretTable(items.map((it, i) => ({ guid: it.guid, data: release.payloads[i]! })));
-      } catch (e) {
-        if (isSevError(e)) throw denied(`the requested secrets do not fit one secret table: ${e.message}`);
-        throw e;
-      }
-      checkDeadline(info, 'the release');
-      await release.commit({
-        ...base,
-        event: 'secret',
-        outcome: 'released',
-        detail: { requested, launchDigest: digest.toString('hex'), api: `${apiMajor}.${apiMinor}`, build: buildId, policy: session.sevPolicy, description: req.LaunchDescription },
+      const packet = await releaseToLaunch(ctx, {
+        session,
+        claims: { policy: req.Policy, apiMajor, apiMinor, buildId, measurement },
+        digests: [digest],
+        what: 'GetSecret',
+        launchDescription: typeof req.LaunchDescription === 'string' ? req.LaunchDescription : '',
+        reads,
+        guids: items.map((i) => i.guid),
+        audit: () => ({
+          ...base,
+          event: 'secret',
+          outcome: 'released',
+          detail: { requested, launchDigest: digest.toString('hex'), api: `${apiMajor}.${apiMinor}`, build: buildId, policy: session.sevPolicy, description: req.LaunchDescription },
+        }),
+        info,
       });
-      const packet = packageSecret({ tek: session.tek, tik: session.tik, measure, data: table });
-      // Past this check the 'released' row stands alone; a refusal after it follows it in the trail (same ref).
-      checkDeadline(info, 'delivery: the release was recorded and counted against its limits but not delivered');
       return { LaunchSecretHeader: packet.header.toString('base64'), LaunchSecretData: packet.data.toString('base64') };
     } catch (e) {
       // the database lost after the launch id was consumed is recorded too: that launch needs a new GetBundle
       const err = fromStore(e);
       if (err instanceof BrokerError && (err.kind === 'denied' || err.kind === 'timeout' || err.kind === 'unavailable')) throw refuse(err);
       throw err;
-    } finally {
-      session.tek.fill(0);
-      session.tik.fill(0);
     }
   };
 }

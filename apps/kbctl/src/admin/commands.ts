@@ -315,4 +315,32 @@ const audit: Command = cmd(
   },
 );
 
-export const adminTree = [policy, secret, keyset, resource, kbsResource, reportKey, connection, audit];
+const OWNER_CREATE_USAGE = `Usage: kbctl owner create NAME
+
+Creates a guest owner for the attestation service (/sev/v1) and prints its token once: the broker keeps only its
+SHA-256. With it (Authorization: Bearer TOKEN) the owner registers, reads, replaces and deletes its own VMs only and
+adds firmware; the admin token acts on every VM.`;
+
+const owner: Group = {
+  name: 'owner',
+  summary: 'guest owners of the attestation service: per-owner tokens scoped to their own VMs',
+  commands: [
+    cmd('create', 'create an owner; prints its token (once)', OWNER_CREATE_USAGE, {}, [1, 1], async (c, _v, [name], io) => {
+      const o = await c.call<admin.NameRequest, admin.CreatedOwner>('createOwner', { name: name! });
+      io.out(o.token);
+      return 0;
+    }),
+    cmd('list', 'list owners', 'Usage: kbctl owner list [--prefix P]\n\nOne line per owner: name, created.', prefixOpt, [0, 0], async (c, v, _p, io) => {
+      const owners = await listAll<admin.ListOwnersResponse, 'owners'>(c, 'listOwners', (v.prefix as string) ?? '', 'owners');
+      for (const o of owners) io.out(`${o.name}\t${o.created_at}`);
+      return 0;
+    }),
+    cmd('delete', 'delete an owner: its token stops working (its VMs stay, the admin manages them)', 'Usage: kbctl owner delete NAME', {}, [1, 1], async (c, _v, [name], io) => {
+      await c.call('deleteOwner', { name });
+      io.out(`owner ${name} deleted`);
+      return 0;
+    }),
+  ],
+};
+
+export const adminTree = [policy, secret, keyset, resource, kbsResource, reportKey, connection, audit, owner];

@@ -249,6 +249,23 @@ export interface ListSnpCertificatesResponse {
   next_page_token: string;
 }
 
+/** The token is returned once, here; the broker keeps only its SHA-256. */
+export interface CreatedOwner {
+  name: string;
+  token: string;
+}
+
+export interface Owner {
+  name: string;
+  created_at: string;
+}
+
+export interface ListOwnersResponse {
+  owners: Owner[];
+  /** empty on the last page */
+  next_page_token: string;
+}
+
 function createBaseEmpty(): Empty {
   return {};
 }
@@ -3595,6 +3612,269 @@ export const ListSnpCertificatesResponse: MessageFns<ListSnpCertificatesResponse
   },
 };
 
+function createBaseCreatedOwner(): CreatedOwner {
+  return { name: "", token: "" };
+}
+
+export const CreatedOwner: MessageFns<CreatedOwner> = {
+  encode(message: CreatedOwner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.token !== "") {
+      writer.uint32(18).string(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreatedOwner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreatedOwner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreatedOwner {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+    };
+  },
+
+  toJSON(message: CreatedOwner): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreatedOwner>): CreatedOwner {
+    return CreatedOwner.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreatedOwner>): CreatedOwner {
+    const message = createBaseCreatedOwner();
+    message.name = object.name ?? "";
+    message.token = object.token ?? "";
+    return message;
+  },
+};
+
+function createBaseOwner(): Owner {
+  return { name: "", created_at: "" };
+}
+
+export const Owner: MessageFns<Owner> = {
+  encode(message: Owner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.created_at !== "") {
+      writer.uint32(18).string(message.created_at);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Owner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOwner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.created_at = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Owner {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      created_at: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+    };
+  },
+
+  toJSON(message: Owner): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.created_at !== "") {
+      obj.createdAt = message.created_at;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Owner>): Owner {
+    return Owner.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Owner>): Owner {
+    const message = createBaseOwner();
+    message.name = object.name ?? "";
+    message.created_at = object.created_at ?? "";
+    return message;
+  },
+};
+
+function createBaseListOwnersResponse(): ListOwnersResponse {
+  return { owners: [], next_page_token: "" };
+}
+
+export const ListOwnersResponse: MessageFns<ListOwnersResponse> = {
+  encode(message: ListOwnersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.owners) {
+      Owner.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(18).string(message.next_page_token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOwnersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOwnersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.owners.push(Owner.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOwnersResponse {
+    return {
+      owners: globalThis.Array.isArray(object?.owners) ? object.owners.map((e: any) => Owner.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListOwnersResponse): unknown {
+    const obj: any = {};
+    if (message.owners?.length) {
+      obj.owners = message.owners.map((e) => Owner.toJSON(e));
+    }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListOwnersResponse>): ListOwnersResponse {
+    return ListOwnersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListOwnersResponse>): ListOwnersResponse {
+    const message = createBaseListOwnersResponse();
+    message.owners = object.owners?.map((e) => Owner.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
+    return message;
+  },
+};
+
 export type BrokerAdminService = typeof BrokerAdminService;
 export const BrokerAdminService = {
   putPolicy: {
@@ -3871,6 +4151,34 @@ export const BrokerAdminService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  /** Per-owner tokens for the attestation service (issue #15): an owner token acts on its own VMs only. */
+  createOwner: {
+    path: "/kb.admin.v1.BrokerAdmin/CreateOwner" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: CreatedOwner): Buffer => Buffer.from(CreatedOwner.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreatedOwner => CreatedOwner.decode(value),
+  },
+  listOwners: {
+    path: "/kb.admin.v1.BrokerAdmin/ListOwners" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRequest): Buffer => Buffer.from(ListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRequest => ListRequest.decode(value),
+    responseSerialize: (value: ListOwnersResponse): Buffer => Buffer.from(ListOwnersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListOwnersResponse => ListOwnersResponse.decode(value),
+  },
+  deleteOwner: {
+    path: "/kb.admin.v1.BrokerAdmin/DeleteOwner" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface BrokerAdminServer extends UntypedServiceImplementation {
@@ -3905,6 +4213,10 @@ export interface BrokerAdminServer extends UntypedServiceImplementation {
   getKbsResourceInfo: handleUnaryCall<NameRequest, KbsResourceInfo>;
   listKbsResources: handleUnaryCall<ListRequest, ListKbsResourcesResponse>;
   deleteKbsResource: handleUnaryCall<NameRequest, Empty>;
+  /** Per-owner tokens for the attestation service (issue #15): an owner token acts on its own VMs only. */
+  createOwner: handleUnaryCall<NameRequest, CreatedOwner>;
+  listOwners: handleUnaryCall<ListRequest, ListOwnersResponse>;
+  deleteOwner: handleUnaryCall<NameRequest, Empty>;
 }
 
 export interface BrokerAdminClient extends Client {
@@ -4322,6 +4634,49 @@ export interface BrokerAdminClient extends Client {
     callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
   deleteKbsResource(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Per-owner tokens for the attestation service (issue #15): an owner token acts on its own VMs only. */
+  createOwner(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: CreatedOwner) => void,
+  ): ClientUnaryCall;
+  createOwner(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreatedOwner) => void,
+  ): ClientUnaryCall;
+  createOwner(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreatedOwner) => void,
+  ): ClientUnaryCall;
+  listOwners(
+    request: ListRequest,
+    callback: (error: ServiceError | null, response: ListOwnersResponse) => void,
+  ): ClientUnaryCall;
+  listOwners(
+    request: ListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListOwnersResponse) => void,
+  ): ClientUnaryCall;
+  listOwners(
+    request: ListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListOwnersResponse) => void,
+  ): ClientUnaryCall;
+  deleteOwner(request: NameRequest, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
+  deleteOwner(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteOwner(
     request: NameRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,

@@ -34,8 +34,11 @@ export interface KernelHashesInput {
   kernel: MeasuredFile;
   /** Absent: QEMU hashes an empty initrd. */
   initrd?: MeasuredFile;
-  /** The `-append` string (UTF-8) or its bytes, without a terminator. Absent or empty: the single byte 0x00. */
-  cmdline?: string | Uint8Array;
+  /**
+   * The `-append` string (UTF-8) or its bytes, without a terminator. Absent or empty: the single byte 0x00. Or the
+   * SHA-256 QEMU computed (of the bytes plus the NUL), as a guest owner registers it with the attestation service.
+   */
+  cmdline?: string | Uint8Array | { sha256: Uint8Array };
 }
 
 function measuredFileHash(what: string, file: MeasuredFile): Buffer {
@@ -55,12 +58,16 @@ export function cmdlineHash(cmdline: string | Uint8Array = ''): Buffer {
   return createHash('sha256').update(bytes).update(Buffer.of(0)).digest();
 }
 
+function isHashed(v: KernelHashesInput['cmdline']): v is { sha256: Uint8Array } {
+  return typeof v === 'object' && v !== null && !ArrayBuffer.isView(v);
+}
+
 export function buildPaddedSevHashTable(input: KernelHashesInput): Buffer {
   const table = Buffer.alloc(PADDED_SEV_HASH_TABLE_SIZE);
   guidToBytesLe(SEV_HASH_TABLE_HEADER_GUID).copy(table, SEV_HASH_TABLE.GUID);
   table.writeUInt16LE(SEV_HASH_TABLE_SIZE, SEV_HASH_TABLE.LEN);
   const entries: [number, string, Buffer][] = [
-    [SEV_HASH_TABLE.CMDLINE, SEV_CMDLINE_ENTRY_GUID, cmdlineHash(input.cmdline)],
+    [SEV_HASH_TABLE.CMDLINE, SEV_CMDLINE_ENTRY_GUID, isHashed(input.cmdline) ? measuredFileHash('cmdline', input.cmdline) : cmdlineHash(input.cmdline)],
     [SEV_HASH_TABLE.INITRD, SEV_INITRD_ENTRY_GUID, measuredFileHash('initrd', input.initrd ?? new Uint8Array(0))],
     [SEV_HASH_TABLE.KERNEL, SEV_KERNEL_ENTRY_GUID, measuredFileHash('kernel', input.kernel)],
   ];

@@ -3,7 +3,7 @@ import { parsePolicy, isPolicyError, type NamedPolicy, type PolicyKind } from '@
 import type { ConnectionInput, LaunchFacts, Store } from '@kb/store';
 import { denied } from '../errors';
 import type { SecretRequestItem } from '../keybroker/validate';
-import { encodeBincodeMap } from './bincode';
+import { encodeBincodeMap } from '../secret-types/bincode';
 
 /**
  * The launch facts the measurement proved (or, online, that were stored when the connection was made): exactly what

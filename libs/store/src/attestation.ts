@@ -1,0 +1,186 @@
+/**
+ * The attestation service's tables (issue #15): VM registrations (sealed whole: they hold the owner's secrets), the
+ * firmware catalogue, owner tokens (only a SHA-256 of each token is kept) and the VM each `/launch` session is for.
+ * Owner isolation is in the statements: `owner` null means the admin (any VM); otherwise only that owner's rows match.
+ */
+import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
+import { isUuid, requireBuffer, requireId, requireLength, type StoreContext } from './context';
+import { StoreError } from './errors';
+import { firmwareImages, ownerTokens, vmLaunches, vmRegistrations } from './schema';
+
+export interface VmRegistrationRecord {
+  uuid: string;
+  /** '' when the admin registered it */
+  owner: string;
+  /** the registration document as the service stored it (JSON bytes, opened) */
+  document: Buffer;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface FirmwareRecord {
+  sha256: Buffer;
+  size: number;
+  addedBy: string;
+  addedAt: Date;
+}
+
+export interface VmLaunchBinding {
+  launchId: string;
+  vmUuid: string;
+  cpuSignature: number | null;
+  expiresAt: Date;
+}
+
+export interface AttestationStore {
+  /** ERR_STORE_CONFLICT if the uuid is registered (by anyone: uuids are global). */
+  createVm(input: { uuid: string; owner: string; document: Buffer }, now: Date): Promise<VmRegistrationRecord>;
+  /** Replaces the document of a VM `owner` may change (null: the admin, any); undefined if there is none. */
+  replaceVm(input: { uuid: string; owner: string | null; document: Buffer }, now: Date): Promise<VmRegistrationRecord | undefined>;
+  getVm(uuid: string): Promise<VmRegistrationRecord | undefined>;
+  /** uuids in order after `after`, `owner`'s only unless null. */
+  listVms(owner: string | null, after: string | undefined, limit: number): Promise<{ uuid: string; owner: string; createdAt: Date; updatedAt: Date }[]>;
+  deleteVm(uuid: string, owner: string | null): Promise<boolean>;
+
+  /** Stores an image once; `created` false if that SHA-256 was already catalogued. */
+  putFirmware(input: { sha256: Buffer; image: Buffer; addedBy: string }, now: Date): Promise<{ created: boolean }>;
+  getFirmwareImage(sha256: Buffer): Promise<Buffer | undefined>;
+  listFirmware(): Promise<FirmwareRecord[]>;
+  deleteFirmware(sha256: Buffer, owner: string | null): Promise<boolean>;
+
+  /** ERR_STORE_CONFLICT if the name is taken. */
+  createOwnerToken(input: { name: string; tokenSha256: Buffer }, now: Date): Promise<void>;
+  ownerByTokenSha256(tokenSha256: Buffer): Promise<string | undefined>;
+  listOwners(): Promise<{ name: string; createdAt: Date }[]>;
+  deleteOwner(name: string): Promise<boolean>;
+
+  bindVmLaunch(input: VmLaunchBinding): Promise<void>;
+  getVmLaunch(launchId: string): Promise<VmLaunchBinding | undefined>;
+  purgeExpiredVmLaunches(now: Date): Promise<number>;
+}
+
+const binding = (uuid: string) => ({ table: 'vm_registrations', column: 'document_enc', rowId: uuid });
+
+export function attestationStore(ctx: StoreContext): AttestationStore {
+  const vmRecord = (row: typeof vmRegistrations.$inferSelect): VmRegistrationRecord => ({
+    uuid: row.uuid,
+    owner: row.owner,
+    document: ctx.sealer.open(row.documentEnc, binding(row.uuid)),
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  });
+  const vmGet = ctx.prepared((db) => db.select().from(vmRegistrations).where(eq(vmRegistrations.uuid, sql.placeholder('uuid'))).prepare('kb_vm_get'));
+  const fwGet = ctx.prepared((db) =>
+    db.select({ image: firmwareImages.image }).from(firmwareImages).where(eq(firmwareImages.sha256, sql.placeholder('sha256'))).prepare('kb_firmware_get'),
+  );
+  const launchGet = ctx.prepared((db) => db.select().from(vmLaunches).where(eq(vmLaunches.launchId, sql.placeholder('id'))).prepare('kb_vm_launch_get'));
+  const ownerOf = (owner: string | null) => (owner === null ? sql`true` : eq(vmRegistrations.owner, owner));
+  const checkUuid = (uuid: string) => {
+    if (!isUuid(uuid)) throw new StoreError('ERR_STORE_ARGUMENT', 'VM uuid must be a UUID');
+  };
+
+  return {
+    async createVm({ uuid, owner, document }, now) {
+      checkUuid(uuid);
+      requireBuffer(document, 'VM registration');
+      const documentEnc = ctx.sealer.seal(document, binding(uuid));
+      const [row] = await ctx.run((db) => db.insert(vmRegistrations).values({ uuid, owner, documentEnc, createdAt: now, updatedAt: now }).returning(), {
+        unique: () => new StoreError('ERR_STORE_CONFLICT', `VM ${uuid} is already registered`),
+      });
+      return { ...vmRecord(row!), document: Buffer.from(document) };
+    },
+    async replaceVm({ uuid, owner, document }, now) {
+      checkUuid(uuid);
+      const documentEnc = ctx.sealer.seal(document, binding(uuid));
+      const [row] = await ctx.run((db) =>
+        db.update(vmRegistrations).set({ documentEnc, updatedAt: now }).where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner))).returning(),
+      );
+      return row && { ...vmRecord(row), document: Buffer.from(document) };
+    },
+    async getVm(uuid) {
+      if (!isUuid(uuid)) return undefined;
+      const [row] = await ctx.run(() => vmGet().execute({ uuid }));
+      return row && vmRecord(row);
+    },
+    listVms(owner, after, limit) {
+      return ctx.run((db) =>
+        db
+          .select({ uuid: vmRegistrations.uuid, owner: vmRegistrations.owner, createdAt: vmRegistrations.createdAt, updatedAt: vmRegistrations.updatedAt })
+          .from(vmRegistrations)
+          .where(and(ownerOf(owner), after !== undefined ? gt(vmRegistrations.uuid, after) : undefined))
+          .orderBy(asc(vmRegistrations.uuid))
+          .limit(limit),
+      );
+    },
+    async deleteVm(uuid, owner) {
+      if (!isUuid(uuid)) return false;
+      const rows = await ctx.run((db) => db.delete(vmRegistrations).where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner))).returning({ uuid: vmRegistrations.uuid }));
+      return rows.length > 0;
+    },
+
+    async putFirmware({ sha256, image, addedBy }, now) {
+      requireLength(sha256, 32, 'firmware sha256');
+      requireBuffer(image, 'firmware image');
+      const rows = await ctx.run((db) =>
+        db.insert(firmwareImages).values({ sha256, image, size: image.length, addedBy, addedAt: now }).onConflictDoNothing().returning({ size: firmwareImages.size }),
+      );
+      return { created: rows.length > 0 };
+    },
+    async getFirmwareImage(sha256) {
+      const [row] = await ctx.run(() => fwGet().execute({ sha256 }));
+      return row?.image;
+    },
+    listFirmware() {
+      return ctx.run((db) =>
+        db
+          .select({ sha256: firmwareImages.sha256, size: firmwareImages.size, addedBy: firmwareImages.addedBy, addedAt: firmwareImages.addedAt })
+          .from(firmwareImages)
+          .orderBy(asc(firmwareImages.addedAt), asc(firmwareImages.sha256)),
+      );
+    },
+    async deleteFirmware(sha256, owner) {
+      const rows = await ctx.run((db) =>
+        db
+          .delete(firmwareImages)
+          .where(and(eq(firmwareImages.sha256, sha256), owner === null ? sql`true` : eq(firmwareImages.addedBy, owner)))
+          .returning({ size: firmwareImages.size }),
+      );
+      return rows.length > 0;
+    },
+
+    async createOwnerToken({ name, tokenSha256 }, now) {
+      requireId(name, 'owner name');
+      requireLength(tokenSha256, 32, 'token sha256');
+      await ctx.run((db) => db.insert(ownerTokens).values({ name, tokenSha256, createdAt: now }), {
+        unique: () => new StoreError('ERR_STORE_CONFLICT', `owner '${name}' already exists`),
+      });
+    },
+    async ownerByTokenSha256(tokenSha256) {
+      // The lookup is by a hash of a 256-bit random token: an index probe reveals nothing usable about other tokens.
+      const [row] = await ctx.run((db) => db.select({ name: ownerTokens.name }).from(ownerTokens).where(eq(ownerTokens.tokenSha256, tokenSha256)));
+      return row?.name;
+    },
+    listOwners() {
+      return ctx.run((db) => db.select({ name: ownerTokens.name, createdAt: ownerTokens.createdAt }).from(ownerTokens).orderBy(asc(ownerTokens.name)));
+    },
+    async deleteOwner(name) {
+      const rows = await ctx.run((db) => db.delete(ownerTokens).where(eq(ownerTokens.name, name)).returning({ name: ownerTokens.name }));
+      return rows.length > 0;
+    },
+
+    async bindVmLaunch(input) {
+      checkUuid(input.launchId);
+      checkUuid(input.vmUuid);
+      await ctx.run((db) => db.insert(vmLaunches).values(input));
+    },
+    async getVmLaunch(launchId) {
+      if (!isUuid(launchId)) return undefined;
+      const [row] = await ctx.run(() => launchGet().execute({ id: launchId }));
+      return row;
+    },
+    async purgeExpiredVmLaunches(now) {
+      const rows = await ctx.run((db) => db.delete(vmLaunches).where(lte(vmLaunches.expiresAt, now)).returning({ id: vmLaunches.launchId }));
+      return rows.length;
+    },
+  };
+}
