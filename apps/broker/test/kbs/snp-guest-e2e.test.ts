@@ -7,14 +7,16 @@
  * and a reference (kbs-protocol.md §7), the reason is in the audit trail.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IgvmPlatformType, measureIgvm, type IgvmFile } from '@kb/sev';
 import { SimulatedSnpGuest, type KbsProtocolError } from '@kb/sev-host-sim';
 import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpRoots } from '@kb/sev-sim';
-import type { Store } from '@kb/store';
+import { openStore, PGLITE_MEMORY, type Store } from '@kb/store';
 import { startBroker, type RunningBroker } from '../../src/broker';
 import { silentLogger } from '../../src/log';
-import { ADMIN_TOKEN, DRIVERS, testConfig, testDatabase } from '../support/broker';
+import { ADMIN_TOKEN, DRIVERS, MASTER_KEY, testConfig, testDatabase } from '../support/broker';
 import { OwnerClient } from '../support/grpc';
 
 const FIXTURES = join(__dirname, '../../../../libs/sev-sim/fixtures');
@@ -153,5 +155,48 @@ describe.each(DRIVERS)('a simulated SNP guest against the broker over HTTP (%s)'
     expect(await reasonOf(e)).toMatch(/nonce|REPORT_DATA/);
     const get = await fetch(`${url}/kbs/v0/resource/default/key/disk`, { headers: { cookie: b.cookie! } });
     expect(get.status).toBe(401);
+  });
+});
+
+describe('--snp-trust-root FILE (the operator option for labs and simulators)', () => {
+  const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kb-snp-root-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a broker given the synthetic ARK+ASK as PEM serves the simulated guest; without it the same guest is refused', async () => {
+    const ca = await loadSnpCa({ name: 'sev-sim-snp', generation: 'genoa', dir: FIXTURES });
+    const sp = new SimulatedSnpAttestation(new SimulatedSnpFirmware(createPlatform({ name: 'sev-sim-snp' })), new SimulatedSnpChip(ca));
+    const file = join(dir, 'sim-genoa.pem');
+    writeFileSync(file, pem(ca.ask.der) + pem(ca.ark.der));
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (m: string) => warnings.push(m) };
+    const m = measureIgvm(GOOD).digest.toString('hex');
+    for (const trusted of [true, false]) {
+      const store = await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: MASTER_KEY });
+      const broker = await startBroker(testConfig(trusted ? { snpTrustRoots: [file] } : {}), { store, logger });
+      const guest = SimulatedSnpGuest.launch({ sp, image: { igvm: GOOD } });
+      try {
+        await store.putPolicy('default', { version: 1, snp: { allowedMeasurements: [m] } });
+        await store.putKbsResource({ id: 'default/key/disk', bytes: SECRET });
+        const client = guest.kbsClient(`http://${broker.httpAddress!}`);
+        if (trusted) expect((await client.getResource('default/key/disk')).equals(SECRET)).toBe(true);
+        else expect(await client.attest().then(() => 0, (e: KbsProtocolError) => e.status)).toBe(401);
+      } finally {
+        guest.shutdown();
+        await broker.close();
+        await store.close();
+      }
+    }
+    expect(warnings.filter((w) => w.includes('NON-AMD SNP ROOT'))).toHaveLength(1);
+  });
+
+  it('a file without an ARK and an ASK stops the start-up with a clear error', async () => {
+    const ca = await loadSnpCa({ name: 'sev-sim-snp', generation: 'genoa', dir: FIXTURES });
+    const file = join(dir, 'ark-only.pem');
+    writeFileSync(file, pem(ca.ark.der));
+    await expect(startBroker(testConfig({ snpTrustRoots: [file] }), { logger: silentLogger })).rejects.toThrow(/--snp-trust-root .*ark-only.pem must hold the ARK and ASK.*found ARK/);
   });
 });
