@@ -1,17 +1,20 @@
 /**
- * `npm run demo:snp`: an SEV-SNP guest on the simulated Secure Processor attesting (issue #17).
+ * `npm run demo:snp`: an SEV-SNP guest on the simulated Secure Processor gets its key from the broker over the KBS
+ * protocol (issue #17).
  *
- *   1. the simulated platform's synthetic ARK → ASK → VCEK chain (never AMD's: trusted here only by explicit roots);
- *   2. a broker on its embedded database (temp data dir); the operator fills its offline SNP certificate store with
- *      `kbctl snp import-certs` (the guest's host supplies no certificates, so the VCEK must come from there);
- *   3. an SNP guest launched from an IGVM image asks its SP for a report bound to a KBS nonce and its TEE key (the
- *      KBS client's exact Attestation body, kbs-protocol.md §3–§4); the report is verified with the VCEK the broker's
- *      certificate source finds, the synthetic roots, the binding and the owner's expected measurement;
- *   4. two guests that must not pass: another image (wrong measurement) and a debuggable one (policy DEBUG bit);
- *   5. the same report against AMD's pinned roots: refused.
+ *   1. the simulated platform's synthetic ARK → ASK → VCEK chain (never AMD's): written as PEM and given to the broker
+ *      with `--snp-trust-root FILE`, which it logs loudly;
+ *   2. a broker on its embedded database (temp data dir) with its HTTP listener (/kbs/v0); the operator fills its
+ *      offline SNP certificate store with `kbctl snp import-certs` (the guest's host supplies no certificates, so the
+ *      VCEK must come from there); the owner stores a policy (`kbctl policy put`, snp.allowedMeasurements = the
+ *      image's launch digest) and a resource (`kbctl kbs-resource put`);
+ *   3. an SNP guest launched from an IGVM image runs the KBS client (GET → 401 → auth → attest with its report bound
+ *      to the nonce and its TEE key → GET) and decrypts the JWE: the bytes the owner published;
+ *   4. two guests that must not pass: another image (wrong measurement) and a debuggable one (policy DEBUG bit),
+ *      refused with 403 and a reference; `kbctl audit --ref REF` shows the reason;
+ *   5. the same kind of report against AMD's pinned roots: refused.
  *
- * The broker's KBS front-end (issue #17, another part) was not on main when this was written: the demo stops at a
- * verified report and says so — no key is released and no audit entry is written. Exits 0 when every step behaves.
+ * Exits 0 when every step behaves, 1 otherwise.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +23,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseConfig, silentLogger, startBroker } from '@kb/broker';
-import { IgvmPlatformType, measureIgvm, parseSnpEvidenceJson, verifySnpReport, type IgvmFile } from '@kb/sev';
-import { canonicalJson, runtimeDataDigest, SimulatedSnpGuest, snpReportData } from '@kb/sev-host-sim';
-import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpRoots } from '@kb/sev-sim';
+import { IgvmPlatformType, measureIgvm, verifySnpReport, type IgvmFile } from '@kb/sev';
+import { KbsProtocolError, SimulatedSnpGuest } from '@kb/sev-host-sim';
+import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware } from '@kb/sev-sim';
 
 const ROOT = resolve(__dirname, '../..');
 const TSX = join(ROOT, 'node_modules/.bin/tsx');
@@ -35,9 +38,9 @@ const args = process.argv.slice(2);
 if (args.length) {
   const help = args.includes('--help') || args.includes('-h');
   (help ? process.stdout : process.stderr).write(
-    'Usage: npm run demo:snp\n\nAn SEV-SNP guest on the simulated Secure Processor attesting: synthetic VCEK chain, kbctl snp import-certs into\n' +
-      "a broker's offline certificate store, a report bound to a KBS nonce and TEE key verified with it, a wrong-measurement\n" +
-      'and a debug guest refused. Exits 0 when everything behaves as expected, 1 otherwise.\n',
+    'Usage: npm run demo:snp\n\nAn SEV-SNP guest on the simulated Secure Processor gets its key from a broker (--snp-trust-root, kbctl snp\n' +
+      'import-certs, policy put, kbs-resource put) over the KBS protocol; a wrong-measurement and a debug guest are refused\n' +
+      'and kbctl audit --ref shows why. Exits 0 when everything behaves as expected, 1 otherwise.\n',
   );
   process.exit(help ? 0 : 2);
 }
@@ -51,14 +54,22 @@ function check(ok: boolean, what: string): void {
   if (!ok) failures++;
 }
 
-function run(script: string, argv: string[], cwd: string): Promise<number | null> {
+/** kbctl as the operator runs it (a child process); its output is shown indented and returned. */
+function kbctl(argv: string[], cwd: string): Promise<{ code: number | null; out: string }> {
   return new Promise((done, fail) => {
-    const child = spawn(TSX, [join(ROOT, script), ...argv], { cwd, env: CHILD_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [child.stdout, child.stderr]) createInterface({ input: s }).on('line', (l) => say(`    ${l}`));
+    say(`  $ kbctl ${argv.filter((a) => !a.startsWith('--admin-url') && !a.startsWith('--token-file')).join(' ').replace(/ (127\.0\.0\.1:\d+|\/\S+admin\.token)/g, '')}`);
+    const child = spawn(TSX, [join(ROOT, 'apps/kbctl/src/main.ts'), ...argv, ...adminArgs], { cwd, env: CHILD_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    for (const s of [child.stdout, child.stderr])
+      createInterface({ input: s }).on('line', (l) => {
+        out += `${l}\n`;
+        say(`    ${l}`);
+      });
     child.once('error', fail);
-    child.once('close', done);
+    child.once('close', (code) => done({ code, out }));
   });
 }
+let adminArgs: string[] = [];
 
 /** A small SNP guest image: a few firmware pages, the secrets page (VMPCKs), one BSP VMSA, policy 0x30000 (or with DEBUG). */
 function image(policy: bigint, variant: number): IgvmFile {
@@ -82,66 +93,75 @@ async function main(): Promise<void> {
     const chip = new SimulatedSnpChip(ca);
     const sp = new SimulatedSnpAttestation(new SimulatedSnpFirmware(createPlatform({ name: 'sev-sim-snp' })), chip);
     say(`  ARK/ASK: SIM-ARK-Genoa → SIM-SEV-Genoa (O="sev-keybroker simulator (not AMD)"); chip hwID ${chip.hwIdHex.slice(0, 16)}…`);
-    const roots = syntheticSnpRoots(ca);
+    const rootFile = join(work, 'sim-genoa-roots.pem');
+    writeFileSync(rootFile, pem(ca.ask.der) + pem(ca.ark.der));
+    say(`  written as PEM (ASK + ARK) for --snp-trust-root`);
 
-    heading('a broker on the embedded database; the operator imports the chip\'s VCEK with kbctl');
+    heading('a broker on the embedded database with --snp-trust-root; the operator imports the chip\'s VCEK');
     const dataDir = join(work, 'broker-data');
-    const config = parseConfig(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {});
+    const config = parseConfig(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--snp-trust-root', rootFile], {});
     if (config === 'help') throw new Error('unreachable');
-    broker = await startBroker(config, { logger: silentLogger });
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (m: string, f?: Record<string, unknown>) => warnings.push(`${m} ${f ? JSON.stringify(f) : ''}`) };
+    broker = await startBroker(config, { logger });
+    for (const w of warnings.filter((x) => x.includes('NON-AMD SNP ROOT'))) say(`  broker warns: ${w.replace(work, '$TMP')}`);
+    check(warnings.some((x) => x.includes('NON-AMD SNP ROOT')), 'the broker logs the non-AMD SNP root loudly');
+    const url = `http://${broker.httpAddress!}`;
+    say(`  KBS at ${url}/kbs/v0`);
+    adminArgs = ['--admin-url', broker.adminAddress, '--token-file', join(dataDir, 'admin.token')];
     const certDir = join(work, 'kds-download', 'vcek', chip.hwIdHex);
     mkdirSync(certDir, { recursive: true });
     writeFileSync(join(certDir, 'vcek.der'), chip.vcek().der);
-    const code = await run('apps/kbctl/src/main.ts', ['snp', 'import-certs', 'kds-download', '--admin-url', broker.adminAddress, '--token-file', join(dataDir, 'admin.token')], work);
-    check(code === 0, 'kbctl snp import-certs kds-download');
+    check((await kbctl(['snp', 'import-certs', 'kds-download'], work)).code === 0, 'kbctl snp import-certs kds-download');
 
+    heading('the owner: a policy with the expected measurement, and a resource');
     const good = image(0x30000n, 0x93);
-    const expected = measureIgvm(good).digest;
-    say(`  the owner's expected MEASUREMENT (kbctl igvm measure): ${expected.toString('hex').slice(0, 32)}…`);
+    const expected = measureIgvm(good).digest.toString('hex');
+    say(`  the expected MEASUREMENT (kbctl igvm measure): ${expected.slice(0, 32)}…`);
+    writeFileSync(join(work, 'policy.json'), JSON.stringify({ version: 1, snp: { allowedMeasurements: [expected] } }));
+    check((await kbctl(['policy', 'put', 'default', 'policy.json'], work)).code === 0, 'kbctl policy put default policy.json');
+    const secret = randomBytes(32);
+    writeFileSync(join(work, 'disk.key'), secret);
+    check((await kbctl(['kbs-resource', 'put', 'default/key/disk', '--file', 'disk.key'], work)).code === 0, 'kbctl kbs-resource put default/key/disk --file disk.key');
 
-    /** One attestation as a KBS would run it: its nonce, the guest's Attestation body, verification. */
-    const attest = async (name: string, file: IgvmFile, verbose = false) => {
+    const guestRun = async (file: IgvmFile, verbose: boolean): Promise<{ bytes?: Buffer; error?: KbsProtocolError }> => {
       const guest = SimulatedSnpGuest.launch({ sp, image: { igvm: file }, certTable: 'none' });
-      const client = guest.kbsClient('http://kbs.invalid');
-      const nonce = randomBytes(32).toString('base64');
-      const body = JSON.parse(await client.attestationBody({ nonce, 'extra-params': '' })) as Record<string, Record<string, unknown>>;
-      const teePubkey = body['runtime-data']!['tee-pubkey'] as Record<string, string>;
-      const { report, certificates } = parseSnpEvidenceJson(body['tee-evidence']!.primary_evidence);
-      const vcek = await broker!.snpCertificates(certificates).getVcek(report);
-      const bound = snpReportData(runtimeDataDigest({ nonce, teePubkey, additionalEvidence: body['tee-evidence']!.additional_evidence as string }));
-      const v = verifySnpReport(report, { roots, certificates: vcek ? { vcek } : {}, expectedReportData: bound, measurements: [expected] });
-      say(`  ${name}: cert_chain ${JSON.stringify(body['tee-evidence']!.primary_evidence && (body['tee-evidence']!.primary_evidence as { cert_chain: unknown }).cert_chain)}, VCEK from the broker's store: ${vcek ? 'found' : 'none'}`);
-      say(`  binding JCS ${canonicalJson({ 'additional-evidence': '', nonce, 'tee-pubkey': teePubkey }).slice(0, 72)}…`);
-      for (const c of v.checks.filter((x) => x.status !== 'not-run' && (verbose || x.status === 'fail'))) say(`    [${c.status.padEnd(4)}] ${String(c.step).padStart(2)} ${c.title}: ${c.detail.slice(0, 110)}`);
-      guest.shutdown();
-      return { v, policy: v.report?.policy ?? 0n };
+      const client = guest.kbsClient(url, verbose ? { onExchange: (e) => say(`    ${e.method} ${e.path} → ${e.status}${e.status === 200 && e.path.endsWith('/attest') ? ' (token)' : e.status === 200 && e.method === 'GET' ? ' (JWE)' : ''}`) } : {});
+      try {
+        return { bytes: await client.getResource('default/key/disk') };
+      } catch (e) {
+        if (!(e instanceof KbsProtocolError)) throw e;
+        return { error: e };
+      } finally {
+        guest.shutdown();
+      }
+    };
+    const refusal = async (name: string, r: { bytes?: Buffer; error?: KbsProtocolError }, rule: string) => {
+      say(`  ${name} sees: ${r.error?.message ?? 'a key!'}`);
+      check(r.error?.status === 403 && !r.error.message.includes('snp.'), `${name}: refused with 403 PolicyDeny and only a reference`);
+      const ref = /\(ref ([0-9a-f]+)\)/.exec(r.error?.message ?? '')?.[1];
+      if (!ref) return check(false, `${name}: a reference`);
+      const a = await kbctl(['audit', '--ref', ref], work);
+      check(a.code === 0 && a.out.includes(rule), `kbctl audit --ref ${ref}: the reason names ${rule}`);
     };
 
-    heading('guest 1: the owner\'s image, policy 0x30000 — attests');
-    const ok = await attest('guest 1', good, true);
-    check(ok.v.ok, 'the report verifies: synthetic chain, REPORT_DATA = SHA-384(JCS(nonce, TEE key)) ‖ 0¹⁶, expected MEASUREMENT');
-    check((ok.policy & DEBUG) === 0n, 'policy: debugging not allowed');
+    heading('guest 1: the owner\'s image, policy 0x30000 — gets its key over the KBS protocol');
+    const ok = await guestRun(good, true);
+    check(ok.bytes?.equals(secret) === true, 'the guest decrypted exactly the bytes published with kbctl kbs-resource put');
 
-    heading('guest 2: another image — refused');
-    const wrong = await attest('guest 2', image(0x30000n, 0x66));
-    check(!wrong.v.ok && wrong.v.error?.code === 'SNP_MEASUREMENT', `refused: ${wrong.v.error?.code} (${wrong.v.error?.message.slice(0, 60)}…)`);
+    heading('guest 2: another image — refused (wrong measurement)');
+    await refusal('guest 2', await guestRun(image(0x30000n, 0x66), false), 'snp.allowedMeasurements');
 
-    heading('guest 3: the owner\'s pages with a debuggable policy — refused');
-    const dbgFile = image(0x30000n | DEBUG, 0x93);
-    const dbg = await attest('guest 3', dbgFile);
+    heading('guest 3: the owner\'s pages with a debuggable policy — refused (DEBUG)');
     // the policy is not in the launch digest (igvm.md), so the measurement matches: the DEBUG bit is what refuses it
-    check(dbg.v.ok && (dbg.policy & DEBUG) !== 0n, `the report is genuine but POLICY 0x${dbg.policy.toString(16)} allows debugging: a release policy refuses it (snp-attestation.md §5.2 step 13)`);
+    await refusal('guest 3', await guestRun(image(0x30000n | DEBUG, 0x93), false), 'snp.allowDebug');
 
     heading("the same kind of report against AMD's pinned roots");
     const g = SimulatedSnpGuest.launch({ sp, image: { igvm: good }, certTable: 'chain' });
     const r = g.report(Buffer.alloc(64));
+    g.shutdown();
     const amd = verifySnpReport(r, { certificates: { vcek: chip.vcek().der, ask: ca.ask.der, ark: ca.ark.der } });
     check(!amd.ok, `refused without the explicit synthetic roots: ${amd.error?.code}`);
-
-    heading('not shown yet');
-    say("  The broker's KBS front-end (POST /kbs/v0/auth, /attest, GET /kbs/v0/resource) was not on main when this demo");
-    say('  was written: it stops at a verified report — no key is released and no audit entry is written.');
-    say('  The guest side is ready: SimulatedSnpGuest.kbsClient(url).getResource("repo/type/tag").');
   } finally {
     await broker?.close();
     rmSync(work, { recursive: true, force: true });
@@ -149,6 +169,8 @@ async function main(): Promise<void> {
   heading(failures === 0 ? 'done: every step behaved as expected' : `${failures} step(s) did not behave as expected`);
   process.exitCode = failures === 0 ? 0 : 1;
 }
+
+const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
 
 main().catch((e: unknown) => {
   process.stderr.write(`demo:snp failed: ${e instanceof Error ? e.stack : String(e)}\n`);

@@ -6,7 +6,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { admin, keybroker, strictDecoding } from '@kb/grpc-api';
 import { isAllowAll, parsePolicy } from '@kb/policy';
-import { decodeCaChain, type ExtraRoot } from '@kb/sev';
+import { decodeCaChain, type ExtraRoot, type SnpRoots } from '@kb/sev';
 import { loadOrCreateMasterKey, openStore, parseMasterKey, type Store } from '@kb/store';
 import { adminService } from './admin/service';
 import { AdminAuth, loadAdminToken, loadOrCreateAdminToken, reflectionNeedsToken } from './admin/auth';
@@ -27,6 +27,7 @@ import { startHttpListener, type HttpApi, type RunningHttp } from './http/server
 import type { SnpEvidenceCertificates } from '@kb/sev';
 import { certificateSourceFor, KdsFetcher, kbsCertificateSource, type CertificateSource } from './snp-certs';
 import type { KbsApiOptions } from './kbs/api';
+import { readSnpTrustRoot } from './snp-trust-root';
 
 export interface RunningBroker {
   /** host:port actually bound (useful with port 0) */
@@ -75,6 +76,8 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       generation: r.name,
     });
   }
+  // read before the database opens: a bad file must not leave an opened (PGlite: locked) store behind
+  const fileSnpRoots = snpTrustRoots(config, logger);
   // Before the token and the database (which can take seconds to open): a port in use is the usual mistake (a second broker).
   await checkAddressesFree([
     { flag: '--listen', address: config.listen },
@@ -93,7 +96,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   // AMD KDS only when the operator enabled it (--snp-kds); its answers are cached in the store
   const kds = config.snpKdsUrl ? new KdsFetcher({ baseUrl: config.snpKdsUrl, cache: store, log: (m) => logger.warn('snp kds', { detail: m }) }) : undefined;
   // SNP guests whose evidence carries no VCEK: the offline store, then the KDS (unless a test gives its own source)
-  const kbs: KbsApiOptions = { certificates: kbsCertificateSource(store, kds), ...opts.kbs };
+  const kbs: KbsApiOptions = { certificates: kbsCertificateSource(store, kds), ...fileSnpRoots, ...opts.kbs };
   const ctx: BrokerContext = { config, store, logger, audit: new AuditTrail(store, logger), extraRoots, now: opts.now ?? (() => new Date()), kbs };
   try {
     await warnAboutDefaultPolicy(ctx);
@@ -235,6 +238,21 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
       if (ownsStore) await store.close();
     },
   };
+}
+
+/** `--snp-trust-root` files, merged over AMD's pinned SNP roots (one file per generation), each logged loudly. */
+function snpTrustRoots(config: BrokerConfig, logger: Logger): { snpRoots?: SnpRoots } {
+  if (config.snpTrustRoots.length === 0) return {};
+  let roots: SnpRoots = {};
+  const seen = new Set<string>();
+  for (const file of config.snpTrustRoots) {
+    const r = readSnpTrustRoot(file);
+    if (seen.has(r.generation)) throw new Error(`--snp-trust-root: two files for ${r.generation}`);
+    seen.add(r.generation);
+    roots = { ...r.roots, ...roots };
+    logger.warn('TRUSTING A NON-AMD SNP ROOT: SNP reports under it are accepted as genuine for KBS attestation. Use only for labs and simulators.', { generation: r.generation, ark: r.arkCn, file });
+  }
+  return { snpRoots: roots };
 }
 
 /** A `--trust-root` file: ASK ‖ ARK in AMD CA format (the tail of a `sevctl export --full` chain). */

@@ -14,6 +14,8 @@ export interface BrokerConfig {
   adminTokenFile?: string;
   /** extra trusted roots: files holding ASK‖ARK in AMD CA format, with a name reported as the generation */
   trustRoots: { name: string; file: string }[];
+  /** `--snp-trust-root`: PEM files of non-AMD SNP roots (ARK+ASK[+ASVK]), trusted for KBS attestation */
+  snpTrustRoots: string[];
   tlsCert?: string;
   tlsKey?: string;
   adminTlsCert?: string;
@@ -78,6 +80,9 @@ Storage:
 Trust:
   --trust-root NAME=FILE      also trust the ARK/ASK pair in FILE (ASK‖ARK, AMD CA format) as generation NAME.
                               Repeatable. For labs and simulators only: logged loudly at start-up.
+  --snp-trust-root FILE       SNP guests (KBS): trust the ARK and ASK (optionally ASVK) in FILE (PEM) instead of AMD's
+                              root of that generation (KB_SNP_TRUST_ROOTS, comma-separated). Repeatable, one file
+                              per generation. For labs and simulators only: logged loudly at start-up.
 
 Policy and limits:
   --default-policy NAME       tenant default policy applied to every release (KB_DEFAULT_POLICY, default "default");
@@ -176,6 +181,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'master-key-file': { type: 'string' },
       'admin-token-file': { type: 'string' },
       'trust-root': { type: 'string', multiple: true },
+      'snp-trust-root': { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'admin-tls-cert': { type: 'string' },
@@ -239,6 +245,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     adminToken: env.KB_ADMIN_TOKEN,
     adminTokenFile: values['admin-token-file'] ?? env.KB_ADMIN_TOKEN_FILE,
     trustRoots,
+    snpTrustRoots: values['snp-trust-root'] ?? (env.KB_SNP_TRUST_ROOTS ? env.KB_SNP_TRUST_ROOTS.split(',') : []),
     tlsCert: values['tls-cert'] ?? env.KB_TLS_CERT,
     tlsKey: values['tls-key'] ?? env.KB_TLS_KEY,
     adminTlsCert: values['admin-tls-cert'] ?? env.KB_ADMIN_TLS_CERT,
