@@ -57,7 +57,7 @@ export interface BrokerConfig {
   snpKdsUrl?: string;
 }
 
-export const HELP = `kb-broker — key broker for AMD SEV / SEV-ES guests (simple-kbs compatible)
+export const HELP = `kb-broker — key broker for AMD SEV, SEV-ES and SEV-SNP guests (simple-kbs compatible gRPC; HTTP: the libvirt attestation service, the KBS protocol)
 
 Usage: kb-broker [options]
 

@@ -37,6 +37,10 @@ interface Holder {
   netns?: string;
 }
 
+/** How long a restart waits for an exiting holder's socket to close (see lockDataDir). */
+const EXITING_HOLDER_GRACE_MS = 3000;
+const EXITING_HOLDER_POLL_MS = 50;
+
 /** Lock files this process holds: a file naming our pid is stale only if it is not one of these. */
 const heldHere = new Set<string>();
 
@@ -45,7 +49,16 @@ export async function lockDataDir(lockPath: string): Promise<DataDirLock> {
     throw new StoreError('ERR_STORE_LOCKED', `the database in this data directory is already open in this process (lock file ${lockPath})`);
   }
   const netns = networkNamespace();
-  const socket = netns === undefined ? undefined : await listenOnLockSocket(lockPath);
+  let socket = netns === undefined ? undefined : await listenOnLockSocket(lockPath);
+  // A holder of this host whose process is already gone or a zombie is exiting: its main thread is a zombie before its
+  // other threads have released the descriptor table, so its socket may live a moment longer. Wait for the kernel to
+  // close it rather than refuse a restart.
+  for (let waited = 0; socket === 'in use' && waited < EXITING_HOLDER_GRACE_MS; waited += EXITING_HOLDER_POLL_MS) {
+    const holder = safeReadHolder(lockPath);
+    if (!holder || holder.host !== hostname() || holder.pid === process.pid || pidRunning(holder.pid)) break;
+    await new Promise((r) => setTimeout(r, EXITING_HOLDER_POLL_MS));
+    socket = await listenOnLockSocket(lockPath);
+  }
   if (socket === 'in use') {
     const holder = safeReadHolder(lockPath);
     throw new StoreError(

@@ -23,9 +23,8 @@ import {
  * allowed launch configuration (e.g. each vCPU count an SEV-ES guest may start with, each CPU model, each VMSA FPU
  * flavour), and whose allowedPolicies are the guest policies given. Offline: nothing is sent to a broker.
  *
- * With --mode snp / snp:svsm it lists SEV-SNP measurements instead. The version-1 policy document cannot hold them
- * (its digests are 32-byte SEV ones and the broker's engine does not know SNP yet, issue #17), so they go into a
- * separate document, `{"snp": {"version": 1, "allowedMeasurements": [...]}}`, never mixed with SEV digests.
+ * With --mode snp / snp:svsm it lists SEV-SNP measurements instead, as a policy whose `snp` section admits exactly
+ * them (`{"version": 1, "snp": {"allowedMeasurements": [...]}}`, README "Policies"), never mixed with SEV digests.
  */
 const MAX_CONFIGS = 4096;
 
@@ -57,8 +56,8 @@ Computes the launch digest of every combination of the given launch parameters a
   --sev-features VALUE    SEV-ES VMSA sev_features (default 0)
   --mode MODE             snp or snp:svsm: list SEV-SNP measurements (SHA-384, 96 hex digits) of every
                           combination of --vcpus × CPU × --guest-features × --vmsa-fpu instead of a broker policy.
-                          The output is a separate document {"snp": {"version": 1, "allowedMeasurements": [...]}}:
-                          the broker's version-1 policies hold SEV/SEV-ES digests only (SNP policies: issue #17).
+                          The output is a policy for SNP guests: {"version": 1, "snp": {"allowedMeasurements": [...]}}
+                          (add the other snp rules by hand; README "Policies")
                           Without --mode, SEV or SEV-ES follows from each --policy
   --guest-features VALUE  snp: an allowed VMSA sev_features value (default 0x1); repeatable
   --snp-ovmf-hash HEX, --svsm FILE, --vars-size N
@@ -352,10 +351,10 @@ export const policyFromConfigs: Command = {
     };
     if (snpCount > 0) {
       for (const k of ['allow-debug', 'min-fw-api'] as const) {
-        if (v[k] !== undefined) throw new CliError(`--${k} belongs to the SEV policy document; the SNP document holds measurements only`, 2);
+        if (v[k] !== undefined) throw new CliError(`--${k} is a SEV rule; an SNP policy's debug and firmware rules are written in its snp section (README "Policies")`, 2);
       }
       listDigests();
-      const text = JSON.stringify({ snp: { version: 1, allowedMeasurements: [...digests.keys()].sort() } }, null, 2) + '\n';
+      const text = JSON.stringify({ version: 1, snp: { allowedMeasurements: [...digests.keys()].sort() } }, null, 2) + '\n';
       emit(io, v, text, `${digests.size} SNP measurements, ${launches.length} configurations`);
       return 0;
     }
