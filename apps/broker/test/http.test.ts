@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
@@ -14,6 +13,7 @@ import type { HttpApi } from '../src/http/server';
 import { silentLogger } from '../src/log';
 import type { BrokerContext } from '../src/context';
 import { testConfig, testDatabase } from './support/broker';
+import { selfSignedCert } from './support/tls-cert';
 import { eventually, sleep } from './support/wait';
 
 /**
@@ -138,11 +138,7 @@ describe('HTTP listener over TLS: HTTP/2 and HTTP/1.1', () => {
   let broker: RunningBroker;
 
   beforeAll(async () => {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
+    selfSignedCert(dir);
     store = await (await testDatabase('pglite')).open();
     broker = await startBroker(testConfig({ httpTlsCert: join(dir, 'cert.pem'), httpTlsKey: join(dir, 'key.pem') }), { store, logger: silentLogger });
   });

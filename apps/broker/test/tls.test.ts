@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { admin, keybroker } from '@kb/grpc-api';
 import { platformChain } from '@kb/sev-sim';
 import type { Store } from '@kb/store';
 import { ADMIN_TOKEN, startTestBroker, testDatabase, type TestBroker } from './support/broker';
+import { selfSignedCert } from './support/tls-cert';
 
 /** TLS is opt-in on both listeners (every existing simple-kbs client dials plaintext). */
 describe('TLS listeners', () => {
@@ -15,15 +15,9 @@ describe('TLS listeners', () => {
   let t: TestBroker;
 
   beforeAll(async () => {
-    // a self-signed certificate for localhost (openssl ships with every Debian system)
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
     const db = await testDatabase('pglite');
     store = await db.open();
-    const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    const tls = selfSignedCert(dir);
     t = await startTestBroker(store, { tlsCert: tls.cert, tlsKey: tls.key, adminTlsCert: tls.cert, adminTlsKey: tls.key });
   });
 
