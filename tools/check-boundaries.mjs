@@ -9,9 +9,9 @@ import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative, resolve, dirname, sep } from 'node:path';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
-const packages = ['libs', 'apps'].flatMap((top) =>
-  existsSync(join(root, top)) ? readdirSync(join(root, top)).map((d) => join(root, top, d)) : [],
-).filter((d) => existsSync(join(d, 'package.json')));
+const packages = ['libs', 'apps']
+  .flatMap((top) => (existsSync(join(root, top)) ? readdirSync(join(root, top)).map((d) => join(root, top, d)) : []))
+  .filter((d) => existsSync(join(d, 'package.json')));
 
 const byName = new Map(packages.map((d) => [JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')).name, d]));
 const problems = [];

@@ -30,7 +30,17 @@ import { performance } from 'node:perf_hooks';
 import { sevPublicKey } from '@kb/sev';
 import { createPlatform } from '@kb/sev-sim';
 import { runDriver } from './broker/cases';
-import { FIRMWARE, FLOOR_SECONDS, GOAL_BUNDLE_RATIO, GOAL_LAUNCH_CLIENTS, GOAL_LAUNCH_P99_MS, PACED_FRACTIONS, PG_POOL, POLICY, PROBE_SECONDS } from './broker/constants';
+import {
+  FIRMWARE,
+  FLOOR_SECONDS,
+  GOAL_BUNDLE_RATIO,
+  GOAL_LAUNCH_CLIENTS,
+  GOAL_LAUNCH_P99_MS,
+  PACED_FRACTIONS,
+  PG_POOL,
+  POLICY,
+  PROBE_SECONDS,
+} from './broker/constants';
 import { parseOptions } from './broker/options';
 import { nullTable, openLoopGoalText, pacedTable, restVsGrpcLines, transportFloorText } from './broker/report';
 import { type DriverResult, type EcdhFloor } from './broker/results';
@@ -86,7 +96,9 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const cores = machine.cores;
   const goals = drivers.map((d) => {
-    const bundle = d.results.filter((r) => r.case === 'bundle').map((r) => ({ concurrency: r.concurrency, ratio: r.ratioToFloor, met: r.ratioToFloor >= GOAL_BUNDLE_RATIO }));
+    const bundle = d.results
+      .filter((r) => r.case === 'bundle')
+      .map((r) => ({ concurrency: r.concurrency, ratio: r.ratioToFloor, met: r.ratioToFloor >= GOAL_BUNDLE_RATIO }));
     const l = d.results.find((r) => r.case === 'launch' && r.concurrency === GOAL_LAUNCH_CLIENTS);
     return {
       driver: d.driver,
@@ -112,7 +124,7 @@ async function main(): Promise<void> {
     `GetBundle: the same certificate chain each call (the broker caches the chain verdict); rate limit off (bundle rate 0), max pending sessions ${opts.broker === 'process' ? '1e6' : '1e9'}.`,
     'GetSecret: only the GetSecret calls are timed; their launches (GetBundle + LAUNCH_START/UPDATE/MEASURE) are prepared untimed in batches beforehand, first from the sessions the GetBundle case issued, and each response is checked by LAUNCH_SECRET afterwards. One 32-byte key under the tenant default policy.',
     `full launch: GetBundle + LAUNCH_START/UPDATE(64 KiB)/MEASURE + GetSecret + LAUNCH_SECRET/FINISH, the guest secret checked each time; the simulated SP's part ${opts.spThreads > 0 ? `on ${opts.spThreads} worker thread(s) of the bench process (--sp-threads), as a real host's SP is not the CPU running its gRPC client` : "on the bench's event loop (--sp-threads 0)"}.`,
-    'One gRPC connection per client (no subchannel sharing). Closed loop (first table): each client sends its next call as soon as the previous one returns, so the broker is saturated and mean latency ≈ clients ÷ ops/s (Little\'s law): ops/s is capacity. p50/p99/max are single-call latencies; ops/s over the whole window.',
+    "One gRPC connection per client (no subchannel sharing). Closed loop (first table): each client sends its next call as soon as the previous one returns, so the broker is saturated and mean latency ≈ clients ÷ ops/s (Little's law): ops/s is capacity. p50/p99/max are single-call latencies; ops/s over the whole window.",
     ...(opts.cases.includes('paced')
       ? [
           `Open loop (full launch, paced): launches arrive as a Poisson process at the offered rate however the broker keeps up, as from independent hosts, each taken by a free client (FIFO queue when all are busy); latency runs from the scheduled arrival, so queueing, and any lateness of the bench's event loop, counts (no coordinated omission): the latency a host sees at that launch rate. Rates: ${opts.rates === undefined ? `${PACED_FRACTIONS.join(', ')} × the closed-loop full launch/s at the same clients, stopping one rate after the first whose p99 ≥ ${GOAL_LAUNCH_P99_MS} ms` : 'from --rates'}; each for ${opts.seconds} s, or longer for at least ${opts.minArrivals} arrivals, after ${opts.warmupMs} ms of arrivals at that rate.`,
@@ -121,7 +133,7 @@ async function main(): Promise<void> {
       : []),
     ...(opts.cases.includes('launch') || opts.cases.includes('paced')
       ? [
-          'full launch by phase: GetBundle and GetSecret = each call\'s round trip as the host sees it (gRPC both ways, the broker\'s work, and any wait for the bench\'s own busy event loop); SP start…measure = LAUNCH_START (with the SP side\'s P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check (with --sp-threads, each including its hop to the SP thread and back), where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column\'s percentiles are taken on their own, so they do not add up to the launch\'s.',
+          "full launch by phase: GetBundle and GetSecret = each call's round trip as the host sees it (gRPC both ways, the broker's work, and any wait for the bench's own busy event loop); SP start…measure = LAUNCH_START (with the SP side's P-384 ECDH) + LAUNCH_UPDATE_DATA (64 KiB) + LAUNCH_MEASURE on the simulated SP, SP secret+finish = LAUNCH_SECRET + LAUNCH_FINISH + the guest-side check (with --sp-threads, each including its hop to the SP thread and back), where a real host uses its AMD Secure Processor; broker: both calls = GetBundle + GetSecret of one launch (percentiles of that sum). Each column's percentiles are taken on their own, so they do not add up to the launch's.",
         ]
       : []),
     ...(opts.cases.includes('null')
@@ -130,16 +142,23 @@ async function main(): Promise<void> {
         ]
       : []),
     ...(opts.cpuProf !== undefined
-      ? [`--cpu-prof: each broker process ran under node's CPU profiler (--cpu-prof --cpu-prof-dir=${opts.cpuProf}), which costs it CPU: its figures are below an unprofiled run's. The profiles are listed in each heading.`]
+      ? [
+          `--cpu-prof: each broker process ran under node's CPU profiler (--cpu-prof --cpu-prof-dir=${opts.cpuProf}), which costs it CPU: its figures are below an unprofiled run's. The profiles are listed in each heading.`,
+        ]
       : []),
   ];
   if (opts.driverNote) notes.push(opts.driverNote);
   for (const d of drivers) {
     if (d.broker.mode !== 'process') continue;
     const exit = d.broker.exit;
-    if (!exit || exit.code !== 0) notes.push(`${d.driver}: the broker process did not exit cleanly after SIGTERM (${exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running'}).`);
-    if (d.broker.unexpectedLog.length > 0) notes.push(`${d.driver}: the broker process logged ${d.broker.unexpectedLog.length} unexpected warning/error line(s), e.g. ${d.broker.unexpectedLog[0]}`);
-    if (d.broker.cpuProfiles?.length === 0) notes.push(`${d.driver}: --cpu-prof: no .cpuprofile for broker pid ${d.broker.pid} in ${opts.cpuProf} (node writes it only on a clean exit).`);
+    if (!exit || exit.code !== 0)
+      notes.push(
+        `${d.driver}: the broker process did not exit cleanly after SIGTERM (${exit ? `code ${exit.code}, signal ${exit.signal}` : 'still running'}).`,
+      );
+    if (d.broker.unexpectedLog.length > 0)
+      notes.push(`${d.driver}: the broker process logged ${d.broker.unexpectedLog.length} unexpected warning/error line(s), e.g. ${d.broker.unexpectedLog[0]}`);
+    if (d.broker.cpuProfiles?.length === 0)
+      notes.push(`${d.driver}: --cpu-prof: no .cpuprofile for broker pid ${d.broker.pid} in ${opts.cpuProf} (node writes it only on a clean exit).`);
   }
 
   if (opts.json) {
@@ -220,7 +239,8 @@ async function main(): Promise<void> {
         ),
       );
     }
-    if (d.paced.length > 0) out.push('', 'full launch, paced (open loop: Poisson arrivals at the offered rate; latency from the scheduled arrival)', pacedTable(d.paced));
+    if (d.paced.length > 0)
+      out.push('', 'full launch, paced (open loop: Poisson arrivals at the offered rate; latency from the scheduled arrival)', pacedTable(d.paced));
     if (d.restPaced.length > 0) out.push('', 'full launch over REST (/sev/v1), paced at the same rates', pacedTable(d.restPaced));
     if (d.results.some((r) => r.case === 'rest')) out.push('', ...restVsGrpcLines(d));
     const phaseRows = [
@@ -232,7 +252,10 @@ async function main(): Promise<void> {
       out.push(phaseTable(['full launch', 'clients', 'offered/s'], phaseRows));
     }
     if (d.nullLaunch) {
-      out.push('', `null launch, the transport floor: a launch's two calls answered with canned responses by a process doing nothing else (pid ${d.nullLaunch.pid}), no SP work`);
+      out.push(
+        '',
+        `null launch, the transport floor: a launch's two calls answered with canned responses by a process doing nothing else (pid ${d.nullLaunch.pid}), no SP work`,
+      );
       out.push(nullTable(d.nullLaunch));
     }
   }
@@ -244,10 +267,14 @@ async function main(): Promise<void> {
     const launchGoal = `  ${g.driver.padEnd(6)} full launch p99 < ${GOAL_LAUNCH_P99_MS} ms at ${GOAL_LAUNCH_CLIENTS} clients`;
     out.push(
       `${launchGoal}, closed loop (saturation): ` +
-        (g.launchP99 ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}` : `not measured (add launch to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`),
+        (g.launchP99
+          ? `${fmt(g.launchP99.p99Ms)} ms ${g.launchP99.met ? 'ok' : 'MISSED'}`
+          : `not measured (add launch to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`),
     );
     out.push(`${launchGoal}, open loop: ${openLoopGoalText(g.launchP99OpenLoop)}`);
-    out.push(`  ${''.padEnd(6)} the broker's part alone (GetBundle + GetSecret round trips, no SP work), open loop: ${openLoopGoalText(g.brokerShareP99OpenLoop)}`);
+    out.push(
+      `  ${''.padEnd(6)} the broker's part alone (GetBundle + GetSecret round trips, no SP work), open loop: ${openLoopGoalText(g.brokerShareP99OpenLoop)}`,
+    );
     out.push(`  ${''.padEnd(6)} ${transportFloorText(g.transportFloor)}`);
   }
   for (const d of drivers) {
@@ -262,7 +289,9 @@ async function main(): Promise<void> {
   }
   out.push('');
   for (const n of notes) out.push(`- ${n}`);
-  out.push(`- setup: sev-sim platform ${fmt(simSetupMs / 1000)} s; ${drivers.map((d) => `${d.driver} ${fmt(d.setupMs / 1000)} s`).join(', ')}; whole run ${fmt(totalSeconds)} s.`);
+  out.push(
+    `- setup: sev-sim platform ${fmt(simSetupMs / 1000)} s; ${drivers.map((d) => `${d.driver} ${fmt(d.setupMs / 1000)} s`).join(', ')}; whole run ${fmt(totalSeconds)} s.`,
+  );
   process.stdout.write(out.join('\n') + '\n');
 }
 

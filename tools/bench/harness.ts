@@ -349,7 +349,7 @@ export async function measureOpenLoop(name: string, fn: (worker: number) => Prom
     }
     if (!stopped && queueHead < queue.length) {
       start(queue[queueHead++]!, w);
-      if (queueHead > 1024 && queueHead * 2 > queue.length) queue.splice(0, queueHead), (queueHead = 0);
+      if (queueHead > 1024 && queueHead * 2 > queue.length) (queue.splice(0, queueHead), (queueHead = 0));
     } else {
       free.push(w);
     }

@@ -46,19 +46,28 @@ const CHUNK = 1000;
 async function makeSource(file: string): Promise<void> {
   const SQL = await initSqlJs();
   const db = new SQL.Database();
-  db.run(`CREATE TABLE policy (id INTEGER PRIMARY KEY AUTOINCREMENT, allowed_digests longtext, allowed_policies longtext, min_fw_api_major int, min_fw_api_minor int, allowed_build_ids longtext, create_date datetime, delete_date datetime, valid tinyint(1))`);
+  db.run(
+    `CREATE TABLE policy (id INTEGER PRIMARY KEY AUTOINCREMENT, allowed_digests longtext, allowed_policies longtext, min_fw_api_major int, min_fw_api_minor int, allowed_build_ids longtext, create_date datetime, delete_date datetime, valid tinyint(1))`,
+  );
   db.run(`CREATE TABLE secrets (id INTEGER PRIMARY KEY AUTOINCREMENT, secret_id varchar(1024), secret varchar(1024), polid int, UNIQUE(secret_id))`);
   db.run(`CREATE TABLE keysets (id INTEGER PRIMARY KEY AUTOINCREMENT, keysetid varchar(50) NOT NULL, kskeys longtext, polid int, UNIQUE(keysetid))`);
   db.run(`CREATE TABLE report_keypair (id INTEGER PRIMARY KEY AUTOINCREMENT, key_id varchar(1024), keypair varchar(1024), polid int, UNIQUE(key_id))`);
-  db.run(`CREATE TABLE resources (id INTEGER PRIMARY KEY AUTOINCREMENT, resource_id varchar(1024), resource_type varchar(1024), resource_path varchar(1024), polid int, UNIQUE(resource_id))`);
-  db.run(`CREATE TABLE conn_bundle (id varchar(512) NOT NULL PRIMARY KEY, sev_version int, policy int, fw_api_major int, fw_api_minor int, fw_build_id int, launch_description varchar(512), fw_digest varchar(512), symkey varchar(512), create_date datetime, delete_date datetime)`);
+  db.run(
+    `CREATE TABLE resources (id INTEGER PRIMARY KEY AUTOINCREMENT, resource_id varchar(1024), resource_type varchar(1024), resource_path varchar(1024), polid int, UNIQUE(resource_id))`,
+  );
+  db.run(
+    `CREATE TABLE conn_bundle (id varchar(512) NOT NULL PRIMARY KEY, sev_version int, policy int, fw_api_major int, fw_api_minor int, fw_build_id int, launch_description varchar(512), fw_digest varchar(512), symkey varchar(512), create_date datetime, delete_date datetime)`,
+  );
   db.run(`INSERT INTO policy VALUES (1, '[]', '[1, 3, 5, 7]', 0, 17, '[]', NULL, NULL, 1)`);
   db.run('BEGIN');
   const stmt = db.prepare('INSERT INTO secrets (secret_id, secret, polid) VALUES (?, ?, ?)');
   for (let i = 0; i < N; i++) stmt.run([`default/key/k${i}`, randomBytes(32).toString('base64'), i % 2 === 0 ? 1 : null]);
   stmt.free();
   db.run('COMMIT');
-  db.run('INSERT INTO keysets (keysetid, kskeys, polid) VALUES (?, ?, 1)', ['KEYSET-1', JSON.stringify(Array.from({ length: Math.min(N, 1000) }, (_, i) => `default/key/k${i}`))]);
+  db.run('INSERT INTO keysets (keysetid, kskeys, polid) VALUES (?, ?, 1)', [
+    'KEYSET-1',
+    JSON.stringify(Array.from({ length: Math.min(N, 1000) }, (_, i) => `default/key/k${i}`)),
+  ]);
   writeFileSync(file, Buffer.from(db.export()));
   db.close();
 }
@@ -73,7 +82,10 @@ interface Target {
 async function target(work: string): Promise<Target> {
   const rows = Array.from({ length: N }, (_, i) => ({ id: `default/key/k${i}`, value: randomBytes(61) })); // 61 = sealed 32-byte value
   const insertAll = async (query: (sql: string, params: unknown[]) => Promise<unknown>) => {
-    await query('CREATE TABLE floor_items (id text PRIMARY KEY, v bytea NOT NULL, p text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)', []);
+    await query(
+      'CREATE TABLE floor_items (id text PRIMARY KEY, v bytea NOT NULL, p text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)',
+      [],
+    );
     const t0 = performance.now();
     await query('BEGIN', []);
     for (let i = 0; i < rows.length; i += CHUNK) {
@@ -163,7 +175,10 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'kb-bench-import-'));
   const t = await target(work);
   try {
-    writeFileSync(path.join(work, 'default_policy.json'), JSON.stringify({ allowed_digests: [], allowed_policies: [], min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: [] }));
+    writeFileSync(
+      path.join(work, 'default_policy.json'),
+      JSON.stringify({ allowed_digests: [], allowed_policies: [], min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: [] }),
+    );
     const source = path.join(work, 'simple-kbs.db');
     await makeSource(source);
     const floorMs = await t.floor();

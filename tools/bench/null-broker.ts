@@ -64,7 +64,9 @@ export async function startNullBroker(responses: CannedResponses, nodeFlags: rea
       }),
       new Promise<never>((_, reject) => child.once('error', reject)),
       exited.then(() => Promise.reject(new Error(`null broker exited (${child.exitCode ?? child.signalCode}) before listening`))),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`null broker did not start in ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS))),
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`null broker did not start in ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)),
+      ),
     ]);
     return { address, pid: child.pid!, cpuMs: () => cpuMsOf([child.pid!]), stop };
   } catch (e) {

@@ -69,7 +69,7 @@ export function cpuMsOf(pids: readonly number[]): number | undefined {
   let seen = false;
   for (const pid of pids) {
     const st = procStat(pid);
-    if (st) (ticks += st.ticks), (seen = true);
+    if (st) ((ticks += st.ticks), (seen = true));
   }
   return seen ? (ticks * 1000) / ticksPerSecond() : undefined;
 }

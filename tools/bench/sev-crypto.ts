@@ -154,7 +154,10 @@ function main(): void {
   assert(sevLaunchDigest({ firmware }).equals(createHash('sha256').update(firmware).digest()), 'plain SEV digest is SHA-256(firmware)');
   const snpInput: SnpLaunchDigestInput = { firmware, kernelHashes: { kernel }, vcpus: 4, vcpu: { type: 'EPYC-v4' } };
   // The seeded digest equals the full one only if the firmware pages really are the first step of the chain.
-  assert(snpLaunchDigest({ ...snpInput, ovmfHash: snpOvmfHash(firmware) }).equals(snpLaunchDigest(snpInput)), 'SNP digest seeded with its own OVMF hash is unchanged');
+  assert(
+    snpLaunchDigest({ ...snpInput, ovmfHash: snpOvmfHash(firmware) }).equals(snpLaunchDigest(snpInput)),
+    'SNP digest seeded with its own OVMF hash is unchanged',
+  );
   const perPage = (): void => {
     for (let o = 0; o < firmware.length; o += 4096) sha384(firmware.subarray(o, o + 4096));
   };
@@ -164,10 +167,7 @@ function main(): void {
   // measurement / secret inputs
   const session = startSession({ pdh, policy: POLICY });
   const mnonce = randomBytes(16);
-  const measurement = Buffer.concat([
-    computeMeasurement({ tik: session.tik, ...FW, policy: POLICY, digest: sevDigest, mnonce }),
-    mnonce,
-  ]);
+  const measurement = Buffer.concat([computeMeasurement({ tik: session.tik, ...FW, policy: POLICY, digest: sevDigest, mnonce }), mnonce]);
   const measureParams = { tik: session.tik, ...FW, policy: POLICY, digest: sevDigest, measurement };
   const launchMeasure = verifyMeasurement(measureParams);
   const secretEntries = [{ guid: randomUUID(), data: randomBytes(32) }];

@@ -40,7 +40,10 @@ const GOAL = 0.8;
 function options(): { seconds: number; rounds: number; json: boolean } {
   let values;
   try {
-    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({
+      options: { seconds: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n\n${USAGE}`);
     process.exit(2);
@@ -147,8 +150,8 @@ function main(): void {
       attest: (a.ops * 1000) / a.wallMs,
       floorCpu: (f.ops * 1e6) / f.cpuUs,
       attestCpu: (a.ops * 1e6) / a.cpuUs,
-      ratio: ((a.ops * 1e6) / a.cpuUs) / ((f.ops * 1e6) / f.cpuUs),
-      wallRatio: ((a.ops * 1000) / a.wallMs) / ((f.ops * 1000) / f.wallMs),
+      ratio: (a.ops * 1e6) / a.cpuUs / ((f.ops * 1e6) / f.cpuUs),
+      wallRatio: (a.ops * 1000) / a.wallMs / ((f.ops * 1000) / f.wallMs),
       fastRatio: fastRate(a.rates) / fastRate(f.rates),
     });
   }
@@ -172,7 +175,15 @@ function main(): void {
         ['round', 'ECDSA P-384 verify/s (floor)', 'attestations/s (chain cached)', 'per CPU-s: floor', 'attestations', 'ratio (CPU)', 'ratio (wall)'],
         [
           ...rounds.map((r, k) => [`${k + 1}`, fmt(r.floor), fmt(r.attest), fmt(r.floorCpu), fmt(r.attestCpu), r.ratio.toFixed(3), r.wallRatio.toFixed(3)]),
-          ['median', fmt(result.floorOpsPerSec), fmt(result.attestationsPerSec), fmt(result.floorOpsPerCpuSec), fmt(result.attestationsPerCpuSec), result.ratio.toFixed(3), result.wallRatio.toFixed(3)],
+          [
+            'median',
+            fmt(result.floorOpsPerSec),
+            fmt(result.attestationsPerSec),
+            fmt(result.floorOpsPerCpuSec),
+            fmt(result.attestationsPerCpuSec),
+            result.ratio.toFixed(3),
+            result.wallRatio.toFixed(3),
+          ],
         ],
         new Set([1, 2, 3, 4, 5, 6]),
       )}\n\nratio ${result.ratio.toFixed(3)} (goal ≥ ${GOAL}): ${result.ratio >= GOAL ? 'met' : 'NOT met'}\n`,

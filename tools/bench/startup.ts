@@ -38,11 +38,26 @@ function cliRun(argv: string[]): number {
 function brokerRun(dataDir: string): Promise<number> {
   return new Promise((done, fail) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ['--max-semi-space-size=32', join(ROOT, 'apps/broker/dist/main.js'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_') && k !== 'NODE_OPTIONS')),
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--max-semi-space-size=32',
+        join(ROOT, 'apps/broker/dist/main.js'),
+        '--data-dir',
+        dataDir,
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_') && k !== 'NODE_OPTIONS')),
+      },
+    );
     let ms: number | undefined;
     const log: string[] = [];
     createInterface({ input: child.stderr! }).on('line', (line) => {
@@ -111,7 +126,9 @@ async function main(): Promise<void> {
   }
   out.push(`  ${'broker to "listening", existing data dir'.padEnd(w)} ${restartMs.toFixed(0).padStart(6)} ms  (restart)`);
   const ok = firstMs / restartMs <= 2;
-  out.push(`  ${'broker to "listening", fresh data dir'.padEnd(w)} ${firstMs.toFixed(0).padStart(6)} ms  ${(firstMs / restartMs).toFixed(2)} × restart, goal ≤ 2 ${ok ? 'met' : 'NOT met'}`);
+  out.push(
+    `  ${'broker to "listening", fresh data dir'.padEnd(w)} ${firstMs.toFixed(0).padStart(6)} ms  ${(firstMs / restartMs).toFixed(2)} × restart, goal ≤ 2 ${ok ? 'met' : 'NOT met'}`,
+  );
   process.stdout.write(out.join('\n') + '\n');
 }
 

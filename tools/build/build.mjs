@@ -24,7 +24,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = new Set(process.argv.slice(2));
 const APPS = ['broker', 'kbctl', 'launchvm', 'sim-qemu'];
 if (args.has('--help')) {
-  process.stdout.write(`Usage: node tools/build/build.mjs [--no-pgdata] [${APPS.join('|')} ...]\n  compiles the apps named (default: all) to apps/*/dist and libs/sev-host-sim/dist with esbuild\n`);
+  process.stdout.write(
+    `Usage: node tools/build/build.mjs [--no-pgdata] [${APPS.join('|')} ...]\n  compiles the apps named (default: all) to apps/*/dist and libs/sev-host-sim/dist with esbuild\n`,
+  );
   process.exit(0);
 }
 const named = [...args].filter((a) => !a.startsWith('--'));

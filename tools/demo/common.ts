@@ -77,7 +77,20 @@ export function runDemo(usage: string, prefix: string, main: (d: Demo) => Promis
       const child = spawn(
         TSX,
         // --http-listen 127.0.0.1:0 unless extraArgs names its own (the last value of an option wins)
-        [join(ROOT, 'apps/broker/src/main.ts'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sev-sim=${rootFile}`, ...extraArgs],
+        [
+          join(ROOT, 'apps/broker/src/main.ts'),
+          '--data-dir',
+          dataDir,
+          '--listen',
+          '127.0.0.1:0',
+          '--admin-listen',
+          '127.0.0.1:0',
+          '--http-listen',
+          '127.0.0.1:0',
+          '--trust-root',
+          `sev-sim=${rootFile}`,
+          ...extraArgs,
+        ],
         { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       children.add(child);

@@ -54,7 +54,9 @@ async function main({ work, say, heading, check, run, startBroker }: Demo): Prom
   heading('the simulated SEV host and the guest image');
   const platformDir = join(work, 'sim-platform');
   const platform = loadOrCreatePlatform(platformDir);
-  say(`  simulated platform '${platform.name}': synthetic ARK/ASK (not AMD's), firmware API ${platform.firmware.apiMajor}.${platform.firmware.apiMinor} build ${platform.firmware.build}`);
+  say(
+    `  simulated platform '${platform.name}': synthetic ARK/ASK (not AMD's), firmware API ${platform.firmware.apiMajor}.${platform.firmware.apiMinor} build ${platform.firmware.build}`,
+  );
   const firmware = syntheticOvmf({ label: 'demo OVMF' });
   const kernel = createHash('sha512').update('demo kernel').digest(); // contents only matter through their hash
   const initrd = createHash('sha512').update('demo initrd').digest();
@@ -78,11 +80,27 @@ async function main({ work, say, heading, check, run, startBroker }: Demo): Prom
   writeFileSync(join(work, 'policy.json'), JSON.stringify({ version: 1, allowedDigests: [esDigest.toString('hex'), sevDigest.toString('hex')] }, null, 2));
   const diskKey = randomBytes(32);
   writeFileSync(join(work, 'disk.key'), diskKey, { mode: 0o600 });
-  check((await run('apps/kbctl/src/main.ts', ['policy', 'put', 'default', 'policy.json', ...conn])).code === 0, 'kbctl policy put default (allowed digests; NODBG required by default)');
-  check((await run('apps/kbctl/src/main.ts', ['secret', 'put', SECRET_ID, '--file', 'disk.key', ...conn])).code === 0, `kbctl secret put ${SECRET_ID} (32 random bytes)`);
+  check(
+    (await run('apps/kbctl/src/main.ts', ['policy', 'put', 'default', 'policy.json', ...conn])).code === 0,
+    'kbctl policy put default (allowed digests; NODBG required by default)',
+  );
+  check(
+    (await run('apps/kbctl/src/main.ts', ['secret', 'put', SECRET_ID, '--file', 'disk.key', ...conn])).code === 0,
+    `kbctl secret put ${SECRET_ID} (32 random bytes)`,
+  );
 
   const launchvm = (xml: string, extra: string[]) =>
-    run('apps/launchvm/src/main.ts', [xml, '--simulate', '--sim-platform', platformDir, '--broker', broker.keybroker, '--secret', `${DISK_KEY_GUID},key,${SECRET_ID}`, ...extra]);
+    run('apps/launchvm/src/main.ts', [
+      xml,
+      '--simulate',
+      '--sim-platform',
+      platformDir,
+      '--broker',
+      broker.keybroker,
+      '--secret',
+      `${DISK_KEY_GUID},key,${SECRET_ID}`,
+      ...extra,
+    ]);
 
   heading('launchvm --simulate: an SEV-ES guest (policy 0x5) gets its disk key');
   writeFileSync(join(work, 'guest.xml'), domainXml(work, 'demo-guest', join(work, 'OVMF.fd'), 0x5));
@@ -91,7 +109,10 @@ async function main({ work, say, heading, check, run, startBroker }: Demo): Prom
   check(ok.code === 0, `launchvm exited ${ok.code} (expected 0)`);
   const seen = join(guestDir, 'sys/kernel/security/secrets/coco', DISK_KEY_GUID);
   const got = existsSync(seen) ? readFileSync(seen) : undefined;
-  check(got !== undefined && got.equals(diskKey), `the guest reads /sys/kernel/security/secrets/coco/${DISK_KEY_GUID}: ${got ? `${got.length} bytes, identical to the value stored with kbctl (sha256 ${createHash('sha256').update(got).digest('hex').slice(0, 16)}…)` : 'missing'}`);
+  check(
+    got !== undefined && got.equals(diskKey),
+    `the guest reads /sys/kernel/security/secrets/coco/${DISK_KEY_GUID}: ${got ? `${got.length} bytes, identical to the value stored with kbctl (sha256 ${createHash('sha256').update(got).digest('hex').slice(0, 16)}…)` : 'missing'}`,
+  );
 
   heading('refused: the host boots a different firmware than the owner measured');
   writeFileSync(join(work, 'tampered.xml'), domainXml(work, 'demo-tampered', join(work, 'OVMF-tampered.fd'), 0x5));

@@ -75,7 +75,9 @@ async function main({ work, say, heading, check, run, startBroker }: Demo): Prom
   heading('the simulated SEV host and the guest image');
   const platformDir = join(work, 'sim-platform');
   const platform = loadOrCreatePlatform(platformDir);
-  say(`  simulated platform '${platform.name}': synthetic ARK/ASK (not AMD's), firmware API ${platform.firmware.apiMajor}.${platform.firmware.apiMinor} build ${platform.firmware.build}`);
+  say(
+    `  simulated platform '${platform.name}': synthetic ARK/ASK (not AMD's), firmware API ${platform.firmware.apiMajor}.${platform.firmware.apiMinor} build ${platform.firmware.build}`,
+  );
   writeFileSync(join(work, 'OVMF.fd'), syntheticOvmf({ label: 'demo OVMF' }));
   writeFileSync(join(work, 'OVMF-swapped.fd'), syntheticOvmf({ label: 'a firmware the host swapped in' }));
   writeFileSync(join(work, 'vmlinuz'), createHash('sha512').update('demo kernel').digest());
@@ -93,25 +95,54 @@ async function main({ work, say, heading, check, run, startBroker }: Demo): Prom
   const owner = ['--service', service, '--token-file', broker.tokenFile];
 
   heading('the owner, once: the firmware into the catalogue, the VM registered');
-  check((await run('apps/kbctl/src/main.ts', ['firmware', 'add', 'OVMF.fd', ...owner])).code === 0, 'kbctl firmware add OVMF.fd (the service computes launch digests from its bytes)');
+  check(
+    (await run('apps/kbctl/src/main.ts', ['firmware', 'add', 'OVMF.fd', ...owner])).code === 0,
+    'kbctl firmware add OVMF.fd (the service computes launch digests from its bytes)',
+  );
   const reg = await run('apps/kbctl/src/main.ts', [
-    'vm', 'register', VMID, ...owner,
-    '--firmware', 'OVMF.fd', '--kernel', 'vmlinuz', '--initrd', 'initrd.img', '--append', CMDLINE,
-    '--policy', '0x5', '--cpu-count', '2', '--cpu-model', 'EPYC-Milan', '--cloud-cert', 'cloud-oca.cert', '--luks-passphrase-file', 'luks.txt',
+    'vm',
+    'register',
+    VMID,
+    ...owner,
+    '--firmware',
+    'OVMF.fd',
+    '--kernel',
+    'vmlinuz',
+    '--initrd',
+    'initrd.img',
+    '--append',
+    CMDLINE,
+    '--policy',
+    '0x5',
+    '--cpu-count',
+    '2',
+    '--cpu-model',
+    'EPYC-Milan',
+    '--cloud-cert',
+    'cloud-oca.cert',
+    '--luks-passphrase-file',
+    'luks.txt',
   ]);
   check(reg.code === 0, `kbctl vm register ${VMID} (SEV-ES policy 0x5, 2 vCPUs, kernel hashes, a LUKS passphrase)`);
   check((await run('apps/kbctl/src/main.ts', ['vm', 'get', VMID, ...owner])).out.includes(VMID), 'kbctl vm get shows the registration (secrets by type only)');
 
-  const launchvm = (xml: string, guestDir: string) => run('apps/launchvm/src/main.ts', [xml, '--simulate', '--sim-platform', platformDir, '--sim-guest-dir', guestDir]);
+  const launchvm = (xml: string, guestDir: string) =>
+    run('apps/launchvm/src/main.ts', [xml, '--simulate', '--sim-platform', platformDir, '--sim-guest-dir', guestDir]);
   writeFileSync(join(work, 'guest.xml'), domainXml(work, 'demo-guest', join(work, 'OVMF.fd'), service));
 
-  for (const [n, what] of [[1, 'first boot'], [2, 'a reboot: the same XML, a new launch session']] as const) {
+  for (const [n, what] of [
+    [1, 'first boot'],
+    [2, 'a reboot: the same XML, a new launch session'],
+  ] as const) {
     heading(`the host: launchvm guest.xml, nothing else (${what})`);
     const dir = join(work, `guest-fs-${n}`);
     const r = await launchvm('guest.xml', dir);
     check(r.code === 0, `launchvm exited ${r.code} (expected 0)`);
     const held = guestHolds(dir, passphrase);
-    check(held.found, `the guest reads its LUKS passphrase from /sys/kernel/security/secrets/coco (${held.files} file${held.files === 1 ? '' : 's'}; identical to luks.txt, not printed)`);
+    check(
+      held.found,
+      `the guest reads its LUKS passphrase from /sys/kernel/security/secrets/coco (${held.files} file${held.files === 1 ? '' : 's'}; identical to luks.txt, not printed)`,
+    );
   }
 
   heading('refused: the host boots a different firmware than the owner registered');

@@ -57,7 +57,12 @@ function check(ok: boolean, what: string): void {
 /** kbctl as the operator runs it (a child process); its output is shown indented and returned. */
 function kbctl(argv: string[], cwd: string): Promise<{ code: number | null; out: string }> {
   return new Promise((done, fail) => {
-    say(`  $ kbctl ${argv.filter((a) => !a.startsWith('--admin-url') && !a.startsWith('--token-file')).join(' ').replace(/ (127\.0\.0\.1:\d+|\/\S+admin\.token)/g, '')}`);
+    say(
+      `  $ kbctl ${argv
+        .filter((a) => !a.startsWith('--admin-url') && !a.startsWith('--token-file'))
+        .join(' ')
+        .replace(/ (127\.0\.0\.1:\d+|\/\S+admin\.token)/g, '')}`,
+    );
     const child = spawn(TSX, [join(ROOT, 'apps/kbctl/src/main.ts'), ...argv, ...adminArgs], { cwd, env: CHILD_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     for (const s of [child.stdout, child.stderr])
@@ -73,14 +78,28 @@ let adminArgs: string[] = [];
 
 /** A small SNP guest image: a few firmware pages, the secrets page (VMPCKs), one BSP VMSA, policy 0x30000 (or with DEBUG). */
 function image(policy: bigint, variant: number): IgvmFile {
-  const page = (gpa: number, fill: number) => ({ kind: 'page_data' as const, gpa: BigInt(gpa), compatibilityMask: 1, flags: 0, dataType: 0, data: Buffer.alloc(4096, fill) });
+  const page = (gpa: number, fill: number) => ({
+    kind: 'page_data' as const,
+    gpa: BigInt(gpa),
+    compatibilityMask: 1,
+    flags: 0,
+    dataType: 0,
+    data: Buffer.alloc(4096, fill),
+  });
   const vmsa = Buffer.alloc(4096);
   vmsa.write('demo vmsa', 0);
   return {
     formatVersion: 1,
     platforms: [{ compatibilityMask: 1, highestVtl: 0, platformType: IgvmPlatformType.SEV_SNP, platformVersion: 1, sharedGpaBoundary: 0n }],
     initializations: [{ kind: 'guest_policy', policy, compatibilityMask: 1 }],
-    directives: [page(0xffff_c000, 0x90), page(0xffff_d000, 0x91), page(0xffff_e000, 0x92), page(0xffff_f000, variant), { kind: 'page_data', gpa: 0x80_0000n, compatibilityMask: 1, flags: 0, dataType: 1 }, { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa }],
+    directives: [
+      page(0xffff_c000, 0x90),
+      page(0xffff_d000, 0x91),
+      page(0xffff_e000, 0x92),
+      page(0xffff_f000, variant),
+      { kind: 'page_data', gpa: 0x80_0000n, compatibilityMask: 1, flags: 0, dataType: 1 },
+      { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa },
+    ],
   };
 }
 
@@ -97,15 +116,21 @@ async function main(): Promise<void> {
     writeFileSync(rootFile, pem(ca.ask.der) + pem(ca.ark.der));
     say(`  written as PEM (ASK + ARK) for --snp-trust-root`);
 
-    heading('a broker on the embedded database with --snp-trust-root; the operator imports the chip\'s VCEK');
+    heading("a broker on the embedded database with --snp-trust-root; the operator imports the chip's VCEK");
     const dataDir = join(work, 'broker-data');
-    const config = parseConfig(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--snp-trust-root', rootFile], {});
+    const config = parseConfig(
+      ['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--snp-trust-root', rootFile],
+      {},
+    );
     if (config === 'help') throw new Error('unreachable');
     const warnings: string[] = [];
     const logger = { ...silentLogger, warn: (m: string, f?: Record<string, unknown>) => warnings.push(`${m} ${f ? JSON.stringify(f) : ''}`) };
     broker = await startBroker(config, { logger });
     for (const w of warnings.filter((x) => x.includes('NON-AMD SNP ROOT'))) say(`  broker warns: ${w.replace(work, '$TMP')}`);
-    check(warnings.some((x) => x.includes('NON-AMD SNP ROOT')), 'the broker logs the non-AMD SNP root loudly');
+    check(
+      warnings.some((x) => x.includes('NON-AMD SNP ROOT')),
+      'the broker logs the non-AMD SNP root loudly',
+    );
     const url = `http://${broker.httpAddress!}`;
     say(`  KBS at ${url}/kbs/v0`);
     adminArgs = ['--admin-url', broker.adminAddress, '--token-file', join(dataDir, 'admin.token')];
@@ -122,11 +147,24 @@ async function main(): Promise<void> {
     check((await kbctl(['policy', 'put', 'default', 'policy.json'], work)).code === 0, 'kbctl policy put default policy.json');
     const secret = randomBytes(32);
     writeFileSync(join(work, 'disk.key'), secret);
-    check((await kbctl(['kbs-resource', 'put', 'default/key/disk', '--file', 'disk.key'], work)).code === 0, 'kbctl kbs-resource put default/key/disk --file disk.key');
+    check(
+      (await kbctl(['kbs-resource', 'put', 'default/key/disk', '--file', 'disk.key'], work)).code === 0,
+      'kbctl kbs-resource put default/key/disk --file disk.key',
+    );
 
     const guestRun = async (file: IgvmFile, verbose: boolean): Promise<{ bytes?: Buffer; error?: KbsProtocolError }> => {
       const guest = SimulatedSnpGuest.launch({ sp, image: { igvm: file }, certTable: 'none' });
-      const client = guest.kbsClient(url, verbose ? { onExchange: (e) => say(`    ${e.method} ${e.path} → ${e.status}${e.status === 200 && e.path.endsWith('/attest') ? ' (token)' : e.status === 200 && e.method === 'GET' ? ' (JWE)' : ''}`) } : {});
+      const client = guest.kbsClient(
+        url,
+        verbose
+          ? {
+              onExchange: (e) =>
+                say(
+                  `    ${e.method} ${e.path} → ${e.status}${e.status === 200 && e.path.endsWith('/attest') ? ' (token)' : e.status === 200 && e.method === 'GET' ? ' (JWE)' : ''}`,
+                ),
+            }
+          : {},
+      );
       try {
         return { bytes: await client.getResource('default/key/disk') };
       } catch (e) {
@@ -145,14 +183,14 @@ async function main(): Promise<void> {
       check(a.code === 0 && a.out.includes(rule), `kbctl audit --ref ${ref}: the reason names ${rule}`);
     };
 
-    heading('guest 1: the owner\'s image, policy 0x30000 — gets its key over the KBS protocol');
+    heading("guest 1: the owner's image, policy 0x30000 — gets its key over the KBS protocol");
     const ok = await guestRun(good, true);
     check(ok.bytes?.equals(secret) === true, 'the guest decrypted exactly the bytes published with kbctl kbs-resource put');
 
     heading('guest 2: another image — refused (wrong measurement)');
     await refusal('guest 2', await guestRun(image(0x30000n, 0x66), false), 'snp.allowedMeasurements');
 
-    heading('guest 3: the owner\'s pages with a debuggable policy — refused (DEBUG)');
+    heading("guest 3: the owner's pages with a debuggable policy — refused (DEBUG)");
     // the policy is not in the launch digest (igvm.md), so the measurement matches: the DEBUG bit is what refuses it
     await refusal('guest 3', await guestRun(image(0x30000n | DEBUG, 0x93), false), 'snp.allowDebug');
 
@@ -170,7 +208,8 @@ async function main(): Promise<void> {
   process.exitCode = failures === 0 ? 0 : 1;
 }
 
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
 
 main().catch((e: unknown) => {
   process.stderr.write(`demo:snp failed: ${e instanceof Error ? e.stack : String(e)}\n`);

@@ -64,7 +64,12 @@ describe('rates and CPU shares', () => {
 
 /** A paced rate with only what the goal reads. */
 const rate = (offeredPerSec: number, p99Ms: number) => ({ offeredPerSec, p99Ms }) as PacedRate;
-const pacedAt = (concurrency: number, closedLoopOpsPerSec: number, rates: PacedRate[]): PacedResult => ({ concurrency, closedLoopOpsPerSec, closedLoopSource: 'launch', rates });
+const pacedAt = (concurrency: number, closedLoopOpsPerSec: number, rates: PacedRate[]): PacedResult => ({
+  concurrency,
+  closedLoopOpsPerSec,
+  closedLoopSource: 'launch',
+  rates,
+});
 const p99 = (r: PacedRate) => r.p99Ms;
 
 describe('the open-loop p99 goal', () => {
@@ -87,7 +92,7 @@ describe('the open-loop p99 goal', () => {
     expect(g.ratioToCapacity).toBeNull();
   });
 
-  it('met at every rate; and not measured at the goal\'s number of clients', () => {
+  it("met at every rate; and not measured at the goal's number of clients", () => {
     const g = openLoopGoal([pacedAt(GOAL_LAUNCH_CLIENTS, 100, [rate(10, under), rate(50, under)])], p99)!;
     expect([g.maxRateMet, g.metAtEveryRate, g.firstMissed]).toEqual([50, true, null]);
     expect(openLoopGoal([pacedAt(GOAL_LAUNCH_CLIENTS + 1, 100, [rate(10, under)])], p99)).toBeNull();

@@ -134,7 +134,9 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   new ReflectionService(loadSync(join(PROTO_DIR, 'admin.proto'))).addToServer(adminServer);
 
   const creds = (cert?: string, key?: string) =>
-    cert && key ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false) : ServerCredentials.createInsecure();
+    cert && key
+      ? ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(cert), private_key: readFileSync(key) }], false)
+      : ServerCredentials.createInsecure();
   let address: string;
   let adminAddress: string;
   // The guest-facing port is accepted by the per-peer gate, which hands admitted connections to grpc-js.
@@ -143,16 +145,20 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
   let metricsListener: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let http: RunningHttp | undefined;
   try {
-    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener').catch((e: NodeJS.ErrnoException) => {
-      throw new Error(bindProblem('--listen', config.listen, e.code));
-    });
+    gate = await listenGated(config.listen, config, (socket) => injector.injectConnection(socket), logger, 'guest-facing listener').catch(
+      (e: NodeJS.ErrnoException) => {
+        throw new Error(bindProblem('--listen', config.listen, e.code));
+      },
+    );
     address = gate.address;
     adminAddress = await bind(adminServer, '--admin-listen', config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
     if (config.httpListen !== undefined) {
       const httpConfig = { ...config, listen: config.httpListen, tlsCert: config.httpTlsCert, tlsKey: config.httpTlsKey };
-      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx, { core, auth }), ...(opts.httpApis?.(ctx) ?? [])], logger).catch((e: NodeJS.ErrnoException) => {
-        throw e.code ? new Error(bindProblem('--http-listen', config.httpListen!, e.code)) : e;
-      });
+      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx, { core, auth }), ...(opts.httpApis?.(ctx) ?? [])], logger).catch(
+        (e: NodeJS.ErrnoException) => {
+          throw e.code ? new Error(bindProblem('--http-listen', config.httpListen!, e.code)) : e;
+        },
+      );
     }
     if (config.metricsListen) metricsListener = await serveMetrics(metrics, config.metricsListen, logger);
   } catch (e) {
@@ -209,7 +215,12 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
 
   const purge = setInterval(() => {
     const now = ctx.now();
-    Promise.all([store.purgeExpiredSessions(now), store.purgeExpiredConnections(now), store.purgeExpiredKbsSessions(now), store.purgeExpiredVmLaunches(now)]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
+    Promise.all([
+      store.purgeExpiredSessions(now),
+      store.purgeExpiredConnections(now),
+      store.purgeExpiredKbsSessions(now),
+      store.purgeExpiredVmLaunches(now),
+    ]).catch((e: Error) => logger.warn('purge failed', { error: e.message }));
     purgeAudit();
   }, PURGE_INTERVAL_MS);
   purge.unref();
@@ -250,7 +261,11 @@ function snpTrustRoots(config: BrokerConfig, logger: Logger): { snpRoots?: SnpRo
     if (seen.has(r.generation)) throw new Error(`--snp-trust-root: two files for ${r.generation}`);
     seen.add(r.generation);
     roots = { ...r.roots, ...roots };
-    logger.warn('TRUSTING A NON-AMD SNP ROOT: SNP reports under it are accepted as genuine for KBS attestation. Use only for labs and simulators.', { generation: r.generation, ark: r.arkCn, file });
+    logger.warn('TRUSTING A NON-AMD SNP ROOT: SNP reports under it are accepted as genuine for KBS attestation. Use only for labs and simulators.', {
+      generation: r.generation,
+      ark: r.arkCn,
+      file,
+    });
   }
   return { snpRoots: roots };
 }

@@ -44,7 +44,14 @@ export interface RunningCall {
  *
  * `early` is a failure found before the handler (a request that could not be decoded or validated).
  */
-export function runCall<Res>(ctx: BrokerContext, rpc: string, peer: string, answer: CallAnswer<Res>, fn: (info: CallInfo) => Promise<Res>, early?: BrokerError): RunningCall {
+export function runCall<Res>(
+  ctx: BrokerContext,
+  rpc: string,
+  peer: string,
+  answer: CallAnswer<Res>,
+  fn: (info: CallInfo) => Promise<Res>,
+  early?: BrokerError,
+): RunningCall {
   const timeoutMs = ctx.config.requestTimeoutSeconds * 1000;
   const controller = new AbortController();
   const info: CallInfo = { peer, refId: newRefId(), signal: controller.signal };
@@ -83,7 +90,12 @@ export function runCall<Res>(ctx: BrokerContext, rpc: string, peer: string, answ
       const failure = fromStore(e);
       const err = failure instanceof BrokerError ? failure : new BrokerError('internal', 'internal error', (e as Error)?.stack ?? String(e));
       if (answered) {
-        return ctx.logger[err.kind === 'internal' ? 'error' : 'info'](`${rpc} ended after its deadline`, { rpc, ref: info.refId, class: err.kind, reason: err.detail });
+        return ctx.logger[err.kind === 'internal' ? 'error' : 'info'](`${rpc} ended after its deadline`, {
+          rpc,
+          ref: info.refId,
+          class: err.kind,
+          reason: err.detail,
+        });
       }
       answered = true;
       fail(err);

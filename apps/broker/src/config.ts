@@ -259,7 +259,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     // Bounded so that now − retention is always a date JavaScript and PostgreSQL both hold; a century outlasts any audit policy.
     auditRetentionDays: num('audit-retention', values['audit-retention'] ?? env.KB_AUDIT_RETENTION, 365, 0, MAX_AUDIT_RETENTION_DAYS),
     maxSecretsPerRequest: 64,
-    requestTimeoutSeconds: num('request-timeout', values['request-timeout'] ?? env.KB_REQUEST_TIMEOUT, 10, MIN_REQUEST_TIMEOUT_SECONDS, MAX_REQUEST_TIMEOUT_SECONDS),
+    requestTimeoutSeconds: num(
+      'request-timeout',
+      values['request-timeout'] ?? env.KB_REQUEST_TIMEOUT,
+      10,
+      MIN_REQUEST_TIMEOUT_SECONDS,
+      MAX_REQUEST_TIMEOUT_SECONDS,
+    ),
     maxConnections: int('max-connections', values['max-connections'] ?? env.KB_MAX_CONNECTIONS, 1024, 1),
     maxConnectionsPerPeer: int('max-connections-per-peer', values['max-connections-per-peer'] ?? env.KB_MAX_CONNECTIONS_PER_PEER, 128, 1),
     maxStreamsPerConnection: int('max-streams-per-connection', values['max-streams-per-connection'] ?? env.KB_MAX_STREAMS_PER_CONNECTION, 100, 1, 2 ** 31 - 1),
@@ -282,7 +288,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     kbsSampleTee: values['kbs-sample-tee'] ?? env.KB_KBS_SAMPLE_TEE === '1',
   };
   if (cfg.maxConnectionsPerPeer > cfg.maxConnections) throw new ConfigError('--max-connections-per-peer cannot exceed --max-connections');
-  const listeners: [string, string][] = [['--listen', cfg.listen], ['--admin-listen', cfg.adminListen]];
+  const listeners: [string, string][] = [
+    ['--listen', cfg.listen],
+    ['--admin-listen', cfg.adminListen],
+  ];
   if (cfg.httpListen !== undefined) listeners.push(['--http-listen', cfg.httpListen]);
   for (const [flag, address] of listeners) {
     const problem = listenAddressProblem(address);

@@ -55,7 +55,8 @@ export function listenGated(address: string, limits: PeerLimits, serve: (socket:
     const peer = socket.remoteAddress ?? 'unknown';
     if (total >= limits.maxConnections) return refuse(socket, peer, `${limits.maxConnections} connections open (--max-connections)`);
     const mine = perPeer.get(peer) ?? 0;
-    if (mine >= limits.maxConnectionsPerPeer) return refuse(socket, peer, `${limits.maxConnectionsPerPeer} connections open from this address (--max-connections-per-peer)`);
+    if (mine >= limits.maxConnectionsPerPeer)
+      return refuse(socket, peer, `${limits.maxConnectionsPerPeer} connections open from this address (--max-connections-per-peer)`);
     total++;
     perPeer.set(peer, mine + 1);
     socket.once('close', () => {

@@ -39,7 +39,14 @@ export function readSnpTrustRoot(file: string): { generation: SnpGeneration; roo
     if (found[role]) throw fail(`two ${role.toUpperCase()} certificates`);
     found[role] = der;
   }
-  if (!found.ark || !found.ask || !generation) throw fail(`found ${Object.keys(found).map((k) => k.toUpperCase()).join(', ') || 'no certificate'}`);
+  if (!found.ark || !found.ask || !generation)
+    throw fail(
+      `found ${
+        Object.keys(found)
+          .map((k) => k.toUpperCase())
+          .join(', ') || 'no certificate'
+      }`,
+    );
   const set = snpRootSet({ ark: found.ark, ask: found.ask, asvk: found.asvk ?? found.ark });
   return { generation, roots: { ...pinnedSnpRoots(), [generation]: set }, arkCn: set.ark.subjectCn ?? '' };
 }

@@ -44,7 +44,9 @@ describe.each(DRIVERS)('admin inputs are bounded, reads validated, lists paged (
     expect(Buffer.byteLength(under)).toBeLessThanOrEqual(64 * 1024);
     await t.owner.call('putPolicy', { name: 'big-ok', document_json: under });
     const over = policyOfSize(64 * 1024 + 200);
-    expect(await answer('putPolicy', { name: 'big-over', document_json: over })).toBe(`INVALID_ARGUMENT: document_json must be at most 65536 bytes (64 KiB), got ${Buffer.byteLength(over)}`);
+    expect(await answer('putPolicy', { name: 'big-over', document_json: over })).toBe(
+      `INVALID_ARGUMENT: document_json must be at most 65536 bytes (64 KiB), got ${Buffer.byteLength(over)}`,
+    );
     expect(await answer('putPolicy', { name: 'huge', document_json: policyOfSize(6_700_000) })).toMatch(/^RESOURCE_EXHAUSTED: /);
     expect(await store.getPolicy('big-over')).toBeUndefined();
     expect(await store.getPolicy('huge')).toBeUndefined();
@@ -54,11 +56,24 @@ describe.each(DRIVERS)('admin inputs are bounded, reads validated, lists paged (
   it('keysets name at most 64 secrets; imported PEMs are at most 16 KiB', async () => {
     const ids = Array.from({ length: 65 }, (_, i) => `s/${i}`);
     expect(await answer('putKeyset', { id: 'k', secret_ids: ids, policy_name: '' })).toBe('INVALID_ARGUMENT: a keyset names at most 64 secrets');
-    expect(await answer('createReportKey', { id: 'r', policy_name: '', private_key_pem: 'x'.repeat(16 * 1024 + 1) })).toBe('INVALID_ARGUMENT: private_key_pem must be at most 16384 characters');
+    expect(await answer('createReportKey', { id: 'r', policy_name: '', private_key_pem: 'x'.repeat(16 * 1024 + 1) })).toBe(
+      'INVALID_ARGUMENT: private_key_pem must be at most 16384 characters',
+    );
   });
 
   it('every read and delete checks its id before the database: our message, never the database’s', async () => {
-    const reads = ['getPolicy', 'deletePolicy', 'getSecretInfo', 'deleteSecret', 'getKeyset', 'deleteKeyset', 'getResourceInfo', 'deleteResource', 'getReportKey', 'deleteReportKey'];
+    const reads = [
+      'getPolicy',
+      'deletePolicy',
+      'getSecretInfo',
+      'deleteSecret',
+      'getKeyset',
+      'deleteKeyset',
+      'getResourceInfo',
+      'deleteResource',
+      'getReportKey',
+      'deleteReportKey',
+    ];
     const bad = ['', 'with space', 'nul\u0000inside', 'x'.repeat(257), 'é', 'tab\there'];
     const seen = new Set<string>();
     for (const m of reads) for (const name of bad) seen.add(await answer(m, { name }));
@@ -67,9 +82,13 @@ describe.each(DRIVERS)('admin inputs are bounded, reads validated, lists paged (
     expect(await answer('listAudit', { since: '', launch_id: 'a\u0000b', ref_id: '', limit: 1, page_token: '' })).toBe(
       'INVALID_ARGUMENT: launch_id must be at most 256 characters without control characters',
     );
-    expect(await answer('listAudit', { since: '', launch_id: '', ref_id: 'r'.repeat(300), limit: 1, page_token: '' })).toMatch(/^INVALID_ARGUMENT: ref_id must be/);
+    expect(await answer('listAudit', { since: '', launch_id: '', ref_id: 'r'.repeat(300), limit: 1, page_token: '' })).toMatch(
+      /^INVALID_ARGUMENT: ref_id must be/,
+    );
     for (const prefix of ['has space', 'x'.repeat(300), '\u0000']) {
-      expect(await answer('listSecrets', { prefix, page_size: 0, page_token: '' })).toBe('INVALID_ARGUMENT: prefix must be 1–256 printable ASCII characters without spaces');
+      expect(await answer('listSecrets', { prefix, page_size: 0, page_token: '' })).toBe(
+        'INVALID_ARGUMENT: prefix must be 1–256 printable ASCII characters without spaces',
+      );
     }
     // a valid id that does not exist is NOT_FOUND, as before
     expect(await answer('getPolicy', { name: 'no-such-policy' })).toBe("NOT_FOUND: policy 'no-such-policy' does not exist");
@@ -94,13 +113,24 @@ describe.each(DRIVERS)('admin inputs are bounded, reads validated, lists paged (
     expect((await t.owner.call<admin.ListSecretsResponse>('listSecrets', { prefix: 'page/', page_size: 5000, page_token: '' })).secrets).toHaveLength(230);
     // a token is bound to its listing and prefix
     const first = await t.owner.call<admin.ListSecretsResponse>('listSecrets', { prefix: 'page/', page_size: 10, page_token: '' });
-    expect(await answer('listSecrets', { prefix: 'page/0', page_size: 10, page_token: first.next_page_token })).toBe('INVALID_ARGUMENT: page_token was given for another prefix');
-    expect(await answer('listPolicies', { prefix: 'page/', page_size: 10, page_token: first.next_page_token })).toMatch(/^INVALID_ARGUMENT: page_token is not a token of this listing/);
-    expect(await answer('listSecrets', { prefix: 'page/', page_size: 10, page_token: 'garbage!' })).toMatch(/^INVALID_ARGUMENT: page_token is not a token of this listing/);
+    expect(await answer('listSecrets', { prefix: 'page/0', page_size: 10, page_token: first.next_page_token })).toBe(
+      'INVALID_ARGUMENT: page_token was given for another prefix',
+    );
+    expect(await answer('listPolicies', { prefix: 'page/', page_size: 10, page_token: first.next_page_token })).toMatch(
+      /^INVALID_ARGUMENT: page_token is not a token of this listing/,
+    );
+    expect(await answer('listSecrets', { prefix: 'page/', page_size: 10, page_token: 'garbage!' })).toMatch(
+      /^INVALID_ARGUMENT: page_token is not a token of this listing/,
+    );
     // an entry deleted between pages is simply not there; nothing shifts
     await store.deleteSecret('page/010');
     const second = await t.owner.call<admin.ListSecretsResponse>('listSecrets', { prefix: 'page/', page_size: 10, page_token: first.next_page_token });
-    expect(second.secrets.map((s) => s.id)).toEqual(ids.slice(10, 20).filter((i) => i !== 'page/010').concat(ids[20]!));
+    expect(second.secrets.map((s) => s.id)).toEqual(
+      ids
+        .slice(10, 20)
+        .filter((i) => i !== 'page/010')
+        .concat(ids[20]!),
+    );
   });
 
   it('a page also stops at 1 MiB, so large policies never exceed the client’s 4 MiB limit', async () => {
@@ -121,7 +151,12 @@ describe.each(DRIVERS)('admin inputs are bounded, reads validated, lists paged (
 
   it('ListAudit pages too: at most 1000 entries a page, newest first, entries sharing a timestamp neither repeated nor skipped', async () => {
     const at = new Date('2030-01-01T00:00:00.000Z');
-    const entries = Array.from({ length: 2300 }, (_, i) => ({ event: 'paging', outcome: 'test', refId: `paging-${i}`, at: new Date(at.getTime() + Math.floor(i / 700)) }));
+    const entries = Array.from({ length: 2300 }, (_, i) => ({
+      event: 'paging',
+      outcome: 'test',
+      refId: `paging-${i}`,
+      at: new Date(at.getTime() + Math.floor(i / 700)),
+    }));
     await store.appendAudits(entries);
     const pages: number[] = [];
     const refs: string[] = [];

@@ -25,23 +25,71 @@ it('SEV and SEV-ES, disk and direct kernel boot: registered digests match what t
   const db = await testDatabase('pglite');
   const store = await db.open();
   const platform = testPlatform();
-  const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
+  const ctx = {
+    config: testConfig(),
+    store,
+    logger: silentLogger,
+    audit: new AuditTrail(store, silentLogger),
+    extraRoots: [platformRoot(platform)],
+    now: () => new Date(),
+  };
   const ecdh = new EcdhPool();
-  cleanups.push(() => store.close(), () => ecdh.close());
+  cleanups.push(
+    () => store.close(),
+    () => ecdh.close(),
+  );
   const svc = new AttestationService(ctx as never, createCore(ctx as never, ecdh));
   const info = { peer: 'ipv4:127.0.0.1:1', refId: 'r1', signal: new AbortController().signal };
   const fw = syntheticOvmf({ label: 'x' });
   await svc.addFirmware({ admin: true }, fw, info);
   const K = { kernel: Buffer.from('kernel'), initrd: Buffer.from('initrd'), cmdline: 'console=ttyS0' };
-  for (const [policy, vcpus, kernel] of [[1, 1, false], [5, 3, false], [1, 1, true], [5, 2, true]] as const) {
+  for (const [policy, vcpus, kernel] of [
+    [1, 1, false],
+    [5, 3, false],
+    [1, 1, true],
+    [5, 2, true],
+  ] as const) {
     const uuid = randomUUID();
-    await svc.register({ admin: true }, uuid, { scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy, 'cpu-count': vcpus, 'firmware-hashes': [sha256hex(fw)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-      ...(kernel ? { 'kernel-hash': sha256hex(K.kernel), 'initrd-hash': sha256hex(K.initrd), 'cmdline-hash': cmdlineHashHex(K.cmdline) } : {}) }, info);
+    await svc.register(
+      { admin: true },
+      uuid,
+      {
+        scheme: 'amd-sev',
+        'cloud-cert': ocaOf(platform),
+        policy,
+        'cpu-count': vcpus,
+        'firmware-hashes': [sha256hex(fw)],
+        secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+        ...(kernel ? { 'kernel-hash': sha256hex(K.kernel), 'initrd-hash': sha256hex(K.initrd), 'cmdline-hash': cmdlineHashHex(K.cmdline) } : {}),
+      },
+      info,
+    );
     const l = await svc.launch(uuid, launchBody(platform, { family: 25, model: 1, stepping: 1 }), info);
-    const vm = new SimulatedHypervisor(platform).createVm({ firmware: fw, policy, godhCert: Buffer.from(l['owner-cert'] as string, 'base64'), session: Buffer.from(l.session as string, 'base64'), vcpus, vcpu: { family: 25, model: 1, stepping: 1 }, ...(kernel ? { kernel: K, kernelHashes: true } : {}) });
+    const vm = new SimulatedHypervisor(platform).createVm({
+      firmware: fw,
+      policy,
+      godhCert: Buffer.from(l['owner-cert'] as string, 'base64'),
+      session: Buffer.from(l.session as string, 'base64'),
+      vcpus,
+      vcpu: { family: 25, model: 1, stepping: 1 },
+      ...(kernel ? { kernel: K, kernelHashes: true } : {}),
+    });
     vm.start({ paused: true });
     const q = vm.querySev();
-    const v = await svc.validate(uuid, { 'launch-id': l['launch-id'], 'api-major': q.apiMajor, 'api-minor': q.apiMinor, 'build-id': q.buildId, policy, measurement: vm.launchMeasurement(), 'firmware-hash': sha256hex(fw), 'cpu-count': vcpus }, info);
+    const v = await svc.validate(
+      uuid,
+      {
+        'launch-id': l['launch-id'],
+        'api-major': q.apiMajor,
+        'api-minor': q.apiMinor,
+        'build-id': q.buildId,
+        policy,
+        measurement: vm.launchMeasurement(),
+        'firmware-hash': sha256hex(fw),
+        'cpu-count': vcpus,
+      },
+      info,
+    );
     vm.injectSecret(v['secret-header'] as string, v['secret-table'] as string);
     vm.resume();
     expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
@@ -56,22 +104,49 @@ describe('every field fuzzed: a clear "invalid" naming the field, nothing writte
     const db = await testDatabase('pglite');
     const store = await db.open();
     const platform = testPlatform();
-    const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
+    const ctx = {
+      config: testConfig(),
+      store,
+      logger: silentLogger,
+      audit: new AuditTrail(store, silentLogger),
+      extraRoots: [platformRoot(platform)],
+      now: () => new Date(),
+    };
     const ecdh = new EcdhPool();
-    cleanups.push(() => store.close(), () => ecdh.close());
+    cleanups.push(
+      () => store.close(),
+      () => ecdh.close(),
+    );
     const svc = new AttestationService(ctx as never, createCore(ctx as never, ecdh));
     const info = { peer: 'ipv4:127.0.0.1:1', refId: 'r1', signal: new AbortController().signal };
     const fw = syntheticOvmf({ label: 'fuzz' });
     await svc.addFirmware({ admin: true }, fw, info);
     const good: Record<string, unknown> = {
-      scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy: 5, 'cpu-count': 2, 'firmware-hashes': [sha256hex(fw)],
-      'kernel-hash': sha256hex('k'), 'initrd-hash': sha256hex('i'), 'cmdline-hash': cmdlineHashHex('c'),
-      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }, { guid: 'a3e5d8f1-2b4c-4d6e-8f00-112233445566', data: 'AAEC' }],
-      'cpu-models': ['EPYC-Milan'], 'launch-digests': [sha256hex('d')], 'not-before': '2020-01-01T00:00:00Z', 'not-after': '2099-01-01T00:00:00Z',
-      'max-launches': 3, policies: [], 'vmsa-fpu': 'legacy',
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(platform),
+      policy: 5,
+      'cpu-count': 2,
+      'firmware-hashes': [sha256hex(fw)],
+      'kernel-hash': sha256hex('k'),
+      'initrd-hash': sha256hex('i'),
+      'cmdline-hash': cmdlineHashHex('c'),
+      secrets: [
+        { type: 'luks-passphrase', passphrase: 'pw' },
+        { guid: 'a3e5d8f1-2b4c-4d6e-8f00-112233445566', data: 'AAEC' },
+      ],
+      'cpu-models': ['EPYC-Milan'],
+      'launch-digests': [sha256hex('d')],
+      'not-before': '2020-01-01T00:00:00Z',
+      'not-after': '2099-01-01T00:00:00Z',
+      'max-launches': 3,
+      policies: [],
+      'vmsa-fpu': 'legacy',
     };
     const invalidOf = async (p: Promise<unknown>, what = '') => {
-      const e = await p.then(() => `accepted ${what}`, (err: unknown) => err);
+      const e = await p.then(
+        () => `accepted ${what}`,
+        (err: unknown) => err,
+      );
       expect(e).toMatchObject({ kind: 'invalid' });
       return (e as Error & { publicMessage: string }).publicMessage;
     };
@@ -85,7 +160,8 @@ describe('every field fuzzed: a clear "invalid" naming the field, nothing writte
       }
       const without = { ...good };
       delete without[field];
-      if (['scheme', 'policy', 'cpu-count', 'firmware-hashes', 'cloud-cert', 'kernel-hash'].includes(field)) await invalidOf(svc.register({ admin: true }, uuid, without, info));
+      if (['scheme', 'policy', 'cpu-count', 'firmware-hashes', 'cloud-cert', 'kernel-hash'].includes(field))
+        await invalidOf(svc.register({ admin: true }, uuid, without, info));
     }
     await invalidOf(svc.register({ admin: true }, uuid, { ...good, surprise: 1 }, info));
     await invalidOf(svc.register({ admin: true }, 'not-a-uuid', good, info));
@@ -101,7 +177,16 @@ describe('every field fuzzed: a clear "invalid" naming the field, nothing writte
     await invalidOf(svc.launch(uuid, { ...launchGood, extra: 1 }, info));
     expect(await store.countPendingSessions(new Date())).toBe(0);
     const l = await svc.launch(uuid, launchGood, info);
-    const validateGood = { 'launch-id': l['launch-id'], 'api-major': 1, 'api-minor': 0, 'build-id': 0, policy: 5, measurement: Buffer.alloc(48).toString('base64'), 'firmware-hash': sha256hex(fw), 'cpu-count': 2 };
+    const validateGood = {
+      'launch-id': l['launch-id'],
+      'api-major': 1,
+      'api-minor': 0,
+      'build-id': 0,
+      policy: 5,
+      measurement: Buffer.alloc(48).toString('base64'),
+      'firmware-hash': sha256hex(fw),
+      'cpu-count': 2,
+    };
     for (const field of Object.keys(validateGood)) {
       for (const bad of BAD) await invalidOf(svc.validate(uuid, { ...validateGood, [field]: bad }, info), `${field}=${JSON.stringify(bad)}`);
     }
@@ -116,7 +201,14 @@ describe('PostgreSQL: one launch session, two brokers', () => {
   async function replica(db: Awaited<ReturnType<typeof testDatabase>>) {
     const store = await db.open();
     const platform = testPlatform();
-    const ctx = { config: testConfig(), store, logger: silentLogger, audit: new AuditTrail(store, silentLogger), extraRoots: [platformRoot(platform)], now: () => new Date() };
+    const ctx = {
+      config: testConfig(),
+      store,
+      logger: silentLogger,
+      audit: new AuditTrail(store, silentLogger),
+      extraRoots: [platformRoot(platform)],
+      now: () => new Date(),
+    };
     const ecdh = new EcdhPool();
     const close = async () => {
       await ctx.audit.flush();
@@ -133,12 +225,38 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     const platform = testPlatform();
     await svc.addFirmware({ admin: true }, fw, info);
     const uuid = randomUUID();
-    await svc.register({ admin: true }, uuid, { scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(fw)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }] }, info);
+    await svc.register(
+      { admin: true },
+      uuid,
+      {
+        scheme: 'amd-sev',
+        'cloud-cert': ocaOf(platform),
+        policy: 1,
+        'cpu-count': 1,
+        'firmware-hashes': [sha256hex(fw)],
+        secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+      },
+      info,
+    );
     const l = await svc.launch(uuid, launchBody(platform), info);
-    const vm = new SimulatedHypervisor(platform).createVm({ firmware: fw, policy: 1, godhCert: Buffer.from(l['owner-cert'] as string, 'base64'), session: Buffer.from(l.session as string, 'base64') });
+    const vm = new SimulatedHypervisor(platform).createVm({
+      firmware: fw,
+      policy: 1,
+      godhCert: Buffer.from(l['owner-cert'] as string, 'base64'),
+      session: Buffer.from(l.session as string, 'base64'),
+    });
     vm.start({ paused: true });
     const q = vm.querySev();
-    const body = { 'launch-id': l['launch-id'], 'api-major': q.apiMajor, 'api-minor': q.apiMinor, 'build-id': q.buildId, policy: 1, measurement: vm.launchMeasurement(), 'firmware-hash': sha256hex(fw), 'cpu-count': 1 };
+    const body = {
+      'launch-id': l['launch-id'],
+      'api-major': q.apiMajor,
+      'api-minor': q.apiMinor,
+      'build-id': q.buildId,
+      policy: 1,
+      measurement: vm.launchMeasurement(),
+      'firmware-hash': sha256hex(fw),
+      'cpu-count': 1,
+    };
     return { uuid, vm, body };
   }
 

@@ -20,7 +20,18 @@ describe('attestation service: two broker processes on one PostgreSQL', () => {
   const procs: BrokerProcess[] = [];
   const start = async () => {
     const p = await spawnBroker(
-      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir, '--trust-root', `sev-sim=${join(dir, 'root.cert')}`],
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--data-dir',
+        dir,
+        '--trust-root',
+        `sev-sim=${join(dir, 'root.cert')}`,
+      ],
       { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN },
     );
     procs.push(p);
@@ -45,7 +56,14 @@ describe('attestation service: two broker processes on one PostgreSQL', () => {
     const [a, b] = [await start(), await start()];
     expect((await api(a.base, 'POST', '/firmware', FIRMWARE, ADMIN_TOKEN)).status).toBe(201);
     const uuid = randomUUID();
-    const reg = { scheme: 'amd-sev', 'cloud-cert': ocaOf(platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(FIRMWARE)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }] };
+    const reg = {
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(platform),
+      policy: 1,
+      'cpu-count': 1,
+      'firmware-hashes': [sha256hex(FIRMWARE)],
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+    };
     expect((await api(a.base, 'POST', `/vm/${uuid}`, reg, ADMIN_TOKEN)).status).toBe(201);
 
     const p = await hostPrepare(b.base, uuid, platform, { firmware: FIRMWARE, policy: 0x1 });

@@ -72,7 +72,11 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
   });
 
   it('SEV direct kernel boot: the kernel-hashes table comes from the three registered hashes', async () => {
-    const uuid = await register({ 'kernel-hash': sha256hex(KERNEL.kernel), 'initrd-hash': sha256hex(KERNEL.initrd), 'cmdline-hash': cmdlineHashHex(KERNEL.cmdline) });
+    const uuid = await register({
+      'kernel-hash': sha256hex(KERNEL.kernel),
+      'initrd-hash': sha256hex(KERNEL.initrd),
+      'cmdline-hash': cmdlineHashHex(KERNEL.cmdline),
+    });
     const ok = await hostLaunch(base, uuid, t.platform, { firmware: FIRMWARE, policy: 0x1, kernel: KERNEL });
     expect(ok.validate?.status).toBe(200);
     expect(secretsOf(ok.secrets).get(LUKS_PASSPHRASE_GUID)).toBe('correct horse battery staple');
@@ -89,7 +93,14 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
   });
 
   it('SEV-ES direct kernel boot with hashes', async () => {
-    const uuid = await register({ policy: 0x5, 'cpu-count': 2, 'cpu-models': [{ signature: cpuSignature(25, 1, 1) }], 'kernel-hash': sha256hex(KERNEL.kernel), 'initrd-hash': sha256hex(KERNEL.initrd), 'cmdline-hash': cmdlineHashHex(KERNEL.cmdline) });
+    const uuid = await register({
+      policy: 0x5,
+      'cpu-count': 2,
+      'cpu-models': [{ signature: cpuSignature(25, 1, 1) }],
+      'kernel-hash': sha256hex(KERNEL.kernel),
+      'initrd-hash': sha256hex(KERNEL.initrd),
+      'cmdline-hash': cmdlineHashHex(KERNEL.cmdline),
+    });
     const r = await hostLaunch(base, uuid, t.platform, { firmware: FIRMWARE, policy: 0x5, vcpus: 2, vcpu: MILAN, kernel: KERNEL });
     expect(r.validate?.status).toBe(200);
   });
@@ -142,7 +153,13 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
 
     it('SEV-ES: a host lying about its vCPU is caught by the measurement', async () => {
       const uuid = await register({ policy: 0x5, 'cpu-models': ['EPYC-Milan', 'EPYC-Rome'] });
-      const p = await hostPrepare(base, uuid, t.platform, { firmware: FIRMWARE, policy: 0x5, vcpu: MILAN }, { 'cpu-id': { family: 23, model: 49, stepping: 0 } });
+      const p = await hostPrepare(
+        base,
+        uuid,
+        t.platform,
+        { firmware: FIRMWARE, policy: 0x5, vcpu: MILAN },
+        { 'cpu-id': { family: 23, model: 49, stepping: 0 } },
+      );
       const v = await api(base, 'POST', `/vm/${uuid}/validate`, p.validate);
       await refusedWith(v, /measurement does not verify/);
     });
@@ -160,7 +177,7 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
       await refusedWith(await api(base, 'POST', `/vm/${uuid}/validate`, p.validate), /launch id unknown, expired or already used/);
     });
 
-    it("a launch opened for one VM cannot validate another", async () => {
+    it('a launch opened for one VM cannot validate another', async () => {
       const a = await register();
       const b = await register();
       const p = await hostPrepare(base, a, t.platform, { firmware: FIRMWARE, policy: 0x1 });
@@ -192,7 +209,17 @@ describe('attestation service /sev/v1 over HTTP (PGlite)', () => {
 
     it("an owner reads, replaces, lists and deletes its own VMs only; another owner's are not found", async () => {
       const uuid = await register({}, alice);
-      expect(await api(base, 'GET', `/vm/${uuid}`, undefined, alice)).toMatchObject({ status: 200, body: { uuid, owner: 'alice', secrets: [{ guid: LUKS_PASSPHRASE_GUID, type: 'luks-passphrase' }, { guid: GENERIC_GUID, type: 'generic' }] } });
+      expect(await api(base, 'GET', `/vm/${uuid}`, undefined, alice)).toMatchObject({
+        status: 200,
+        body: {
+          uuid,
+          owner: 'alice',
+          secrets: [
+            { guid: LUKS_PASSPHRASE_GUID, type: 'luks-passphrase' },
+            { guid: GENERIC_GUID, type: 'generic' },
+          ],
+        },
+      });
       // secrets are never returned
       expect(JSON.stringify((await api(base, 'GET', `/vm/${uuid}`, undefined, alice)).body)).not.toMatch(/horse|Z2VuZXJpYy/);
       expect((await api(base, 'GET', `/vm/${uuid}`, undefined, bob)).status).toBe(404);
@@ -259,8 +286,14 @@ describe('over HTTP, every field fuzzed: 400 with the field named, nothing writt
   const BAD: unknown[] = [null, true, -1, 1.5, '5', '', 'x'.repeat(600), [], [7], {}, { a: 1 }, 'zz'];
   it('registration fields: wrong types are refused, not coerced; unknown fields are refused, not dropped', async () => {
     const good: Record<string, unknown> = {
-      scheme: 'amd-sev', 'cloud-cert': ocaOf(t.platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(FIRMWARE)],
-      'kernel-hash': sha256hex('k'), secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }], 'max-launches': 2,
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(t.platform),
+      policy: 1,
+      'cpu-count': 1,
+      'firmware-hashes': [sha256hex(FIRMWARE)],
+      'kernel-hash': sha256hex('k'),
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+      'max-launches': 2,
     };
     const uuid = randomUUID();
     for (const field of Object.keys(good)) {
@@ -281,7 +314,14 @@ describe('over HTTP, every field fuzzed: 400 with the field named, nothing writt
   it('/launch and /validate fields: 400, and the launch session survives them', async () => {
     expect((await api(base, 'POST', '/firmware', FIRMWARE, ADMIN_TOKEN)).status).toBe(201);
     const uuid = randomUUID();
-    const reg = { scheme: 'amd-sev', 'cloud-cert': ocaOf(t.platform), policy: 1, 'cpu-count': 1, 'firmware-hashes': [sha256hex(FIRMWARE)], secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }] };
+    const reg = {
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(t.platform),
+      policy: 1,
+      'cpu-count': 1,
+      'firmware-hashes': [sha256hex(FIRMWARE)],
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+    };
     expect((await api(base, 'POST', `/vm/${uuid}`, reg, ADMIN_TOKEN)).status).toBe(201);
     for (const field of ['pdh', 'cert-chain', 'cpu-id']) {
       for (const bad of BAD) expect((await api(base, 'POST', `/vm/${uuid}/launch`, { ...launchBody(t.platform), [field]: bad })).status).toBe(400);

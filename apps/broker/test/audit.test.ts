@@ -30,7 +30,10 @@ describe('AuditTrail (audit rows written off the request path)', () => {
 
   it('gathers the entries recorded while a batch is written into the next statement, and flush writes them all', async () => {
     gate = new Promise((r) => (release = r));
-    const trail = new AuditTrail(store, createLogger('error', () => undefined));
+    const trail = new AuditTrail(
+      store,
+      createLogger('error', () => undefined),
+    );
     trail.record(entry(0));
     await new Promise((r) => setTimeout(r, 30)); // the first batch (one entry) is now being written, held at the gate
     expect(batches).toEqual([1]);
@@ -47,7 +50,10 @@ describe('AuditTrail (audit rows written off the request path)', () => {
 
   it('retries a refused batch entry by entry, so one bad entry loses only itself, and logs it', async () => {
     const lines: string[] = [];
-    const trail = new AuditTrail(store, createLogger('error', (l) => lines.push(l)));
+    const trail = new AuditTrail(
+      store,
+      createLogger('error', (l) => lines.push(l)),
+    );
     trail.record(entry(1));
     trail.record({ event: '', outcome: 'issued', refId: 'bad' }); // the store refuses an entry without an event
     trail.record(entry(2));
@@ -59,7 +65,10 @@ describe('AuditTrail (audit rows written off the request path)', () => {
 
   it('keeps entries queued while the database is away and writes every one of them once it is back', async () => {
     const lines: string[] = [];
-    const trail = new AuditTrail(store, createLogger('info', (l) => lines.push(l)));
+    const trail = new AuditTrail(
+      store,
+      createLogger('info', (l) => lines.push(l)),
+    );
     away = 5; // 50 + 100 + 200 + 400 + 800 ms of back-off
     const started = performance.now();
     for (let i = 0; i < 30; i++) trail.record(entry(i));
@@ -76,7 +85,11 @@ describe('AuditTrail (audit rows written off the request path)', () => {
   });
 
   it('is bounded: full, it reports saturation (the broker then refuses new calls) until the database catches up', async () => {
-    const trail = new AuditTrail(store, createLogger('error', () => undefined), 10);
+    const trail = new AuditTrail(
+      store,
+      createLogger('error', () => undefined),
+      10,
+    );
     away = 2;
     for (let i = 0; i < 12; i++) trail.record(entry(i));
     expect(trail.saturated()).toBe(true);
@@ -88,7 +101,10 @@ describe('AuditTrail (audit rows written off the request path)', () => {
 
   it('on shutdown, retries for the flush timeout and then logs every unwritten entry with its fields', async () => {
     const lines: string[] = [];
-    const trail = new AuditTrail(store, createLogger('error', (l) => lines.push(l)));
+    const trail = new AuditTrail(
+      store,
+      createLogger('error', (l) => lines.push(l)),
+    );
     away = 1_000_000;
     trail.record(entry(1));
     trail.record({ ...entry(2), launchId: 'f0e1d2c3-0000-4000-8000-000000000000' });

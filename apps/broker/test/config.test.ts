@@ -1,4 +1,12 @@
-import { ConfigError, HELP, MAX_AUDIT_RETENTION_DAYS, MAX_REQUEST_TIMEOUT_SECONDS, MIN_REQUEST_TIMEOUT_SECONDS, parseConfig, type BrokerConfig } from '../src/config';
+import {
+  ConfigError,
+  HELP,
+  MAX_AUDIT_RETENTION_DAYS,
+  MAX_REQUEST_TIMEOUT_SECONDS,
+  MIN_REQUEST_TIMEOUT_SECONDS,
+  parseConfig,
+  type BrokerConfig,
+} from '../src/config';
 
 function parse(argv: string[], env: NodeJS.ProcessEnv = {}): BrokerConfig {
   const cfg = parseConfig(argv, env);
@@ -109,11 +117,21 @@ describe('parseConfig: bounded resources on the guest-facing listener', () => {
   });
 
   it('takes flags or KB_* variables, the flag winning; 0 turns the timers off', () => {
-    const c = parse(
-      ['--max-connections', '50', '--max-connections-per-peer', '5', '--idle-timeout', '0', '--request-arrival-timeout', '2.5'],
-      { KB_MAX_CONNECTIONS: '70', KB_MAX_STREAMS_PER_CONNECTION: '16', KB_MAX_CONNECTION_AGE: '0', KB_KEEPALIVE: '0' },
-    );
-    expect([c.maxConnections, c.maxConnectionsPerPeer, c.maxStreamsPerConnection, c.idleTimeoutSeconds, c.maxConnectionAgeSeconds, c.keepaliveSeconds, c.requestArrivalTimeoutSeconds]).toEqual([50, 5, 16, 0, 0, 0, 2.5]);
+    const c = parse(['--max-connections', '50', '--max-connections-per-peer', '5', '--idle-timeout', '0', '--request-arrival-timeout', '2.5'], {
+      KB_MAX_CONNECTIONS: '70',
+      KB_MAX_STREAMS_PER_CONNECTION: '16',
+      KB_MAX_CONNECTION_AGE: '0',
+      KB_KEEPALIVE: '0',
+    });
+    expect([
+      c.maxConnections,
+      c.maxConnectionsPerPeer,
+      c.maxStreamsPerConnection,
+      c.idleTimeoutSeconds,
+      c.maxConnectionAgeSeconds,
+      c.keepaliveSeconds,
+      c.requestArrivalTimeoutSeconds,
+    ]).toEqual([50, 5, 16, 0, 0, 0, 2.5]);
   });
 
   it.each([
@@ -128,7 +146,15 @@ describe('parseConfig: bounded resources on the guest-facing listener', () => {
   });
 
   it('are listed in --help', () => {
-    for (const flag of ['--max-connections N', '--max-connections-per-peer N', '--max-streams-per-connection N', '--idle-timeout SECONDS', '--max-connection-age SECONDS', '--keepalive SECONDS', '--request-arrival-timeout SECONDS']) {
+    for (const flag of [
+      '--max-connections N',
+      '--max-connections-per-peer N',
+      '--max-streams-per-connection N',
+      '--idle-timeout SECONDS',
+      '--max-connection-age SECONDS',
+      '--keepalive SECONDS',
+      '--request-arrival-timeout SECONDS',
+    ]) {
       expect(HELP).toContain(flag);
     }
   });

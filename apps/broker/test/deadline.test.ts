@@ -28,7 +28,11 @@ describe('call deadlines (unary): every call is answered within --request-timeou
   beforeAll(async () => {
     const logger = createLogger('debug', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
     // unary() reads the configuration, the logger and the audit trail (the call entry of every reference) only.
-    const ctx = { config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }), logger, audit: { record: (e: { refId?: string }) => audited.push(e), saturated: () => false, pending: () => 0 } } as unknown as BrokerContext;
+    const ctx = {
+      config: testConfig({ requestTimeoutSeconds: TIMEOUT_S }),
+      logger,
+      audit: { record: (e: { refId?: string }) => audited.push(e), saturated: () => false, pending: () => 0 },
+    } as unknown as BrokerContext;
     const slow = async (_req: unknown, info: CallInfo) => {
       const t0 = Date.now();
       // Waits until released by the test or aborted, then a little longer: its result must be dropped.
@@ -84,7 +88,12 @@ describe('call deadlines (unary): every call is answered within --request-timeou
     expect(seen).toEqual([{ aborted: true, reason: expect.stringContaining('--request-timeout'), afterMs: expect.any(Number) }]);
     const logged = await eventually(async () => lines.find((l) => l.msg === 'GetBundle finished after its deadline; the answer was dropped'));
     expect(logged).toMatchObject({ ref });
-    expect(lines.find((l) => l.msg === 'GetBundle failed')).toMatchObject({ level: 'warn', class: 'timeout', ref, reason: expect.stringContaining('--request-timeout') });
+    expect(lines.find((l) => l.msg === 'GetBundle failed')).toMatchObject({
+      level: 'warn',
+      class: 'timeout',
+      ref,
+      reason: expect.stringContaining('--request-timeout'),
+    });
   });
 
   it("a client whose own, shorter deadline passes: the handler's signal is aborted too", async () => {

@@ -41,7 +41,15 @@ describe('bins', () => {
   });
 
   it('the broker build carries what it reads at run time: ECDH worker, protos, migrations, prepared database, vendored protos', () => {
-    for (const f of ['ecdh-worker.js', 'assets/proto/keybroker.proto', 'assets/proto/admin.proto', 'assets/migrations/meta/_journal.json', 'assets/pgdata/PG_VERSION', 'vendor/grpc-health-check/proto/health/v1/health.proto', 'vendor/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto']) {
+    for (const f of [
+      'ecdh-worker.js',
+      'assets/proto/keybroker.proto',
+      'assets/proto/admin.proto',
+      'assets/migrations/meta/_journal.json',
+      'assets/pgdata/PG_VERSION',
+      'vendor/grpc-health-check/proto/health/v1/health.proto',
+      'vendor/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto',
+    ]) {
       expect(existsSync(join(ROOT, 'apps/broker/dist', f))).toBe(true);
     }
   });

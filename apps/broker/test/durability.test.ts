@@ -73,7 +73,12 @@ describe('two brokers on one PostgreSQL', () => {
       // racing the same launch on both replicas: exactly one wins
       for (let round = 0; round < 10; round++) {
         const p = await prepareLaunch(b.host, b.platform, { policy: 0x1, requests: KEY });
-        const results = await Promise.allSettled([a.host.getSecret(p.request), b.host.getSecret(p.request), a.host.getSecret(p.request), b.host.getSecret(p.request)]);
+        const results = await Promise.allSettled([
+          a.host.getSecret(p.request),
+          b.host.getSecret(p.request),
+          a.host.getSecret(p.request),
+          b.host.getSecret(p.request),
+        ]);
         expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
         for (const r of results) if (r.status === 'rejected') expect(r.reason.code).toBe(status.PERMISSION_DENIED);
       }
@@ -90,7 +95,18 @@ describe('two brokers on one PostgreSQL', () => {
     const rootDir = mkdtempSync(join(tmpdir(), 'kb-root-'));
     writeFileSync(join(rootDir, 'root.cert'), Buffer.concat([platform.ask.raw, platform.ark.raw]));
     const proc = await spawnBroker(
-      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', rootDir, '--trust-root', `sev-sim=${join(rootDir, 'root.cert')}`],
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+        '--data-dir',
+        rootDir,
+        '--trust-root',
+        `sev-sim=${join(rootDir, 'root.cert')}`,
+      ],
       { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN },
     );
     const store = await db.open();

@@ -127,7 +127,14 @@ describe('EcdhPool (P-384 agreement on worker threads)', () => {
       await new Promise((r) => setImmediate(r));
       // died within a second of its start: no agreement is sent to it while its successor is on the way
       await expect(pool.agree(pdh.publicKey)).rejects.toThrow(/no ECDH worker is running/);
-      const served = await eventually(() => pool.agree(pdh.publicKey).then((a) => a, () => undefined), 10_000);
+      const served = await eventually(
+        () =>
+          pool.agree(pdh.publicKey).then(
+            (a) => a,
+            () => undefined,
+          ),
+        10_000,
+      );
       expect(served?.z).toHaveLength(48);
     } finally {
       await pool.close();

@@ -24,14 +24,34 @@ import { eventually, sleep } from './support/wait';
 function testApi(ctx: BrokerContext): HttpApi {
   const plugin: FastifyPluginAsync = async (app) => {
     const schema = { body: { type: 'object', required: ['n'], additionalProperties: false, properties: { n: { type: 'integer', minimum: 0 } } } };
-    app.post('/echo', { schema }, httpRoute(ctx, 'test.echo', async (req) => ({ n: (req.body as { n: number }).n })));
-    app.post('/created', httpRoute(ctx, 'test.created', async (_req, _info, reply) => (reply.code(201), { made: true })));
-    app.delete('/thing', httpRoute(ctx, 'test.delete', async () => undefined));
-    app.get('/denied', httpRoute(ctx, 'test.denied', async () => Promise.reject(denied('the secret reason: policy p1 rule allowedDigests'))));
-    app.get('/crash', httpRoute(ctx, 'test.crash', async () => Promise.reject(new Error('boom: a stack with internals'))));
+    app.post(
+      '/echo',
+      { schema },
+      httpRoute(ctx, 'test.echo', async (req) => ({ n: (req.body as { n: number }).n })),
+    );
+    app.post(
+      '/created',
+      httpRoute(ctx, 'test.created', async (_req, _info, reply) => (reply.code(201), { made: true })),
+    );
+    app.delete(
+      '/thing',
+      httpRoute(ctx, 'test.delete', async () => undefined),
+    );
+    app.get(
+      '/denied',
+      httpRoute(ctx, 'test.denied', async () => Promise.reject(denied('the secret reason: policy p1 rule allowedDigests'))),
+    );
+    app.get(
+      '/crash',
+      httpRoute(ctx, 'test.crash', async () => Promise.reject(new Error('boom: a stack with internals'))),
+    );
     app.get(
       '/slow',
-      httpRoute(ctx, 'test.slow', (_req, info) => new Promise((resolve) => info.signal.addEventListener('abort', () => setTimeout(() => resolve({ late: true }), 10)))),
+      httpRoute(
+        ctx,
+        'test.slow',
+        (_req, info) => new Promise((resolve) => info.signal.addEventListener('abort', () => setTimeout(() => resolve({ late: true }), 10))),
+      ),
     );
   };
   return { prefix: '/test/v1', plugin };
@@ -100,7 +120,11 @@ describe('HTTP listener: one call adapter, limits, TLS', () => {
   });
 
   it('a body over the limit is 413 with a reference; malformed JSON is 400; an unknown path is 404', async () => {
-    const big = await fetch(`${base}/test/v1/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n: 1, pad: 'x'.repeat(70_000) }) });
+    const big = await fetch(`${base}/test/v1/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ n: 1, pad: 'x'.repeat(70_000) }),
+    });
     expect(big.status).toBe(413);
     expect(((await big.json()) as { ref: string }).ref).toMatch(/^[0-9a-f]{12}$/);
     const bad = await fetch(`${base}/test/v1/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":' });

@@ -6,8 +6,16 @@ const CHILD = join(__dirname, 'support/last-resort-child.ts');
 
 /** The child's exit code, stdout and its JSON log lines. */
 function run(throws: number) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD, String(throws)], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' }, encoding: 'utf8', timeout: 60_000 });
-  const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string; error?: string; exitCode?: number });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD, String(throws)], {
+    cwd: ROOT,
+    env: { ...process.env, NODE_OPTIONS: '' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  const lines = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: string; msg: string; error?: string; exitCode?: number });
   return { code: r.status, stdout: r.stdout, lines };
 }
 
@@ -17,8 +25,16 @@ describe('the last-resort handler (kb-broker main)', () => {
     expect(code).toBe(0);
     expect(stdout).toBe('still serving\n');
     expect(lines).toEqual([
-      expect.objectContaining({ level: 'error', msg: 'unhandled promise rejection (a bug); the broker keeps serving', error: expect.stringContaining('a promise nobody awaits') }),
-      expect.objectContaining({ level: 'error', msg: 'uncaught exception (a bug); the broker keeps serving', error: expect.stringContaining('thrown from timer 0') }),
+      expect.objectContaining({
+        level: 'error',
+        msg: 'unhandled promise rejection (a bug); the broker keeps serving',
+        error: expect.stringContaining('a promise nobody awaits'),
+      }),
+      expect.objectContaining({
+        level: 'error',
+        msg: 'uncaught exception (a bug); the broker keeps serving',
+        error: expect.stringContaining('thrown from timer 0'),
+      }),
     ]);
   });
 

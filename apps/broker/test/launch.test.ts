@@ -120,12 +120,16 @@ describe.each(DRIVERS)('full launches through the broker (%s)', (driver) => {
     expect(map.get(RES_GUID)!.toString()).toBe('config bytes');
 
     // connections cannot mint connections online
-    const mint = await failure(t.host.getOnlineSecret({ ClientId: conn.client_id, SecretRequests: [{ Guid: guid, Format: 'json', SecretType: 'connection', Id: '' }] }));
+    const mint = await failure(
+      t.host.getOnlineSecret({ ClientId: conn.client_id, SecretRequests: [{ Guid: guid, Format: 'json', SecretType: 'connection', Id: '' }] }),
+    );
     expect(mint.code).toBe(status.INVALID_ARGUMENT);
 
     // revoked: refused with the generic message
     await t.owner.call('revokeConnection', { client_id: conn.client_id });
-    const err = await failure(t.host.getOnlineSecret({ ClientId: conn.client_id, SecretRequests: [{ Guid: guid, Format: 'binary', SecretType: 'key', Id: 'default/key/disk' }] }));
+    const err = await failure(
+      t.host.getOnlineSecret({ ClientId: conn.client_id, SecretRequests: [{ Guid: guid, Format: 'binary', SecretType: 'key', Id: 'default/key/disk' }] }),
+    );
     expect(err.code).toBe(status.PERMISSION_DENIED);
     expect(err.details).toMatch(/^attestation failed/);
   });

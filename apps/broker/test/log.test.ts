@@ -78,7 +78,15 @@ describe('what a running broker logs never holds a token, a secret or a key', ()
       expect((await failure(intruder.call('listPolicies', { prefix: '', page_size: 0, page_token: '' }))).code).toBe(status.UNAUTHENTICATED);
 
       const text = raw.join('\n');
-      for (const leak of [ADMIN_TOKEN, 'wrong-token-but-long-enough-0123', passphrase, Buffer.from(passphrase).toString('base64'), MASTER_KEY.toString('base64'), bundle.LaunchBlob, bundle.GuestOwnerPublicKey]) {
+      for (const leak of [
+        ADMIN_TOKEN,
+        'wrong-token-but-long-enough-0123',
+        passphrase,
+        Buffer.from(passphrase).toString('base64'),
+        MASTER_KEY.toString('base64'),
+        bundle.LaunchBlob,
+        bundle.GuestOwnerPublicKey,
+      ]) {
         expect(text).not.toContain(leak);
       }
       // ...while the operator still learns what happened
@@ -115,7 +123,9 @@ describe('kb-broker as a process', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kb-log-'));
     try {
       const metricsAt = `127.0.0.1:${await freePort()}`;
-      const proc = await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], { KB_METRICS_LISTEN: metricsAt });
+      const proc = await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], {
+        KB_METRICS_LISTEN: metricsAt,
+      });
       let stderr = '';
       proc.child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
       const token = readFileSync(join(dir, 'admin.token'), 'utf8').trim();

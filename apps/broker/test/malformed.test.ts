@@ -240,7 +240,9 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
       LaunchDescription: fc.tuple(fc.integer({ min: 4097, max: 9000 }), fc.constantFrom('x', ' ', 'é', '\u0000')).map(([n, c]) => c.repeat(n)),
     };
     const single = fc.oneof(...SECRET_FIELDS.map((f) => (fields[f] as fc.Arbitrary<unknown>).map((v) => ({ [f]: v }) as SecretMutation)));
-    const several = fc.record(fields as { [K in SecretField]: fc.Arbitrary<NonNullable<SecretMutation[K]>> }, { requiredKeys: [] }).filter((m) => Object.keys(m).length > 1);
+    const several = fc
+      .record(fields as { [K in SecretField]: fc.Arbitrary<NonNullable<SecretMutation[K]>> }, { requiredKeys: [] })
+      .filter((m) => Object.keys(m).length > 1);
     return fc.oneof({ arbitrary: single, weight: 3 }, { arbitrary: several as fc.Arbitrary<SecretMutation>, weight: 1 });
   }
 
@@ -283,14 +285,28 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
 
   it('GetSecret: well-formed but wrong claims are PERMISSION_DENIED "attestation failed (ref …)" and write nothing', async () => {
     const denial = fc.record({
-      kind: fc.constantFrom<DenialKind>('unknown launch', 'measurement', 'digest', 'policy', 'api', 'unknown secret', 'digest not allowed', 'retry after refusal'),
+      kind: fc.constantFrom<DenialKind>(
+        'unknown launch',
+        'measurement',
+        'digest',
+        'policy',
+        'api',
+        'unknown secret',
+        'digest not allowed',
+        'retry after refusal',
+      ),
       policy: fc.constantFrom(...LAUNCH_POLICIES),
       claimedPolicy: fc.integer({ min: 0, max: 0xffff_ffff }),
       bytes48: fc.uint8Array({ minLength: 48, maxLength: 48 }),
       bytes32: fc.uint8Array({ minLength: 32, maxLength: 32 }),
       apiField: fc.constantFrom('ApiMajor', 'ApiMinor', 'BuildId') as fc.Arbitrary<'ApiMajor' | 'ApiMinor' | 'BuildId'>,
       apiValue: fc.integer({ min: 0, max: 255 }),
-      missing: fc.record({ Guid: fc.uuid(), SecretType: fc.constantFrom('key', 'resource', 'bundle', 'report'), Format: fc.constant('binary'), Id: validId.map((s) => `nope/${s}`) }),
+      missing: fc.record({
+        Guid: fc.uuid(),
+        SecretType: fc.constantFrom('key', 'resource', 'bundle', 'report'),
+        Format: fc.constant('binary'),
+        Id: validId.map((s) => `nope/${s}`),
+      }),
       // LAUNCH_UPDATE_DATA takes whole 16-byte blocks
       firmware: fc.integer({ min: 1, max: 128 }).chain((n) => fc.uint8Array({ minLength: 16 * n, maxLength: 16 * n })),
       description: printable({ maxLength: 64 }),
@@ -305,7 +321,11 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
           expectDenied(await failure(t.host.getSecret({ ...launch.request(GOOD), LaunchMeasurement: Buffer.from(d.bytes48).toString('base64') })));
           return;
         }
-        const launch = await prepareLaunch(t.host, t.platform, d.kind === 'digest not allowed' ? { policy: d.policy, firmware: Buffer.from(d.firmware) } : { policy: d.policy });
+        const launch = await prepareLaunch(
+          t.host,
+          t.platform,
+          d.kind === 'digest not allowed' ? { policy: d.policy, firmware: Buffer.from(d.firmware) } : { policy: d.policy },
+        );
         const good = { ...launch.request(GOOD), LaunchDescription: d.description };
         let req: keybroker.SecretRequest = good;
         switch (d.kind) {
@@ -396,12 +416,14 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
       const refused = await prepareLaunch(t.host, t.platform, { policy: 0x1 });
       const err = await failure(t.host.getSecret({ ...refused.request(GOOD), LaunchDescription: description, FwDigest: randomBytes(32).toString('base64') }));
       const ref = expectDenied(err);
-      if (!(await poll(async () => (await store.listAudit({ refId: ref })).some((e) => e.outcome === 'refused')))) missing.push(`refused: ${JSON.stringify(description)}`);
+      if (!(await poll(async () => (await store.listAudit({ refId: ref })).some((e) => e.outcome === 'refused'))))
+        missing.push(`refused: ${JSON.stringify(description)}`);
 
       const released = await prepareLaunch(t.host, t.platform, { policy: 0x1 });
       released.open(await t.host.getSecret({ ...released.request([GOOD[0]!]), LaunchDescription: description }));
       const launchId = released.bundle.LaunchId;
-      if (!(await poll(async () => (await store.listAudit({ launchId })).some((e) => e.outcome === 'released')))) missing.push(`released: ${JSON.stringify(description)}`);
+      if (!(await poll(async () => (await store.listAudit({ launchId })).some((e) => e.outcome === 'released'))))
+        missing.push(`released: ${JSON.stringify(description)}`);
     }
     expect(missing).toEqual([]);
   });
@@ -416,14 +438,23 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
         code: status.INVALID_ARGUMENT,
         expect: /^ClientId must be a UUID /,
       })),
-      badSecretRequests(ONLINE_GOOD, { max: MAX_SECRETS, online: true }).map((m) => ({ req: { ClientId: clientId, SecretRequests: m.list }, code: status.INVALID_ARGUMENT, expect: m.expect })),
+      badSecretRequests(ONLINE_GOOD, { max: MAX_SECRETS, online: true }).map((m) => ({
+        req: { ClientId: clientId, SecretRequests: m.list },
+        code: status.INVALID_ARGUMENT,
+        expect: m.expect,
+      })),
       fc.tuple(fc.uuid(), fc.boolean()).map(([id, upper]) => ({
         req: { ClientId: upper ? id.toUpperCase() : id, SecretRequests: ONLINE_GOOD },
         code: status.PERMISSION_DENIED,
         expect: DENIED,
       })),
       fc
-        .record({ Guid: fc.uuid(), SecretType: fc.constantFrom('key', 'resource', 'bundle', 'report'), Format: fc.constant('binary'), Id: validId.map((s) => `nope/${s}`) })
+        .record({
+          Guid: fc.uuid(),
+          SecretType: fc.constantFrom('key', 'resource', 'bundle', 'report'),
+          Format: fc.constant('binary'),
+          Id: validId.map((s) => `nope/${s}`),
+        })
         .map((missing) => ({ req: { ClientId: clientId, SecretRequests: [...ONLINE_GOOD, missing] }, code: status.PERMISSION_DENIED, expect: DENIED })),
     );
     const before = await snapshot(store);
@@ -576,7 +607,9 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
     printable({ maxLength: 80 })
       .filter((s) => s.trim() !== ADMIN_TOKEN)
       .map((s) => ({ header: 'authorization', value: `Bearer ${s}` })),
-    fc.constantFrom(ADMIN_TOKEN, `Bearer${ADMIN_TOKEN}`, `Basic ${ADMIN_TOKEN}`, `Token ${ADMIN_TOKEN}`, `Bearer "${ADMIN_TOKEN}"`).map((value) => ({ header: 'authorization', value })),
+    fc
+      .constantFrom(ADMIN_TOKEN, `Bearer${ADMIN_TOKEN}`, `Basic ${ADMIN_TOKEN}`, `Token ${ADMIN_TOKEN}`, `Bearer "${ADMIN_TOKEN}"`)
+      .map((value) => ({ header: 'authorization', value })),
     fc.integer({ min: 0, max: ADMIN_TOKEN.length - 1 }).map((n) => ({ header: 'authorization', value: `Bearer ${ADMIN_TOKEN.slice(0, n)}` })),
     printable({ minLength: 1, maxLength: 8 })
       .filter((s) => s.trim() !== '')
@@ -614,7 +647,22 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
   function badPolicyDocument(): fc.Arbitrary<string> {
     const digest = expectedDigest(1).toString('hex');
     const valid = { version: 1, allowedDigests: [digest] };
-    const FIELDS = ['version', 'allowedDigests', 'allowedPolicies', 'requiredPolicyBits', 'forbiddenPolicyBits', 'allowDebug', 'minFwApiMajor', 'minFwApiMinor', 'allowedBuildIds', 'allowedChips', 'maxReleases', 'notBefore', 'notAfter', 'simpleKbsCompat'];
+    const FIELDS = [
+      'version',
+      'allowedDigests',
+      'allowedPolicies',
+      'requiredPolicyBits',
+      'forbiddenPolicyBits',
+      'allowDebug',
+      'minFwApiMajor',
+      'minFwApiMinor',
+      'allowedBuildIds',
+      'allowedChips',
+      'maxReleases',
+      'notBefore',
+      'notAfter',
+      'simpleKbsCompat',
+    ];
     const isInt = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
     /** values of the right JSON type are filtered out; explicit wrong values of the right type are listed below */
     const acceptableType: Record<string, (v: unknown) => boolean> = {
@@ -671,22 +719,42 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
           return true;
         }
       }),
-      fc.constantFrom('', '{', `{"version":1,"allowedDigests":["${digest}"],}`, "{'version':1}", 'NaN', 'undefined', '{"version":1}{"allowedDigests":"any"}', `{"version":1,"allowedDigests":["${digest}"]`),
+      fc.constantFrom(
+        '',
+        '{',
+        `{"version":1,"allowedDigests":["${digest}"],}`,
+        "{'version':1}",
+        'NaN',
+        'undefined',
+        '{"version":1}{"allowedDigests":"any"}',
+        `{"version":1,"allowedDigests":["${digest}"]`,
+      ),
       // JSON, but not an object
-      fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 20 }), fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 })).map((v) => JSON.stringify(v)),
+      fc
+        .oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 20 }), fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 }))
+        .map((v) => JSON.stringify(v)),
       fc.constant(JSON.stringify([valid])),
       // unknown fields
-      fc.tuple(fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('__proto__', 'constructor', 'Version', 'allowed_digests', 'allowDebug ', 'maxReleases2')), fc.jsonValue({ maxDepth: 1 }))
+      fc
+        .tuple(
+          fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('__proto__', 'constructor', 'Version', 'allowed_digests', 'allowDebug ', 'maxReleases2')),
+          fc.jsonValue({ maxDepth: 1 }),
+        )
         .filter(([k]) => !FIELDS.includes(k))
         .map(([k, v]) => JSON.stringify({ ...valid, [k]: v === undefined ? null : v })),
       // required fields missing
       fc.constantFrom(JSON.stringify({ allowedDigests: [digest] }), JSON.stringify({ version: 1 }), '{}'),
       // empty lists
-      fc.constantFrom('allowedDigests', 'allowedPolicies', 'allowedBuildIds', 'allowedChips', 'requiredPolicyBits', 'forbiddenPolicyBits').map((k) => JSON.stringify({ ...valid, [k]: [] })),
-      // wrong types
       fc
-        .constantFrom(...Object.keys(acceptableType))
-        .chain((k) => fc.jsonValue({ maxDepth: 2 }).filter((v) => v !== undefined && !acceptableType[k]!(JSON.parse(JSON.stringify(v)))).map((v) => JSON.stringify({ ...valid, [k]: v }))),
+        .constantFrom('allowedDigests', 'allowedPolicies', 'allowedBuildIds', 'allowedChips', 'requiredPolicyBits', 'forbiddenPolicyBits')
+        .map((k) => JSON.stringify({ ...valid, [k]: [] })),
+      // wrong types
+      fc.constantFrom(...Object.keys(acceptableType)).chain((k) =>
+        fc
+          .jsonValue({ maxDepth: 2 })
+          .filter((v) => v !== undefined && !acceptableType[k]!(JSON.parse(JSON.stringify(v))))
+          .map((v) => JSON.stringify({ ...valid, [k]: v })),
+      ),
       // right types, values out of range or contradictory
       fc.constantFrom(...wrongValues).map(([k, v]) => JSON.stringify({ ...valid, [k]: v })),
       fc.constant(JSON.stringify({ ...valid, requiredPolicyBits: ['ES'], forbiddenPolicyBits: ['ES'] })),
@@ -717,7 +785,10 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
       fc.record({
         kind: fc.constantFrom('secret', 'resource'),
         id: fc.constantFrom('default/key/disk', 'default/res/cfg', 'fuzz/new-item'),
-        value: fc.oneof(fc.constant(new Uint8Array(0)), fc.integer({ min: 4097, max: 9000 }).map((n) => new Uint8Array(randomBytes(n)))),
+        value: fc.oneof(
+          fc.constant(new Uint8Array(0)),
+          fc.integer({ min: 4097, max: 9000 }).map((n) => new Uint8Array(randomBytes(n))),
+        ),
       }),
       fc.record({ kind: fc.constantFrom('secret', 'resource'), id: badId, value: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
     );
@@ -741,11 +812,42 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
   it('admin: keysets naming unknown secrets or policies are FAILED_PRECONDITION, empty, repeating or malformed ones INVALID_ARGUMENT; nothing is stored', async () => {
     const known = ['default/key/disk', 'default/key/limited', 'default/key/spare', 'default/key/big1'];
     const attempt = fc.oneof(
-      { arbitrary: fc.tuple(fc.constantFrom('KEYSET-1', 'fuzz-keyset'), fc.subarray(known), fc.uniqueArray(validId.map((s) => `nope/${s}`), { minLength: 1, maxLength: 3 }), fc.nat()).map(([id, k, unknown, at]) => ({ req: { id, secret_ids: [...k.slice(0, at % (k.length + 1)), ...unknown, ...k.slice(at % (k.length + 1))], policy_name: '' }, code: 'FAILED_PRECONDITION' })), weight: 4 },
-      { arbitrary: fc.constantFrom('KEYSET-1', 'fuzz-keyset').map((id) => ({ req: { id, secret_ids: [] as string[], policy_name: '' }, code: 'INVALID_ARGUMENT' })), weight: 1 },
-      { arbitrary: fc.tuple(fc.subarray(known), badId).map(([k, bad]) => ({ req: { id: 'fuzz-keyset', secret_ids: [...k, bad], policy_name: '' }, code: 'INVALID_ARGUMENT' })), weight: 1 },
+      {
+        arbitrary: fc
+          .tuple(
+            fc.constantFrom('KEYSET-1', 'fuzz-keyset'),
+            fc.subarray(known),
+            fc.uniqueArray(
+              validId.map((s) => `nope/${s}`),
+              { minLength: 1, maxLength: 3 },
+            ),
+            fc.nat(),
+          )
+          .map(([id, k, unknown, at]) => ({
+            req: { id, secret_ids: [...k.slice(0, at % (k.length + 1)), ...unknown, ...k.slice(at % (k.length + 1))], policy_name: '' },
+            code: 'FAILED_PRECONDITION',
+          })),
+        weight: 4,
+      },
+      {
+        arbitrary: fc
+          .constantFrom('KEYSET-1', 'fuzz-keyset')
+          .map((id) => ({ req: { id, secret_ids: [] as string[], policy_name: '' }, code: 'INVALID_ARGUMENT' })),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(fc.subarray(known), badId)
+          .map(([k, bad]) => ({ req: { id: 'fuzz-keyset', secret_ids: [...k, bad], policy_name: '' }, code: 'INVALID_ARGUMENT' })),
+        weight: 1,
+      },
       { arbitrary: badId.map((id) => ({ req: { id, secret_ids: known, policy_name: '' }, code: 'INVALID_ARGUMENT' })), weight: 1 },
-      { arbitrary: fc.tuple(fc.subarray(known, { minLength: 1 }), fc.nat()).map(([k, i]) => ({ req: { id: 'fuzz-keyset', secret_ids: [...k, k[i % k.length]!], policy_name: '' }, code: 'INVALID_ARGUMENT' })), weight: 1 },
+      {
+        arbitrary: fc
+          .tuple(fc.subarray(known, { minLength: 1 }), fc.nat())
+          .map(([k, i]) => ({ req: { id: 'fuzz-keyset', secret_ids: [...k, k[i % k.length]!], policy_name: '' }, code: 'INVALID_ARGUMENT' })),
+        weight: 1,
+      },
       { arbitrary: validId.map((p) => ({ req: { id: 'fuzz-keyset', secret_ids: known, policy_name: `nope/${p}` }, code: 'FAILED_PRECONDITION' })), weight: 1 },
     );
     const before = await snapshot(store);
@@ -760,7 +862,8 @@ describe.each(DRIVERS)('malformed and hostile input (%s)', (driver) => {
   });
 
   it('admin: importing a report key that is not an ECDSA P-256 private key is INVALID_ARGUMENT and nothing is stored', async () => {
-    const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey'], type: 'pkcs8' | 'sec1' | 'pkcs1' = 'pkcs8') => k.export({ format: 'pem', type } as never).toString();
+    const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey'], type: 'pkcs8' | 'sec1' | 'pkcs1' = 'pkcs8') =>
+      k.export({ format: 'pem', type } as never).toString();
     const ec = (namedCurve: string) => generateKeyPairSync('ec', { namedCurve });
     const p256 = ec('P-256');
     const keys = [

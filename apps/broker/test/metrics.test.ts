@@ -18,7 +18,8 @@ const BUNDLE = '/keybroker.KeyBrokerService/GetBundle';
 const SECRET = '/keybroker.KeyBrokerService/GetSecret';
 
 /** How much each series moved between two scrapes (a series absent before counts from 0). */
-const moved = (before: Sample[], after: Sample[], name: string, match: Record<string, string> = {}) => (value(after, name, match) ?? 0) - (value(before, name, match) ?? 0);
+const moved = (before: Sample[], after: Sample[], name: string, match: Record<string, string> = {}) =>
+  (value(after, name, match) ?? 0) - (value(before, name, match) ?? 0);
 
 describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real gRPC calls (PostgreSQL)', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
@@ -193,7 +194,8 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     for (const leak of [ADMIN_TOKEN, bundle.LaunchId, 'disk passphrase', '127.0.0.1', 'not-the-admin-token-at-all']) expect(text).not.toContain(leak);
     const labelNames = new Set((await scrape(metricsAt)).flatMap((s) => Object.keys(s.labels)));
     expect([...labelNames].sort()).toEqual(expect.arrayContaining(['api', 'code', 'method']));
-    for (const n of labelNames) expect(['api', 'method', 'code', 'le', 'step', 'outcome', 'class', 'ahead', 'version', 'major', 'minor', 'patch', 'space', 'kind', 'type']).toContain(n);
+    for (const n of labelNames)
+      expect(['api', 'method', 'code', 'le', 'step', 'outcome', 'class', 'ahead', 'version', 'major', 'minor', 'patch', 'space', 'kind', 'type']).toContain(n);
   });
 });
 

@@ -89,7 +89,10 @@ describe('bounded resources per peer on the guest-facing port', () => {
     expect(await Promise.all(sessions.map(healthCheck))).toEqual(['0', '0']);
     expect(raw.map((r) => r.fate)).toEqual(['admitted', 'admitted']);
     const sessionsClosed = sessions.map((s) => new Promise<number>((done) => s.once('close', () => done(performance.now()))));
-    const closedAt = await Promise.race([Promise.all([...raw.map((r) => r.closed), ...sessionsClosed]), new Promise((r) => setTimeout(r, IDLE_S * 1000 + 8000, 'still open').unref())]);
+    const closedAt = await Promise.race([
+      Promise.all([...raw.map((r) => r.closed), ...sessionsClosed]),
+      new Promise((r) => setTimeout(r, IDLE_S * 1000 + 8000, 'still open').unref()),
+    ]);
     expect(closedAt).not.toBe('still open');
     // not before the idle timeout (minus a little: the timer starts at the server's accept)
     for (const at of closedAt as number[]) expect(at - started).toBeGreaterThan(IDLE_S * 1000 * 0.8);
@@ -123,7 +126,12 @@ describe('bounded resources per peer on the guest-facing port', () => {
         () =>
           new Promise<{ grpcStatus?: string; message?: string; ms: number }>((resolve) => {
             const sent = performance.now();
-            const stream = session.request({ ':method': 'POST', ':path': '/keybroker.KeyBrokerService/GetBundle', 'content-type': 'application/grpc', te: 'trailers' });
+            const stream = session.request({
+              ':method': 'POST',
+              ':path': '/keybroker.KeyBrokerService/GetBundle',
+              'content-type': 'application/grpc',
+              te: 'trailers',
+            });
             let grpcStatus: string | undefined;
             let message: string | undefined;
             const take = (h: Record<string, unknown>) => {

@@ -70,7 +70,13 @@ describe('every reference a host receives has an audit entry', () => {
     for (const a of answers) {
       const entry = await callEntry(refOf(a));
       const detail = entry?.detail as { rpc?: string; class?: string; reason?: string } | undefined;
-      found[status[a.code]] = entry && { outcome: entry.outcome, rpc: detail?.rpc, class: detail?.class, peer: /^(ipv4:)?127\.0\.0\.1:\d+$/.test(entry.peer ?? ''), reason: typeof detail?.reason };
+      found[status[a.code]] = entry && {
+        outcome: entry.outcome,
+        rpc: detail?.rpc,
+        class: detail?.class,
+        peer: /^(ipv4:)?127\.0\.0\.1:\d+$/.test(entry.peer ?? ''),
+        reason: typeof detail?.reason,
+      };
     }
     expect(found).toEqual({
       INVALID_ARGUMENT: { outcome: 'INVALID_ARGUMENT', rpc: 'GetBundle', class: 'invalid', peer: true, reason: 'string' },
@@ -90,7 +96,19 @@ describe('every reference a host receives has an audit entry', () => {
 
   it('the request itself is never in the call entry', async () => {
     const marker = 'Zm9vYmFyIG1hcmtlciAxMjM0NTY3ODk';
-    const e = await failure(t.host.getSecret({ LaunchId: randomUUID(), LaunchMeasurement: marker, FwDigest: marker, ApiMajor: 1, ApiMinor: 0, BuildId: 1, Policy: 1, SecretRequests: [], LaunchDescription: marker }));
+    const e = await failure(
+      t.host.getSecret({
+        LaunchId: randomUUID(),
+        LaunchMeasurement: marker,
+        FwDigest: marker,
+        ApiMajor: 1,
+        ApiMinor: 0,
+        BuildId: 1,
+        Policy: 1,
+        SecretRequests: [],
+        LaunchDescription: marker,
+      }),
+    );
     expect(status[e.code]).toBe('INVALID_ARGUMENT');
     const entry = await callEntry(refOf(e));
     expect(entry).toBeDefined();

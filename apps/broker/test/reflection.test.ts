@@ -32,7 +32,8 @@ function ask(address: string, request: Record<string, unknown>, md = new Metadat
   }).finally(() => client.close());
 }
 
-const list = async (address: string, md?: Metadata) => ((await ask(address, { list_services: '' }, md)).list_services_response?.service ?? []).map((s) => s.name).sort();
+const list = async (address: string, md?: Metadata) =>
+  ((await ask(address, { list_services: '' }, md)).list_services_response?.service ?? []).map((s) => s.name).sort();
 const bearer = (token: string) => {
   const md = new Metadata();
   md.set('authorization', `Bearer ${token}`);
@@ -85,9 +86,9 @@ describe('server reflection (what grpcurl list shows)', () => {
 
   it('serves reflection on the admin port with the token', async () => {
     expect(await list(tb.broker.adminAddress, bearer(ADMIN_TOKEN))).toEqual(['kb.admin.v1.BrokerAdmin']);
-    expect(((await ask(tb.broker.adminAddress, { list_services: '' }, bearer(ADMIN_TOKEN), 'v1alpha')).list_services_response?.service ?? []).map((x) => x.name)).toEqual([
-      'kb.admin.v1.BrokerAdmin',
-    ]);
+    expect(
+      ((await ask(tb.broker.adminAddress, { list_services: '' }, bearer(ADMIN_TOKEN), 'v1alpha')).list_services_response?.service ?? []).map((x) => x.name),
+    ).toEqual(['kb.admin.v1.BrokerAdmin']);
     const r = await ask(tb.broker.adminAddress, { file_containing_symbol: 'kb.admin.v1.BrokerAdmin' }, bearer(ADMIN_TOKEN));
     expect(r.file_descriptor_response?.file_descriptor_proto.length).toBeGreaterThan(0);
   });

@@ -43,7 +43,7 @@ describe.each(DRIVERS)('refusals and attacks (%s)', (driver) => {
     expect(m).not.toBeNull();
     // audit rows are written off the request path: wait for this one
     let text = '';
-    for (const deadline = Date.now() + 10_000; !(text = await reasonFor(m![1]!)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    for (const deadline = Date.now() + 10_000; !(text = await reasonFor(m![1]!)) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 20));
     expect(text).toMatch(reason);
   }
 

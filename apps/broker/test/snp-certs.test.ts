@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import { parseSnpReport, verifySnpReport } from '@kb/sev';
 import { createPlatform, loadSnpCa, SimulatedSnpAttestation, SimulatedSnpChip, SimulatedSnpFirmware, syntheticSnpCrl, syntheticSnpRoots } from '@kb/sev-sim';
 import { openStore, PGLITE_MEMORY, type Store } from '@kb/store';
-import { caKey, certificateSourceFor, classifySnpFiles, importSnpCertificates, KdsFetcher, offlineStoreSource, parseRetryAfter, SnpImportError, vcekKey } from '../src/snp-certs';
+import {
+  caKey,
+  certificateSourceFor,
+  classifySnpFiles,
+  importSnpCertificates,
+  KdsFetcher,
+  offlineStoreSource,
+  parseRetryAfter,
+  SnpImportError,
+  vcekKey,
+} from '../src/snp-certs';
 import { parseConfig, ConfigError } from '../src/config';
 import { MASTER_KEY, startTestBroker } from './support/broker';
 
@@ -42,7 +52,12 @@ describe('offline store: kbctl snp import-certs layout', () => {
     ]);
     const report = parseSnpReport(readFileSync(join(KBS, 'test-report-milan-v2.bin')));
     const hw = report.chipId.toString('hex');
-    expect(items.map((i) => i.key)).toEqual([vcekKey('Milan', hw, 'bl03_tee00_snp08_ucode115'), caKey('ask', 'Milan'), caKey('ark', 'Milan'), caKey('asvk', 'Milan')]);
+    expect(items.map((i) => i.key)).toEqual([
+      vcekKey('Milan', hw, 'bl03_tee00_snp08_ucode115'),
+      caKey('ask', 'Milan'),
+      caKey('ark', 'Milan'),
+      caKey('asvk', 'Milan'),
+    ]);
     const src = offlineStoreSource(store);
     expect(await src.getVcek(report)).toEqual(vcek);
     expect((await src.getChain('Milan'))?.ark).toEqual(items[2]!.der);
@@ -55,7 +70,12 @@ describe('offline store: kbctl snp import-certs layout', () => {
 
   it('a bad file is named and nothing is written', async () => {
     const vcek = readFileSync(join(KBS, 'test-vcek-milan.der'));
-    await expect(importSnpCertificates(store, [{ name: 'good.der', data: vcek }, { name: 'junk.pem', data: Buffer.from('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n') }])).rejects.toThrow(SnpImportError);
+    await expect(
+      importSnpCertificates(store, [
+        { name: 'good.der', data: vcek },
+        { name: 'junk.pem', data: Buffer.from('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n') },
+      ]),
+    ).rejects.toThrow(SnpImportError);
     await expect(importSnpCertificates(store, [{ name: 'vlek.der', data: readFileSync(join(KBS, 'test-vlek-milan.der')) }])).rejects.toThrow(/VLEK/);
     expect(await store.listSnpCertificates()).toEqual([]);
   });
@@ -81,7 +101,11 @@ async function fakeKds(handler: (path: string, n: number) => { status: number; b
     setTimeout(() => res.writeHead(a.status, a.headers ?? {}).end(a.body ?? ''), a.delayMs ?? 0);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
 }
 
 describe('KDS fetcher against a local KDS-like server', () => {
@@ -145,7 +169,9 @@ describe('KDS fetcher against a local KDS-like server', () => {
     expect(kds404.seen).toHaveLength(1);
     await kds404.close();
 
-    const flaky = await fakeKds((_p, n) => (n === 1 ? { status: 200, body: chip.vcek().der, delayMs: 400 } : n === 2 ? { status: 503 } : { status: 200, body: chip.vcek().der }));
+    const flaky = await fakeKds((_p, n) =>
+      n === 1 ? { status: 200, body: chip.vcek().der, delayMs: 400 } : n === 2 ? { status: 503 } : { status: 200, body: chip.vcek().der },
+    );
     const f = new KdsFetcher({ baseUrl: flaky.url, cache: store, requestTimeoutMs: 150, backoffMs: [50], waitMs: 5_000 });
     expect(await f.getVcek(report)).toEqual(chip.vcek().der);
     expect(flaky.seen).toHaveLength(3);

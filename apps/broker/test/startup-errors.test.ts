@@ -88,7 +88,18 @@ describe('a port in use', () => {
 describe('--admin-token-file', () => {
   it('a file named explicitly must exist: it is not generated (a mistyped path would otherwise get a new token)', async () => {
     const missing = join(dir, 'secrets', 'admin.tokn');
-    const r = await run(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--admin-token-file', missing]);
+    const r = await run([
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      join(dir, 'data'),
+      '--admin-token-file',
+      missing,
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`cannot read the admin token file ${missing}: no such file`);
     expect(existsSync(missing)).toBe(false);

@@ -29,7 +29,9 @@ describe('TLS listeners', () => {
 
   const call = <R>(client: object, method: string, req: unknown, md = new Metadata()) =>
     new Promise<R>((resolve, reject) =>
-      (client as Record<string, Function>)[method]!.call(client, req, md, { deadline: Date.now() + 10_000 }, (e: ServiceError | null, r: R) => (e ? reject(e) : resolve(r))),
+      (client as Record<string, Function>)[method]!.call(client, req, md, { deadline: Date.now() + 10_000 }, (e: ServiceError | null, r: R) =>
+        e ? reject(e) : resolve(r),
+      ),
     );
 
   it('serves keybroker and admin over TLS to clients trusting the certificate', async () => {

@@ -146,7 +146,9 @@ function rootHelp(prog: string, about: string, tree: (Group | Command)[]): strin
   const w = Math.max(...tree.map((n) => n.name.length)) + 2;
   return `${about}\n\nUsage: ${prog} <command> [options]\n\nCommands:\n${tree
     .map((n) => `  ${n.name.padEnd(w)}${n.summary}`)
-    .join('\n')}\n\nRun '${prog} <command> --help' for details. The admin commands' connection flags (${GLOBAL_FLAGS.map((f) => `--${f}`).join(', ')})\nmay also come before the command.\n`;
+    .join(
+      '\n',
+    )}\n\nRun '${prog} <command> --help' for details. The admin commands' connection flags (${GLOBAL_FLAGS.map((f) => `--${f}`).join(', ')})\nmay also come before the command.\n`;
 }
 
 function groupHelp(prog: string, g: Group): string {

@@ -28,7 +28,10 @@ const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/;
  * Returns an error message instead for anything else.
  */
 export function normalizeAddress(value: string, defaultPort: number): { target: string } | { problem: string } {
-  const bare = value.trim().replace(/^(?:https?|grpcs?):\/\//, '').replace(/\/$/, '');
+  const bare = value
+    .trim()
+    .replace(/^(?:https?|grpcs?):\/\//, '')
+    .replace(/\/$/, '');
   // a port alone would be read as a host name (44445 → 0.0.173.157)
   if (/^:?\d+$/.test(bare)) return { problem: `give HOST:PORT, for example 127.0.0.1:${bare.replace(':', '')}` };
   const m = HOST_PORT.exec(bare);

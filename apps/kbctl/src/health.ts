@@ -15,7 +15,7 @@ Exit codes: 0 serving, 1 not serving or unreachable, 2 usage error.`;
 
 export const health: Command = {
   name: 'health',
-  summary: "check that a broker serves (gRPC health); --wait for one that is starting",
+  summary: 'check that a broker serves (gRPC health); --wait for one that is starting',
   usage: USAGE,
   options: { broker: { type: 'string' }, wait: { type: 'string' }, service: { type: 'string' }, 'tls-ca': { type: 'string' } },
   async run({ values }, io) {
@@ -25,8 +25,12 @@ export const health: Command = {
     if ('problem' in n) throw new CliError(`${flag !== undefined ? '--broker' : 'KB_BROKER_URL'} ${given}: ${n.problem}`, 2);
     const waitArg = values.wait as string | undefined;
     const wait = waitArg === undefined ? 0 : Number(waitArg);
-    if (!Number.isFinite(wait) || wait < 0 || wait > 3600 || waitArg?.trim() === '') throw new CliError(`--wait must be a number of seconds in [0, 3600], got ${JSON.stringify(waitArg)}`, 2);
+    if (!Number.isFinite(wait) || wait < 0 || wait > 3600 || waitArg?.trim() === '')
+      throw new CliError(`--wait must be a number of seconds in [0, 3600], got ${JSON.stringify(waitArg)}`, 2);
     const { checkHealth } = await import('./grpc/health-check');
-    return checkHealth({ target: n.target, service: (values.service as string | undefined) ?? '', waitSeconds: wait, caFile: values['tls-ca'] as string | undefined }, io);
+    return checkHealth(
+      { target: n.target, service: (values.service as string | undefined) ?? '', waitSeconds: wait, caFile: values['tls-ca'] as string | undefined },
+      io,
+    );
   },
 };

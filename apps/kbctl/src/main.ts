@@ -9,7 +9,7 @@ import { igvm, snpGroup } from './owner';
 
 declare const __KB_BUNDLE__: boolean | undefined;
 
-const ABOUT = 'kbctl — the guest owner\'s tool for the SEV key broker';
+const ABOUT = "kbctl — the guest owner's tool for the SEV key broker";
 
 /** Offline commands that join an admin group (`kbctl secret build`, `kbctl policy from-configs`). */
 const extraGroupCommands: Record<string, { summary: string; commands: Command[] }> = {

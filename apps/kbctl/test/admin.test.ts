@@ -127,7 +127,18 @@ beforeAll(async () => {
   dataDir = join(work, 'data');
   tokenFile = join(dataDir, 'admin.token');
   writeFileSync(join(work, 'sim-root.bin'), encodeRootFile(platform));
-  await startBroker(['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sim=${join(work, 'sim-root.bin')}`]);
+  await startBroker([
+    '--data-dir',
+    dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--trust-root',
+    `sim=${join(work, 'sim-root.bin')}`,
+  ]);
   host = new HostClient(keybrokerUrl);
 }, 120_000);
 
@@ -160,8 +171,12 @@ describe('kbctl against a real broker', () => {
 
     it('put from a file and from stdin, get, list (with --prefix)', async () => {
       const doc = { version: 1, allowedDigests: [digest] };
-      expect(await ok(['policy', 'put', 'default', file('default.json', JSON.stringify(doc))])).toMatch(/^policy default stored \(updated \d{4}-\d\d-\d\dT[\d:.]+Z\)$/);
-      expect(await ok(['policy', 'put', 'strict', '-'], { stdin: Buffer.from(JSON.stringify({ ...doc, requiredPolicyBits: ['NODBG'] })) })).toMatch(/^policy strict stored/);
+      expect(await ok(['policy', 'put', 'default', file('default.json', JSON.stringify(doc))])).toMatch(
+        /^policy default stored \(updated \d{4}-\d\d-\d\dT[\d:.]+Z\)$/,
+      );
+      expect(await ok(['policy', 'put', 'strict', '-'], { stdin: Buffer.from(JSON.stringify({ ...doc, requiredPolicyBits: ['NODBG'] })) })).toMatch(
+        /^policy strict stored/,
+      );
       expect(await ok(['policy', 'put', 'guard', file('guard.json', '{"version":1,"allowedDigests":"any"}')])).toMatch(/^policy guard stored/);
 
       expect(JSON.parse(await ok(['policy', 'get', 'default']))).toEqual(doc);
@@ -209,7 +224,9 @@ describe('kbctl against a real broker', () => {
 
   describe('secret', () => {
     it('put with --value, --file, --base64 and --file - (stdin), with and without --policy', async () => {
-      expect(await ok(['secret', 'put', 'default/key/value', '--value', VALUE_TEXT])).toBe(`secret default/key/value stored (${Buffer.byteLength(VALUE_TEXT)} bytes)`);
+      expect(await ok(['secret', 'put', 'default/key/value', '--value', VALUE_TEXT])).toBe(
+        `secret default/key/value stored (${Buffer.byteLength(VALUE_TEXT)} bytes)`,
+      );
       expect(await ok(['secret', 'put', 'default/key/file', '--file', file('secret.bin', FILE_BYTES), '--policy', 'strict'])).toBe(
         'secret default/key/file stored (32 bytes, policy strict)',
       );
@@ -271,7 +288,11 @@ describe('kbctl against a real broker', () => {
     it('put, get, list, refusal of unknown secrets, delete', async () => {
       expect(await ok(['keyset', 'put', 'KEYSET-1', 'default/key/file', 'default/key/b64'])).toBe('keyset KEYSET-1 stored (2 secrets)');
       expect(await ok(['keyset', 'put', 'KEYSET-2', 'default/key/value', '--policy', 'guard'])).toBe('keyset KEYSET-2 stored (1 secrets)');
-      expect(JSON.parse(await ok(['keyset', 'get', 'KEYSET-1']))).toEqual({ id: 'KEYSET-1', secret_ids: ['default/key/file', 'default/key/b64'], policy_name: '' });
+      expect(JSON.parse(await ok(['keyset', 'get', 'KEYSET-1']))).toEqual({
+        id: 'KEYSET-1',
+        secret_ids: ['default/key/file', 'default/key/b64'],
+        policy_name: '',
+      });
       expect(lines(await ok(['keyset', 'list']))).toEqual(['KEYSET-1\tdefault/key/file,default/key/b64\t-', 'KEYSET-2\tdefault/key/value\tguard']);
       expect(lines(await ok(['keyset', 'list', '--prefix', 'KEYSET-2']))).toHaveLength(1);
 
@@ -286,8 +307,12 @@ describe('kbctl against a real broker', () => {
 
   describe('resource', () => {
     it('put from a file and stdin, info, list, delete', async () => {
-      expect(await ok(['resource', 'put', 'default/res/cfg', file('res.txt', RESOURCE_BYTES)])).toBe(`resource default/res/cfg stored (${RESOURCE_BYTES.length} bytes)`);
-      expect(await ok(['resource', 'put', 'default/res/tmp', '-', '--policy', 'guard'], { stdin: Buffer.from('tmp') })).toBe('resource default/res/tmp stored (3 bytes)');
+      expect(await ok(['resource', 'put', 'default/res/cfg', file('res.txt', RESOURCE_BYTES)])).toBe(
+        `resource default/res/cfg stored (${RESOURCE_BYTES.length} bytes)`,
+      );
+      expect(await ok(['resource', 'put', 'default/res/tmp', '-', '--policy', 'guard'], { stdin: Buffer.from('tmp') })).toBe(
+        'resource default/res/tmp stored (3 bytes)',
+      );
       expect(JSON.parse(await ok(['resource', 'info', 'default/res/cfg']))).toEqual({
         id: 'default/res/cfg',
         policy_name: '',
@@ -297,7 +322,11 @@ describe('kbctl against a real broker', () => {
       expect(lines(await ok(['resource', 'list']))).toEqual([`default/res/cfg\t${RESOURCE_BYTES.length}\t-`, 'default/res/tmp\t3\tguard']);
       expect(await ok(['resource', 'delete', 'default/res/tmp'])).toBe('resource default/res/tmp deleted');
       expect(lines(await ok(['resource', 'list', '--prefix', 'default/res/']))).toHaveLength(1);
-      expect(await kb(['resource', 'info', 'default/res/tmp'])).toEqual({ code: 1, out: '', err: "kbctl resource info: resource 'default/res/tmp' does not exist" });
+      expect(await kb(['resource', 'info', 'default/res/tmp'])).toEqual({
+        code: 1,
+        out: '',
+        err: "kbctl resource info: resource 'default/res/tmp' does not exist",
+      });
       const empty = await kb(['resource', 'put', 'default/res/e', file('empty.bin', '')]);
       expect(empty).toEqual({ code: 1, out: '', err: 'kbctl resource put: data must not be empty' });
     });
@@ -305,8 +334,12 @@ describe('kbctl against a real broker', () => {
 
   describe('kbs-resource', () => {
     it('put from --value and --file, info (never the value), list, delete; malformed paths refused locally', async () => {
-      expect(await ok(['kbs-resource', 'put', 'default/key/kbs1', '--value', KBS_VALUE])).toBe(`KBS resource default/key/kbs1 stored (${Buffer.byteLength(KBS_VALUE)} bytes)`);
-      expect(await ok(['kbs-resource', 'put', 'default/key/kbs2', '--file', file('kbs2.bin', 'abc'), '--policy', 'guard'])).toBe('KBS resource default/key/kbs2 stored (3 bytes, policy guard)');
+      expect(await ok(['kbs-resource', 'put', 'default/key/kbs1', '--value', KBS_VALUE])).toBe(
+        `KBS resource default/key/kbs1 stored (${Buffer.byteLength(KBS_VALUE)} bytes)`,
+      );
+      expect(await ok(['kbs-resource', 'put', 'default/key/kbs2', '--file', file('kbs2.bin', 'abc'), '--policy', 'guard'])).toBe(
+        'KBS resource default/key/kbs2 stored (3 bytes, policy guard)',
+      );
       expect(JSON.parse(await ok(['kbs-resource', 'info', 'default/key/kbs1']))).toEqual({
         path: 'default/key/kbs1',
         policy_name: '',
@@ -314,9 +347,16 @@ describe('kbctl against a real broker', () => {
         created_at: expect.stringMatching(/Z$/),
         updated_at: expect.stringMatching(/Z$/),
       });
-      expect(lines(await ok(['kbs-resource', 'list', '--prefix', 'default/key/kbs']))).toEqual([`default/key/kbs1\t${Buffer.byteLength(KBS_VALUE)}\t-`, 'default/key/kbs2\t3\tguard']);
+      expect(lines(await ok(['kbs-resource', 'list', '--prefix', 'default/key/kbs']))).toEqual([
+        `default/key/kbs1\t${Buffer.byteLength(KBS_VALUE)}\t-`,
+        'default/key/kbs2\t3\tguard',
+      ]);
       expect(await ok(['kbs-resource', 'delete', 'default/key/kbs2'])).toBe('KBS resource default/key/kbs2 deleted');
-      expect(await kb(['kbs-resource', 'info', 'default/key/kbs2'])).toEqual({ code: 1, out: '', err: "kbctl kbs-resource info: KBS resource 'default/key/kbs2' does not exist" });
+      expect(await kb(['kbs-resource', 'info', 'default/key/kbs2'])).toEqual({
+        code: 1,
+        out: '',
+        err: "kbctl kbs-resource info: KBS resource 'default/key/kbs2' does not exist",
+      });
       expect((await kb(['kbs-resource', 'put', 'a/b', '--value', 'x'])).code).toBe(2);
       expect((await kb(['kbs-resource', 'put', '.a/b/c', '--value', 'x'])).code).toBe(2);
       expect((await kb(['kbs-resource', 'put', 'a/b/c'])).err).toContain('exactly one of --file, --value');
@@ -433,7 +473,11 @@ describe('kbctl against a real broker', () => {
       await expect(host.getOnlineSecret(online)).rejects.toMatchObject({ code: 7 }); // PERMISSION_DENIED
 
       const unknownId = randomUUID();
-      expect(await kb(['connection', 'revoke', unknownId])).toEqual({ code: 1, out: '', err: `kbctl connection revoke: connection '${unknownId}' does not exist` });
+      expect(await kb(['connection', 'revoke', unknownId])).toEqual({
+        code: 1,
+        out: '',
+        err: `kbctl connection revoke: connection '${unknownId}' does not exist`,
+      });
       expect((await kb(['connection', 'revoke', 'not-a-uuid'])).code).toBe(1);
       // Revoking it a second time is not an error: it stays revoked.
       expect(await ok(['connection', 'revoke', clientId])).toBe(`connection ${clientId} revoked`);
@@ -472,13 +516,22 @@ describe('kbctl against a real broker', () => {
         expect(typeof e.detail).toBe('object');
       }
       const secret = all.find((e) => e.event === 'secret')!;
-      expect(secret).toMatchObject({ outcome: 'released', launch_id: launchId, detail: { requested: expect.arrayContaining([{ guid: KEY_GUID, type: 'key', id: 'default/key/value' }]) } });
+      expect(secret).toMatchObject({
+        outcome: 'released',
+        launch_id: launchId,
+        detail: { requested: expect.arrayContaining([{ guid: KEY_GUID, type: 'key', id: 'default/key/value' }]) },
+      });
 
       const byLaunch = JSON.parse(await ok(['audit', '--json', '--launch', launchId])) as { event: string }[];
       expect(byLaunch.map((e) => e.event).sort()).toEqual(['bundle', 'online-secret', 'secret']);
       const byRef = JSON.parse(await ok(['audit', '--json', '--ref', refusedRef])) as { outcome: string; detail: { code: string } }[];
       expect(byRef).toEqual([
-        expect.objectContaining({ event: 'call', outcome: 'INVALID_ARGUMENT', ref_id: refusedRef, detail: expect.objectContaining({ rpc: 'GetBundle', class: 'invalid' }) }),
+        expect.objectContaining({
+          event: 'call',
+          outcome: 'INVALID_ARGUMENT',
+          ref_id: refusedRef,
+          detail: expect.objectContaining({ rpc: 'GetBundle', class: 'invalid' }),
+        }),
         expect.objectContaining({ event: 'bundle', outcome: 'refused', ref_id: refusedRef }),
       ]);
       expect(lines(await ok(['audit', '--limit', '2']))).toHaveLength(2);
@@ -514,7 +567,7 @@ describe('kbctl against a real broker', () => {
   });
 
   describe('lists longer than a page', () => {
-    it('secret list, policy list and audit follow the broker\'s pages: every entry, once, in order', async () => {
+    it("secret list, policy list and audit follow the broker's pages: every entry, once, in order", async () => {
       const ids = Array.from({ length: 130 }, (_, i) => `paged/${String(i).padStart(3, '0')}`);
       for (const id of ids) await ok(['secret', 'put', id, '--value', 'v']);
       const listed = lines(await ok(['secret', 'list', '--prefix', 'paged/'])).map((l) => l.split('\t')[0]);
@@ -526,7 +579,9 @@ describe('kbctl against a real broker', () => {
         writeFileSync(join(work, 'big.json'), doc);
         await ok(['policy', 'put', `big-${String(p).padStart(2, '0')}`, join(work, 'big.json')]);
       }
-      expect(lines(await ok(['policy', 'list', '--prefix', 'big-'])).map((l) => l.split('\t')[0])).toEqual(Array.from({ length: 20 }, (_, p) => `big-${String(p).padStart(2, '0')}`));
+      expect(lines(await ok(['policy', 'list', '--prefix', 'big-'])).map((l) => l.split('\t')[0])).toEqual(
+        Array.from({ length: 20 }, (_, p) => `big-${String(p).padStart(2, '0')}`),
+      );
       for (const id of ids) await ok(['secret', 'delete', id]);
       for (let p = 0; p < 20; p++) await ok(['policy', 'delete', `big-${String(p).padStart(2, '0')}`]);
 
@@ -534,7 +589,9 @@ describe('kbctl against a real broker', () => {
       // gathers more than the broker's 1,000-entry page
       const refs = new Set<string>();
       for (let i = 0; i < 1100; i += 50) {
-        const answers = await Promise.all(Array.from({ length: 50 }, () => host.getBundle({ CertificateChain: '', Policy: SEV_POLICY }).catch((e: ServiceError) => e)));
+        const answers = await Promise.all(
+          Array.from({ length: 50 }, () => host.getBundle({ CertificateChain: '', Policy: SEV_POLICY }).catch((e: ServiceError) => e)),
+        );
         for (const a of answers) refs.add(/\(ref ([0-9a-f]{12})\)/.exec((a as ServiceError).details)![1]!);
       }
       let entries: { ref_id: string; event: string }[] = [];
@@ -560,7 +617,11 @@ describe('kbctl against a real broker', () => {
     it('a wrong token: exit 3 and a clear message (the token is not echoed)', async () => {
       const wrong = 'W'.repeat(43);
       const r = await kb(['policy', 'list', '--admin-url', adminUrl, '--token-file', file('wrong.token', wrong + '\n')], { conn: false });
-      expect(r).toEqual({ code: 3, out: '', err: 'kbctl policy list: the broker refused the admin token from wrong.token; check --token-file / KB_ADMIN_TOKEN' });
+      expect(r).toEqual({
+        code: 3,
+        out: '',
+        err: 'kbctl policy list: the broker refused the admin token from wrong.token; check --token-file / KB_ADMIN_TOKEN',
+      });
       const env = await kb(['secret', 'put', 'default/key/x', '--value', 'v', '--admin-url', adminUrl], { conn: false, env: { KB_ADMIN_TOKEN: wrong } });
       expect(env.code).toBe(3);
       expect(env.err).toContain('refused the admin token from KB_ADMIN_TOKEN');
@@ -579,7 +640,9 @@ describe('kbctl against a real broker', () => {
       const r = await kb(['policy', 'list', '--admin-url', `127.0.0.1:${port}`, '--token-file', tokenFile], { conn: false });
       expect(r.code).toBe(1);
       expect(r.out).toBe('');
-      expect(r.err).toBe(`kbctl policy list: cannot reach the broker's admin API at 127.0.0.1:${port}: connection refused: is the broker running? (its admin API is on port 44445 by default)`);
+      expect(r.err).toBe(
+        `kbctl policy list: cannot reach the broker's admin API at 127.0.0.1:${port}: connection refused: is the broker running? (its admin API is on port 44445 by default)`,
+      );
       expect(Date.now() - started).toBeLessThan(10_000);
     });
 
@@ -613,7 +676,11 @@ describe('kbctl against a real broker', () => {
 
     it('kbctl health: SERVING from the guest listener; a closed port is "not serving" with the reason, exit 1', async () => {
       expect(await kb(['health', '--broker', keybrokerUrl], { conn: false })).toEqual({ code: 0, out: 'SERVING', err: '' });
-      expect(await kb(['health', '--service', 'keybroker.KeyBrokerService'], { conn: false, env: { KB_BROKER_URL: keybrokerUrl } })).toEqual({ code: 0, out: 'SERVING', err: '' });
+      expect(await kb(['health', '--service', 'keybroker.KeyBrokerService'], { conn: false, env: { KB_BROKER_URL: keybrokerUrl } })).toEqual({
+        code: 0,
+        out: 'SERVING',
+        err: '',
+      });
       const port = await new Promise<number>((done) => {
         const s = createServer().listen(0, '127.0.0.1', () => {
           const p = (s.address() as { port: number }).port;
@@ -624,7 +691,9 @@ describe('kbctl against a real broker', () => {
       const r = await kb(['health', '--broker', `127.0.0.1:${port}`, '--wait', '1'], { conn: false });
       expect(r.code).toBe(1);
       expect(r.err).toContain(`waiting up to 1 s for the broker at 127.0.0.1:${port}`);
-      expect(r.err).toContain(`the broker at 127.0.0.1:${port} is not serving: connection refused: is the broker running? (it listens on port 44444 by default) (waited 1 s)`);
+      expect(r.err).toContain(
+        `the broker at 127.0.0.1:${port} is not serving: connection refused: is the broker running? (it listens on port 44444 by default) (waited 1 s)`,
+      );
       expect(Date.now() - started).toBeGreaterThanOrEqual(700);
       expect(Date.now() - started).toBeLessThan(6000);
     });
@@ -637,13 +706,16 @@ describe('kbctl against a real broker', () => {
       const viaToken = await kb(['policy', 'list'], { conn: false, env: { KB_ADMIN_URL: adminUrl, KB_ADMIN_TOKEN: token } });
       expect(viaToken).toEqual(viaFile);
       // flags win over the environment
-      const flags = await kb(['policy', 'list', '--admin-url', adminUrl, '--token-file', tokenFile], { conn: false, env: { KB_ADMIN_URL: '127.0.0.1:1', KB_ADMIN_TOKEN_FILE: 'nope' } });
+      const flags = await kb(['policy', 'list', '--admin-url', adminUrl, '--token-file', tokenFile], {
+        conn: false,
+        env: { KB_ADMIN_URL: '127.0.0.1:1', KB_ADMIN_TOKEN_FILE: 'nope' },
+      });
       expect(flags).toEqual(viaFile);
     });
   });
 
   describe('report keys that sign the launch description', () => {
-    it('report-key create --sign-launch-description: reports carry the host\'s LaunchDescription (default: empty)', async () => {
+    it("report-key create --sign-launch-description: reports carry the host's LaunchDescription (default: empty)", async () => {
       const pem = await ok(['report-key', 'create', 'report-desc', '--sign-launch-description']);
       const requests = [
         { Guid: REPORT_GUID, Format: 'json', SecretType: 'report', Id: 'report-desc' },

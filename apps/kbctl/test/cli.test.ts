@@ -45,14 +45,45 @@ const commands: [string, Command][] = [
 
 describe('the command tree', () => {
   it('has the admin groups and commands, with unique names', () => {
-    expect(tree.map((n) => n.name)).toEqual(['policy', 'secret', 'keyset', 'resource', 'kbs-resource', 'report-key', 'connection', 'audit', 'owner', 'measure', 'measurement', 'validate', 'session', 'igvm', 'snp', 'import', 'vm', 'firmware', 'health']);
+    expect(tree.map((n) => n.name)).toEqual([
+      'policy',
+      'secret',
+      'keyset',
+      'resource',
+      'kbs-resource',
+      'report-key',
+      'connection',
+      'audit',
+      'owner',
+      'measure',
+      'measurement',
+      'validate',
+      'session',
+      'igvm',
+      'snp',
+      'import',
+      'vm',
+      'firmware',
+      'health',
+    ]);
     expect(new Set(tree.map((n) => n.name)).size).toBe(tree.length);
     for (const g of groups) {
       expect(g.commands.length).toBeGreaterThan(0);
       expect(new Set(g.commands.map((c) => c.name)).size).toBe(g.commands.length);
     }
     expect(commands.map(([path]) => path)).toEqual(
-      expect.arrayContaining(['policy put', 'secret put', 'keyset put', 'resource put', 'kbs-resource put', 'report-key create', 'connection revoke', 'audit', 'secret build', 'policy from-configs']),
+      expect.arrayContaining([
+        'policy put',
+        'secret put',
+        'keyset put',
+        'resource put',
+        'kbs-resource put',
+        'report-key create',
+        'connection revoke',
+        'audit',
+        'secret build',
+        'policy from-configs',
+      ]),
     );
   });
 
@@ -99,7 +130,20 @@ describe('help', () => {
     expect(adminCommands.map(([p]) => p)).toEqual(expect.arrayContaining(['policy put', 'secret put', 'audit']));
     // the attestation service commands take --service instead (test/service)
     for (const [p] of commands.filter(([, c]) => !('admin-url' in c.options) && !('service' in c.options))) {
-      expect(['measure', 'measurement build', 'validate', 'session', 'secret build', 'policy from-configs', 'igvm', 'snp id-block', 'snp id-block-verify', 'snp verify-report', 'import simple-kbs', 'health']).toContain(p);
+      expect([
+        'measure',
+        'measurement build',
+        'validate',
+        'session',
+        'secret build',
+        'policy from-configs',
+        'igvm',
+        'snp id-block',
+        'snp id-block-verify',
+        'snp verify-report',
+        'import simple-kbs',
+        'health',
+      ]).toContain(p);
     }
   });
 
@@ -253,7 +297,14 @@ describe('connection set-up errors (exit 1, before any network traffic)', () => 
 });
 
 describe('runCli error handling', () => {
-  const fake = (run: Command['run']): Command => ({ name: 'x', summary: 'test', usage: 'Usage: t x', options: { n: { type: 'string' } }, positionals: { min: 0, max: 1 }, run });
+  const fake = (run: Command['run']): Command => ({
+    name: 'x',
+    summary: 'test',
+    usage: 'Usage: t x',
+    options: { n: { type: 'string' } },
+    positionals: { min: 0, max: 1 },
+    run,
+  });
 
   it('passes the parsed values and positionals and returns the exit code', async () => {
     const seen: unknown[] = [];
@@ -281,7 +332,9 @@ describe('runCli error handling', () => {
     const coded = await run(['x'], { tree: [fake(async () => Promise.reject(Object.assign(new Error('went wrong'), { code: 'EWRONG' })))] });
     expect(coded).toEqual({ code: 1, out: '', err: 'kbctl x: EWRONG: went wrong' });
     // Node's fs errors already start with their code: not repeated
-    const fsErr = await run(['x'], { tree: [fake(async () => Promise.reject(Object.assign(new Error("ENOENT: no such file or directory, open 'f'"), { code: 'ENOENT' })))] });
+    const fsErr = await run(['x'], {
+      tree: [fake(async () => Promise.reject(Object.assign(new Error("ENOENT: no such file or directory, open 'f'"), { code: 'ENOENT' })))],
+    });
     expect(fsErr.err).toBe("kbctl x: ENOENT: no such file or directory, open 'f'");
     const thrown = await run(['x'], { tree: [fake(async () => Promise.reject('a string'))] });
     expect(thrown).toEqual({ code: 1, out: '', err: 'kbctl x: a string' });

@@ -45,7 +45,12 @@ function freePort(): Promise<number> {
   });
 }
 
-function bash(script: string, cwd: string, env: NodeJS.ProcessEnv, detached: boolean): { child: ChildProcess; output: () => string; done: Promise<number | null> } {
+function bash(
+  script: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  detached: boolean,
+): { child: ChildProcess; output: () => string; done: Promise<number | null> } {
   // -e: a failing command fails the block, as the reader would notice; pipefail for the same reason in pipes
   const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd, env, detached, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -62,7 +67,8 @@ describe('README doctest blocks', () => {
     expect(blocks.filter((b) => b.kind === 'background')).toHaveLength(1);
     expect(blocks.filter((b) => b.kind === 'run').length).toBeGreaterThanOrEqual(2);
     const all = blocks.map((b) => b.script).join('\n');
-    for (const step of ['npm start', 'kbctl health --wait', 'kbctl measure', 'kbctl policy put', 'kbctl secret put', 'launchvm', 'kbctl audit']) expect(all).toContain(step);
+    for (const step of ['npm start', 'kbctl health --wait', 'kbctl measure', 'kbctl policy put', 'kbctl secret put', 'launchvm', 'kbctl audit'])
+      expect(all).toContain(step);
   });
 
   it('a marker without a sh block is reported with its line', () => {
@@ -101,8 +107,24 @@ describe('the README, run as written against the compiled apps', () => {
       KB_BROKER_URL: `127.0.0.1:${guest}`,
       KB_ADMIN_URL: `127.0.0.1:${admin}`,
     };
-    broker = bash(blocks.filter((b) => b.kind === 'background').map((b) => b.script).join('\n'), work, env, true);
-    const owner = bash(blocks.filter((b) => b.kind === 'run').map((b) => b.script).join('\n'), work, env, false);
+    broker = bash(
+      blocks
+        .filter((b) => b.kind === 'background')
+        .map((b) => b.script)
+        .join('\n'),
+      work,
+      env,
+      true,
+    );
+    const owner = bash(
+      blocks
+        .filter((b) => b.kind === 'run')
+        .map((b) => b.script)
+        .join('\n'),
+      work,
+      env,
+      false,
+    );
     const code = await owner.done;
     const out = owner.output();
     if (code !== 0) throw new Error(`the README blocks failed (exit ${code}):\n${out}\n--- broker ---\n${broker.output()}`);

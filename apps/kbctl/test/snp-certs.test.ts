@@ -34,7 +34,11 @@ async function kb(args: string[]) {
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'kbctl-snp-'));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_')));
-  broker = spawn(join(ROOT, 'node_modules/.bin/tsx'), ['apps/broker/src/main.ts', '--data-dir', join(work, 'data'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  broker = spawn(
+    join(ROOT, 'node_modules/.bin/tsx'),
+    ['apps/broker/src/main.ts', '--data-dir', join(work, 'data'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+    { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   broker.stdout.resume();
   await new Promise<void>((ready, fail) => {
     const timer = setTimeout(() => fail(new Error(`the broker did not start:\n${log.join('\n')}`)), 90_000);

@@ -44,7 +44,9 @@ export class BrokerClient {
         if (!err) return resolve(res);
         const code = status[err.code] ?? String(err.code);
         if (TRANSPORT.has(err.code)) {
-          reject(new LaunchError('BROKER_UNREACHABLE', `broker ${this.opts.address} unreachable (${code}): ${plainTransportError(err.details || err.message)}`));
+          reject(
+            new LaunchError('BROKER_UNREACHABLE', `broker ${this.opts.address} unreachable (${code}): ${plainTransportError(err.details || err.message)}`),
+          );
         } else {
           reject(new LaunchError(refused, `the broker refused: ${err.details || err.message} [${code}]`));
         }
@@ -64,5 +66,10 @@ export function plainTransportError(details: string): string {
   if (code === 'ETIMEDOUT') return 'the connection timed out';
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return 'no route to that host';
   if (code === 'ECONNRESET') return 'the connection was reset (TLS on one side only?)';
-  return details.replace(/\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '').trim() || 'unavailable';
+  return (
+    details
+      .replace(/\s*Resolution note:.*$/s, '')
+      .replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '')
+      .trim() || 'unavailable'
+  );
 }

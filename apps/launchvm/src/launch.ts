@@ -34,9 +34,17 @@ export interface LaunchRequest {
  */
 function brokerFor(req: LaunchRequest, domain: SevDomain): LaunchBroker {
   if (!domain.attestation) return new GrpcLaunchBroker(req);
-  const given = [req.secrets.length > 0 && '--secret', req.digest && '--digest', req.digestOptions.vcpu && '--cpu-*', req.description !== undefined && '--description'].filter(Boolean);
+  const given = [
+    req.secrets.length > 0 && '--secret',
+    req.digest && '--digest',
+    req.digestOptions.vcpu && '--cpu-*',
+    req.description !== undefined && '--description',
+  ].filter(Boolean);
   if (given.length) {
-    throw new LaunchError('USAGE', `the domain names its attestation service (<attestation service='${domain.attestation.service}'>), which decides the secrets and the expected digest: drop ${given.join(', ')}`);
+    throw new LaunchError(
+      'USAGE',
+      `the domain names its attestation service (<attestation service='${domain.attestation.service}'>), which decides the secrets and the expected digest: drop ${given.join(', ')}`,
+    );
   }
   return new AttestationLaunchBroker(domain.attestation, { caFile: req.attestationCaFile, timeoutSeconds: req.broker.timeoutSeconds });
 }
@@ -91,7 +99,9 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
     const b = broker!;
     name = domain.name;
     const es = (domain.policy & PolicyFlag.ES) !== 0;
-    const policyText = domain.policyGiven ? `${es ? 'SEV-ES' : 'SEV'} policy ${hex(domain.policy)} (${describePolicy(domain.policy).join(' ') || 'debug allowed'})` : 'policy from the registration';
+    const policyText = domain.policyGiven
+      ? `${es ? 'SEV-ES' : 'SEV'} policy ${hex(domain.policy)} (${describePolicy(domain.policy).join(' ') || 'debug allowed'})`
+      : 'policy from the registration';
     io.out(`launchvm: '${name}', ${policyText}, ${backend.description}, ${b.description}`);
 
     const bundle = await steps.run(
@@ -117,12 +127,22 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
         const launchXml = withLaunchSession(doc.doc, bundle.godh, bundle.session, domain.attestation ? { policy: bundle.policy } : undefined);
         return { launchXml, launchDomain: readSevDomain(parseDomainDocument(launchXml)) };
       },
-      () => `<dhCert> and <session>${domain.attestation ? ' (and the session\'s <policy>)' : ''} set in <launchSecurity>`,
+      () => `<dhCert> and <session>${domain.attestation ? " (and the session's <policy>)" : ''} set in <launchSecurity>`,
     );
 
     touched = true;
-    await steps.run('define', 'HYPERVISOR', () => backend.define(launchDomain, launchXml), (s) => s);
-    await steps.run('start', 'HYPERVISOR', () => backend.start(), (s) => s);
+    await steps.run(
+      'define',
+      'HYPERVISOR',
+      () => backend.define(launchDomain, launchXml),
+      (s) => s,
+    );
+    await steps.run(
+      'start',
+      'HYPERVISOR',
+      () => backend.start(),
+      (s) => s,
+    );
 
     const info = await steps.run(
       'measure',
@@ -147,11 +167,22 @@ export async function launch(req: LaunchRequest, backend: HypervisorBackend, io:
         const data = decodeB64('the secret table', res.data, 'SECRET_REFUSED');
         return { header: res.header, data: res.data, count: res.count, sizes: [header.length, data.length] as const };
       },
-      (s) => `${s.count === undefined ? 'secret table' : `${s.count} secret${s.count === 1 ? '' : 's'}`} released (header ${s.sizes[0]} B, encrypted table ${s.sizes[1]} B)`,
+      (s) =>
+        `${s.count === undefined ? 'secret table' : `${s.count} secret${s.count === 1 ? '' : 's'}`} released (header ${s.sizes[0]} B, encrypted table ${s.sizes[1]} B)`,
     );
 
-    await steps.run('inject', 'INJECT', () => backend.inject({ header: secret.header, data: secret.data }), (s) => s);
-    await steps.run('resume', 'RESUME', () => backend.resume(), (s) => s);
+    await steps.run(
+      'inject',
+      'INJECT',
+      () => backend.inject({ header: secret.header, data: secret.data }),
+      (s) => s,
+    );
+    await steps.run(
+      'resume',
+      'RESUME',
+      () => backend.resume(),
+      (s) => s,
+    );
 
     io.out(`launchvm: launched '${name}' in ${steps.elapsed()}`);
     for (const line of backend.summary()) io.out(`  ${line}`);

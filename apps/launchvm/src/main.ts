@@ -39,7 +39,10 @@ function readInput(what: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new LaunchError('CONFIG', `cannot read the ${what} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new LaunchError(
+      'CONFIG',
+      `cannot read the ${what} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
 }
 
@@ -62,7 +65,9 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
     const { loadOrCreatePlatform } = await import('@kb/sev-host-sim');
     try {
       const p = loadOrCreatePlatform(dir);
-      io.out(`launchvm: simulated SEV platform '${p.name}' in ${o.createPlatform} (synthetic root, not AMD): start the broker with --trust-root ${p.name}=${join(o.createPlatform, 'root.cert')}`);
+      io.out(
+        `launchvm: simulated SEV platform '${p.name}' in ${o.createPlatform} (synthetic root, not AMD): start the broker with --trust-root ${p.name}=${join(o.createPlatform, 'root.cert')}`,
+      );
       return ExitCode.OK;
     } catch (e) {
       io.err(`launchvm: cannot create the simulated platform in ${o.createPlatform}: ${(e as Error).message}`);
@@ -76,7 +81,10 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
   try {
     xml = readInput('domain XML', xmlPath).toString('utf8');
     certChain = o.certChain ? readInput('certificate chain', resolve(io.cwd, o.certChain)) : undefined;
-    backend = await backendFor({ ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) }, dirname(xmlPath));
+    backend = await backendFor(
+      { ...o, simPlatform: o.simPlatform && resolve(io.cwd, o.simPlatform), simGuestDir: o.simGuestDir && resolve(io.cwd, o.simGuestDir) },
+      dirname(xmlPath),
+    );
   } catch (e) {
     if (!(e instanceof LaunchError)) throw e;
     io.err(`launchvm: ${e.message}`);
@@ -91,10 +99,14 @@ export async function runLaunchvm(argv: string[], io: Io, signal?: AbortSignal):
       return undefined;
     }
   })();
-  const usage = attested === false && o.secrets.length === 0 ? 'request at least one secret with --secret GUID,TYPE,ID[,FORMAT] (or launch a domain whose <launchSecurity> has <attestation>)'
-    : attested === true && o.brokerGiven ? 'the domain names its attestation service (<attestation service=…>): --broker is for keybroker gRPC launches'
-    : attested === false && o.tlsCa ? '--tls-ca is for a domain with <attestation service=\'https://…\'> (use --broker-ca for the gRPC broker)'
-    : undefined;
+  const usage =
+    attested === false && o.secrets.length === 0
+      ? 'request at least one secret with --secret GUID,TYPE,ID[,FORMAT] (or launch a domain whose <launchSecurity> has <attestation>)'
+      : attested === true && o.brokerGiven
+        ? 'the domain names its attestation service (<attestation service=…>): --broker is for keybroker gRPC launches'
+        : attested === false && o.tlsCa
+          ? "--tls-ca is for a domain with <attestation service='https://…'> (use --broker-ca for the gRPC broker)"
+          : undefined;
   if (usage) {
     await backend.close().catch(() => undefined);
     io.err(`launchvm: ${usage}\nRun 'launchvm --help'.`);

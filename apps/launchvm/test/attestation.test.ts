@@ -37,7 +37,10 @@ beforeAll(async () => {
     kernelHashes: { kernel: readFileSync(image.files.kernel), initrd: readFileSync(image.files.initrd), cmdline: CMDLINE },
     vcpus: 2,
     vcpu: { type: 'EPYC-v4' },
-    secrets: [{ guid: DISK_GUID, data: DISK_KEY }, { guid: CONFIG_GUID, data: CONFIG }],
+    secrets: [
+      { guid: DISK_GUID, data: DISK_KEY },
+      { guid: CONFIG_GUID, data: CONFIG },
+    ],
   });
 });
 
@@ -87,7 +90,11 @@ describe('launchvm with <attestation> (simulated host)', () => {
     const [launchReq, validateReq] = since(before);
     expect(launchReq!.path).toBe(`/sev/v1/vm/${VMID}/launch`);
     const chain = platformChain(platform);
-    expect(launchReq!.body).toEqual({ pdh: decodeChain(chain).pdh.raw.toString('base64'), 'cert-chain': chain.toString('base64'), 'cpu-id': { family: 25, model: 1, stepping: 1 } });
+    expect(launchReq!.body).toEqual({
+      pdh: decodeChain(chain).pdh.raw.toString('base64'),
+      'cert-chain': chain.toString('base64'),
+      'cpu-id': { family: 25, model: 1, stepping: 1 },
+    });
     expect(validateReq!.path).toBe(`/sev/v1/vm/${VMID}/validate`);
     const v = validateReq!.body as Record<string, unknown>;
     expect(Object.keys(v).sort()).toEqual(['api-major', 'api-minor', 'build-id', 'cpu-count', 'firmware-hash', 'launch-id', 'measurement', 'policy']);
@@ -112,7 +119,7 @@ describe('launchvm with <attestation> (simulated host)', () => {
     expect(ids[0]).not.toBe(ids[1]);
   });
 
-  it('the domain is defined with the session\'s <policy>, <dhCert> and <session>, and without <attestation>', async () => {
+  it("the domain is defined with the session's <policy>, <dhCert> and <session>, and without <attestation>", async () => {
     const backend = new SimulatedBackend({ platform, xmlDir: dir });
     let defined = '';
     const define = backend.define.bind(backend);
@@ -121,20 +128,36 @@ describe('launchvm with <attestation> (simulated host)', () => {
       return define(d, xml);
     };
     const c = captureIo(dir);
-    const req = { xml: attestedXml({ name: 'defined' }), xmlDir: dir, broker: { address: 'unused:1', timeoutSeconds: 5 }, secrets: [], digestOptions: { fpu: 'legacy' as const } };
+    const req = {
+      xml: attestedXml({ name: 'defined' }),
+      xmlDir: dir,
+      broker: { address: 'unused:1', timeoutSeconds: 5 },
+      secrets: [],
+      digestOptions: { fpu: 'legacy' as const },
+    };
     expect(await launch(req, backend, c.io)).toBe(0);
     expect(defined).not.toContain('<attestation');
-    expect(defined).toMatch(/<policy>0x0005<\/policy>\s*<dhCert>[A-Za-z0-9+/=]{100,}<\/dhCert>\s*<session>[A-Za-z0-9+/=]{100,}<\/session>\s*<\/launchSecurity>/);
+    expect(defined).toMatch(
+      /<policy>0x0005<\/policy>\s*<dhCert>[A-Za-z0-9+/=]{100,}<\/dhCert>\s*<session>[A-Za-z0-9+/=]{100,}<\/session>\s*<\/launchSecurity>/,
+    );
     backend.guest()?.destroy();
   });
 
-  it('a swapped firmware: /validate refused with the service\'s reference, exit 8, the guest destroyed', async () => {
+  it("a swapped firmware: /validate refused with the service's reference, exit 8, the guest destroyed", async () => {
     const backend = new SimulatedBackend({ platform, xmlDir: dir });
     const c = captureIo(dir);
-    const req = { xml: attestedXml({ name: 'swapped', firmware: image.files.tampered }), xmlDir: dir, broker: { address: 'unused:1', timeoutSeconds: 5 }, secrets: [], digestOptions: { fpu: 'legacy' as const } };
+    const req = {
+      xml: attestedXml({ name: 'swapped', firmware: image.files.tampered }),
+      xmlDir: dir,
+      broker: { address: 'unused:1', timeoutSeconds: 5 },
+      secrets: [],
+      digestOptions: { fpu: 'legacy' as const },
+    };
     expect(await launch(req, backend, c.io)).toBe(8);
     const err = c.err.join('\n');
-    expect(err).toMatch(/\[7\/9\] validate\s+FAILED after .*the attestation service refused: attestation failed \(ref stub\d+\) \[attestation-failed, HTTP 403\]/);
+    expect(err).toMatch(
+      /\[7\/9\] validate\s+FAILED after .*the attestation service refused: attestation failed \(ref stub\d+\) \[attestation-failed, HTTP 403\]/,
+    );
     expect(err).toContain("launchvm: cleanup: destroyed simulated guest 'swapped'");
     expect(backend.guest()?.runState).toBe('shutdown');
   });
@@ -152,7 +175,7 @@ describe('launchvm with <attestation> (simulated host)', () => {
     expect(r.err.join('\n')).toMatch(/opened the session for policy 0x5, but the domain's <policy> is 0x1/);
   });
 
-  it('a <policy> equal to the registration\'s is accepted', async () => {
+  it("a <policy> equal to the registration's is accepted", async () => {
     expect((await cli('policy-ok.xml', attestedXml({ name: 'policy-ok', policy: 0x5 }))).code).toBe(0);
   });
 
@@ -172,7 +195,11 @@ describe('launchvm with <attestation> (simulated host)', () => {
     ['a vmid that is not a UUID', (x: string) => x.replace(VMID, 'my-vm'), /<attestation vmid='my-vm'> is not a UUID/],
     ['a service that is not a URL', (x: string) => x.replace(/service='[^']*'/, "service='kbs.example.com'"), /is not a URL/],
     ['an ftp:// service', (x: string) => x.replace(/service='[^']*'/, "service='ftp://kbs.example.com/sev/v1'"), /only http:\/\/ and https:\/\//],
-    ['two <attestation> elements', (x: string) => x.replace('<attestation', `<attestation vmid='${VMID}' service='http://a/'/><attestation`), /2 <launchSecurity><attestation> elements/],
+    [
+      'two <attestation> elements',
+      (x: string) => x.replace('<attestation', `<attestation vmid='${VMID}' service='http://a/'/><attestation`),
+      /2 <launchSecurity><attestation> elements/,
+    ],
   ])('refuses %s before contacting anything: exit 3', async (_what, edit, message) => {
     const before = stub.requests.length;
     const r = await cli('bad.xml', edit(attestedXml({ name: 'bad' })));
@@ -205,7 +232,29 @@ describe('launchvm with <attestation> (simulated host)', () => {
 describe('launchvm with an https:// attestation service', () => {
   let tls: AttestationStub;
   beforeAll(async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'ca.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'tls.key'),
+        '-out',
+        join(dir, 'ca.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     tls = await startAttestationStub({ key: readFileSync(join(dir, 'tls.key'), 'utf8'), cert: readFileSync(join(dir, 'ca.pem'), 'utf8') });
     tls.vms.set(VMID, { ...stub.vms.get(VMID)! });
   });
@@ -243,7 +292,11 @@ describe('what launchvm makes of odd answers (a raw loopback server)', () => {
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
   it.each([
-    [{ status: 503, body: '{"error":"unavailable","message":"try later (ref 9)","ref":"9"}' }, 4, /the attestation service refused: try later \(ref 9\) \[unavailable, HTTP 503\]/],
+    [
+      { status: 503, body: '{"error":"unavailable","message":"try later (ref 9)","ref":"9"}' },
+      4,
+      /the attestation service refused: try later \(ref 9\) \[unavailable, HTTP 503\]/,
+    ],
     [{ status: 200, body: 'not json' }, 5, /answered 200 without a JSON object/],
     [{ status: 200, body: '{"session":"AAAA","owner-cert":"AAAA","launch-id":"x"}' }, 5, /launch answer has no valid "policy"/],
     [{ status: 200, body: '{"session":"not base64!","owner-cert":"AAAA","launch-id":"x","policy":5}' }, 5, /launch answer has no base64 "session"/],
@@ -265,7 +318,10 @@ describe('the host CPU sent as cpu-id', () => {
   });
 
   it('reads family/model/stepping from a /proc/cpuinfo file, and nothing from a missing one', () => {
-    writeFileSync(join(dir, 'cpuinfo'), 'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7763\nstepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 99\n');
+    writeFileSync(
+      join(dir, 'cpuinfo'),
+      'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7763\nstepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 99\n',
+    );
     expect(localCpuId(join(dir, 'cpuinfo'))).toEqual({ family: 25, model: 1, stepping: 1 });
     expect(localCpuId(join(dir, 'nope'))).toBeUndefined();
   });

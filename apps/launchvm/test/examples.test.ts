@@ -33,7 +33,10 @@ function closedPort(): Promise<number> {
 describe('the example guest', () => {
   it("is a plain SEV guest named example-guest whose digest is its firmware's (what kbctl measure --mode sev prints)", async () => {
     const c = captureIo(dir);
-    const code = await runLaunchvm([join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', `127.0.0.1:${await closedPort()}`, '--broker-timeout', '2'], c.io);
+    const code = await runLaunchvm(
+      [join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', `127.0.0.1:${await closedPort()}`, '--broker-timeout', '2'],
+      c.io,
+    );
     expect(code).toBe(4); // broker unreachable: nothing else went wrong before it
     const expected = launchDigest({ mode: 'sev', firmware: readFileSync(join(EXAMPLES, 'OVMF.fd')) }).toString('hex');
     expect(c.out[0]).toMatch(new RegExp(`^\\[1/9\\] digest +[0-9.]+ s  ${expected} \\(SEV\\)$`));
@@ -44,9 +47,11 @@ describe('the example guest', () => {
     expect(c.text()).not.toContain('Resolution note');
   });
 
-  it('--broker HOST means port 44444 (not grpc-js\'s 443); a bare port is a usage error', async () => {
+  it("--broker HOST means port 44444 (not grpc-js's 443); a bare port is a usage error", async () => {
     const c = captureIo(dir);
-    expect(await runLaunchvm([join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', 'no-such-host.invalid', '--broker-timeout', '2'], c.io)).toBe(4);
+    expect(await runLaunchvm([join(EXAMPLES, 'guest.xml'), '--simulate', ...SECRET, '--broker', 'no-such-host.invalid', '--broker-timeout', '2'], c.io)).toBe(
+      4,
+    );
     expect(c.text()).toContain('broker no-such-host.invalid:44444');
     expect(c.text()).toContain('unreachable (UNAVAILABLE): the host name does not resolve');
     const bare = captureIo(dir);
@@ -64,12 +69,18 @@ describe('the example guest', () => {
 });
 
 describe('the attested example guest (attested-guest.xml)', () => {
-  it('launches with no flag but the backend once its service knows the VM (contract stub), the firmware hash reported as the loader\'s SHA-256', async () => {
+  it("launches with no flag but the backend once its service knows the VM (contract stub), the firmware hash reported as the loader's SHA-256", async () => {
     const stub = await startAttestationStub();
     try {
       const firmware = readFileSync(join(EXAMPLES, 'OVMF.fd'));
       // what `kbctl vm register 57f669c2-… --firmware OVMF.fd --policy 0x5 --cpu-count 2 --cpu-model EPYC-Milan` registers
-      stub.vms.set('57f669c2-c427-4132-bc7a-26f56b6a718c', { policy: 0x5, firmware, vcpus: 2, vcpu: { type: 'EPYC-Milan' }, secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('passphrase') }] });
+      stub.vms.set('57f669c2-c427-4132-bc7a-26f56b6a718c', {
+        policy: 0x5,
+        firmware,
+        vcpus: 2,
+        vcpu: { type: 'EPYC-Milan' },
+        secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('passphrase') }],
+      });
       copyFileSync(join(EXAMPLES, 'OVMF.fd'), join(dir, 'OVMF.fd'));
       const xml = readFileSync(join(EXAMPLES, 'attested-guest.xml'), 'utf8');
       expect(xml).toContain("service='http://127.0.0.1:44446/sev/v1'");
@@ -89,7 +100,9 @@ describe('--sim-create', () => {
   it('creates the simulated platform and names the --trust-root the broker needs; a second call keeps it', async () => {
     const c = captureIo(dir);
     expect(await runLaunchvm(['--simulate', '--sim-platform', 'host', '--sim-create'], c.io)).toBe(0);
-    expect(c.out).toEqual(["launchvm: simulated SEV platform 'sev-sim' in host (synthetic root, not AMD): start the broker with --trust-root sev-sim=host/root.cert"]);
+    expect(c.out).toEqual([
+      "launchvm: simulated SEV platform 'sev-sim' in host (synthetic root, not AMD): start the broker with --trust-root sev-sim=host/root.cert",
+    ]);
     const root = readFileSync(join(dir, 'host/root.cert'));
     expect(() => decodeCaChain(root)).not.toThrow(); // ASK‖ARK, what the broker's --trust-root reads
     expect(await runLaunchvm(['--simulate', '--sim-platform', 'host', '--sim-create'], captureIo(dir).io)).toBe(0);

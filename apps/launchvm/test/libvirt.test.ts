@@ -21,7 +21,7 @@ import { captureIo, CMDLINE, DISK_GUID, domainXml, writeGuestImage } from './sup
 const FIXTURES = join(__dirname, 'fixtures/virsh');
 const REAL_VIRSH = (() => {
   const r = spawnSync('sh', ['-c', 'command -v virsh'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error('these tests need the real virsh with libvirt\'s test driver: apt-get install libvirt-clients');
+  if (r.status !== 0) throw new Error("these tests need the real virsh with libvirt's test driver: apt-get install libvirt-clients");
   return r.stdout.trim();
 })();
 const platform = createPlatform({ name: 'sev-sim' });
@@ -38,7 +38,15 @@ beforeAll(async () => {
   image = writeGuestImage(dir);
   // One process per virsh call: bundled, it starts in a fraction of tsx's time.
   bundle = join(dir, 'fake-virsh.cjs');
-  execFileSync(join(ROOT, 'node_modules/.bin/esbuild'), [join(__dirname, 'support/fake-virsh.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', `--outfile=${bundle}`, '--log-level=warning']);
+  execFileSync(join(ROOT, 'node_modules/.bin/esbuild'), [
+    join(__dirname, 'support/fake-virsh.ts'),
+    '--bundle',
+    '--platform=node',
+    '--format=cjs',
+    '--target=node20',
+    `--outfile=${bundle}`,
+    '--log-level=warning',
+  ]);
   broker = await startTestBroker(dir, platform);
   await broker.putPolicy('default', { version: 1, allowedDigests: [image.digests.seves2.toString('hex')] });
   await broker.putSecret('test/key/disk', DISK_KEY);
@@ -55,13 +63,16 @@ function fakeVirsh(settings: Record<string, string> = {}) {
   const state = join(dir, `virsh-${++scenarios}`);
   mkdirSync(state);
   const envFile = join(state, 'env.json');
-  writeFileSync(envFile, JSON.stringify({
-    FAKE_VIRSH_STATE: state,
-    FAKE_VIRSH_REAL: REAL_VIRSH,
-    FAKE_VIRSH_SIM_QEMU: join(ROOT, 'libs/sev-host-sim/bin/sim-qemu'),
-    FAKE_VIRSH_PLATFORM: join(dir, 'platform'),
-    ...settings,
-  }));
+  writeFileSync(
+    envFile,
+    JSON.stringify({
+      FAKE_VIRSH_STATE: state,
+      FAKE_VIRSH_REAL: REAL_VIRSH,
+      FAKE_VIRSH_SIM_QEMU: join(ROOT, 'libs/sev-host-sim/bin/sim-qemu'),
+      FAKE_VIRSH_PLATFORM: join(dir, 'platform'),
+      ...settings,
+    }),
+  );
   const bin = join(state, 'virsh');
   writeFileSync(bin, `#!/bin/sh\nFAKE_VIRSH_ENV_FILE='${envFile}' exec '${process.execPath}' '${bundle}' "$@"\n`);
   chmodSync(bin, 0o755);
@@ -71,10 +82,26 @@ function fakeVirsh(settings: Record<string, string> = {}) {
 
 async function libvirtLaunch(v: { bin: string }, name: string, opts: { firmware?: string; extra?: string[]; xml?: string } = {}) {
   const xml = `${name}.xml`;
-  writeFileSync(join(dir, xml), opts.xml ?? domainXml({ name, firmware: opts.firmware ?? image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }));
+  writeFileSync(
+    join(dir, xml),
+    opts.xml ?? domainXml({ name, firmware: opts.firmware ?? image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }),
+  );
   const c = captureIo(dir);
   const code = await runLaunchvm(
-    [xml, '-c', 'test:///default', '--virsh', v.bin, '--cert-chain', 'platform/cert_chain.cert', '--broker', broker.address, '--secret', `${DISK_GUID},key,test/key/disk`, ...(opts.extra ?? [])],
+    [
+      xml,
+      '-c',
+      'test:///default',
+      '--virsh',
+      v.bin,
+      '--cert-chain',
+      'platform/cert_chain.cert',
+      '--broker',
+      broker.address,
+      '--secret',
+      `${DISK_GUID},key,test/key/disk`,
+      ...(opts.extra ?? []),
+    ],
     c.io,
   );
   return { code, ...c };
@@ -103,13 +130,20 @@ describe('virsh output and errors', () => {
   });
 
   it('the real test driver refuses start --paused (why fake-virsh starts and then suspends)', () => {
-    writeFileSync(join(dir, 'plain.xml'), "<domain type='test'><name>plain</name><memory>1048576</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>");
-    const r = spawnSync(REAL_VIRSH, ['-c', 'test:///default', `define ${join(dir, 'plain.xml')} ; start --paused plain`], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+    writeFileSync(
+      join(dir, 'plain.xml'),
+      "<domain type='test'><name>plain</name><memory>1048576</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>",
+    );
+    const r = spawnSync(REAL_VIRSH, ['-c', 'test:///default', `define ${join(dir, 'plain.xml')} ; start --paused plain`], {
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     expect(virshErrorReason(r.stderr)).toMatch(/^Failed to start domain '?plain'?: unsupported flags \(0x1\) in function testDomainCreateWithFlags$/);
   });
 
-  it('reads the host CPU signature from virsh capabilities (libvirt >= 7.1), and nothing from the test driver\'s', async () => {
-    const caps = "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>EPYC-Milan</model><vendor>AMD</vendor><signature family='25' model='1' stepping='1'/></cpu></host></capabilities>";
+  it("reads the host CPU signature from virsh capabilities (libvirt >= 7.1), and nothing from the test driver's", async () => {
+    const caps =
+      "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>EPYC-Milan</model><vendor>AMD</vendor><signature family='25' model='1' stepping='1'/></cpu></host></capabilities>";
     expect(parseHostCpuSignature(caps)).toEqual({ family: 25, model: 1, stepping: 1 });
     expect(parseHostCpuSignature(caps.replace(" stepping='1'", ''))).toBeUndefined();
     expect(parseHostCpuSignature('not xml')).toBeUndefined();
@@ -122,7 +156,9 @@ describe('virsh output and errors', () => {
     expect(Buffer.from(info.measurement, 'base64')).toHaveLength(48);
     expect(() => parseLaunchSecInfo(readFileSync(join(FIXTURES, 'domlaunchsecinfo-libvirt7.txt'), 'utf8'))).toThrow(/libvirt older than 8\.0/);
     expect(() => parseLaunchSecInfo('sev-snp-policy : 196608\n')).toThrow(/SEV-SNP/);
-    expect(() => parseLaunchSecInfo('sev-measurement: x\nsev-api-major  : one\nsev-api-minor  : 1\nsev-build-id   : 1\nsev-policy     : 1\n')).toThrow(/sev-api-major|apiMajor/);
+    expect(() => parseLaunchSecInfo('sev-measurement: x\nsev-api-major  : one\nsev-api-minor  : 1\nsev-build-id   : 1\nsev-policy     : 1\n')).toThrow(
+      /sev-api-major|apiMajor/,
+    );
     expect(parseDomState('paused (user)\n\n')).toBe('paused');
     expect(virshErrorReason("error: Failed to start domain 't'\nerror: unsupported flags (0x1) in function testDomainCreateWithFlags\n")).toBe(
       "Failed to start domain 't': unsupported flags (0x1) in function testDomainCreateWithFlags",
@@ -174,24 +210,34 @@ describe('launchvm --backend libvirt (real virsh + test driver; SEV side simulat
   }, 60_000);
 
   it('resume fails: exit 10, destroyed and undefined', async () => {
-    const v = fakeVirsh({ FAKE_VIRSH_FAIL: 'resume', FAKE_VIRSH_FAIL_MESSAGE: "Failed to resume domain 'lv-resume'\ninternal error: unable to execute QEMU command 'cont': Resetting the Virtual Machine is required" });
+    const v = fakeVirsh({
+      FAKE_VIRSH_FAIL: 'resume',
+      FAKE_VIRSH_FAIL_MESSAGE:
+        "Failed to resume domain 'lv-resume'\ninternal error: unable to execute QEMU command 'cont': Resetting the Virtual Machine is required",
+    });
     const r = await libvirtLaunch(v, 'lv-resume');
     expect(r.code).toBe(10);
-    expect(r.err.join('\n')).toContain("virsh resume lv-resume failed: Failed to resume domain 'lv-resume': internal error: unable to execute QEMU command 'cont'");
+    expect(r.err.join('\n')).toContain(
+      "virsh resume lv-resume failed: Failed to resume domain 'lv-resume': internal error: unable to execute QEMU command 'cont'",
+    );
     expect(v.virsh('domstate', 'lv-resume').status).not.toBe(0);
   }, 60_000);
 
-  it('QEMU refuses the session at start (another host\'s PDH): libvirt\'s error, exit 6, undefined', async () => {
+  it("QEMU refuses the session at start (another host's PDH): libvirt's error, exit 6, undefined", async () => {
     const v = fakeVirsh({ FAKE_VIRSH_PLATFORM: join(dir, 'other-platform') });
     const r = await libvirtLaunch(v, 'lv-wronghost');
     expect(r.code).toBe(6);
-    expect(r.err.join('\n')).toMatch(/virsh start --paused lv-wronghost failed: Failed to start domain 'lv-wronghost': internal error: qemu unexpectedly closed the monitor: sim-qemu: sev_launch_start: LAUNCH_START/);
+    expect(r.err.join('\n')).toMatch(
+      /virsh start --paused lv-wronghost failed: Failed to start domain 'lv-wronghost': internal error: qemu unexpectedly closed the monitor: sim-qemu: sev_launch_start: LAUNCH_START/,
+    );
     expect(r.err.join('\n')).toMatch(/cleanup: domain 'lv-wronghost' was not running; undefined domain 'lv-wronghost'/);
   }, 60_000);
 
   it('a domain of that name already exists: exit 3, the existing domain untouched', async () => {
     const v = fakeVirsh();
-    const r = await libvirtLaunch(v, 'test', { xml: domainXml({ name: 'test', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }) });
+    const r = await libvirtLaunch(v, 'test', {
+      xml: domainXml({ name: 'test', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }),
+    });
     expect(r.code).toBe(3);
     expect(r.err.join('\n')).toContain("a domain named 'test' already exists (running)");
     expect(v.virsh('domstate', 'test').stdout.trim()).toBe('running');
@@ -224,7 +270,14 @@ describe('launchvm --backend libvirt with <attestation> (contract stub: support/
   afterAll(() => stub?.stop());
 
   async function attestedLaunch(v: { bin: string }, name: string, firmware = image.files.firmware) {
-    const xml = domainXml({ name, firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0, extraLaunchSecurity: `\n    <attestation vmid='${VMID}' service='${stub.service}'/>` }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
+    const xml = domainXml({
+      name,
+      firmware,
+      kernel: image.files.kernel,
+      initrd: image.files.initrd,
+      policy: 0,
+      extraLaunchSecurity: `\n    <attestation vmid='${VMID}' service='${stub.service}'/>`,
+    }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
     writeFileSync(join(dir, `${name}.xml`), xml);
     const c = captureIo(dir, { KB_HOST_CERT_CHAIN: 'platform/cert_chain.cert' });
     const code = await runLaunchvm([`${name}.xml`, '-c', 'test:///default', '--virsh', v.bin], c.io);
@@ -239,7 +292,17 @@ describe('launchvm --backend libvirt with <attestation> (contract stub: support/
     expect(r.code).toBe(0);
     // the test driver's capabilities name no CPU signature: this machine's /proc/cpuinfo (omitted if it has none)
     expect((stub.requests[before]!.body as Record<string, unknown>)['cpu-id']).toEqual(localCpuId());
-    expect(r.out.filter((l) => /^\[\d\/9\]/.test(l)).map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'launch', 'session', 'define', 'start', 'measure', 'validate', 'inject', 'resume']);
+    expect(r.out.filter((l) => /^\[\d\/9\]/.test(l)).map((l) => l.split(/\s+/)[1])).toEqual([
+      'firmware',
+      'launch',
+      'session',
+      'define',
+      'start',
+      'measure',
+      'validate',
+      'inject',
+      'resume',
+    ]);
     const defined = readFileSync(join(v.state, 'lv-attested.xml'), 'utf8');
     expect(defined).not.toContain('<attestation');
     expect(defined).toMatch(/<policy>0x0005<\/policy>\s*<dhCert>[A-Za-z0-9+/=]{100,}<\/dhCert>\s*<session>[A-Za-z0-9+/=]{100,}<\/session>/);

@@ -47,14 +47,27 @@ const alive = (pid: number) => {
 
 async function qmpLaunch(name: string, opts: { firmware?: string; platformDir?: string; extra?: string[]; qemu?: string } = {}) {
   const xml = `${name}.xml`;
-  writeFileSync(join(dir, xml), domainXml({ name, firmware: opts.firmware ?? image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }));
+  writeFileSync(
+    join(dir, xml),
+    domainXml({ name, firmware: opts.firmware ?? image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }),
+  );
   const c = captureIo(dir);
   const code = await runLaunchvm(
     [
-      xml, '--backend', 'qmp', '--qemu-binary', opts.qemu ?? SIM_QEMU,
-      `--qemu-arg=--platform`, `--qemu-arg=${opts.platformDir ?? join(dir, 'platform')}`,
-      '--cert-chain', 'platform/cert_chain.cert', '--broker', broker.address,
-      '--secret', `${DISK_GUID},key,test/key/disk`, ...(opts.extra ?? []),
+      xml,
+      '--backend',
+      'qmp',
+      '--qemu-binary',
+      opts.qemu ?? SIM_QEMU,
+      `--qemu-arg=--platform`,
+      `--qemu-arg=${opts.platformDir ?? join(dir, 'platform')}`,
+      '--cert-chain',
+      'platform/cert_chain.cert',
+      '--broker',
+      broker.address,
+      '--secret',
+      `${DISK_GUID},key,test/key/disk`,
+      ...(opts.extra ?? []),
     ],
     c.io,
   );
@@ -96,7 +109,9 @@ describe('launchvm --backend qmp (simulated QEMU process)', () => {
   it('LAUNCH_START refused (a host whose PDH is not the one the bundle was made for): QEMU exits, exit 6 with its message', async () => {
     const r = await qmpLaunch('qmp-wrong-host', { platformDir: join(dir, 'other-platform') });
     expect(r.code).toBe(6);
-    expect(r.err.join('\n')).toMatch(/\[5\/9\] start\s+FAILED .*QEMU exited \(1\) before its monitor came up: sim-qemu: sev_launch_start: LAUNCH_START ret=-1 fw_error=\d+/);
+    expect(r.err.join('\n')).toMatch(
+      /\[5\/9\] start\s+FAILED .*QEMU exited \(1\) before its monitor came up: sim-qemu: sev_launch_start: LAUNCH_START ret=-1 fw_error=\d+/,
+    );
   }, 60_000);
 
   it('a QEMU binary that does not exist: exit 6', async () => {
@@ -108,7 +123,7 @@ describe('launchvm --backend qmp (simulated QEMU process)', () => {
 });
 
 describe('launchvm --backend qmp with <attestation> (contract stub: support/attestation-stub.ts)', () => {
-  it('spawns QEMU with the session and the registration\'s policy, validates, injects: the secret reaches the guest', async () => {
+  it("spawns QEMU with the session and the registration's policy, validates, injects: the secret reaches the guest", async () => {
     const stub = await startAttestationStub();
     const vmid = '3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7';
     stub.vms.set(vmid, {
@@ -120,12 +135,36 @@ describe('launchvm --backend qmp with <attestation> (contract stub: support/atte
       secrets: [{ guid: DISK_GUID, data: DISK_KEY }],
     });
     try {
-      const xml = domainXml({ name: 'qmp-attested', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0, extraLaunchSecurity: `\n    <attestation vmid='${vmid}' service='${stub.service}'/>` }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
+      const xml = domainXml({
+        name: 'qmp-attested',
+        firmware: image.files.firmware,
+        kernel: image.files.kernel,
+        initrd: image.files.initrd,
+        policy: 0,
+        extraLaunchSecurity: `\n    <attestation vmid='${vmid}' service='${stub.service}'/>`,
+      }).replace(/\n\s*<policy>[^<]*<\/policy>/, '');
       writeFileSync(join(dir, 'qmp-attested.xml'), xml);
       const runDir = join(dir, 'run-attested');
       const guestDir = join(dir, 'guest-attested');
       const c = captureIo(dir);
-      const code = await runLaunchvm(['qmp-attested.xml', '--backend', 'qmp', '--qemu-binary', SIM_QEMU, '--qemu-arg=--platform', `--qemu-arg=${join(dir, 'platform')}`, '--cert-chain', 'platform/cert_chain.cert', '--run-dir', runDir, '--qemu-arg=--guest-secrets-dir', `--qemu-arg=${guestDir}`], c.io);
+      const code = await runLaunchvm(
+        [
+          'qmp-attested.xml',
+          '--backend',
+          'qmp',
+          '--qemu-binary',
+          SIM_QEMU,
+          '--qemu-arg=--platform',
+          `--qemu-arg=${join(dir, 'platform')}`,
+          '--cert-chain',
+          'platform/cert_chain.cert',
+          '--run-dir',
+          runDir,
+          '--qemu-arg=--guest-secrets-dir',
+          `--qemu-arg=${guestDir}`,
+        ],
+        c.io,
+      );
       expect(c.err).toEqual([]);
       expect(code).toBe(0);
       expect(readFileSync(join(guestDir, 'sys/kernel/security/secrets/coco', DISK_GUID))).toEqual(DISK_KEY);

@@ -95,7 +95,10 @@ function expectNoSecretsIn(text: string): void {
 describe('launchvm --simulate', () => {
   it('launches an SEV-ES guest with kernel hashes: nine timed steps, both secrets reach the guest', async () => {
     const guestDir = join(dir, 'guest-es');
-    const xml = xmlFile('es.xml', domainXml({ name: 'es-guest', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }));
+    const xml = xmlFile(
+      'es.xml',
+      domainXml({ name: 'es-guest', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x5 }),
+    );
     const r = await cli([xml, '--simulate', '--sim-platform', 'platform', '--sim-guest-dir', guestDir, ...secretArgs]);
     expect(r.err).toEqual([]);
     expect(r.code).toBe(0);
@@ -112,8 +115,29 @@ describe('launchvm --simulate', () => {
 
   it('launches a plain SEV guest from a pflash firmware with the digest given on the command line', async () => {
     const guestDir = join(dir, 'guest-sev');
-    const xml = xmlFile('sev.xml', domainXml({ name: 'sev-guest', firmware: image.files.firmware, kernel: image.files.kernel, initrd: image.files.initrd, policy: 0x1, loaderType: 'pflash', vcpus: 4 }));
-    const r = await cli([xml, '--simulate', '--sim-platform', 'platform', '--sim-guest-dir', guestDir, '--digest', image.digests.sev.toString('base64'), ...secretArgs.slice(0, 2)]);
+    const xml = xmlFile(
+      'sev.xml',
+      domainXml({
+        name: 'sev-guest',
+        firmware: image.files.firmware,
+        kernel: image.files.kernel,
+        initrd: image.files.initrd,
+        policy: 0x1,
+        loaderType: 'pflash',
+        vcpus: 4,
+      }),
+    );
+    const r = await cli([
+      xml,
+      '--simulate',
+      '--sim-platform',
+      'platform',
+      '--sim-guest-dir',
+      guestDir,
+      '--digest',
+      image.digests.sev.toString('base64'),
+      ...secretArgs.slice(0, 2),
+    ]);
     expect(r.code).toBe(0);
     expect(r.out[0]).toContain('given with --digest');
     expect(readFileSync(join(guestDir, 'sys/kernel/security/secrets/coco', DISK_GUID))).toEqual(DISK_KEY);
@@ -215,7 +239,11 @@ describe('launchvm --simulate', () => {
     ['an NVRAM', (x: string) => x.replace('</os>', '<nvram>/var/lib/vars.fd</nvram></os>'), /<nvram>: its variables are never measured/],
     ['a kernel without kernel hashes', (x: string) => x.replace(" kernelHashes='yes'", ''), /set kernelHashes='yes'/],
     ['firmware autoselection', (x: string) => x.replace('<os>', "<os firmware='efi'>"), /lets libvirt pick the firmware/],
-    ['a missing firmware file', (x: string) => x.replace(image.files.firmware, '/nonexistent/OVMF.fd'), /cannot read the firmware \(<loader>\) \/nonexistent\/OVMF.fd: no such file/],
+    [
+      'a missing firmware file',
+      (x: string) => x.replace(image.files.firmware, '/nonexistent/OVMF.fd'),
+      /cannot read the firmware \(<loader>\) \/nonexistent\/OVMF.fd: no such file/,
+    ],
     ['SEV-SNP', (x: string) => x.replace("type='sev'", "type='sev-snp'"), /type='sev-snp'> is not supported/],
     ['SEV-ES without a CPU model', (x: string) => x.replace(/<cpu .*<\/cpu>/, "<cpu mode='host-passthrough'/>"), /needs the guest vCPU signature/],
     ['broken XML', (x: string) => x.replace('</domain>', ''), /not well-formed: element <domain> is not closed/],
@@ -247,7 +275,8 @@ describe('launchvm --simulate', () => {
     const c = captureIo(dir);
     expect(await runLaunchvm(['--help'], c.io)).toBe(0);
     const help = c.out.join('\n');
-    for (const s of ['--backend libvirt', '--backend qmp', '--simulate', '--connect', '--qemu-binary', '--sim-platform', '--digest', '--vmsa-fpu', '--cpu-sig']) expect(help).toContain(s);
+    for (const s of ['--backend libvirt', '--backend qmp', '--simulate', '--connect', '--qemu-binary', '--sim-platform', '--digest', '--vmsa-fpu', '--cpu-sig'])
+      expect(help).toContain(s);
     for (const code of [0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130]) expect(help).toMatch(new RegExp(`^\\s+${code}  `, 'm'));
     expect(existsSync(join(dir, 'x.xml'))).toBe(false);
   });

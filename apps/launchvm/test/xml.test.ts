@@ -26,12 +26,23 @@ describe('domain XML', () => {
   it('reads what a launch needs and replaces an earlier session, leaving the rest as written', () => {
     const doc = parseDomainDocument(DOMAIN);
     const d = readSevDomain(doc);
-    expect(d).toMatchObject({ name: 'a&b', vcpus: 2, memoryKiB: 2 * 1024 * 1024, machine: 'pc-q35-8.2', loader: { path: 'fw/OVMF,amd.fd', type: 'pflash' }, kernel: '/boot/vmlinuz', cmdline: 'console=ttyS0 quiet', kernelHashes: true, policy: 7, cpu: { mode: 'host-passthrough' } });
+    expect(d).toMatchObject({
+      name: 'a&b',
+      vcpus: 2,
+      memoryKiB: 2 * 1024 * 1024,
+      machine: 'pc-q35-8.2',
+      loader: { path: 'fw/OVMF,amd.fd', type: 'pflash' },
+      kernel: '/boot/vmlinuz',
+      cmdline: 'console=ttyS0 quiet',
+      kernelHashes: true,
+      policy: 7,
+      cpu: { mode: 'host-passthrough' },
+    });
     const xml = withLaunchSession(doc, 'R09ESA==', 'U0VTU0lPTg==');
     expect(xml).toContain("<!-- owner's template -->");
     expect(xml).toContain('<name>a&amp;b</name>');
     expect(xml).toContain('<cmdline><![CDATA[console=ttyS0 quiet]]></cmdline>');
-    expect(xml).toContain("<policy>0x0007</policy>\n    <dhCert>R09ESA==</dhCert>\n    <session>U0VTU0lPTg==</session>\n  </launchSecurity>");
+    expect(xml).toContain('<policy>0x0007</policy>\n    <dhCert>R09ESA==</dhCert>\n    <session>U0VTU0lPTg==</session>\n  </launchSecurity>');
     expect(xml.match(/<dhCert>/g)).toHaveLength(1);
     expect(readSevDomain(parseDomainDocument(xml))).toMatchObject({ dhCert: 'R09ESA==', session: 'U0VTU0lPTg==' });
   });

@@ -146,11 +146,7 @@ function policyBits(v: unknown, field: string, verb: 'required' | 'forbidden'): 
       if (!isSevPolicyBitName(x)) {
         const upper = x.toUpperCase();
         const hint = isSevPolicyBitName(upper) ? ` (did you mean ${upper}?)` : '';
-        throw new PolicyError(
-          'ERR_POLICY_FORMAT',
-          `${f} ${show(x)} is not a SEV policy bit name${hint}; names are ${SEV_POLICY_BIT_NAMES.join(', ')}`,
-          f,
-        );
+        throw new PolicyError('ERR_POLICY_FORMAT', `${f} ${show(x)} is not a SEV policy bit name${hint}; names are ${SEV_POLICY_BIT_NAMES.join(', ')}`, f);
       }
       mask |= SEV_POLICY_BITS[x];
     } else if (typeof x === 'number') {
@@ -192,11 +188,7 @@ function passesBitRules(sevPolicy: number, p: Policy): boolean {
 function checkConsistency(p: Draft): void {
   const overlap = namesOf(maskOf(p.requiredPolicyBits ?? []) & maskOf(p.forbiddenPolicyBits ?? []));
   if (overlap.length > 0) {
-    throw new PolicyError(
-      'ERR_POLICY_CONFLICT',
-      `forbiddenPolicyBits forbids ${overlap.join(', ')}, which requiredPolicyBits requires`,
-      'forbiddenPolicyBits',
-    );
+    throw new PolicyError('ERR_POLICY_CONFLICT', `forbiddenPolicyBits forbids ${overlap.join(', ')}, which requiredPolicyBits requires`, 'forbiddenPolicyBits');
   }
   if (p.forbiddenPolicyBits?.includes('NODBG') && p.allowDebug !== true) {
     throw new PolicyError(
@@ -215,11 +207,7 @@ function checkConsistency(p: Draft): void {
     );
   }
   if (p.minFwApiMinor !== undefined && p.minFwApiMajor === undefined) {
-    throw new PolicyError(
-      'ERR_POLICY_MISSING_FIELD',
-      'minFwApiMinor needs minFwApiMajor: the minimum firmware is the version (major, minor)',
-      'minFwApiMajor',
-    );
+    throw new PolicyError('ERR_POLICY_MISSING_FIELD', 'minFwApiMinor needs minFwApiMajor: the minimum firmware is the version (major, minor)', 'minFwApiMajor');
   }
   if (p.notBefore !== undefined && p.notAfter !== undefined && p.notBefore > p.notAfter) {
     throw new PolicyError('ERR_POLICY_CONFLICT', `notBefore ${p.notBefore} is after notAfter ${p.notAfter}`, 'notAfter');

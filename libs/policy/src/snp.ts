@@ -123,8 +123,14 @@ function boolean(v: unknown, field: string): boolean {
 
 function allowList<T>(v: unknown, field: string, item: (v: unknown, field: string) => T): AllowList<T> {
   if (v === 'any') return 'any';
-  if (!Array.isArray(v)) throw new PolicyError(typeof v === 'string' ? 'ERR_POLICY_FORMAT' : 'ERR_POLICY_TYPE', `${field} must be a non-empty list or the string "any", got ${show(v)}`, field);
-  if (v.length === 0) throw new PolicyError('ERR_POLICY_EMPTY', `${field} is an empty list; write "any" to allow every value, or list the allowed values`, field);
+  if (!Array.isArray(v))
+    throw new PolicyError(
+      typeof v === 'string' ? 'ERR_POLICY_FORMAT' : 'ERR_POLICY_TYPE',
+      `${field} must be a non-empty list or the string "any", got ${show(v)}`,
+      field,
+    );
+  if (v.length === 0)
+    throw new PolicyError('ERR_POLICY_EMPTY', `${field} is an empty list; write "any" to allow every value, or list the allowed values`, field);
   return [...new Set(v.map((x, i) => item(x, `${field}[${i}]`)))];
 }
 
@@ -139,22 +145,34 @@ export function parseSnpPolicy(json: unknown): SnpPolicy {
   const has = (k: string) => Object.prototype.hasOwnProperty.call(json, k);
   const f = (k: string) => `snp.${k}`;
   if (!has('allowedMeasurements')) {
-    throw new PolicyError('ERR_POLICY_MISSING_FIELD', 'snp.allowedMeasurements is required: list the MEASUREMENTs this policy accepts, or write "any" explicitly', f('allowedMeasurements'));
+    throw new PolicyError(
+      'ERR_POLICY_MISSING_FIELD',
+      'snp.allowedMeasurements is required: list the MEASUREMENTs this policy accepts, or write "any" explicitly',
+      f('allowedMeasurements'),
+    );
   }
-  const out: { -readonly [K in keyof SnpPolicy]: SnpPolicy[K] } = { allowedMeasurements: allowList(json.allowedMeasurements, f('allowedMeasurements'), measurement) };
+  const out: { -readonly [K in keyof SnpPolicy]: SnpPolicy[K] } = {
+    allowedMeasurements: allowList(json.allowedMeasurements, f('allowedMeasurements'), measurement),
+  };
   if (has('allowDebug')) out.allowDebug = boolean(json.allowDebug, f('allowDebug'));
   if (has('allowMigrationAgent')) out.allowMigrationAgent = boolean(json.allowMigrationAgent, f('allowMigrationAgent'));
   if (has('requireNoSmt')) out.requireNoSmt = boolean(json.requireNoSmt, f('requireNoSmt'));
   if (has('requireSingleSocket')) out.requireSingleSocket = boolean(json.requireSingleSocket, f('requireSingleSocket'));
   if (has('minAbiMajor')) out.minAbiMajor = integer(json.minAbiMajor, f('minAbiMajor'), 255);
   if (has('minAbiMinor')) out.minAbiMinor = integer(json.minAbiMinor, f('minAbiMinor'), 255);
-  if (out.minAbiMinor !== undefined && out.minAbiMajor === undefined) throw new PolicyError('ERR_POLICY_MISSING_FIELD', 'snp.minAbiMinor needs snp.minAbiMajor', f('minAbiMajor'));
+  if (out.minAbiMinor !== undefined && out.minAbiMajor === undefined)
+    throw new PolicyError('ERR_POLICY_MISSING_FIELD', 'snp.minAbiMinor needs snp.minAbiMajor', f('minAbiMajor'));
   if (has('minTcb')) {
     const t = json.minTcb;
     if (!isPlainObject(t)) throw new PolicyError('ERR_POLICY_TYPE', `snp.minTcb must be an object of component minimums, got ${jsonType(t)}`, f('minTcb'));
     const tcb: { [K in SnpTcbComponent]?: number } = {};
     for (const [k, v] of Object.entries(t)) {
-      if (!(SNP_TCB_COMPONENTS as readonly string[]).includes(k)) throw new PolicyError('ERR_POLICY_UNKNOWN_FIELD', `unknown TCB component snp.minTcb.${k}; components are ${SNP_TCB_COMPONENTS.join(', ')}`, `snp.minTcb.${k}`);
+      if (!(SNP_TCB_COMPONENTS as readonly string[]).includes(k))
+        throw new PolicyError(
+          'ERR_POLICY_UNKNOWN_FIELD',
+          `unknown TCB component snp.minTcb.${k}; components are ${SNP_TCB_COMPONENTS.join(', ')}`,
+          `snp.minTcb.${k}`,
+        );
       tcb[k as SnpTcbComponent] = integer(v, `snp.minTcb.${k}`, 255);
     }
     if (Object.keys(tcb).length === 0) throw new PolicyError('ERR_POLICY_EMPTY', 'snp.minTcb is empty; omit it when no minimum applies', f('minTcb'));
@@ -168,7 +186,8 @@ export function parseSnpPolicy(json: unknown): SnpPolicy {
   if (has('allowedImageIds')) out.allowedImageIds = allowList(json.allowedImageIds, f('allowedImageIds'), id16);
   if (has('allowedVmpls')) {
     const v = json.allowedVmpls;
-    if (!Array.isArray(v) || v.length === 0) throw new PolicyError('ERR_POLICY_TYPE', 'snp.allowedVmpls must be a non-empty list of VMPLs 0..3', f('allowedVmpls'));
+    if (!Array.isArray(v) || v.length === 0)
+      throw new PolicyError('ERR_POLICY_TYPE', 'snp.allowedVmpls must be a non-empty list of VMPLs 0..3', f('allowedVmpls'));
     out.allowedVmpls = [...new Set(v.map((x, i) => integer(x, `snp.allowedVmpls[${i}]`, 3)))];
   }
   for (const v of Object.values(out)) if (Array.isArray(v)) Object.freeze(v);
@@ -191,7 +210,10 @@ export interface CheckedSnpFacts {
 function hexFact(v: unknown, bytes: number, fact: string, problems: { fact: string; reason: string }[]): string | undefined {
   if (v instanceof Uint8Array && v.length === bytes) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
   if (typeof v === 'string' && v.length === 2 * bytes && HEX.test(v)) return v.toLowerCase();
-  problems.push({ fact: `snp.${fact}`, reason: `${fact} must be ${bytes} bytes (or ${2 * bytes} hex digits), got ${show(v instanceof Uint8Array ? `${v.length} bytes` : v)}` });
+  problems.push({
+    fact: `snp.${fact}`,
+    reason: `${fact} must be ${bytes} bytes (or ${2 * bytes} hex digits), got ${show(v instanceof Uint8Array ? `${v.length} bytes` : v)}`,
+  });
   return undefined;
 }
 
@@ -208,7 +230,8 @@ export function checkSnpFacts(v: unknown, problems: { fact: string; reason: stri
   else problems.push({ fact: 'snp.policy', reason: `the SNP guest policy ${show(p)} is not a u64` });
   const t = v.reportedTcb;
   const u8 = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 255;
-  if (isPlainObject(t) && u8(t.bootloader) && u8(t.tee) && u8(t.snp) && u8(t.microcode) && (t.fmc === undefined || t.fmc === null || u8(t.fmc))) out.reportedTcb = t as unknown as SnpLaunchFacts['reportedTcb'];
+  if (isPlainObject(t) && u8(t.bootloader) && u8(t.tee) && u8(t.snp) && u8(t.microcode) && (t.fmc === undefined || t.fmc === null || u8(t.fmc)))
+    out.reportedTcb = t as unknown as SnpLaunchFacts['reportedTcb'];
   else problems.push({ fact: 'snp.reportedTcb', reason: `reportedTcb ${show(t)} is not a TCB of u8 components` });
   for (const k of ['guestSvn', 'vmpl'] as const) {
     const x = v[k];
@@ -230,21 +253,29 @@ export function snpRefusals(p: SnpPolicy | undefined, f: CheckedSnpFacts): [stri
   if (p === undefined) return [['snp', 'the policy has no snp rules, so it accepts no SEV-SNP guest (add "snp": {"allowedMeasurements": [...]})']];
   const out: [string, string][] = [];
   const list = (rule: string, allowed: AllowList<string> | undefined, value: string | undefined, what: string) => {
-    if (Array.isArray(allowed) && value !== undefined && !allowed.includes(value)) out.push([rule, `${what} ${value} is not in ${rule} (${plural(allowed.length, 'entry', 'entries')})`]);
+    if (Array.isArray(allowed) && value !== undefined && !allowed.includes(value))
+      out.push([rule, `${what} ${value} is not in ${rule} (${plural(allowed.length, 'entry', 'entries')})`]);
   };
   list('snp.allowedMeasurements', p.allowedMeasurements, f.measurement, 'MEASUREMENT');
   const pol = f.policy;
   if (pol !== undefined) {
     const hex = `0x${pol.toString(16)}`;
-    if (p.allowDebug !== true && bitSet(pol, SNP_POLICY_BITS.DEBUG)) out.push(['snp.allowDebug', `guest policy ${hex} allows debugging (bit 19): the host can read guest memory; the policy does not set snp.allowDebug: true`]);
-    if (p.allowMigrationAgent !== true && bitSet(pol, SNP_POLICY_BITS.MIGRATE_MA)) out.push(['snp.allowMigrationAgent', `guest policy ${hex} allows a migration agent (bit 18); the policy does not set snp.allowMigrationAgent: true`]);
+    if (p.allowDebug !== true && bitSet(pol, SNP_POLICY_BITS.DEBUG))
+      out.push([
+        'snp.allowDebug',
+        `guest policy ${hex} allows debugging (bit 19): the host can read guest memory; the policy does not set snp.allowDebug: true`,
+      ]);
+    if (p.allowMigrationAgent !== true && bitSet(pol, SNP_POLICY_BITS.MIGRATE_MA))
+      out.push(['snp.allowMigrationAgent', `guest policy ${hex} allows a migration agent (bit 18); the policy does not set snp.allowMigrationAgent: true`]);
     if (p.requireNoSmt === true && bitSet(pol, SNP_POLICY_BITS.SMT)) out.push(['snp.requireNoSmt', `guest policy ${hex} allows SMT (bit 16)`]);
-    if (p.requireSingleSocket === true && !bitSet(pol, SNP_POLICY_BITS.SINGLE_SOCKET)) out.push(['snp.requireSingleSocket', `guest policy ${hex} does not restrict the guest to a single socket (bit 20)`]);
+    if (p.requireSingleSocket === true && !bitSet(pol, SNP_POLICY_BITS.SINGLE_SOCKET))
+      out.push(['snp.requireSingleSocket', `guest policy ${hex} does not restrict the guest to a single socket (bit 20)`]);
     if (p.minAbiMajor !== undefined) {
       const major = Number((pol >> 8n) & 0xffn);
       const minor = Number(pol & 0xffn);
       const minMinor = p.minAbiMinor ?? 0;
-      if (!(major > p.minAbiMajor || (major === p.minAbiMajor && minor >= minMinor))) out.push(['snp.minAbi', `guest policy ABI ${major}.${minor} is below the minimum ${p.minAbiMajor}.${minMinor}`]);
+      if (!(major > p.minAbiMajor || (major === p.minAbiMajor && minor >= minMinor)))
+        out.push(['snp.minAbi', `guest policy ABI ${major}.${minor} is below the minimum ${p.minAbiMajor}.${minMinor}`]);
     }
   }
   if (p.minTcb && f.reportedTcb) {
@@ -254,7 +285,8 @@ export function snpRefusals(p: SnpPolicy | undefined, f: CheckedSnpFacts): [stri
       else if (have < min) out.push([`snp.minTcb.${k}`, `REPORTED_TCB ${k} ${have} is below the minimum ${min}`]);
     }
   }
-  if (p.minGuestSvn !== undefined && f.guestSvn !== undefined && f.guestSvn < p.minGuestSvn) out.push(['snp.minGuestSvn', `GUEST_SVN ${f.guestSvn} is below the minimum ${p.minGuestSvn}`]);
+  if (p.minGuestSvn !== undefined && f.guestSvn !== undefined && f.guestSvn < p.minGuestSvn)
+    out.push(['snp.minGuestSvn', `GUEST_SVN ${f.guestSvn} is below the minimum ${p.minGuestSvn}`]);
   list('snp.allowedHostData', p.allowedHostData, f.hostData, 'HOST_DATA');
   list('snp.allowedIdKeyDigests', p.allowedIdKeyDigests, f.idKeyDigest, 'ID_KEY_DIGEST');
   list('snp.allowedAuthorKeyDigests', p.allowedAuthorKeyDigests, f.authorKeyDigest, 'AUTHOR_KEY_DIGEST');

@@ -18,8 +18,7 @@ export function normaliseTimestamp(value: unknown, field: string): string {
     throw new PolicyError('ERR_POLICY_TYPE', `${field} must be an ISO 8601 timestamp string, got ${jsonType(value)}`, field);
   }
   const m = RFC3339_RE.exec(value);
-  const bad = (why: string): PolicyError =>
-    new PolicyError('ERR_POLICY_FORMAT', `${field} ${show(value)} is not a valid timestamp: ${why}`, field);
+  const bad = (why: string): PolicyError => new PolicyError('ERR_POLICY_FORMAT', `${field} ${show(value)} is not a valid timestamp: ${why}`, field);
   if (!m) throw bad('expected YYYY-MM-DDThh:mm[:ss[.fff]] followed by Z or ±hh:mm');
   const [year, month, day, hour, minute] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [number, number, number, number, number];
   const second = m[6] === undefined ? 0 : Number(m[6]);

@@ -45,9 +45,7 @@ describe('each rule accepts and refuses with a precise reason', () => {
 
   it('requiredPolicyBits', () => {
     expect(check({ allowedDigests: 'any', requiredPolicyBits: ['NODBG', 'ES'] }, e4Facts())).toEqual([]);
-    expect(check({ allowedDigests: 'any', requiredPolicyBits: ['ES'] }, e1Facts())).toEqual(
-      one('requiredPolicyBits', 'SEV policy 0x3 lacks required bit ES'),
-    );
+    expect(check({ allowedDigests: 'any', requiredPolicyBits: ['ES'] }, e1Facts())).toEqual(one('requiredPolicyBits', 'SEV policy 0x3 lacks required bit ES'));
     expect(check({ allowedDigests: 'any', requiredPolicyBits: ['ES', 'NOSEND'] }, e1Facts())).toEqual(
       one('requiredPolicyBits', 'SEV policy 0x3 lacks required bits ES, NOSEND'),
     );
@@ -132,11 +130,13 @@ describe('each rule accepts and refuses with a precise reason', () => {
 
   it('maxReleases refuses once the count for this policy name is reached, or when it is unknown', () => {
     const doc = { allowedDigests: 'any', maxReleases: 3 };
-    const counts = (n: unknown): ReadonlyMap<string, number> => new Map([['default', n as number], ['other', 0]]);
+    const counts = (n: unknown): ReadonlyMap<string, number> =>
+      new Map([
+        ['default', n as number],
+        ['other', 0],
+      ]);
     expect(check(doc, e1Facts({ releaseCounts: counts(2) }))).toEqual([]);
-    expect(check(doc, e1Facts({ releaseCounts: counts(3) }))).toEqual(
-      one('maxReleases', 'policy "default" has released 3 times, maxReleases is 3'),
-    );
+    expect(check(doc, e1Facts({ releaseCounts: counts(3) }))).toEqual(one('maxReleases', 'policy "default" has released 3 times, maxReleases is 3'));
     expect(check({ allowedDigests: 'any', maxReleases: 0 }, e1Facts({ releaseCounts: counts(0) }))[0]?.rule).toBe('maxReleases');
     expect(check(doc, e1Facts())).toEqual(one('maxReleases', 'maxReleases is 3 but no release count was given for policy "default"'));
     expect(check(doc, e1Facts({ releaseCounts: new Map([['other', 0]]) }))[0]?.rule).toBe('maxReleases');
@@ -249,15 +249,11 @@ describe('launch facts are validated: an out-of-range fact is a refusal, never a
     expect(factRefusal(e1Facts({ now: new Date(NaN) }))[0]?.reason).toBe('now must be a valid Date, got Invalid Date');
     expect(factRefusal(e1Facts({ now: NOW.toISOString() }))[0]?.reason).toBe('now must be a valid Date, got string');
     expect(factRefusal(e1Facts({ chipId: 7 }))[0]?.rule).toBe('chipId');
-    expect(factRefusal(e1Facts({ releaseCounts: { default: 1 } }))[0]?.reason).toBe(
-      'releaseCounts must be a Map of policy name to count, got object',
-    );
+    expect(factRefusal(e1Facts({ releaseCounts: { default: 1 } }))[0]?.reason).toBe('releaseCounts must be a Map of policy name to count, got object');
   });
 
   it('refuses a facts value that is not an object', () => {
-    expect(factRefusal(null as unknown as LaunchFacts)).toEqual([
-      { policy: FACTS_POLICY, rule: 'facts', reason: 'launch facts must be an object, got null' },
-    ]);
+    expect(factRefusal(null as unknown as LaunchFacts)).toEqual([{ policy: FACTS_POLICY, rule: 'facts', reason: 'launch facts must be an object, got null' }]);
   });
 
   it('still evaluates the rules whose facts are valid, and skips those whose fact was refused', () => {
@@ -288,8 +284,6 @@ describe('kbs-compat §1.8 attacks at the facts level', () => {
     expect(check(owner, e1Facts({ sevPolicy: 0x3 }))).toEqual([]);
     expect(check(owner, e1Facts({ sevPolicy: 0x0 })).map((r) => r.rule)).toEqual(['allowedPolicies', 'allowDebug']);
     // Even an owner who allows any SEV policy does not release into a debuggable guest without saying so.
-    expect(check({ allowedDigests: [E1.digestHex], allowedPolicies: 'any' }, e1Facts({ sevPolicy: 0x0 })).map((r) => r.rule)).toEqual([
-      'allowDebug',
-    ]);
+    expect(check({ allowedDigests: [E1.digestHex], allowedPolicies: 'any' }, e1Facts({ sevPolicy: 0x0 })).map((r) => r.rule)).toEqual(['allowDebug']);
   });
 });

@@ -20,12 +20,10 @@ const u8 = fc.integer({ min: 0, max: 255 });
 const u32 = fc.nat({ max: 0xffff_ffff });
 
 /** A 32-byte digest in one of the accepted spellings. */
-const digestInput = fc
-  .tuple(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.constantFrom('hex', 'HEX', 'base64'))
-  .map(([b, form]) => {
-    const buf = Buffer.from(b);
-    return form === 'base64' ? buf.toString('base64') : form === 'hex' ? buf.toString('hex') : buf.toString('hex').toUpperCase();
-  });
+const digestInput = fc.tuple(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.constantFrom('hex', 'HEX', 'base64')).map(([b, form]) => {
+  const buf = Buffer.from(b);
+  return form === 'base64' ? buf.toString('base64') : form === 'hex' ? buf.toString('hex') : buf.toString('hex').toUpperCase();
+});
 
 /** A timestamp between years 1000 and 9000, written with a random zone offset and precision. */
 const timestampInput = fc
@@ -43,8 +41,7 @@ const timestampInput = fc
   });
 
 const opt = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(arb, { nil: undefined });
-const listOrAny = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T[] | 'any'> =>
-  fc.oneof(fc.constant('any' as const), fc.array(arb, { minLength: 1, maxLength: 5 }));
+const listOrAny = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T[] | 'any'> => fc.oneof(fc.constant('any' as const), fc.array(arb, { minLength: 1, maxLength: 5 }));
 
 /** Valid policy documents in input form (mixed spellings), built so that no field contradicts another. */
 const validPolicyInput: fc.Arbitrary<Record<string, unknown>> = fc
@@ -71,15 +68,13 @@ const validPolicyInput: fc.Arbitrary<Record<string, unknown>> = fc
     });
     const allowDebug = (forbidden & NODBG) !== 0 ? true : g.allowDebug;
     const needed = required | (allowDebug === true ? 0 : NODBG);
-    const bits = (mask: number): unknown[] =>
-      g.bitsAsNumbers ? [mask] : SEV_POLICY_BIT_NAMES.filter((n) => (mask & SEV_POLICY_BITS[n]) !== 0);
+    const bits = (mask: number): unknown[] => (g.bitsAsNumbers ? [mask] : SEV_POLICY_BIT_NAMES.filter((n) => (mask & SEV_POLICY_BITS[n]) !== 0));
     const doc: Record<string, unknown> = { version: 1, allowedDigests: g.digests };
     if (required !== 0) doc.requiredPolicyBits = bits(required);
     if (forbidden !== 0) doc.forbiddenPolicyBits = bits(forbidden);
     if (allowDebug !== undefined) doc.allowDebug = allowDebug;
     if (g.policies !== undefined) {
-      doc.allowedPolicies =
-        g.policies === 'any' ? 'any' : g.policies.map((p) => (((p & ~SEV_POLICY_RESERVED_MASK) | needed) & ~forbidden) >>> 0);
+      doc.allowedPolicies = g.policies === 'any' ? 'any' : g.policies.map((p) => (((p & ~SEV_POLICY_RESERVED_MASK) | needed) & ~forbidden) >>> 0);
     }
     if (g.fw !== undefined) {
       doc.minFwApiMajor = g.fw.major;
@@ -106,12 +101,7 @@ const factsArb: fc.Arbitrary<LaunchFacts> = fc
     apiMajor: fc.oneof(u8, anyNumber, fc.anything()),
     apiMinor: fc.oneof(u8, anyNumber, fc.anything()),
     buildId: fc.oneof(u8, anyNumber, fc.anything()),
-    launchDigest: fc.oneof(
-      fc.uint8Array({ minLength: 32, maxLength: 32 }),
-      fc.uint8Array({ maxLength: 40 }),
-      digestInput,
-      fc.anything(),
-    ),
+    launchDigest: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 40 }), digestInput, fc.anything()),
     chipId: opt(fc.oneof(fc.string(), fc.anything())),
     now: fc.oneof(fc.date(), fc.anything()),
     releaseCounts: opt(
@@ -149,18 +139,28 @@ describe('parsePolicy properties', () => {
   });
 
   it('on random JSON it returns a policy or throws a PolicyError, nothing else', () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => onlyPolicyErrors(() => parsePolicy(v))), { numRuns: NUM_RUNS });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => onlyPolicyErrors(() => parsePolicy(v))),
+      { numRuns: NUM_RUNS },
+    );
   });
 
   it('on objects with policy field names and random values it returns a policy or throws a PolicyError', () => {
     const key = fc.constantFrom(...POLICY_FIELDS, 'allowed_digests', '__proto__', 'extra');
     const value = fc.oneof(fc.jsonValue(), fc.constant('any'), fc.constant([]), fc.array(fc.oneof(u32, digestInput, fc.constantFrom(...SEV_POLICY_BIT_NAMES))));
     const doc = fc.dictionary(key, value).map((d) => ({ version: 1, allowedDigests: 'any', ...d }));
-    fc.assert(fc.property(doc, (d) => onlyPolicyErrors(() => parsePolicy(d))), { numRuns: NUM_RUNS });
+    fc.assert(
+      fc.property(doc, (d) => onlyPolicyErrors(() => parsePolicy(d))),
+      { numRuns: NUM_RUNS },
+    );
   });
 
   it('fromSimpleKbsPolicy on random rows converts or throws a PolicyError', () => {
-    const column = fc.oneof(fc.jsonValue().map((v) => JSON.stringify(v)), fc.array(fc.oneof(u32, digestInput, fc.jsonValue())), fc.string());
+    const column = fc.oneof(
+      fc.jsonValue().map((v) => JSON.stringify(v)),
+      fc.array(fc.oneof(u32, digestInput, fc.jsonValue())),
+      fc.string(),
+    );
     const row = fc.record({
       allowed_digests: column,
       allowed_policies: column,
@@ -168,7 +168,10 @@ describe('parsePolicy properties', () => {
       min_fw_api_minor: fc.oneof(u8, anyNumber, fc.string()),
       allowed_build_ids: column,
     });
-    fc.assert(fc.property(row, (r) => onlyPolicyErrors(() => fromSimpleKbsPolicy(r as never))), { numRuns: NUM_RUNS });
+    fc.assert(
+      fc.property(row, (r) => onlyPolicyErrors(() => fromSimpleKbsPolicy(r as never))),
+      { numRuns: NUM_RUNS },
+    );
   });
 });
 
@@ -192,10 +195,14 @@ describe('evaluate properties', () => {
 
   it('is the AND of the policies: a set passes exactly when each policy passes alone', () => {
     fc.assert(
-      fc.property(namedPolicies.filter((ps) => ps.length > 0), factsArb, (policies, facts) => {
-        const alone = policies.map((p) => evaluate([p], facts).allowed);
-        expect(evaluate(policies, facts).allowed).toBe(alone.every(Boolean));
-      }),
+      fc.property(
+        namedPolicies.filter((ps) => ps.length > 0),
+        factsArb,
+        (policies, facts) => {
+          const alone = policies.map((p) => evaluate([p], facts).allowed);
+          expect(evaluate(policies, facts).allowed).toBe(alone.every(Boolean));
+        },
+      ),
       { numRuns: NUM_RUNS },
     );
   });

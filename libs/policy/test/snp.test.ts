@@ -82,13 +82,32 @@ describe('SNP policy evaluation', () => {
       notAfter: '2029-01-01T00:00:00Z',
     };
     expect(rulesOf(doc, facts({ policy: 0x30000n | (1n << 19n) | (1n << 18n) }), { chipId: 'c0ffee' }).sort()).toEqual(
-      ['allowedChips', 'notAfter', 'snp.allowDebug', 'snp.allowMigrationAgent', 'snp.allowedHostData', 'snp.allowedMeasurements', 'snp.minAbi', 'snp.minTcb.fmc', 'snp.minTcb.snp', 'snp.requireNoSmt', 'snp.requireSingleSocket'].sort(),
+      [
+        'allowedChips',
+        'notAfter',
+        'snp.allowDebug',
+        'snp.allowMigrationAgent',
+        'snp.allowedHostData',
+        'snp.allowedMeasurements',
+        'snp.minAbi',
+        'snp.minTcb.fmc',
+        'snp.minTcb.snp',
+        'snp.requireNoSmt',
+        'snp.requireSingleSocket',
+      ].sort(),
     );
   });
 
   it('fails closed: an SNP guest against a SEV-only policy, a SEV launch against an SNP-only policy, VMPL other than 0', () => {
     expect(rulesOf({ version: 1, allowedDigests: 'any' }, facts())).toEqual(['snp']);
-    const sev = evaluate([named({ version: 1, snp: { allowedMeasurements: 'any' } })], { sevPolicy: 1, apiMajor: 1, apiMinor: 0, buildId: 1, launchDigest: '00'.repeat(32), now: NOW });
+    const sev = evaluate([named({ version: 1, snp: { allowedMeasurements: 'any' } })], {
+      sevPolicy: 1,
+      apiMajor: 1,
+      apiMinor: 0,
+      buildId: 1,
+      launchDigest: '00'.repeat(32),
+      now: NOW,
+    });
     expect(sev.allowed ? [] : sev.refusals.map((r) => r.rule)).toEqual(['allowedDigests']);
     expect(rulesOf({ version: 1, snp: { allowedMeasurements: 'any' } }, facts({ vmpl: 1 }))).toEqual(['snp.allowedVmpls']);
     expect(rulesOf({ version: 1, snp: { allowedMeasurements: 'any', allowedVmpls: [0, 1] } }, facts({ vmpl: 1 }))).toEqual([]);

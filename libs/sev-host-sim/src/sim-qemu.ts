@@ -21,7 +21,8 @@ async function main(argv: string[]): Promise<number> {
     const sim = await startSimQemu(argv);
     process.stderr.write(
       `sim-qemu: SIMULATED SEV host (synthetic root '${sim.hypervisor.platform.name}', not AMD), guest ${sim.vm.name} ${sim.vm.runState}` +
-        (sim.qmp ? `, QMP on ${sim.qmp.path}` : '') + '\n',
+        (sim.qmp ? `, QMP on ${sim.qmp.path}` : '') +
+        '\n',
     );
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       process.once(sig, () => {

@@ -1,12 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  guidToBytesLe,
-  OVMF_TABLE_FOOTER_GUID,
-  SEV_ES_RESET_BLOCK_GUID,
-  SEV_HASH_TABLE_RV_GUID,
-  SEV_SECRET_GUID,
-  type GpaArea,
-} from '@kb/sev';
+import { guidToBytesLe, OVMF_TABLE_FOOTER_GUID, SEV_ES_RESET_BLOCK_GUID, SEV_HASH_TABLE_RV_GUID, SEV_SECRET_GUID, type GpaArea } from '@kb/sev';
 
 export interface SyntheticOvmfOptions {
   /** Image size in bytes, a multiple of 4096 (LAUNCH_UPDATE_DATA needs 16-byte multiples). Default 256 KiB. */
@@ -54,7 +47,9 @@ export function syntheticOvmf(opts: SyntheticOvmfOptions = {}): Buffer {
     throw new RangeError(`synthetic firmware size must be a multiple of 4096 of at least 8192 bytes, got ${size}`);
   }
   const fw = Buffer.alloc(size);
-  const seed = createHash('sha256').update(`synthetic-ovmf:${opts.label ?? 'default'}`).digest();
+  const seed = createHash('sha256')
+    .update(`synthetic-ovmf:${opts.label ?? 'default'}`)
+    .digest();
   for (let off = 0, i = 0; off < size; off += 32, i++) {
     createHash('sha256').update(seed).update(String(i)).digest().copy(fw, off);
   }

@@ -1,12 +1,4 @@
-import {
-  isSevError,
-  launchMeasuredData,
-  parseOvmfFooterTable,
-  PolicyFlag,
-  sevSecretArea,
-  type MeasuredPiece,
-  type SecretTableEntry,
-} from '@kb/sev';
+import { isSevError, launchMeasuredData, parseOvmfFooterTable, PolicyFlag, sevSecretArea, type MeasuredPiece, type SecretTableEntry } from '@kb/sev';
 import { FirmwareError, type SimulatedSecureProcessor } from '@kb/sev-sim';
 import { firmwareErrorText, HostSimError } from './errors';
 import { SIM_HOST_CBITPOS, SIM_HOST_REDUCED_PHYS_BITS, type SevGuestConfig } from './guest-config';
@@ -94,7 +86,16 @@ export class SimulatedVm {
   querySev(): SevInfo {
     if (this.sev === 'uninit' || this.run === 'shutdown') throw new HostSimError('INVALID_STATE', 'SEV: guest is not launched');
     const fw = this.sp.firmware;
-    return { enabled: true, apiMajor: fw.apiMajor, apiMinor: fw.apiMinor, buildId: fw.build, policy: this.config.policy, state: this.sev, handle: this.handle, sevType: 'sev' };
+    return {
+      enabled: true,
+      apiMajor: fw.apiMajor,
+      apiMinor: fw.apiMinor,
+      buildId: fw.build,
+      policy: this.config.policy,
+      state: this.sev,
+      handle: this.handle,
+      sevType: 'sev',
+    };
   }
 
   /** `query-sev-launch-measure`: base64 of MEASURE ‖ MNONCE, available from machine-init-done on. */
@@ -140,7 +141,8 @@ export class SimulatedVm {
   /** `stop` */
   pause(): void {
     if (this.run === 'running') this.run = 'paused';
-    else if (this.run !== 'paused' && this.run !== 'prelaunch') throw new HostSimError('INVALID_STATE', `guest ${this.name} is ${this.run}, it cannot be paused`);
+    else if (this.run !== 'paused' && this.run !== 'prelaunch')
+      throw new HostSimError('INVALID_STATE', `guest ${this.name} is ${this.run}, it cannot be paused`);
   }
 
   /** Power off and decommission: the firmware forgets the guest's keys. Idempotent. */

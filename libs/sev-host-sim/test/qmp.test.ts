@@ -67,22 +67,50 @@ function sessionFiles(policy: number) {
 
 function argv(policy: number, sock: string, extra: string[] = []) {
   return [
-    '-name', 'guest=qmp-test',
-    '-machine', 'q35,confidential-guest-support=sev0',
-    '-object', `sev-guest,id=sev0,policy=0x${policy.toString(16)},cbitpos=47,reduced-phys-bits=1,dh-cert-file=${join(dir, `godh-${policy}.b64`)},session-file=${join(dir, `session-${policy}.b64`)}`,
-    '-drive', `if=pflash,format=raw,unit=0,file=${join(dir, 'OVMF.fd')},readonly=on`,
-    '-smp', '2', '-cpu', 'EPYC-v4', '-m', '1G', '-nodefaults', '-display', 'none', '-S',
-    '-qmp', `unix:${sock},server=on,wait=off`,
+    '-name',
+    'guest=qmp-test',
+    '-machine',
+    'q35,confidential-guest-support=sev0',
+    '-object',
+    `sev-guest,id=sev0,policy=0x${policy.toString(16)},cbitpos=47,reduced-phys-bits=1,dh-cert-file=${join(dir, `godh-${policy}.b64`)},session-file=${join(dir, `session-${policy}.b64`)}`,
+    '-drive',
+    `if=pflash,format=raw,unit=0,file=${join(dir, 'OVMF.fd')},readonly=on`,
+    '-smp',
+    '2',
+    '-cpu',
+    'EPYC-v4',
+    '-m',
+    '1G',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-S',
+    '-qmp',
+    `unix:${sock},server=on,wait=off`,
     ...extra,
   ];
 }
 
 describe('QEMU command line', () => {
   it('parses the subset sim-qemu models', () => {
-    const inv = parseQemuArgs(['-bios', 'a,b.fd', '-smp', 'cpus=4,maxcpus=8', '-cpu', 'EPYC-Milan,+x2apic', '-qmp', 'unix:/tmp/q,,1.sock,server,nowait', '-S', '-enable-kvm']);
+    const inv = parseQemuArgs([
+      '-bios',
+      'a,b.fd',
+      '-smp',
+      'cpus=4,maxcpus=8',
+      '-cpu',
+      'EPYC-Milan,+x2apic',
+      '-qmp',
+      'unix:/tmp/q,,1.sock,server,nowait',
+      '-S',
+      '-enable-kvm',
+    ]);
     expect(inv).toMatchObject({ firmwareFile: 'a,b.fd', smp: 4, cpuModel: 'EPYC-Milan', qmpSocket: '/tmp/q,1.sock', startPaused: true });
     expect(parseQemuArgs(['-drive', 'if=pflash,unit=1,file=VARS.fd', '-drive', 'if=pflash,unit=0,file=CODE.fd']).firmwareFile).toBe('CODE.fd');
-    expect([...parseKeyValueList('sev-guest,id=s,,x', 'qom-type')]).toEqual([['qom-type', 'sev-guest'], ['id', 's,x']]);
+    expect([...parseKeyValueList('sev-guest,id=s,,x', 'qom-type')]).toEqual([
+      ['qom-type', 'sev-guest'],
+      ['id', 's,x'],
+    ]);
     expect(() => parseQemuArgs(['-frobnicate'])).toThrow('-frobnicate: invalid option');
     expect(() => parseQemuArgs(['-bios', 'a', '-drive', 'if=pflash,file=b'])).toThrow(/both give the firmware/);
   });
@@ -100,22 +128,39 @@ describe('the QMP monitor over a unix socket', () => {
   });
   afterAll(() => sim.stop());
 
-  it('greets, insists on capabilities negotiation, and answers in QEMU\'s words', async () => {
+  it("greets, insists on capabilities negotiation, and answers in QEMU's words", async () => {
     const q = await RawQmp.open(sock());
     const greeting = await q.next();
     expect(greeting).toEqual({ QMP: { version: { qemu: { major: 9, minor: 2, micro: 0 }, package: expect.stringContaining('not QEMU') }, capabilities: [] } });
-    expect(await q.exec('query-status', undefined, 1)).toEqual({ error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" }, id: 1 });
+    expect(await q.exec('query-status', undefined, 1)).toEqual({
+      error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" },
+      id: 1,
+    });
     expect(await q.exec('qmp_capabilities')).toEqual({ return: {} });
-    expect(await q.exec('qmp_capabilities')).toEqual({ error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' } });
-    expect(await q.exec('frobnicate', undefined, 'x')).toEqual({ error: { class: 'CommandNotFound', desc: 'The command frobnicate has not been found' }, id: 'x' });
-    expect(await q.send('{"execute": "query-status", "bogus": 1}\n')).toEqual({ error: { class: 'GenericError', desc: "QMP input member 'bogus' is unexpected" } });
+    expect(await q.exec('qmp_capabilities')).toEqual({
+      error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' },
+    });
+    expect(await q.exec('frobnicate', undefined, 'x')).toEqual({
+      error: { class: 'CommandNotFound', desc: 'The command frobnicate has not been found' },
+      id: 'x',
+    });
+    expect(await q.send('{"execute": "query-status", "bogus": 1}\n')).toEqual({
+      error: { class: 'GenericError', desc: "QMP input member 'bogus' is unexpected" },
+    });
     expect(await q.send('[1]\n')).toEqual({ error: { class: 'GenericError', desc: 'QMP input must be a JSON object' } });
     expect((await q.send('{"execute": nope}\n')).error).toMatchObject({ class: 'GenericError', desc: expect.stringMatching(/^JSON parse error/) });
-    expect(await q.exec('sev-inject-launch-secret', { secret: 'AAAA' })).toEqual({ error: { class: 'GenericError', desc: "Parameter 'packet-header' is missing" } });
-    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': 'AAAA', secret: 'AAAA', gpa: 'x' })).toEqual({ error: { class: 'GenericError', desc: "Invalid parameter type for 'gpa', expected: integer" } });
+    expect(await q.exec('sev-inject-launch-secret', { secret: 'AAAA' })).toEqual({
+      error: { class: 'GenericError', desc: "Parameter 'packet-header' is missing" },
+    });
+    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': 'AAAA', secret: 'AAAA', gpa: 'x' })).toEqual({
+      error: { class: 'GenericError', desc: "Invalid parameter type for 'gpa', expected: integer" },
+    });
     // QMP is a JSON stream: an object split over writes, and two in one write
     q.socket.write('{"execute": "query-st');
-    expect(await q.send('atus", "id": 7}{"execute": "query-version", "id": 8}')).toEqual({ return: { running: false, singlestep: false, status: 'prelaunch' }, id: 7 });
+    expect(await q.send('atus", "id": 7}{"execute": "query-version", "id": 8}')).toEqual({
+      return: { running: false, singlestep: false, status: 'prelaunch' },
+      id: 7,
+    });
     expect(await q.next()).toMatchObject({ return: { qemu: { major: 9 } }, id: 8 });
     q.socket.destroy();
   });
@@ -125,7 +170,16 @@ describe('the QMP monitor over a unix socket', () => {
     await q.next();
     await q.exec('qmp_capabilities');
     const sev = (await q.exec('query-sev')).return as Record<string, unknown>;
-    expect(sev).toEqual({ enabled: true, 'api-major': 1, 'api-minor': 55, 'build-id': 21, policy: 5, state: 'launch-secret', handle: expect.any(Number), 'sev-type': 'sev' });
+    expect(sev).toEqual({
+      enabled: true,
+      'api-major': 1,
+      'api-minor': 55,
+      'build-id': 21,
+      policy: 5,
+      state: 'launch-secret',
+      handle: expect.any(Number),
+      'sev-type': 'sev',
+    });
     const measurement = ((await q.exec('query-sev-launch-measure')).return as { data: string }).data;
     expect(sim.vm.config.vcpus).toBe(2);
     // the owner's side: verify against the expected digest, build the secret
@@ -134,8 +188,12 @@ describe('the QMP monitor over a unix socket', () => {
     const measure = verifyMeasurement({ tik: s.tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 5, digest, measurement: Buffer.from(measurement, 'base64') });
     const value = randomBytes(24);
     const p = packageSecret({ tek: s.tek, tik: s.tik, measure, data: buildSecretTable([{ guid: GUID, data: value }]) });
-    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': 'bm90IGEgaGVhZGVy', secret: p.data.toString('base64') })).toEqual({ error: { class: 'GenericError', desc: expect.stringMatching(/^SEV: failed to inject secret/) } });
-    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': p.header.toString('base64'), secret: p.data.toString('base64') })).toEqual({ return: {} });
+    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': 'bm90IGEgaGVhZGVy', secret: p.data.toString('base64') })).toEqual({
+      error: { class: 'GenericError', desc: expect.stringMatching(/^SEV: failed to inject secret/) },
+    });
+    expect(await q.exec('sev-inject-launch-secret', { 'packet-header': p.header.toString('base64'), secret: p.data.toString('base64') })).toEqual({
+      return: {},
+    });
     // as in QEMU, the event is emitted while the command runs, so it arrives before the command's return
     expect(await q.exec('cont')).toMatchObject({ event: 'RESUME', timestamp: { seconds: expect.any(Number), microseconds: expect.any(Number) } });
     expect(await q.next()).toEqual({ return: {} });
@@ -147,7 +205,6 @@ describe('the QMP monitor over a unix socket', () => {
     await sim.exited;
     expect(existsSync(sock())).toBe(false);
   });
-
 });
 
 describe('sim-qemu as a process', () => {

@@ -40,7 +40,9 @@ describe('KBS client encodings against ../shared/vectors/kbs-protocol', () => {
     expect(d0.toString('hex')).toBe(c0.sha384_hex);
     expect(snpReportData(d0).toString('hex')).toBe(c0.snp_report_data_hex_64_bytes);
     const c1 = transcript.case_with_sampledevice_additional_evidence;
-    expect(runtimeDataDigest({ nonce: rd.nonce, teePubkey: rd['tee-pubkey'], additionalEvidence: c1.additional_evidence_string }).toString('hex')).toBe(c1.sha384_hex);
+    expect(runtimeDataDigest({ nonce: rd.nonce, teePubkey: rd['tee-pubkey'], additionalEvidence: c1.additional_evidence_string }).toString('hex')).toBe(
+      c1.sha384_hex,
+    );
     expect(() => snpReportData(Buffer.alloc(65))).toThrow(RangeError);
   });
 
@@ -109,12 +111,21 @@ describe('the simulated SNP guest against a local KBS stub over HTTP (the broker
 
   it('flow A: 401, auth, attest (report bound to nonce and key), resource decrypted; flow B with the Bearer token', async () => {
     const { ca, guest } = await setup();
-    const kbs = await startKbsStub({ roots: syntheticSnpRoots(ca), resources: { 'default/key/disk': Buffer.from('disk key 123') }, measurements: [guest.launch.measurement!] });
+    const kbs = await startKbsStub({
+      roots: syntheticSnpRoots(ca),
+      resources: { 'default/key/disk': Buffer.from('disk key 123') },
+      measurements: [guest.launch.measurement!],
+    });
     try {
       const seen: string[] = [];
       const client = guest.kbsClient(`${kbs.url}/`, { onExchange: (e) => seen.push(`${e.method} ${e.path} ${e.status}`) });
       expect((await client.getResource('default/key/disk')).toString()).toBe('disk key 123');
-      expect(seen).toEqual(['GET /kbs/v0/resource/default/key/disk 401', 'POST /kbs/v0/auth 200', 'POST /kbs/v0/attest 200', 'GET /kbs/v0/resource/default/key/disk 200']);
+      expect(seen).toEqual([
+        'GET /kbs/v0/resource/default/key/disk 401',
+        'POST /kbs/v0/auth 200',
+        'POST /kbs/v0/attest 200',
+        'GET /kbs/v0/resource/default/key/disk 200',
+      ]);
       expect(kbs.events.find((e) => e.kind === 'attest-ok')?.detail).toBe(guest.launch.measurement!.toString('hex'));
       expect(client.token?.exp).toBeGreaterThan(Date.now() / 1000);
       // the cookie is reused: no second handshake
@@ -161,7 +172,9 @@ describe('the simulated SNP guest against a local KBS stub over HTTP (the broker
     const guest = SimulatedSnpGuest.launch({ sp, image: { ovmf: { firmware, vmm: 'qemu', vcpus: 1, bspVmsa } }, nativeZero: true });
     const report = guest.report(Buffer.alloc(64, 1));
     // ../shared/vectors/igvm/MANIFEST.md, snp-A11 (igvmmeasure --native-zero), = sev-snp-measure of the same guest
-    expect(report.subarray(0x90, 0xc0).toString('hex')).toBe('19358ba9a7615534a9a1e2f0dfc29384dcd4dcb7062ff9c6013b26869a5fc6ecabe033c48dd6f6db5d6d76e7c5df632d');
+    expect(report.subarray(0x90, 0xc0).toString('hex')).toBe(
+      '19358ba9a7615534a9a1e2f0dfc29384dcd4dcb7062ff9c6013b26869a5fc6ecabe033c48dd6f6db5d6d76e7c5df632d',
+    );
     expect(report.readBigUInt64LE(8)).toBe(0x30000n);
   });
 

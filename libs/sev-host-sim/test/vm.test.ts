@@ -30,7 +30,13 @@ const GUID = '736869e5-84f0-4973-92ec-06879ce3da0b';
 function independentDigest(policy: number, vcpus: number): Buffer {
   const h = createHash('sha256').update(firmware).update(buildPaddedSevHashTable({ kernel, initrd, cmdline }));
   if (policy & 4) {
-    const pair = buildVmsaPair({ apResetEip: SYNTHETIC_OVMF_DEFAULTS.resetEip, vmmType: 'qemu', vcpuSig: cpuSignature(23, 1, 2), sevFeatures: 0, fpu: 'legacy' });
+    const pair = buildVmsaPair({
+      apResetEip: SYNTHETIC_OVMF_DEFAULTS.resetEip,
+      vmmType: 'qemu',
+      vcpuSig: cpuSignature(23, 1, 2),
+      sevFeatures: 0,
+      fpu: 'legacy',
+    });
     h.update(pair.bsp);
     for (let i = 1; i < vcpus; i++) h.update(pair.ap);
   }
@@ -38,13 +44,35 @@ function independentDigest(policy: number, vcpus: number): Buffer {
 }
 
 function guest(policy: number, vcpus = 3, session = startSession({ pdh: platform.pdh, policy })) {
-  const vm = hv.createVm({ name: 'g', firmware, kernel: { kernel, initrd, cmdline }, kernelHashes: true, vcpus, vcpu: { type: 'EPYC-v4' }, policy, godhCert: session.godhCert, session: session.launchBlob });
+  const vm = hv.createVm({
+    name: 'g',
+    firmware,
+    kernel: { kernel, initrd, cmdline },
+    kernelHashes: true,
+    vcpus,
+    vcpu: { type: 'EPYC-v4' },
+    policy,
+    godhCert: session.godhCert,
+    session: session.launchBlob,
+  });
   return { vm, session };
 }
 
-function secretFor(session: ReturnType<typeof startSession>, measurement: string, entries = [{ guid: GUID, data: Buffer.from('disk key') }], policy = 1, vcpus = 3) {
+function secretFor(
+  session: ReturnType<typeof startSession>,
+  measurement: string,
+  entries = [{ guid: GUID, data: Buffer.from('disk key') }],
+  policy = 1,
+  vcpus = 3,
+) {
   const info = { apiMajor: 1, apiMinor: 55, build: 21 };
-  const measure = verifyMeasurement({ tik: session.tik, ...info, policy, digest: independentDigest(policy, vcpus), measurement: Buffer.from(measurement, 'base64') });
+  const measure = verifyMeasurement({
+    tik: session.tik,
+    ...info,
+    policy,
+    digest: independentDigest(policy, vcpus),
+    measurement: Buffer.from(measurement, 'base64'),
+  });
   const p = packageSecret({ tek: session.tek, tik: session.tik, measure, data: buildSecretTable(entries) });
   return { header: p.header.toString('base64'), data: p.data.toString('base64') };
 }
@@ -91,7 +119,7 @@ describe('a simulated guest launch', () => {
     expect(vm.runState).toBe('shutdown');
   });
 
-  it('a policy other than the session\'s fails the policy MAC at LAUNCH_START', () => {
+  it("a policy other than the session's fails the policy MAC at LAUNCH_START", () => {
     const session = startSession({ pdh: platform.pdh, policy: 0x1 });
     const vm = hv.createVm({ firmware, policy: 0x0, godhCert: session.godhCert, session: session.launchBlob });
     expect(() => vm.start({ paused: true })).toThrow(expect.objectContaining({ code: 'LAUNCH_FAILED', firmware: 'BAD_SIGNATURE' }));
@@ -107,7 +135,7 @@ describe('a simulated guest launch', () => {
     expect(a.vm.runState).toBe('prelaunch');
   });
 
-  it('a secret put anywhere but the firmware\'s secret area is never seen by the guest', () => {
+  it("a secret put anywhere but the firmware's secret area is never seen by the guest", () => {
     const { vm, session } = guest(1);
     vm.start({ paused: true });
     const s = secretFor(session, vm.launchMeasurement());
@@ -125,7 +153,9 @@ describe('a simulated guest launch', () => {
     expect(() => hv.createVm(base).start({ paused: true })).toThrow(/SEV-ES with QEMU needs the guest vCPU model/);
     expect(() => hv.createVm({ ...base, cbitpos: 51 }).start({ paused: true })).toThrow(/cbitpos check failed/);
     const noTable = syntheticOvmf({ hashTable: null });
-    expect(() => hv.createVm({ ...base, policy: 1, firmware: noTable, kernel: { kernel }, kernelHashes: true }).start({ paused: true })).toThrow(/does not support kernel hashes/);
+    expect(() => hv.createVm({ ...base, policy: 1, firmware: noTable, kernel: { kernel }, kernelHashes: true }).start({ paused: true })).toThrow(
+      /does not support kernel hashes/,
+    );
     const vm = hv.createVm({ ...base, policy: 1, firmware: syntheticOvmf({ secretArea: null }) });
     expect(() => vm.injectSecret('AAAA', 'AAAA')).toThrow('SEV: Not in correct state');
   });

@@ -1,14 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import {
-  computeMeasurement,
-  isSevError,
-  openLaunchBlob,
-  openSecret,
-  parseSecretTable,
-  PolicyFlag,
-  SECRET_HEADER_SIZE,
-  type SecretTableEntry,
-} from '@kb/sev';
+import { computeMeasurement, isSevError, openLaunchBlob, openSecret, parseSecretTable, PolicyFlag, SECRET_HEADER_SIZE, type SecretTableEntry } from '@kb/sev';
 import { FirmwareError } from './errors';
 import type { FirmwareVersion, SimulatedPlatform } from './platform';
 
@@ -105,7 +96,15 @@ export class SimulatedSecureProcessor {
     }
     g.launchDigest = g.digest.digest();
     const fw = this.platform.firmware;
-    g.measure = computeMeasurement({ tik: g.tik, apiMajor: fw.apiMajor, apiMinor: fw.apiMinor, build: fw.build, policy: g.policy, digest: g.launchDigest, mnonce });
+    g.measure = computeMeasurement({
+      tik: g.tik,
+      apiMajor: fw.apiMajor,
+      apiMinor: fw.apiMinor,
+      build: fw.build,
+      policy: g.policy,
+      digest: g.launchDigest,
+      mnonce,
+    });
     g.state = 'LSECRET';
     return Buffer.concat([g.measure, mnonce]);
   }

@@ -27,4 +27,15 @@ export {
 export { launchIgvm, type IgvmLaunchOptions } from './snp/igvm-host';
 // SEV-SNP attestation on the simulated SP: synthetic ARK/ASK/VCEK (never AMD's) and MSG_REPORT_REQ (issue #17)
 export { loadSnpCa, syntheticSnpRoots, syntheticSnpCrl, SimulatedSnpChip, type SyntheticSnpCa, type SnpCaMember, type SnpTcbValues } from './snp/authority';
-export { SimulatedSnpAttestation, sealGuestMessage, openGuestMessage, GuestMessageType, type GuestMessage, encodeReportRequest, decodeReportResponse, ReportStatus, SNP_REPORT_VERSION, MSG_REPORT_REQ_SIZE } from './snp/guest-request';
+export {
+  SimulatedSnpAttestation,
+  sealGuestMessage,
+  openGuestMessage,
+  GuestMessageType,
+  type GuestMessage,
+  encodeReportRequest,
+  decodeReportResponse,
+  ReportStatus,
+  SNP_REPORT_VERSION,
+  MSG_REPORT_REQ_SIZE,
+} from './snp/guest-request';

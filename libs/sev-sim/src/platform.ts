@@ -54,27 +54,25 @@ export const DEFAULT_FIRMWARE: FirmwareVersion = { apiMajor: 1, apiMinor: 55, bu
 export function createPlatform(opts: CreatePlatformOptions = {}): SimulatedPlatform {
   const rsa = () => generateKeyPairSync('rsa', { modulusLength: opts.rsaBits ?? 2048, publicExponent: 0x10001 }).privateKey;
   const ec = () => generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-  return assemblePlatform(opts.name ?? 'sev-sim', { ...DEFAULT_FIRMWARE, ...opts.firmware }, {
-    ark: rsa(),
-    ask: rsa(),
-    cek: ec(),
-    oca: ec(),
-    pek: ec(),
-    pdh: ec(),
-  });
+  return assemblePlatform(
+    opts.name ?? 'sev-sim',
+    { ...DEFAULT_FIRMWARE, ...opts.firmware },
+    {
+      ark: rsa(),
+      ask: rsa(),
+      cek: ec(),
+      oca: ec(),
+      pek: ec(),
+      pdh: ec(),
+    },
+  );
 }
 
 function assemblePlatform(name: string, firmware: FirmwareVersion, keys: SimulatedPlatform['keys']): SimulatedPlatform {
   const arkId = randomBytes(16);
   const askId = randomBytes(16);
-  const ark = signCaCertificate(
-    { keyId: arkId, certifyingId: arkId, usage: Usage.ARK, ...caKeyFromPublicKey(createPublicKey(keys.ark)) },
-    keys.ark,
-  );
-  const ask = signCaCertificate(
-    { keyId: askId, certifyingId: arkId, usage: Usage.ASK, ...caKeyFromPublicKey(createPublicKey(keys.ask)) },
-    keys.ark,
-  );
+  const ark = signCaCertificate({ keyId: arkId, certifyingId: arkId, usage: Usage.ARK, ...caKeyFromPublicKey(createPublicKey(keys.ark)) }, keys.ark);
+  const ask = signCaCertificate({ keyId: askId, certifyingId: arkId, usage: Usage.ASK, ...caKeyFromPublicKey(createPublicKey(keys.ask)) }, keys.ark);
   const askAlgo = ask.modulusBits === 4096 ? Algo.RSA_SHA384 : Algo.RSA_SHA256;
   const sevFields = (usage: number, algo: number, key: KeyObject) => ({
     apiMajor: firmware.apiMajor,
@@ -87,7 +85,11 @@ function assemblePlatform(name: string, firmware: FirmwareVersion, keys: Simulat
   // Signature slots as real hardware fills them (sev-session.md §2.2 table).
   const cek = signSevCertificate(sevFields(Usage.CEK, Algo.ECDSA_SHA256, keys.cek), 0, { usage: Usage.ASK, algo: askAlgo, privateKey: keys.ask });
   const oca = signSevCertificate(sevFields(Usage.OCA, Algo.ECDSA_SHA256, keys.oca), 0, { usage: Usage.OCA, algo: Algo.ECDSA_SHA256, privateKey: keys.oca });
-  const pekByOca = signSevCertificate(sevFields(Usage.PEK, Algo.ECDSA_SHA256, keys.pek), 0, { usage: Usage.OCA, algo: Algo.ECDSA_SHA256, privateKey: keys.oca });
+  const pekByOca = signSevCertificate(sevFields(Usage.PEK, Algo.ECDSA_SHA256, keys.pek), 0, {
+    usage: Usage.OCA,
+    algo: Algo.ECDSA_SHA256,
+    privateKey: keys.oca,
+  });
   const pek = signSevCertificate(pekByOca, 1, { usage: Usage.CEK, algo: Algo.ECDSA_SHA256, privateKey: keys.cek });
   const pdh = signSevCertificate(sevFields(Usage.PDH, Algo.ECDH_SHA256, keys.pdh), 0, { usage: Usage.PEK, algo: Algo.ECDSA_SHA256, privateKey: keys.pek });
   return { name, firmware, ark, ask, cek, oca, pek, pdh, keys };
@@ -137,4 +139,3 @@ export function loadPlatform(dir: string): SimulatedPlatform {
     keys: { ark: key('ark'), ask: key('ask'), cek: key('cek'), oca: key('oca'), pek: key('pek'), pdh: key('pdh') },
   };
 }
-

@@ -2,24 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  buildSecretTable,
-  packageSecret,
-  startSession,
-  verifyChain,
-  verifyMeasurement,
-  isSevError,
-  PolicyFlag,
-} from '@kb/sev';
-import {
-  createPlatform,
-  FirmwareError,
-  loadPlatform,
-  platformChain,
-  platformRoot,
-  savePlatform,
-  SimulatedSecureProcessor,
-} from '../src';
+import { buildSecretTable, packageSecret, startSession, verifyChain, verifyMeasurement, isSevError, PolicyFlag } from '@kb/sev';
+import { createPlatform, FirmwareError, loadPlatform, platformChain, platformRoot, savePlatform, SimulatedSecureProcessor } from '../src';
 
 const platform = createPlatform();
 const root = platformRoot(platform);
@@ -37,7 +21,10 @@ function launch(policy: number, tamper: { blob?: (b: Buffer) => void; header?: (
   sp.launchUpdateData(handle, firmware);
   if (policy & PolicyFlag.ES) sp.launchUpdateVmsa(handle, vmsa);
   const measurement = sp.launchMeasure(handle);
-  const expected = createHash('sha256').update(firmware).update(policy & PolicyFlag.ES ? vmsa : Buffer.alloc(0)).digest();
+  const expected = createHash('sha256')
+    .update(firmware)
+    .update(policy & PolicyFlag.ES ? vmsa : Buffer.alloc(0))
+    .digest();
   const fw = platform.firmware;
   const measure = verifyMeasurement({ tik: session.tik, apiMajor: fw.apiMajor, apiMinor: fw.apiMinor, build: fw.build, policy, digest: expected, measurement });
   const secret = randomBytes(32);

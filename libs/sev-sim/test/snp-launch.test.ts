@@ -1,17 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import {
-  createIdBlock,
-  loadSnpSigningKey,
-  measureIgvm,
-  parseIgvm,
-  signIgvm,
-  SnpPageType,
-  writeIgvm,
-  type IgvmDirective,
-  type IgvmFile,
-} from '@kb/sev';
+import { createIdBlock, loadSnpSigningKey, measureIgvm, parseIgvm, signIgvm, SnpPageType, writeIgvm, type IgvmDirective, type IgvmFile } from '@kb/sev';
 import { createPlatform, FirmwareError, launchIgvm, SimulatedSnpFirmware } from '../src';
 
 const VECTORS = join(__dirname, '../../../../shared/vectors');
@@ -81,7 +71,13 @@ describe('SNP_LAUNCH_FINISH checks the ID block', () => {
     const signed = parseIgvm(read('snp-A10-signed-author.igvm'));
     const block = signed.directives.at(-1)!;
     if (block.kind !== 'snp_id_block') throw new Error('no ID block');
-    const badSig: IgvmFile = { ...signed, directives: [...signed.directives.slice(0, -1), { ...block, idKeySignature: { ...block.idKeySignature, sComp: Buffer.from(block.idKeySignature.sComp).fill(1, 0, 1) } }] };
+    const badSig: IgvmFile = {
+      ...signed,
+      directives: [
+        ...signed.directives.slice(0, -1),
+        { ...block, idKeySignature: { ...block.idKeySignature, sComp: Buffer.from(block.idKeySignature.sComp).fill(1, 0, 1) } },
+      ],
+    };
     expect(status(() => launchIgvm(sp, writeIgvm(badSig), { nativeZero: true }))).toBe('BAD_SIGNATURE');
     // QEMU passes the last matching GUEST_POLICY, igvmmeasure signed the first (igvm.md §4.6)
     const twoPolicies: IgvmFile = { ...signed, initializations: [...signed.initializations, { kind: 'guest_policy', policy: 0x30001n, compatibilityMask: 1 }] };
@@ -126,13 +122,22 @@ describe('SNP launch commands', () => {
   });
 
   it('random directive sets: the simulated launch always ends with the digest igvmmeasure predicts', () => {
-    const page = fc.record({
-      gpa: fc.integer({ min: 0, max: 0xfffff }).map((n) => BigInt(n) << 12n),
-      mask: fc.constantFrom(1, 2, 3),
-      flags: fc.constantFrom(0, 2, 4),
-      dataType: fc.integer({ min: 0, max: 3 }),
-      data: fc.option(fc.integer({ min: 0, max: 255 }), { nil: undefined }),
-    }).map(({ gpa, mask, flags, dataType, data }): IgvmDirective => ({ kind: 'page_data', gpa, compatibilityMask: mask, flags, dataType, ...(data !== undefined ? { data: Buffer.alloc(4096, data) } : {}) }));
+    const page = fc
+      .record({
+        gpa: fc.integer({ min: 0, max: 0xfffff }).map((n) => BigInt(n) << 12n),
+        mask: fc.constantFrom(1, 2, 3),
+        flags: fc.constantFrom(0, 2, 4),
+        dataType: fc.integer({ min: 0, max: 3 }),
+        data: fc.option(fc.integer({ min: 0, max: 255 }), { nil: undefined }),
+      })
+      .map(({ gpa, mask, flags, dataType, data }): IgvmDirective => ({
+        kind: 'page_data',
+        gpa,
+        compatibilityMask: mask,
+        flags,
+        dataType,
+        ...(data !== undefined ? { data: Buffer.alloc(4096, data) } : {}),
+      }));
     const vp = fc.integer({ min: 0, max: 255 }).map((b): IgvmDirective => {
       const data = Buffer.alloc(4096);
       data.fill(b, 0, 0x670);

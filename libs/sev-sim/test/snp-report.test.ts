@@ -39,7 +39,12 @@ describe('SNP attestation reports from the simulated SP', () => {
     const data = Buffer.alloc(64, 0x5a);
     const report = decodeReportResponse(sp.guestRequest(handle, encodeReportRequest(data)));
     expect(report.length).toBe(SNP_REPORT_SIZE);
-    const v = verifySnpReport(report, { roots: syntheticSnpRoots(chip.ca), certificates: certs(chip), expectedReportData: data, measurements: [launch.measurement!] });
+    const v = verifySnpReport(report, {
+      roots: syntheticSnpRoots(chip.ca),
+      certificates: certs(chip),
+      expectedReportData: data,
+      measurements: [launch.measurement!],
+    });
     expect(v.checks.filter((c) => c.status === 'fail')).toEqual([]);
     expect(v.ok).toBe(true);
     expect(v.generation).toBe('genoa');

@@ -63,15 +63,46 @@ export * from './measurement/digest';
 export * from './snp/page-info';
 export * from './snp/launch-digest';
 // SEV-SNP ID blocks (igvm.md §4–§5) and IGVM files as igvmmeasure reads, measures and signs them (igvm.md §2–§4)
-export { ID_BLOCK_SIZE, SNP_DEFAULT_ID_POLICY, encodeIdBlock, decodeIdBlock, createIdBlock, verifyIdBlock, loadSnpSigningKey, type IdBlock, type CreateIdBlockInput, type CreatedIdBlock, type VerifyIdBlockInput, type VerifiedIdBlock } from './snp/id-block';
+export {
+  ID_BLOCK_SIZE,
+  SNP_DEFAULT_ID_POLICY,
+  encodeIdBlock,
+  decodeIdBlock,
+  createIdBlock,
+  verifyIdBlock,
+  loadSnpSigningKey,
+  type IdBlock,
+  type CreateIdBlockInput,
+  type CreatedIdBlock,
+  type VerifyIdBlockInput,
+  type VerifiedIdBlock,
+} from './snp/id-block';
 export { ID_AUTH_SIZE, encodeIdAuth, decodeIdAuth, snpPublicKey, snpKeyDigest, type IdAuthInfo } from './snp/id-block-auth';
 export { signP384Deterministic, verifyP384, type P384Signature } from './snp/id-block-ecdsa';
 export { IgvmError, isIgvmError, type IgvmErrorVariant } from './igvm/errors';
-export { PlatformType as IgvmPlatformType, PageDataType as IgvmPageDataType, PageDataFlag as IgvmPageDataFlag, type IgvmFile, type IgvmPlatform, type IgvmInitialization, type IgvmDirective, type IgvmSnpIdBlock } from './igvm/layout';
+export {
+  PlatformType as IgvmPlatformType,
+  PageDataType as IgvmPageDataType,
+  PageDataFlag as IgvmPageDataFlag,
+  type IgvmFile,
+  type IgvmPlatform,
+  type IgvmInitialization,
+  type IgvmDirective,
+  type IgvmSnpIdBlock,
+} from './igvm/layout';
 export { parseIgvm } from './igvm/parser';
 export { writeIgvm } from './igvm/writer';
 export { crc32 as igvmCrc32 } from './igvm/checksum';
-export { measureIgvm, checkIdBlock as checkIgvmIdBlock, platformMask as igvmPlatformMask, IGVM_PLATFORMS, type IgvmPlatformName, type IgvmMeasureOptions, type IgvmMeasurement, type MeasuredRange } from './igvm/measure';
+export {
+  measureIgvm,
+  checkIdBlock as checkIgvmIdBlock,
+  platformMask as igvmPlatformMask,
+  IGVM_PLATFORMS,
+  type IgvmPlatformName,
+  type IgvmMeasureOptions,
+  type IgvmMeasurement,
+  type MeasuredRange,
+} from './igvm/measure';
 export { signIgvm, snpGuestPolicy as igvmSnpGuestPolicy, type SignIgvmOptions, type SignedIgvm } from './igvm/sign';
 export { idBlockDirective, idBlockLaunchBlobs, type IdBlockLaunchBlobs } from './igvm/id-block';
 export { packOvmfSnpGuest, type OvmfSnpGuest } from './igvm/ovmf-pack';
@@ -80,7 +111,17 @@ export { verifyIgvmIdBlock, type VerifiedIgvmIdBlock } from './igvm/verify';
 export { SnpError, isSnpError, SNP_ERROR_STEP, type SnpErrorCode } from './snp/attestation/errors';
 export { SNP_GENERATIONS, SNP_PRODUCT_NAME, generationFromCpuid, type SnpGeneration } from './snp/attestation/generation';
 export { decodeTcb, formatTcb, type SnpTcb } from './snp/attestation/tcb';
-export { SNP_REPORT_SIZE, SNP_SIGNED_SIZE, ReportOffset, SigningKey, parseSnpReport, formatFirmware, decodeHexReport, type SnpReport, type SnpFirmwareVersion } from './snp/attestation/report';
+export {
+  SNP_REPORT_SIZE,
+  SNP_SIGNED_SIZE,
+  ReportOffset,
+  SigningKey,
+  parseSnpReport,
+  formatFirmware,
+  decodeHexReport,
+  type SnpReport,
+  type SnpFirmwareVersion,
+} from './snp/attestation/report';
 export { reportSignatureP1363, verifyReportSignature } from './snp/attestation/signature';
 export { isPem, pemBlocks } from './snp/attestation/pem';
 export { parseSnpCertificate, type SnpCertificate } from './snp/attestation/certificate';

@@ -69,11 +69,27 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   });
-  const vmGet = ctx.prepared((db) => db.select().from(vmRegistrations).where(eq(vmRegistrations.uuid, sql.placeholder('uuid'))).prepare('kb_vm_get'));
-  const fwGet = ctx.prepared((db) =>
-    db.select({ image: firmwareImages.image }).from(firmwareImages).where(eq(firmwareImages.sha256, sql.placeholder('sha256'))).prepare('kb_firmware_get'),
+  const vmGet = ctx.prepared((db) =>
+    db
+      .select()
+      .from(vmRegistrations)
+      .where(eq(vmRegistrations.uuid, sql.placeholder('uuid')))
+      .prepare('kb_vm_get'),
   );
-  const launchGet = ctx.prepared((db) => db.select().from(vmLaunches).where(eq(vmLaunches.launchId, sql.placeholder('id'))).prepare('kb_vm_launch_get'));
+  const fwGet = ctx.prepared((db) =>
+    db
+      .select({ image: firmwareImages.image })
+      .from(firmwareImages)
+      .where(eq(firmwareImages.sha256, sql.placeholder('sha256')))
+      .prepare('kb_firmware_get'),
+  );
+  const launchGet = ctx.prepared((db) =>
+    db
+      .select()
+      .from(vmLaunches)
+      .where(eq(vmLaunches.launchId, sql.placeholder('id')))
+      .prepare('kb_vm_launch_get'),
+  );
   const ownerOf = (owner: string | null) => (owner === null ? sql`true` : eq(vmRegistrations.owner, owner));
   const checkUuid = (uuid: string) => {
     if (!isUuid(uuid)) throw new StoreError('ERR_STORE_ARGUMENT', 'VM uuid must be a UUID');
@@ -93,7 +109,11 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       checkUuid(uuid);
       const documentEnc = ctx.sealer.seal(document, binding(uuid));
       const [row] = await ctx.run((db) =>
-        db.update(vmRegistrations).set({ documentEnc, updatedAt: now }).where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner))).returning(),
+        db
+          .update(vmRegistrations)
+          .set({ documentEnc, updatedAt: now })
+          .where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner)))
+          .returning(),
       );
       return row && { ...vmRecord(row), document: Buffer.from(document) };
     },
@@ -114,7 +134,12 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
     },
     async deleteVm(uuid, owner) {
       if (!isUuid(uuid)) return false;
-      const rows = await ctx.run((db) => db.delete(vmRegistrations).where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner))).returning({ uuid: vmRegistrations.uuid }));
+      const rows = await ctx.run((db) =>
+        db
+          .delete(vmRegistrations)
+          .where(and(eq(vmRegistrations.uuid, uuid), ownerOf(owner)))
+          .returning({ uuid: vmRegistrations.uuid }),
+      );
       return rows.length > 0;
     },
 
@@ -122,7 +147,11 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       requireLength(sha256, 32, 'firmware sha256');
       requireBuffer(image, 'firmware image');
       const rows = await ctx.run((db) =>
-        db.insert(firmwareImages).values({ sha256, image, size: image.length, addedBy, addedAt: now }).onConflictDoNothing().returning({ size: firmwareImages.size }),
+        db
+          .insert(firmwareImages)
+          .values({ sha256, image, size: image.length, addedBy, addedAt: now })
+          .onConflictDoNothing()
+          .returning({ size: firmwareImages.size }),
       );
       return { created: rows.length > 0 };
     },

@@ -144,7 +144,8 @@ export function auditLogStore(ctx: StoreContext): AuditLogStore {
       if (filter.clientId !== undefined) conditions.push(eq(auditLog.clientId, filter.clientId));
       if (filter.event !== undefined) conditions.push(eq(auditLog.event, filter.event));
       // (at, id) descending is the listing order, so the next page is what sorts below the previous page's last entry
-      if (filter.after !== undefined) conditions.push(or(lt(auditLog.at, filter.after.at), and(eq(auditLog.at, filter.after.at), lt(auditLog.id, filter.after.id)))!);
+      if (filter.after !== undefined)
+        conditions.push(or(lt(auditLog.at, filter.after.at), and(eq(auditLog.at, filter.after.at), lt(auditLog.id, filter.after.id)))!);
       return ctx.run((db) =>
         db
           .select()
@@ -172,10 +173,7 @@ export function auditLogStore(ctx: StoreContext): AuditLogStore {
           db
             .delete(auditLog)
             .where(
-              inArray(
-                auditLog.id,
-                db.select({ id: auditLog.id }).from(auditLog).where(lt(auditLog.at, cutoff)).orderBy(asc(auditLog.id)).limit(batchSize),
-              ),
+              inArray(auditLog.id, db.select({ id: auditLog.id }).from(auditLog).where(lt(auditLog.at, cutoff)).orderBy(asc(auditLog.id)).limit(batchSize)),
             )
             .returning({ id: auditLog.id }),
         );

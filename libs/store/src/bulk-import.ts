@@ -59,21 +59,44 @@ export function bulkImportStore(ctx: StoreContext): BulkImportStore {
         await ctx.run((db) =>
           db.transaction(async (tx) => {
             await importPolicies(tx, batch.policies, now, outcome, progress);
-            await importSealed(ctx, tx, secrets as SealedItemTable, 'secrets', 'secret', batch.secrets.map((s) => ({ ...s, value: s.value })), now, outcome, progress);
-            await importSealed(ctx, tx, resources as SealedItemTable, 'resources', 'resource', batch.resources.map((r) => ({ id: r.id, value: r.bytes, policyName: r.policyName })), now, outcome, progress);
+            await importSealed(
+              ctx,
+              tx,
+              secrets as SealedItemTable,
+              'secrets',
+              'secret',
+              batch.secrets.map((s) => ({ ...s, value: s.value })),
+              now,
+              outcome,
+              progress,
+            );
+            await importSealed(
+              ctx,
+              tx,
+              resources as SealedItemTable,
+              'resources',
+              'resource',
+              batch.resources.map((r) => ({ id: r.id, value: r.bytes, policyName: r.policyName })),
+              now,
+              outcome,
+              progress,
+            );
             await importReportKeys(ctx, tx, batch.reportKeys, now, outcome, progress);
             await importKeysets(tx, batch, now, outcome, progress);
             await importConnections(ctx, tx, batch.connections, outcome, progress);
             if (outcome.conflicts.length > 0 && !options.dryRun) {
               const shown = outcome.conflicts.slice(0, 20).join('; ');
               const more = outcome.conflicts.length > 20 ? ` (and ${outcome.conflicts.length - 20} more)` : '';
-              throw new StoreError('ERR_STORE_CONFLICT', `${outcome.conflicts.length} imported row(s) already exist with other content, nothing was written: ${shown}${more}`);
+              throw new StoreError(
+                'ERR_STORE_CONFLICT',
+                `${outcome.conflicts.length} imported row(s) already exist with other content, nothing was written: ${shown}${more}`,
+              );
             }
             if (options.dryRun) throw new Rollback();
           }),
         );
       } catch (e) {
-        if (!(e instanceof Rollback) && !(isRollbackCause(e))) throw e;
+        if (!(e instanceof Rollback) && !isRollbackCause(e)) throw e;
       }
       return outcome;
     },
@@ -104,20 +127,38 @@ function validate(batch: ImportBatch): void {
       seen.add(id);
     }
   };
-  unique(batch.policies.map((p) => p.name), 'policy');
+  unique(
+    batch.policies.map((p) => p.name),
+    'policy',
+  );
   for (const p of batch.policies) {
     requireJson(p.document, `policy '${p.name}' document`);
     if (p.document === null) throw new StoreError('ERR_STORE_ARGUMENT', `policy '${p.name}' document must not be null`);
   }
-  unique(batch.secrets.map((s) => s.id), 'secret');
+  unique(
+    batch.secrets.map((s) => s.id),
+    'secret',
+  );
   batch.secrets.forEach((s) => requireBuffer(s.value, `secret '${s.id}'`));
-  unique(batch.resources.map((r) => r.id), 'resource');
+  unique(
+    batch.resources.map((r) => r.id),
+    'resource',
+  );
   batch.resources.forEach((r) => requireBuffer(r.bytes, `resource '${r.id}'`));
-  unique(batch.reportKeys.map((k) => k.id), 'report key');
+  unique(
+    batch.reportKeys.map((k) => k.id),
+    'report key',
+  );
   batch.reportKeys.forEach((k) => requirePkcs8(k.privateKeyPkcs8));
-  unique(batch.keysets.map((k) => k.id), 'keyset');
+  unique(
+    batch.keysets.map((k) => k.id),
+    'keyset',
+  );
   batch.keysets.forEach((k) => k.secretIds.forEach((s) => requireId(s, `keyset '${k.id}' secret id`)));
-  unique(batch.connections.map((c) => c.clientId.toLowerCase()), 'connection');
+  unique(
+    batch.connections.map((c) => c.clientId.toLowerCase()),
+    'connection',
+  );
 }
 
 type Progress = NonNullable<ImportOptions['onProgress']>;
@@ -132,7 +173,17 @@ async function importPolicies(tx: Db, items: ImportBatch['policies'], now: Date,
   let done = 0;
   for (const chunk of chunks(items)) {
     const existing = new Map(
-      (await tx.select().from(policies).where(inArray(policies.name, chunk.map((p) => p.name)))).map((r) => [r.name, r.document] as const),
+      (
+        await tx
+          .select()
+          .from(policies)
+          .where(
+            inArray(
+              policies.name,
+              chunk.map((p) => p.name),
+            ),
+          )
+      ).map((r) => [r.name, r.document] as const),
     );
     const fresh = chunk.filter((p) => {
       if (!existing.has(p.name)) return true;
@@ -160,7 +211,15 @@ async function importSealed(
   const binding = (rowId: string) => ({ table: getTableName(table), column: getTableColumns(table).sealed.name, rowId });
   let done = 0;
   for (const chunk of chunks(items)) {
-    const rows = await tx.select().from(table).where(inArray(table.id, chunk.map((i) => i.id)));
+    const rows = await tx
+      .select()
+      .from(table)
+      .where(
+        inArray(
+          table.id,
+          chunk.map((i) => i.id),
+        ),
+      );
     const existing = new Map(rows.map((r) => [r.id, r] as const));
     const fresh = chunk.filter((item) => {
       const row = existing.get(item.id);
@@ -186,7 +245,15 @@ async function importSealed(
 async function importReportKeys(ctx: StoreContext, tx: Db, items: ImportBatch['reportKeys'], now: Date, o: ImportOutcome, progress: Progress) {
   let done = 0;
   for (const chunk of chunks(items)) {
-    const rows = await tx.select().from(reportKeys).where(inArray(reportKeys.id, chunk.map((k) => k.id)));
+    const rows = await tx
+      .select()
+      .from(reportKeys)
+      .where(
+        inArray(
+          reportKeys.id,
+          chunk.map((k) => k.id),
+        ),
+      );
     const existing = new Map(rows.map((r) => [r.id, r] as const));
     const fresh = chunk.filter((k) => {
       const row = existing.get(k.id);
@@ -231,7 +298,15 @@ async function importKeysets(tx: Db, batch: ImportBatch, now: Date, o: ImportOut
       const missing = k.secretIds.find((id) => !inBatch.has(id) && !found.has(id));
       if (missing !== undefined) throw new StoreError('ERR_STORE_NOT_FOUND', `keyset '${k.id}' names secret '${missing}', which does not exist`);
     }
-    const rows = await tx.select().from(keysets).where(inArray(keysets.id, chunk.map((k) => k.id)));
+    const rows = await tx
+      .select()
+      .from(keysets)
+      .where(
+        inArray(
+          keysets.id,
+          chunk.map((k) => k.id),
+        ),
+      );
     const existing = new Map(rows.map((r) => [r.id, r] as const));
     const fresh = chunk.filter((k) => {
       const row = existing.get(k.id);
@@ -253,7 +328,15 @@ async function importConnections(ctx: StoreContext, tx: Db, items: ImportBatch['
   let done = 0;
   for (const chunk of chunks(items)) {
     const prepared = chunk.map((c) => connectionRow(ctx.sealer, { ...c, clientId: c.clientId.toLowerCase() }));
-    const rows = await tx.select().from(connections).where(inArray(connections.clientId, prepared.map((p) => p.row.clientId!)));
+    const rows = await tx
+      .select()
+      .from(connections)
+      .where(
+        inArray(
+          connections.clientId,
+          prepared.map((p) => p.row.clientId!),
+        ),
+      );
     const existing = new Map(rows.map((r) => [r.clientId.toLowerCase(), r] as const));
     const fresh = prepared.filter(({ row, key }) => {
       const old = existing.get(row.clientId!);

@@ -108,9 +108,7 @@ export function connectionStore(ctx: StoreContext): ConnectionStore {
     },
 
     async purgeExpiredConnections(now) {
-      const rows = await ctx.run((db) =>
-        db.delete(connections).where(lte(connections.expiresAt, now)).returning({ clientId: connections.clientId }),
-      );
+      const rows = await ctx.run((db) => db.delete(connections).where(lte(connections.expiresAt, now)).returning({ clientId: connections.clientId }));
       return rows.length;
     },
   };

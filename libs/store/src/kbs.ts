@@ -130,7 +130,12 @@ export function kbsStore(ctx: StoreContext): KbsStore {
 
     async getKbsSession(id, now) {
       if (!SESSION_ID.test(id)) return undefined;
-      const [row] = await ctx.run((db) => db.select(cols).from(kbsSessions).where(and(eq(kbsSessions.id, id), gt(kbsSessions.expiresAt, now))));
+      const [row] = await ctx.run((db) =>
+        db
+          .select(cols)
+          .from(kbsSessions)
+          .where(and(eq(kbsSessions.id, id), gt(kbsSessions.expiresAt, now))),
+      );
       return row && toSession(row);
     },
 

@@ -39,10 +39,7 @@ export function keysetStore(ctx: StoreContext): KeysetStore {
           db.transaction(async (tx) => {
             // KEY SHARE locks make a concurrent deleteSecret of a listed secret wait until this keyset is committed
             // (it then sees the keyset and refuses), so a keyset never ends up naming a deleted secret.
-            const found =
-              wanted.length === 0
-                ? []
-                : await tx.select({ id: secrets.id }).from(secrets).where(inArray(secrets.id, wanted)).for('key share');
+            const found = wanted.length === 0 ? [] : await tx.select({ id: secrets.id }).from(secrets).where(inArray(secrets.id, wanted)).for('key share');
             const present = new Set(found.map((r) => r.id));
             const missing = wanted.find((s) => !present.has(s));
             if (missing !== undefined) throw notFound(`secret '${missing}'`);

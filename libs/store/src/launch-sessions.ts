@@ -80,32 +80,30 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
   // costs one round trip where a transaction would add BEGIN and COMMIT to every GetBundle.
   const insertAudited = ctx.prepared((db) => {
     const session = db.$with('session').as(db.insert(launchSessions).values(sessionValues).returning({ id: launchSessions.id }));
-    return db
-      .with(session)
-      .insert(auditLog)
-      .values(auditPlaceholders)
-      .prepare('kb_launch_session_insert_audited');
+    return db.with(session).insert(auditLog).values(auditPlaceholders).prepare('kb_launch_session_insert_audited');
   });
   // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
   // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
   const consume = ctx.prepared((db) => {
     const prior = alias(launchSessions, 'prior');
     const now = sql.placeholder('now');
-    return db
-      .update(launchSessions)
-      // set() takes no placeholder, so the time goes in as text (consumedAtIso) for an explicit cast
-      .set({ consumedAt: sql`${sql.placeholder('consumedAtIso')}::timestamptz`, keysEnc: null })
-      .from(prior)
-      .where(
-        and(
-          eq(launchSessions.id, sql.placeholder('id')),
-          eq(prior.id, launchSessions.id),
-          isNull(launchSessions.consumedAt),
-          gt(launchSessions.expiresAt, now),
-        ),
-      )
-      .returning({ ...sessionColumns, keysEnc: prior.keysEnc })
-      .prepare('kb_launch_session_consume');
+    return (
+      db
+        .update(launchSessions)
+        // set() takes no placeholder, so the time goes in as text (consumedAtIso) for an explicit cast
+        .set({ consumedAt: sql`${sql.placeholder('consumedAtIso')}::timestamptz`, keysEnc: null })
+        .from(prior)
+        .where(
+          and(
+            eq(launchSessions.id, sql.placeholder('id')),
+            eq(prior.id, launchSessions.id),
+            isNull(launchSessions.consumedAt),
+            gt(launchSessions.expiresAt, now),
+          ),
+        )
+        .returning({ ...sessionColumns, keysEnc: prior.keysEnc })
+        .prepare('kb_launch_session_consume')
+    );
   });
 
   return {
@@ -125,12 +123,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
       const rowId = id.toLowerCase(); // what PostgreSQL's uuid type gives back, so consume opens it under the same AAD
       const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId });
       const values = { id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt };
-      await ctx.run(
-        () =>
-          entry === undefined
-            ? insert().execute(values)
-            : insertAudited().execute({ ...values, ...auditParams(entry) }),
-        {
+      await ctx.run(() => (entry === undefined ? insert().execute(values) : insertAudited().execute({ ...values, ...auditParams(entry) })), {
         unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`),
       });
       return { id: rowId, sevPolicy, chipId, generation, chainSha256: Buffer.from(chainSha256), createdAt, expiresAt, consumedAt: null };
@@ -161,9 +154,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
     },
 
     async purgeExpiredSessions(now) {
-      const rows = await ctx.run((db) =>
-        db.delete(launchSessions).where(lte(launchSessions.expiresAt, now)).returning({ id: launchSessions.id }),
-      );
+      const rows = await ctx.run((db) => db.delete(launchSessions).where(lte(launchSessions.expiresAt, now)).returning({ id: launchSessions.id }));
       return rows.length;
     },
   };

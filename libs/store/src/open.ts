@@ -69,7 +69,8 @@ export interface PgStoreOptions extends CommonOptions {
 export type StoreOptions = PgliteStoreOptions | PgStoreOptions;
 
 export interface Store
-  extends PolicyStore,
+  extends
+    PolicyStore,
     SecretStore,
     KeysetStore,
     ResourceStore,
@@ -118,7 +119,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
           copyTemplate(options.template, dataDir);
         } catch (e) {
           lock.release();
-          throw new StoreError('ERR_STORE_CONNECT', `cannot prepare the database in ${dataDir} from ${options.template}: ${(e as Error).message}`, { cause: e });
+          throw new StoreError('ERR_STORE_CONNECT', `cannot prepare the database in ${dataDir} from ${options.template}: ${(e as Error).message}`, {
+            cause: e,
+          });
         }
       }
     }
@@ -153,7 +156,13 @@ export async function storeOnPglite(client: PGlite, sealer: Sealer, migrationsFo
     await migratePglite(client, migrationsFolder);
     const db: Db = drizzlePglite({ client });
     await checkMasterKey(db, sealer);
-    return assemble('pglite', db, sealer, () => client.close().finally(released), () => undefined);
+    return assemble(
+      'pglite',
+      db,
+      sealer,
+      () => client.close().finally(released),
+      () => undefined,
+    );
   } catch (e) {
     await client.close().catch(() => undefined);
     released();
@@ -178,7 +187,13 @@ async function openPostgres(options: PgStoreOptions, sealer: Sealer, migrationsF
   try {
     const db: Db = drizzlePg({ client: pool });
     await checkMasterKey(db, sealer);
-    return assemble('pg', db, sealer, () => pool.end(), () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: maxConnections }));
+    return assemble(
+      'pg',
+      db,
+      sealer,
+      () => pool.end(),
+      () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: maxConnections }),
+    );
   } catch (e) {
     await pool.end().catch(() => undefined);
     throw e;

@@ -56,10 +56,9 @@ export function policyStore(ctx: StoreContext): PolicyStore {
     },
 
     async deletePolicy(name) {
-      const rows = await ctx.run(
-        (db) => db.delete(policies).where(eq(policies.name, name)).returning({ name: policies.name }),
-        { foreignKey: () => new StoreError('ERR_STORE_IN_USE', `policy '${name}' is still referenced`) },
-      );
+      const rows = await ctx.run((db) => db.delete(policies).where(eq(policies.name, name)).returning({ name: policies.name }), {
+        foreignKey: () => new StoreError('ERR_STORE_IN_USE', `policy '${name}' is still referenced`),
+      });
       return rows.length > 0;
     },
   };

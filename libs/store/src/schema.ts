@@ -93,7 +93,9 @@ export const launchSessions = pgTable(
   },
   (t) => [
     index('launch_sessions_expires_at_idx').on(t.expiresAt),
-    index('launch_sessions_pending_idx').on(t.expiresAt).where(sql`${t.consumedAt} IS NULL`),
+    index('launch_sessions_pending_idx')
+      .on(t.expiresAt)
+      .where(sql`${t.consumedAt} IS NULL`),
   ],
 );
 

@@ -44,12 +44,20 @@ export function snpCertificateStore(ctx: StoreContext): SnpCertificateStore {
   const out = (r: typeof snpCertificates.$inferSelect): SnpCertificateRecord => ({ ...r, kind: r.kind as SnpCertKind, source: r.source as 'import' | 'kds' });
   return {
     async putSnpCertificate(input, now = new Date()) {
-      if (typeof input.key !== 'string' || !KEY.test(input.key)) throw new StoreError('ERR_STORE_ARGUMENT', 'SNP certificate key must be 1–400 characters of A-Z a-z 0-9 _ . / -');
+      if (typeof input.key !== 'string' || !KEY.test(input.key))
+        throw new StoreError('ERR_STORE_ARGUMENT', 'SNP certificate key must be 1–400 characters of A-Z a-z 0-9 _ . / -');
       if (!SNP_CERT_KINDS.includes(input.kind)) throw new StoreError('ERR_STORE_ARGUMENT', `SNP certificate kind must be one of ${SNP_CERT_KINDS.join(', ')}`);
       if (input.source !== 'import' && input.source !== 'kds') throw new StoreError('ERR_STORE_ARGUMENT', 'SNP certificate source must be import or kds');
       requireId(input.product, 'SNP product');
       requireBuffer(input.der, 'SNP certificate');
-      const values = { key: input.key, kind: input.kind, product: input.product, der: Buffer.from(input.der), source: input.source, expiresAt: input.expiresAt ?? null };
+      const values = {
+        key: input.key,
+        kind: input.kind,
+        product: input.product,
+        der: Buffer.from(input.der),
+        source: input.source,
+        expiresAt: input.expiresAt ?? null,
+      };
       const [row] = await ctx.run((db) =>
         db
           .insert(snpCertificates)
@@ -64,10 +72,7 @@ export function snpCertificateStore(ctx: StoreContext): SnpCertificateStore {
       return row ? out(row) : undefined;
     },
     async listSnpCertificates(filter = {}) {
-      const conds = [
-        ...(filter.kind ? [eq(snpCertificates.kind, filter.kind)] : []),
-        ...(filter.product ? [eq(snpCertificates.product, filter.product)] : []),
-      ];
+      const conds = [...(filter.kind ? [eq(snpCertificates.kind, filter.kind)] : []), ...(filter.product ? [eq(snpCertificates.product, filter.product)] : [])];
       const rows = await ctx.run((db) =>
         db
           .select()

@@ -103,7 +103,10 @@ describe('one process per PGlite data directory', () => {
       writeFileSync(lockPath(), holder(12345, `${hostname()}-elsewhere`));
       await expect(lockDataDir(lockPath())).rejects.toThrow(/elsewhere.*remove the lock file/);
       // the same with the socket lock's fields: a namespace on another host says nothing about this one
-      writeFileSync(lockPath(), JSON.stringify({ pid: 12345, host: `${hostname()}-elsewhere`, since: '2026-01-01T00:00:00.000Z', netns: readlinkSync('/proc/self/ns/net') }));
+      writeFileSync(
+        lockPath(),
+        JSON.stringify({ pid: 12345, host: `${hostname()}-elsewhere`, since: '2026-01-01T00:00:00.000Z', netns: readlinkSync('/proc/self/ns/net') }),
+      );
       await expect(lockDataDir(lockPath())).rejects.toThrow(/elsewhere.*remove the lock file/);
       writeFileSync(lockPath(), 'not json');
       expect(await codeOf(lockDataDir(lockPath()))).toBe('ERR_STORE_LOCKED');

@@ -54,11 +54,17 @@ describe('toStoreError', () => {
   it('maps a closed PGlite and an ended pool (the broker answers UNAVAILABLE) to ERR_STORE_CONNECT', async () => {
     const lite = await PGlite.create();
     await lite.close();
-    const closed = await lite.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    const closed = await lite.query('SELECT 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(toStoreError(wrapped(closed as Error)).code).toBe('ERR_STORE_CONNECT');
     const pool = new Pool({ connectionString: 'postgres://kb@127.0.0.1:1/none' });
     await pool.end();
-    const ended = await pool.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    const ended = await pool.query('SELECT 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(toStoreError(wrapped(ended as Error)).code).toBe('ERR_STORE_CONNECT');
   });
 

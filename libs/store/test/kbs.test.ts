@@ -50,7 +50,9 @@ function kbsSuite(h: () => { store: Store; raw: RawQuery; second?: Store }) {
   it('refuses malformed ids without a query error, and duplicates', async () => {
     const { store } = h();
     expect(await store.claimKbsSession("x' OR 1=1 --", at(0))).toBeUndefined();
-    await expect(store.createKbsSession({ id: 'ABC', tee: 'snp', nonce: 'N', createdAt: T0, expiresAt: at(1) })).rejects.toMatchObject({ code: 'ERR_STORE_ARGUMENT' });
+    await expect(store.createKbsSession({ id: 'ABC', tee: 'snp', nonce: 'N', createdAt: T0, expiresAt: at(1) })).rejects.toMatchObject({
+      code: 'ERR_STORE_ARGUMENT',
+    });
     const id = sid();
     await store.createKbsSession({ id, tee: 'snp', nonce: 'N', createdAt: T0, expiresAt: at(1) });
     await expect(store.createKbsSession({ id, tee: 'snp', nonce: 'N', createdAt: T0, expiresAt: at(1) })).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' });

@@ -40,7 +40,12 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
   describe('PostgreSQL specifics', () => {
     const opened: Store[] = [];
     const open = async (options: { url?: string; key?: Buffer; maxConnections?: number } = {}) => {
-      const s = await openStore({ driver: 'pg', url: options.url ?? database.url, masterKey: options.key ?? masterKey, maxConnections: options.maxConnections });
+      const s = await openStore({
+        driver: 'pg',
+        url: options.url ?? database.url,
+        masterKey: options.key ?? masterKey,
+        maxConnections: options.maxConnections,
+      });
       opened.push(s);
       return s;
     };
@@ -58,19 +63,23 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
       expect(row!.n).toBe(MIGRATIONS);
     });
 
-    it('two stores on one database: created on one, consumed on the other, one winner across both', async () => {
-      const other = await open({ maxConnections: 3 });
-      const { id } = await store.createLaunchSession(liveSession());
-      expect((await other.consumeLaunchSession(id, new Date()))?.id).toBe(id);
-      expect(await store.consumeLaunchSession(id, new Date())).toBeUndefined();
+    it(
+      'two stores on one database: created on one, consumed on the other, one winner across both',
+      async () => {
+        const other = await open({ maxConnections: 3 });
+        const { id } = await store.createLaunchSession(liveSession());
+        expect((await other.consumeLaunchSession(id, new Date()))?.id).toBe(id);
+        expect(await store.consumeLaunchSession(id, new Date())).toBeUndefined();
 
-      for (let round = 0; round < 15; round++) {
-        const s = await other.createLaunchSession(liveSession());
-        const attempts = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? store : other).consumeLaunchSession(s.id, new Date()));
-        const winners = (await Promise.all(attempts)).filter((r) => r !== undefined);
-        expect(winners).toHaveLength(1);
-      }
-    }, SLOW);
+        for (let round = 0; round < 15; round++) {
+          const s = await other.createLaunchSession(liveSession());
+          const attempts = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? store : other).consumeLaunchSession(s.id, new Date()));
+          const winners = (await Promise.all(attempts)).filter((r) => r !== undefined);
+          expect(winners).toHaveLength(1);
+        }
+      },
+      SLOW,
+    );
 
     it('50 concurrent consumers through a 2-connection pool: one winner', async () => {
       const small = await open({ maxConnections: 2 });
@@ -85,29 +94,33 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
       expect(results.filter((r) => r !== undefined).sort((a, b) => a! - b!)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     });
 
-    it('keyset writes and secret deletes racing on two stores never leave a keyset naming a deleted secret', async () => {
-      const other = await open();
-      for (let i = 0; i < 20; i++) {
-        await store.putSecret({ id: `race-${i}`, value: Buffer.from('v') });
-      }
-      const outcomes = await Promise.all(
-        Array.from({ length: 20 }, async (_, i) => {
-          const [put, del] = await Promise.all([
-            codeOf(store.putKeyset({ id: `ks-${i}`, secretIds: [`race-${i}`] })),
-            other.deleteSecret(`race-${i}`).then(
-              (deleted) => (deleted ? 'deleted' : 'absent'),
-              (e: { code?: string }) => e.code,
-            ),
-          ]);
-          return `${put ?? 'put'}/${del}`;
-        }),
-      );
-      for (const o of outcomes) expect(['put/ERR_STORE_IN_USE', 'ERR_STORE_NOT_FOUND/deleted']).toContain(o);
-      const orphans = await raw(
-        `SELECT k.id FROM keysets k, jsonb_array_elements_text(k.secret_ids) s(id) WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = s.id)`,
-      );
-      expect(orphans).toEqual([]);
-    }, SLOW);
+    it(
+      'keyset writes and secret deletes racing on two stores never leave a keyset naming a deleted secret',
+      async () => {
+        const other = await open();
+        for (let i = 0; i < 20; i++) {
+          await store.putSecret({ id: `race-${i}`, value: Buffer.from('v') });
+        }
+        const outcomes = await Promise.all(
+          Array.from({ length: 20 }, async (_, i) => {
+            const [put, del] = await Promise.all([
+              codeOf(store.putKeyset({ id: `ks-${i}`, secretIds: [`race-${i}`] })),
+              other.deleteSecret(`race-${i}`).then(
+                (deleted) => (deleted ? 'deleted' : 'absent'),
+                (e: { code?: string }) => e.code,
+              ),
+            ]);
+            return `${put ?? 'put'}/${del}`;
+          }),
+        );
+        for (const o of outcomes) expect(['put/ERR_STORE_IN_USE', 'ERR_STORE_NOT_FOUND/deleted']).toContain(o);
+        const orphans = await raw(
+          `SELECT k.id FROM keysets k, jsonb_array_elements_text(k.secret_ids) s(id) WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = s.id)`,
+        );
+        expect(orphans).toEqual([]);
+      },
+      SLOW,
+    );
 
     it('brokers purging the audit log at once delete each old entry exactly once between them', async () => {
       const others = await Promise.all([open(), open()]);
@@ -125,26 +138,30 @@ describe('store on PostgreSQL (KB_TEST_DATABASE_URL)', () => {
       expect(await codeOf(openStore({ driver: 'pg', url: database.url, masterKey: randomBytes(32) }))).toBe('ERR_STORE_MASTER_KEY');
     });
 
-    it('four brokers opening one fresh database at once migrate it exactly once', async () => {
-      const fresh = await createTestDatabase(baseUrl);
-      try {
-        const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ driver: 'pg', url: fresh.url, masterKey })));
+    it(
+      'four brokers opening one fresh database at once migrate it exactly once',
+      async () => {
+        const fresh = await createTestDatabase(baseUrl);
         try {
-          await stores[0]!.putSecret({ id: 'a', value: Buffer.from('1') });
-          expect((await stores[3]!.getSecret('a'))?.value.toString()).toBe('1');
-          const check = await rawClient(fresh.url);
+          const stores = await Promise.all(Array.from({ length: 4 }, () => openStore({ driver: 'pg', url: fresh.url, masterKey })));
           try {
-            expect(await check.query('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations')).toEqual([{ n: MIGRATIONS }]);
+            await stores[0]!.putSecret({ id: 'a', value: Buffer.from('1') });
+            expect((await stores[3]!.getSecret('a'))?.value.toString()).toBe('1');
+            const check = await rawClient(fresh.url);
+            try {
+              expect(await check.query('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations')).toEqual([{ n: MIGRATIONS }]);
+            } finally {
+              await check.end();
+            }
           } finally {
-            await check.end();
+            await Promise.all(stores.map((s) => s.close()));
           }
         } finally {
-          await Promise.all(stores.map((s) => s.close()));
+          await fresh.drop();
         }
-      } finally {
-        await fresh.drop();
-      }
-    }, SLOW);
+      },
+      SLOW,
+    );
 
     it('unreachable server, unknown role or missing database → ERR_STORE_CONNECT', async () => {
       const url = new URL(database.url);

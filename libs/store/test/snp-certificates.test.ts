@@ -4,18 +4,24 @@ import { createTestDatabase, requirePgUrl, type TestDatabase } from './support/p
 
 /** The snp_certificates table (migration 0002) on PGlite and, with KB_TEST_DATABASE_URL, on PostgreSQL. */
 const drivers: [string, () => Promise<{ store: Store; done: () => Promise<void> }>][] = [
-  ['pglite', async () => {
-    const store = await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: randomBytes(32) });
-    return { store, done: () => store.close() };
-  }],
+  [
+    'pglite',
+    async () => {
+      const store = await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: randomBytes(32) });
+      return { store, done: () => store.close() };
+    },
+  ],
 ];
 const pg = requirePgUrl();
 if (pg) {
-  drivers.push(['pg', async () => {
-    const db: TestDatabase = await createTestDatabase(pg);
-    const store = await openStore({ driver: 'pg', url: db.url, masterKey: randomBytes(32) });
-    return { store, done: async () => (await store.close(), await db.drop()) };
-  }]);
+  drivers.push([
+    'pg',
+    async () => {
+      const db: TestDatabase = await createTestDatabase(pg);
+      const store = await openStore({ driver: 'pg', url: db.url, masterKey: randomBytes(32) });
+      return { store, done: async () => (await store.close(), await db.drop()) };
+    },
+  ]);
 }
 
 describe.each(drivers)('SNP certificate store (%s)', (_name, open) => {
@@ -33,7 +39,10 @@ describe.each(drivers)('SNP certificate store (%s)', (_name, open) => {
     await store.putSnpCertificate({ key: 'vcek/Genoa/aa/bl01_tee00_snp02_ucode03', kind: 'vcek', product: 'Genoa', der, source: 'import' }, t1);
     await store.putSnpCertificate({ key: 'ark/Genoa', kind: 'ark', product: 'Genoa', der: Buffer.from([1]), source: 'kds', expiresAt: t2 }, t1);
     await store.putSnpCertificate({ key: 'ark/Milan', kind: 'ark', product: 'Milan', der: Buffer.from([2]), source: 'import' }, t1);
-    const replaced = await store.putSnpCertificate({ key: 'vcek/Genoa/aa/bl01_tee00_snp02_ucode03', kind: 'vcek', product: 'Genoa', der: Buffer.from([9]), source: 'kds' }, t2);
+    const replaced = await store.putSnpCertificate(
+      { key: 'vcek/Genoa/aa/bl01_tee00_snp02_ucode03', kind: 'vcek', product: 'Genoa', der: Buffer.from([9]), source: 'kds' },
+      t2,
+    );
     expect(replaced.createdAt).toEqual(t1);
     expect(replaced.updatedAt).toEqual(t2);
     const got = await store.getSnpCertificate('vcek/Genoa/aa/bl01_tee00_snp02_ucode03');

@@ -10,11 +10,7 @@ export interface XmlElement {
   children: XmlNode[];
 }
 export type XmlNode =
-  | XmlElement
-  | { type: 'text'; value: string }
-  | { type: 'cdata'; value: string }
-  | { type: 'comment'; value: string }
-  | { type: 'pi'; value: string };
+  XmlElement | { type: 'text'; value: string } | { type: 'cdata'; value: string } | { type: 'comment'; value: string } | { type: 'pi'; value: string };
 
 export interface XmlDocument {
   /** XML declaration, comments and whitespace before the root element */

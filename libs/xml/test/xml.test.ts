@@ -3,14 +3,19 @@ import { attr, childElement, childElements, element, leadingText, parseXml, sele
 describe('parseXml and serializeXml', () => {
   it('round-trips comments, CDATA, entities and character references', () => {
     const doc = parseXml('<a x="1 &lt; 2" y=\'&#x41;&#66;\'><!-- c --><b>t &amp; &gt;</b><![CDATA[<raw>]]><?pi x?></a>');
-    expect(doc.root.attrs).toEqual([['x', '1 < 2'], ['y', 'AB']]);
+    expect(doc.root.attrs).toEqual([
+      ['x', '1 < 2'],
+      ['y', 'AB'],
+    ]);
     expect(serializeXml(doc)).toBe("<a x='1 &lt; 2' y='AB'><!-- c --><b>t &amp; &gt;</b><![CDATA[<raw>]]><?pi x?></a>");
   });
 
   it('keeps the prolog and epilog, drops a BOM, and writes an added element', () => {
     const doc = parseXml('\ufeff<?xml version="1.0"?>\n<!-- top -->\n<d><ls>\n  <policy>1</policy>\n</ls></d>\n<!-- end -->\n');
     childElement(doc.root, 'ls')!.children.push(element('session', 'a<b'), element('empty'));
-    expect(serializeXml(doc)).toBe('<?xml version="1.0"?>\n<!-- top -->\n<d><ls>\n  <policy>1</policy>\n<session>a&lt;b</session><empty/></ls></d>\n<!-- end -->\n');
+    expect(serializeXml(doc)).toBe(
+      '<?xml version="1.0"?>\n<!-- top -->\n<d><ls>\n  <policy>1</policy>\n<session>a&lt;b</session><empty/></ls></d>\n<!-- end -->\n',
+    );
   });
 
   it('normalises line ends and attribute whitespace as XML (and lxml) do, and writes them back so they survive', () => {
@@ -61,7 +66,13 @@ describe('parseXml and serializeXml', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(XmlError);
-    expect(err).toMatchObject({ name: 'XmlError', reason: "unknown entity '&nope;'", line: 2, column: 6, message: "unknown entity '&nope;' at line 2, column 6" });
+    expect(err).toMatchObject({
+      name: 'XmlError',
+      reason: "unknown entity '&nope;'",
+      line: 2,
+      column: 6,
+      message: "unknown entity '&nope;' at line 2, column 6",
+    });
   });
 });
 

@@ -5,7 +5,18 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { keybroker } from '@kb/grpc-api';
 import { platformChain, type SimulatedPlatform, SimulatedSecureProcessor } from '@kb/sev-sim';
-import { BROKER_NODE_FLAG, CASES, type Driver, GOAL_LAUNCH_P99_MS, HOST_LAUNCH, MAX_KEPT_BUNDLES, PACED_FRACTIONS, POLICY, PREPARE_CONCURRENCY, PROBE_SECONDS } from './constants';
+import {
+  BROKER_NODE_FLAG,
+  CASES,
+  type Driver,
+  GOAL_LAUNCH_P99_MS,
+  HOST_LAUNCH,
+  MAX_KEPT_BUNDLES,
+  PACED_FRACTIONS,
+  POLICY,
+  PREPARE_CONCURRENCY,
+  PROBE_SECONDS,
+} from './constants';
 import { fmt, measureAsync, summarizeLatencies, type MeasureAsyncResult, measureEach, measureOpenLoop, type WindowHooks } from '../harness';
 import { b64, finishLaunch, Host, launchUpToSecret, type Prepared, prepareLaunch, secretRequest } from './host';
 import { RestHost } from './rest-host';
@@ -15,7 +26,16 @@ import { type CannedResponses, startNullBroker } from '../null-broker';
 import { type Options } from './options';
 import { machineBusyMs } from '../proc-stat';
 import { benchDatabase, type BrokerTarget, Cleanups, startInProcess, startProcess } from './process';
-import { type CaseResult, type ClosedLoop, type DriverResult, type EcdhFloor, type NullLaunchResult, type NullPaced, type PacedRate, type PacedResult } from './results';
+import {
+  type CaseResult,
+  type ClosedLoop,
+  type DriverResult,
+  type EcdhFloor,
+  type NullLaunchResult,
+  type NullPaced,
+  type PacedRate,
+  type PacedResult,
+} from './results';
 import { cpuShare, pacedSeconds, type CpuTaken } from './stats';
 
 /** CPU time of the broker process and of this process, summed over measured windows (WindowHooks) until taken. */
@@ -43,7 +63,8 @@ export class CpuMeter implements WindowHooks {
   /** Sums since the last take(); otherMs = the machine's busy time not spent in the broker or bench process. */
   take(): CpuTaken {
     const brokerMs = this.brokerCpuMs && Number.isFinite(this.brokerMs) ? this.brokerMs : null;
-    const otherMs = Number.isFinite(this.machineMs) && (brokerMs !== null || !this.brokerCpuMs) ? Math.max(0, this.machineMs - (brokerMs ?? 0) - this.benchMs) : null;
+    const otherMs =
+      Number.isFinite(this.machineMs) && (brokerMs !== null || !this.brokerCpuMs) ? Math.max(0, this.machineMs - (brokerMs ?? 0) - this.benchMs) : null;
     const r = { brokerMs, benchMs: this.benchMs, otherMs };
     this.brokerMs = 0;
     this.benchMs = 0;
@@ -79,7 +100,8 @@ export async function runDriver(
     for (let i = 0; i < Math.max(...opts.concurrency, PREPARE_CONCURRENCY); i++) hosts.push(new Host(target.address));
     const sp = new SimulatedSecureProcessor(platform);
     // Full launches' SP work: inline on `sp`, or on threads of its own (--sp-threads); GetSecret's untimed preparation uses `sp`.
-    const spThreads = opts.spThreads > 0 && (opts.cases.includes('launch') || opts.cases.includes('paced')) ? new SpThreads(platform, HOST_LAUNCH, opts.spThreads) : undefined;
+    const spThreads =
+      opts.spThreads > 0 && (opts.cases.includes('launch') || opts.cases.includes('paced')) ? new SpThreads(platform, HOST_LAUNCH, opts.spThreads) : undefined;
     const hostSp: HostSp = spThreads ?? inlineSp(sp, HOST_LAUNCH);
     cleanups.add(() => hostSp.close());
     const bundleRequest: keybroker.BundleRequest = { CertificateChain: platformChain(platform).toString('base64'), Policy: POLICY };
@@ -184,7 +206,12 @@ export async function runDriver(
       phases.summary();
       for (const c of opts.concurrency) {
         note(`full launch over REST, ${c} client(s)`);
-        const r = await measureAsync('full launch, REST', fullRestLaunch, { seconds: opts.seconds, warmupMs: opts.warmupMs, concurrency: c, window: windows(cpu, phases) });
+        const r = await measureAsync('full launch, REST', fullRestLaunch, {
+          seconds: opts.seconds,
+          warmupMs: opts.warmupMs,
+          concurrency: c,
+          window: windows(cpu, phases),
+        });
         push('rest', r, phases.summary());
       }
       for (const p of paced) {
@@ -267,7 +294,11 @@ export async function measurePaced(
   const out: PacedRate[] = [];
   for (const rate of rates) {
     note(`full launch, paced, ${c} client(s): ${fmt(rate)}/s (${(rate / capacity.opsPerSec).toFixed(2)} × closed loop)`);
-    const { name: _name, concurrency: _c, ...r } = await measureOpenLoop('full launch, paced', launch, {
+    const {
+      name: _name,
+      concurrency: _c,
+      ...r
+    } = await measureOpenLoop('full launch, paced', launch, {
       ratePerSec: rate,
       concurrency: c,
       seconds: pacedSeconds(rate, opts),

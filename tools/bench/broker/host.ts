@@ -48,7 +48,11 @@ export function launchUpToSecret(sp: SimulatedSecureProcessor, bundle: keybroker
 }
 
 /** The GetSecret request of a host whose SP measured `measurement` after GetBundle gave it `bundle`. */
-export function secretRequest(bundle: keybroker.BundleResponse, measurement: Buffer, fw: { apiMajor: number; apiMinor: number; build: number }): keybroker.SecretRequest {
+export function secretRequest(
+  bundle: keybroker.BundleResponse,
+  measurement: Buffer,
+  fw: { apiMajor: number; apiMinor: number; build: number },
+): keybroker.SecretRequest {
   return {
     LaunchMeasurement: measurement.toString('base64'),
     LaunchId: bundle.LaunchId,

@@ -121,7 +121,8 @@ export function parseOptions(): Options {
   };
   const concurrency = (values.concurrency ?? '1,16,64').split(',').map((s) => {
     const n = Number(s);
-    if (s.trim() === '' || !Number.isInteger(n) || n < 1 || n > 1024) usageError(`--concurrency takes integers 1..1024, got ${JSON.stringify(values.concurrency)}`);
+    if (s.trim() === '' || !Number.isInteger(n) || n < 1 || n > 1024)
+      usageError(`--concurrency takes integers 1..1024, got ${JSON.stringify(values.concurrency)}`);
     return n;
   });
   const cases = (values.cases ?? CASES.map((c) => c.id).join(',')).split(',').map((s) => {
@@ -152,7 +153,8 @@ export function parseOptions(): Options {
   if (broker !== 'process' && broker !== 'inprocess') usageError(`--broker must be process or inprocess, got ${JSON.stringify(broker)}`);
   const pgliteDir = values['pglite-dir'] ?? (broker === 'process' ? 'tmp' : 'memory');
   if (pgliteDir !== 'memory' && pgliteDir !== 'tmp') usageError(`--pglite-dir must be memory or tmp, got ${JSON.stringify(pgliteDir)}`);
-  if (broker === 'process' && pgliteDir !== 'tmp') usageError('--pglite-dir memory needs --broker inprocess: a broker process keeps PGlite in its --data-dir, on disk');
+  if (broker === 'process' && pgliteDir !== 'tmp')
+    usageError('--pglite-dir memory needs --broker inprocess: a broker process keeps PGlite in its --data-dir, on disk');
   const rates = parseRates(values.rates);
   const cpuProf = values['cpu-prof'] === undefined ? undefined : path.resolve(values['cpu-prof']);
   if (cpuProf !== undefined && broker !== 'process') {

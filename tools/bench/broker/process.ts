@@ -10,7 +10,20 @@ import { admin } from '@kb/grpc-api';
 import { encodeRootFile, platformRoot, type SimulatedPlatform } from '@kb/sev-sim';
 import { openStore, PGLITE_MEMORY, type Store } from '@kb/store';
 import { Client as PgClient } from 'pg';
-import { ADMIN_TOKEN, BROKER_NODE_FLAG, BROKER_START_TIMEOUT_MS, BROKER_STOP_TIMEOUT_MS, CALL_DEADLINE_MS, DIGEST, type Driver, MASTER_KEY, PG_POOL, ROOT, SECRET_ID, SECRET_VALUE } from './constants';
+import {
+  ADMIN_TOKEN,
+  BROKER_NODE_FLAG,
+  BROKER_START_TIMEOUT_MS,
+  BROKER_STOP_TIMEOUT_MS,
+  CALL_DEADLINE_MS,
+  DIGEST,
+  type Driver,
+  MASTER_KEY,
+  PG_POOL,
+  ROOT,
+  SECRET_ID,
+  SECRET_VALUE,
+} from './constants';
 import { type Options } from './options';
 import { cpuMsOf, processTree } from '../proc-stat';
 
@@ -79,7 +92,10 @@ export async function benchDatabase(driver: Driver, opts: Options, brokerDir: st
 }
 
 export function brokerConfig(): BrokerConfig {
-  const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', path.join(os.tmpdir(), 'kb-bench-unused')], {});
+  const base = parseConfig(
+    ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', path.join(os.tmpdir(), 'kb-bench-unused')],
+    {},
+  );
   if (base === 'help') throw new Error('unreachable');
   return { ...base, adminToken: ADMIN_TOKEN, bundleRatePerSecond: 0, maxPendingSessions: 1_000_000_000 };
 }
@@ -146,7 +162,13 @@ export const EXPECTED_WARNINGS = ['TRUSTING A NON-AMD ROOT', 'no tenant default 
  * admin API. Registers its SIGTERM (and, failing that, SIGKILL) with `cleanups` as soon as it is spawned.
  * `cpuProfDir`: run it under node's CPU profiler (tsx hands node flags before the script to the node it starts).
  */
-export async function startProcess(db: Database, dir: string, platform: SimulatedPlatform, cleanups: Cleanups, cpuProfDir: string | undefined): Promise<BrokerTarget> {
+export async function startProcess(
+  db: Database,
+  dir: string,
+  platform: SimulatedPlatform,
+  cleanups: Cleanups,
+  cpuProfDir: string | undefined,
+): Promise<BrokerTarget> {
   const rootFile = path.join(dir, 'root.cert');
   writeFileSync(rootFile, encodeRootFile(platform));
   const args = [
@@ -168,7 +190,7 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
     env: { ...process.env, ...db.brokerEnv, KB_ADMIN_TOKEN: ADMIN_TOKEN, NODE_OPTIONS: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const command = ['tsx', ...args].map((a) => path.relative(ROOT, a).startsWith('apps') ? path.relative(ROOT, a) : a).join(' ');
+  const command = ['tsx', ...args].map((a) => (path.relative(ROOT, a).startsWith('apps') ? path.relative(ROOT, a) : a)).join(' ');
   const tail: string[] = [];
   const unexpectedLog: string[] = [];
   let pids: number[] = child.pid !== undefined ? [child.pid] : [];
@@ -240,7 +262,13 @@ export async function startProcess(db: Database, dir: string, platform: Simulate
     ready,
     spawnError,
     closed.then(() => Promise.reject(new Error(`the broker process exited (${proc.exit?.code ?? proc.exit?.signal}) before listening:\n${proc.logTail()}`))),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the broker process did not start in ${BROKER_START_TIMEOUT_MS / 1000} s:\n${proc.logTail()}`)), BROKER_START_TIMEOUT_MS))),
+    new Promise<never>(
+      (_, reject) =>
+        (timer = setTimeout(
+          () => reject(new Error(`the broker process did not start in ${BROKER_START_TIMEOUT_MS / 1000} s:\n${proc.logTail()}`)),
+          BROKER_START_TIMEOUT_MS,
+        )),
+    ),
   ]).finally(() => clearTimeout(timer));
 
   // tsx runs main.ts in a node child of its own: that child is the broker; both are counted for CPU time.

@@ -6,7 +6,8 @@ import { type CpuShare, type OpenLoopGoal, type TransportFloor } from './stats';
 
 export function openLoopGoalText(g: OpenLoopGoal | null): string {
   if (!g) return `not measured (add paced to --cases and ${GOAL_LAUNCH_CLIENTS} to --concurrency)`;
-  if (g.maxRateMet === null || g.ratioToCapacity === null) return `not met at any measured rate (lowest: ${fmt(g.lowest.offeredPerSec)}/s, p99 ${fmt(g.lowest.p99Ms)} ms)`;
+  if (g.maxRateMet === null || g.ratioToCapacity === null)
+    return `not met at any measured rate (lowest: ${fmt(g.lowest.offeredPerSec)}/s, p99 ${fmt(g.lowest.p99Ms)} ms)`;
   const held =
     `holds up to ${fmt(g.maxRateMet)} launches/s (${(100 * g.ratioToCapacity).toFixed(0)} % of the closed-loop ${g.concurrency}-client capacity of ` +
     `${fmt(g.closedLoopOpsPerSec)}/s)`;
@@ -28,9 +29,32 @@ export function nullTable(n: NullLaunchResult): string {
   const cpu = (r: CpuShare) => [r.brokerCpuMsPerOp === null ? '-' : fmt(r.brokerCpuMsPerOp), pct(r.brokerCpuPct), pct(r.benchCpuPct), pct(r.otherCpuPct)];
   const rows = [
     ...n.closed.map((r) => ['closed loop', String(r.concurrency), '-', fmt(r.opsPerSec), fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.maxMs), '-', ...cpu(r)]),
-    ...n.paced.map((r) => ['paced', String(r.concurrency), fmt(r.offeredPerSec), fmt(r.achievedPerSec), fmt(r.p50Ms), fmt(r.p99Ms), fmt(r.maxMs), fmt(r.releaseLagP99Ms), ...cpu(r)]),
+    ...n.paced.map((r) => [
+      'paced',
+      String(r.concurrency),
+      fmt(r.offeredPerSec),
+      fmt(r.achievedPerSec),
+      fmt(r.p50Ms),
+      fmt(r.p99Ms),
+      fmt(r.maxMs),
+      fmt(r.releaseLagP99Ms),
+      ...cpu(r),
+    ]),
   ];
-  const header = ['null launch', 'clients', 'offered/s', 'launches/s', 'p50 ms', 'p99 ms', 'max ms', 'lag p99 ms', 'server CPU ms/op', 'server CPU', 'bench CPU', 'other CPU'];
+  const header = [
+    'null launch',
+    'clients',
+    'offered/s',
+    'launches/s',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'lag p99 ms',
+    'server CPU ms/op',
+    'server CPU',
+    'bench CPU',
+    'other CPU',
+  ];
   return table(header, rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
 }
 
@@ -57,7 +81,20 @@ export function pacedTable(paced: readonly PacedResult[]): string {
       pct(r.otherCpuPct),
     ]),
   );
-  const header = ['clients', 'closed-loop/s', 'offered/s', '÷ closed', 'arrivals', 'achieved/s', 'p50 ms', 'p99 ms', 'max ms', 'wait ms', 'waited', 'lag p99 ms'];
+  const header = [
+    'clients',
+    'closed-loop/s',
+    'offered/s',
+    '÷ closed',
+    'arrivals',
+    'achieved/s',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'wait ms',
+    'waited',
+    'lag p99 ms',
+  ];
   header.push('broker CPU ms/op', 'broker CPU', 'bench CPU', 'other CPU');
   return table(header, rows, new Set(header.keys()));
 }
@@ -70,7 +107,10 @@ export function restVsGrpcLines(d: DriverResult): string[] {
   const out = ['REST (/sev/v1) vs gRPC full launch, same run (goals: capacity ≥ 0.9 ×, paced p50/p99 ≤ 1.1 ×):'];
   for (const r of d.results.filter((x) => x.case === 'rest')) {
     const g = d.results.find((x) => x.case === 'launch' && x.concurrency === r.concurrency);
-    if (g) out.push(`  closed loop, ${r.concurrency} client(s): REST ${fmt(r.opsPerSec)}/s vs gRPC ${fmt(g.opsPerSec)}/s = ${(r.opsPerSec / g.opsPerSec).toFixed(2)} ×`);
+    if (g)
+      out.push(
+        `  closed loop, ${r.concurrency} client(s): REST ${fmt(r.opsPerSec)}/s vs gRPC ${fmt(g.opsPerSec)}/s = ${(r.opsPerSec / g.opsPerSec).toFixed(2)} ×`,
+      );
   }
   for (const rp of d.restPaced) {
     const gp = d.paced.find((p) => p.concurrency === rp.concurrency);

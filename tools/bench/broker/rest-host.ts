@@ -47,7 +47,11 @@ export class RestHost {
     return this.call('POST', `/vm/${this.vm}/launch`, this.launchBody, 'application/json') as never;
   }
 
-  validate(launchId: string, measurement: Buffer, fw: { apiMajor: number; apiMinor: number; build: number }): Promise<{ 'secret-header': string; 'secret-table': string }> {
+  validate(
+    launchId: string,
+    measurement: Buffer,
+    fw: { apiMajor: number; apiMinor: number; build: number },
+  ): Promise<{ 'secret-header': string; 'secret-table': string }> {
     const body = {
       'launch-id': launchId,
       'api-major': fw.apiMajor,
@@ -60,7 +64,6 @@ export class RestHost {
     };
     return this.call('POST', `/vm/${this.vm}/validate`, JSON.stringify(body), 'application/json') as never;
   }
-
 }
 
 const FIRMWARE_SHA256 = createHash('sha256').update(FIRMWARE).digest('hex');

@@ -38,7 +38,7 @@ export function loadAdminToken(file: string): { token: string; created: false } 
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`cannot read the admin token file ${file}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
+    throw new Error(`cannot read the admin token file ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)}`);
   }
   const token = text.trim();
   if (!token) throw new Error(`admin token file ${file} is empty`);

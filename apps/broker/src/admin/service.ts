@@ -86,7 +86,12 @@ function pageSize(req: { page_size?: number }): number {
 }
 
 /** Loads the keys of one page (in parallel), then keeps as many as fit MAX_PAGE_BYTES (at least one). */
-async function pageOf<T>(kind: string, keys: string[], req: admin.ListRequest, load: (key: string) => Promise<T | undefined>): Promise<{ items: T[]; next_page_token: string }> {
+async function pageOf<T>(
+  kind: string,
+  keys: string[],
+  req: admin.ListRequest,
+  load: (key: string) => Promise<T | undefined>,
+): Promise<{ items: T[]; next_page_token: string }> {
   const prefix = prefixOf(req.prefix);
   const after = readPageToken(kind, req.page_token, 2);
   if (after && after[0] !== prefix) throw badRequest('page_token was given for another prefix');
@@ -133,24 +138,26 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
         return;
       }
       // a check that throws before the handler's first await is a refusal like any other
-      Promise.resolve(call.request).then(fn).then(
-        (res) => {
-          if (/^(Put|Create|Delete|Revoke|Import)/.test(name)) ctx.logger.info('admin change', { rpc: name, peer: call.getPeer() });
-          cb(null, res);
-        },
-        (e: unknown) => {
-          if (e instanceof AdminError) return cb({ code: e.code, details: e.message } as ServiceError, null);
-          if (isStoreError(e) && STORE_CODES[e.code]) return cb({ code: STORE_CODES[e.code]!, details: e.message } as ServiceError, null);
-          const ref = newRefId();
-          const failure = fromStore(e);
-          if (failure instanceof BrokerError && failure.kind === 'unavailable') {
-            ctx.logger.warn('admin call failed', { rpc: name, ref, class: failure.kind, reason: failure.detail });
-            return cb({ code: status.UNAVAILABLE, details: `${failure.publicMessage} (ref ${ref})` } as ServiceError, null);
-          }
-          ctx.logger.error('admin call failed', { rpc: name, ref, error: (e as Error)?.stack ?? String(e) });
-          cb({ code: status.INTERNAL, details: `internal error (ref ${ref})` } as ServiceError, null);
-        },
-      );
+      Promise.resolve(call.request)
+        .then(fn)
+        .then(
+          (res) => {
+            if (/^(Put|Create|Delete|Revoke|Import)/.test(name)) ctx.logger.info('admin change', { rpc: name, peer: call.getPeer() });
+            cb(null, res);
+          },
+          (e: unknown) => {
+            if (e instanceof AdminError) return cb({ code: e.code, details: e.message } as ServiceError, null);
+            if (isStoreError(e) && STORE_CODES[e.code]) return cb({ code: STORE_CODES[e.code]!, details: e.message } as ServiceError, null);
+            const ref = newRefId();
+            const failure = fromStore(e);
+            if (failure instanceof BrokerError && failure.kind === 'unavailable') {
+              ctx.logger.warn('admin call failed', { rpc: name, ref, class: failure.kind, reason: failure.detail });
+              return cb({ code: status.UNAVAILABLE, details: `${failure.publicMessage} (ref ${ref})` } as ServiceError, null);
+            }
+            ctx.logger.error('admin call failed', { rpc: name, ref, error: (e as Error)?.stack ?? String(e) });
+            cb({ code: status.INTERNAL, details: `internal error (ref ${ref})` } as ServiceError, null);
+          },
+        );
     };
   }
 
@@ -205,7 +212,8 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
     putPolicy: rpc('PutPolicy', async (req: admin.PutPolicyRequest) => {
       const name = id('name', req.name);
       const docBytes = Buffer.byteLength(req.document_json ?? '');
-      if (docBytes > MAX_POLICY_BYTES) throw badRequest(`document_json must be at most ${MAX_POLICY_BYTES} bytes (${MAX_POLICY_BYTES / 1024} KiB), got ${docBytes}`);
+      if (docBytes > MAX_POLICY_BYTES)
+        throw badRequest(`document_json must be at most ${MAX_POLICY_BYTES} bytes (${MAX_POLICY_BYTES / 1024} KiB), got ${docBytes}`);
       let doc: unknown;
       try {
         doc = JSON.parse(req.document_json);
@@ -288,7 +296,9 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       const page = await pageOf('resources', await store.listResourceIds(), req, (n) => resourceInfo(n).catch(ifGone));
       return { resources: page.items, next_page_token: page.next_page_token };
     }),
-    deleteResource: rpc('DeleteResource', async (req: admin.NameRequest) => deleted(await store.deleteResource(id('name', req.name)), `resource '${req.name}'`)),
+    deleteResource: rpc('DeleteResource', async (req: admin.NameRequest) =>
+      deleted(await store.deleteResource(id('name', req.name)), `resource '${req.name}'`),
+    ),
 
     createReportKey: rpc('CreateReportKey', async (req: admin.CreateReportKeyRequest) => {
       const kid = id('id', req.id);
@@ -318,7 +328,9 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       const page = await pageOf('report-keys', await store.listReportKeyIds(), req, (n) => reportKeyMessage(n).catch(ifGone));
       return { keys: page.items, next_page_token: page.next_page_token };
     }),
-    deleteReportKey: rpc('DeleteReportKey', async (req: admin.NameRequest) => deleted(await store.deleteReportKey(id('name', req.name)), `report key '${req.name}'`)),
+    deleteReportKey: rpc('DeleteReportKey', async (req: admin.NameRequest) =>
+      deleted(await store.deleteReportKey(id('name', req.name)), `report key '${req.name}'`),
+    ),
 
     listConnections: rpc('ListConnections', async (req: admin.ListRequest) => {
       const all = new Map((await store.listConnections()).map((c) => [c.clientId, c]));
@@ -371,8 +383,12 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
         if (Number.isNaN(since.getTime())) throw badRequest('since must be an ISO-8601 time');
       }
       // launch ids are recorded as received, so any text may be looked up — but bounded, and never control characters
-      for (const [field, v] of [['launch_id', req.launch_id], ['ref_id', req.ref_id]] as const) {
-        if (v && (v.length > MAX_ID_CHARS || CONTROL_RE.test(v))) throw badRequest(`${field} must be at most ${MAX_ID_CHARS} characters without control characters`);
+      for (const [field, v] of [
+        ['launch_id', req.launch_id],
+        ['ref_id', req.ref_id],
+      ] as const) {
+        if (v && (v.length > MAX_ID_CHARS || CONTROL_RE.test(v)))
+          throw badRequest(`${field} must be at most ${MAX_ID_CHARS} characters without control characters`);
       }
       const limit = Math.min(req.limit || DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT);
       const afterParts = readPageToken('audit', req.page_token, 2);
@@ -420,7 +436,9 @@ export function adminService(ctx: BrokerContext, auth: AdminAuth): admin.BrokerA
       const page = await pageOf('kbs-resources', await store.listKbsResourceIds(), req, (n) => kbsResourceInfo(n).catch(ifGone));
       return { resources: page.items, next_page_token: page.next_page_token };
     }),
-    deleteKbsResource: rpc('DeleteKbsResource', async (req: admin.NameRequest) => deleted(await store.deleteKbsResource(kbsPath(req.name)), `KBS resource '${req.name}'`)),
+    deleteKbsResource: rpc('DeleteKbsResource', async (req: admin.NameRequest) =>
+      deleted(await store.deleteKbsResource(kbsPath(req.name)), `KBS resource '${req.name}'`),
+    ),
     // Owner tokens for the attestation service: 256 random bits, shown once; only their SHA-256 is stored.
     createOwner: rpc('CreateOwner', async (req: admin.NameRequest) => {
       const name = id('name', req.name);

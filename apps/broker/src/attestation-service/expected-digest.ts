@@ -36,7 +36,12 @@ export class DigestCache {
     const { reg, firmwareSha256, cpuSignature } = i;
     const es = (reg.policy & PolicyFlag.ES) !== 0;
     const kh = reg.kernelHashes;
-    const key = [firmwareSha256, es ? 'es' : 'sev', kh ? `${kh.kernel}/${kh.initrd ?? ''}/${kh.cmdline ?? ''}` : '-', es ? `${reg.cpuCount}/${cpuSignature}/${reg.vmsaFpu ?? 'legacy'}` : ''].join('|');
+    const key = [
+      firmwareSha256,
+      es ? 'es' : 'sev',
+      kh ? `${kh.kernel}/${kh.initrd ?? ''}/${kh.cmdline ?? ''}` : '-',
+      es ? `${reg.cpuCount}/${cpuSignature}/${reg.vmsaFpu ?? 'legacy'}` : '',
+    ].join('|');
     const hit = this.entries.get(key);
     if (hit) {
       this.entries.delete(key);

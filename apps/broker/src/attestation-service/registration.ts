@@ -129,7 +129,11 @@ function cpuModel(v: unknown, name: string): number {
     if (typeof v === 'string') return cpuSignatureForModel(v);
     if (isObject(v) && Object.keys(v).length === 1 && 'signature' in v) return integer(v.signature, `${name}.signature`, 0, 0xffffffff);
     if (isObject(v) && Object.keys(v).sort().join() === 'family,model,stepping') {
-      return cpuSignature(integer(v.family, `${name}.family`, 0, 0x10e), integer(v.model, `${name}.model`, 0, 0xff), integer(v.stepping, `${name}.stepping`, 0, 0xf));
+      return cpuSignature(
+        integer(v.family, `${name}.family`, 0, 0x10e),
+        integer(v.model, `${name}.model`, 0, 0xff),
+        integer(v.stepping, `${name}.stepping`, 0, 0xf),
+      );
     }
   } catch (e) {
     if (isSevError(e)) throw invalid(`${name}: ${e.message}`);
@@ -182,9 +186,11 @@ export async function parseRegistration(body: unknown, policyExists: (name: stri
     throw e;
   }
   const cpuCount = integer(body['cpu-count'], 'cpu-count', 1, LIMITS.cpuCount);
-  if (('cloud-cert' in body) === ('cloud-certs' in body)) throw invalid('give exactly one of cloud-cert (one OCA certificate) and cloud-certs (a list)');
+  if ('cloud-cert' in body === 'cloud-certs' in body) throw invalid('give exactly one of cloud-cert (one OCA certificate) and cloud-certs (a list)');
   const cloudCerts =
-    'cloud-cert' in body ? [ocaCert(body['cloud-cert'], 'cloud-cert')] : list(body, 'cloud-certs', LIMITS.cloudCerts, 1).map((c, i) => ocaCert(c, `cloud-certs[${i}]`));
+    'cloud-cert' in body
+      ? [ocaCert(body['cloud-cert'], 'cloud-cert')]
+      : list(body, 'cloud-certs', LIMITS.cloudCerts, 1).map((c, i) => ocaCert(c, `cloud-certs[${i}]`));
   const firmwareHashes = [...new Set(list(body, 'firmware-hashes', LIMITS.firmwareHashes, 1).map((h, i) => hex32(h, `firmware-hashes[${i}]`)))];
 
   const reg: Registration = { scheme: 'amd-sev', policy, cpuCount, cloudCerts, firmwareHashes, secrets: [] };
@@ -213,11 +219,13 @@ export async function parseRegistration(body: unknown, policyExists: (name: stri
     if (!es) throw invalid('cpu-models applies to SEV-ES guests only (policy bit ES, 0x4)');
     reg.cpuSignatures = [...new Set(list(body, 'cpu-models', LIMITS.cpuModels, 1).map((m, i) => cpuModel(m, `cpu-models[${i}]`)))];
   }
-  if ('launch-digests' in body) reg.launchDigests = [...new Set(list(body, 'launch-digests', LIMITS.launchDigests, 1).map((h, i) => hex32(h, `launch-digests[${i}]`)))];
+  if ('launch-digests' in body)
+    reg.launchDigests = [...new Set(list(body, 'launch-digests', LIMITS.launchDigests, 1).map((h, i) => hex32(h, `launch-digests[${i}]`)))];
   for (const k of ['not-before', 'not-after'] as const) {
     if (!(k in body)) continue;
     const v = body[k];
-    if (typeof v !== 'string' || !DATE_TIME.test(v) || Number.isNaN(Date.parse(v))) throw invalid(`${k} must be an RFC 3339 date-time (e.g. 2026-12-31T23:59:59Z)`);
+    if (typeof v !== 'string' || !DATE_TIME.test(v) || Number.isNaN(Date.parse(v)))
+      throw invalid(`${k} must be an RFC 3339 date-time (e.g. 2026-12-31T23:59:59Z)`);
     reg[k === 'not-before' ? 'notBefore' : 'notAfter'] = new Date(v).toISOString();
   }
   if (reg.notBefore && reg.notAfter && reg.notBefore >= reg.notAfter) throw invalid('not-before must be earlier than not-after');

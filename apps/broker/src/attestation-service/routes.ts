@@ -58,17 +58,55 @@ export function attestationServiceApi(ctx: BrokerContext, core: BrokerCore, auth
     app.setValidatorCompiler(validatorCompiler());
     app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: FIRMWARE_BODY_LIMIT }, (_req, body, done) => done(null, body));
     app.get('/openapi.json', async (_req, reply) => reply.header('content-type', 'application/json').send(openapiDocument()));
-    app.get('/vm', { schema: { querystring: { type: 'object', properties: { 'page-token': { type: 'string', maxLength: 64 } } } } }, owner('GET /sev/v1/vm', (c, req) => service.list(c, (req.query as Record<string, unknown>)['page-token'])));
-    app.post('/vm/:uuid', { bodyLimit: JSON_BODY_LIMIT, schema: { params: uuidParams, body: schema('VmRegistration') } }, owner('POST /sev/v1/vm', (c, req, info) => service.register(c, param(req, 'uuid'), req.body, info), 201));
-    app.put('/vm/:uuid', { bodyLimit: JSON_BODY_LIMIT, schema: { params: uuidParams, body: schema('VmRegistration') } }, owner('PUT /sev/v1/vm', (c, req, info) => service.replace(c, param(req, 'uuid'), req.body, info)));
-    app.get('/vm/:uuid', { schema: { params: uuidParams } }, owner('GET /sev/v1/vm/{uuid}', (c, req) => service.get(c, param(req, 'uuid'))));
-    app.delete('/vm/:uuid', { schema: { params: uuidParams } }, owner('DELETE /sev/v1/vm', (c, req, info) => service.remove(c, param(req, 'uuid'), info), 204));
-    app.post('/vm/:uuid/launch', { schema: { params: uuidParams, body: schema('LaunchRequest') } }, httpRoute(ctx, 'POST /sev/v1/vm/{uuid}/launch', (req, info) => service.launch(param(req, 'uuid'), req.body, info)));
-    app.post('/vm/:uuid/validate', { schema: { params: uuidParams, body: schema('ValidateRequest') } }, httpRoute(ctx, 'POST /sev/v1/vm/{uuid}/validate', (req, info) => service.validate(param(req, 'uuid'), req.body, info)));
-    app.post('/firmware', { bodyLimit: FIRMWARE_BODY_LIMIT }, owner('POST /sev/v1/firmware', (c, req, info) => service.addFirmware(c, req.body, info).then(({ sha256 }) => ({ sha256 })), 201));
-    app.get('/firmware', owner('GET /sev/v1/firmware', () => service.listFirmware()));
-    app.delete('/firmware/:sha256', { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', maxLength: 64 } } } } }, owner('DELETE /sev/v1/firmware', (c, req, info) => service.deleteFirmware(c, param(req, 'sha256'), info), 204));
+    app.get(
+      '/vm',
+      { schema: { querystring: { type: 'object', properties: { 'page-token': { type: 'string', maxLength: 64 } } } } },
+      owner('GET /sev/v1/vm', (c, req) => service.list(c, (req.query as Record<string, unknown>)['page-token'])),
+    );
+    app.post(
+      '/vm/:uuid',
+      { bodyLimit: JSON_BODY_LIMIT, schema: { params: uuidParams, body: schema('VmRegistration') } },
+      owner('POST /sev/v1/vm', (c, req, info) => service.register(c, param(req, 'uuid'), req.body, info), 201),
+    );
+    app.put(
+      '/vm/:uuid',
+      { bodyLimit: JSON_BODY_LIMIT, schema: { params: uuidParams, body: schema('VmRegistration') } },
+      owner('PUT /sev/v1/vm', (c, req, info) => service.replace(c, param(req, 'uuid'), req.body, info)),
+    );
+    app.get(
+      '/vm/:uuid',
+      { schema: { params: uuidParams } },
+      owner('GET /sev/v1/vm/{uuid}', (c, req) => service.get(c, param(req, 'uuid'))),
+    );
+    app.delete(
+      '/vm/:uuid',
+      { schema: { params: uuidParams } },
+      owner('DELETE /sev/v1/vm', (c, req, info) => service.remove(c, param(req, 'uuid'), info), 204),
+    );
+    app.post(
+      '/vm/:uuid/launch',
+      { schema: { params: uuidParams, body: schema('LaunchRequest') } },
+      httpRoute(ctx, 'POST /sev/v1/vm/{uuid}/launch', (req, info) => service.launch(param(req, 'uuid'), req.body, info)),
+    );
+    app.post(
+      '/vm/:uuid/validate',
+      { schema: { params: uuidParams, body: schema('ValidateRequest') } },
+      httpRoute(ctx, 'POST /sev/v1/vm/{uuid}/validate', (req, info) => service.validate(param(req, 'uuid'), req.body, info)),
+    );
+    app.post(
+      '/firmware',
+      { bodyLimit: FIRMWARE_BODY_LIMIT },
+      owner('POST /sev/v1/firmware', (c, req, info) => service.addFirmware(c, req.body, info).then(({ sha256 }) => ({ sha256 })), 201),
+    );
+    app.get(
+      '/firmware',
+      owner('GET /sev/v1/firmware', () => service.listFirmware()),
+    );
+    app.delete(
+      '/firmware/:sha256',
+      { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', maxLength: 64 } } } } },
+      owner('DELETE /sev/v1/firmware', (c, req, info) => service.deleteFirmware(c, param(req, 'sha256'), info), 204),
+    );
   };
   return { prefix: BASE_PATH, plugin };
 }
-

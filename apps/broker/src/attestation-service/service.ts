@@ -239,12 +239,14 @@ export class AttestationService {
     const apiMinor = byte(body['api-minor'], 'api-minor');
     const buildId = byte(body['build-id'], 'build-id');
     const policy = body.policy;
-    if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff) throw invalid('policy must be an integer in 0..4294967295');
+    if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff)
+      throw invalid('policy must be an integer in 0..4294967295');
     const measurement = base64(body.measurement, 'measurement', 48);
     if (measurement.length !== 48) throw invalid('measurement must decode to 48 bytes (what QEMU query-sev-launch-measure returns)');
     const firmwareHash = hex32(body['firmware-hash'], 'firmware-hash');
     const cpuCount = body['cpu-count'];
-    if (typeof cpuCount !== 'number' || !Number.isInteger(cpuCount) || cpuCount < 1 || cpuCount > 4096) throw invalid('cpu-count must be an integer in 1..4096');
+    if (typeof cpuCount !== 'number' || !Number.isInteger(cpuCount) || cpuCount < 1 || cpuCount > 4096)
+      throw invalid('cpu-count must be an integer in 1..4096');
 
     const base = { launchId, peer: info.peer, refId: info.refId };
     const refuse = (e: BrokerError) => {
@@ -285,7 +287,15 @@ export class AttestationService {
           ...base,
           event: 'vm-validate',
           outcome: 'released',
-          detail: { vm: uuid, launchDigest: digest.toString('hex'), firmware: firmwareHash, api: `${apiMajor}.${apiMinor}`, build: buildId, policy, secrets: reg.secrets.map((s) => s.guid) },
+          detail: {
+            vm: uuid,
+            launchDigest: digest.toString('hex'),
+            firmware: firmwareHash,
+            api: `${apiMajor}.${apiMinor}`,
+            build: buildId,
+            policy,
+            secrets: reg.secrets.map((s) => s.guid),
+          },
         }),
         info,
       });

@@ -59,7 +59,14 @@ export class ChainCache {
     }
     try {
       const v = verifyChain(chain, { extraRoots: this.extraRoots });
-      return { pdh: v.pdh, pdhKey: dhPublicKey(v.pdh, 'PDH certificate'), chipId: cekId(v.chain), generation: v.generation, trustedBy: v.trustedBy, chainSha256 };
+      return {
+        pdh: v.pdh,
+        pdhKey: dhPublicKey(v.pdh, 'PDH certificate'),
+        chipId: cekId(v.chain),
+        generation: v.generation,
+        trustedBy: v.trustedBy,
+        chainSha256,
+      };
     } catch (e) {
       if (isSevError(e)) return new ChainRefused(false, e);
       throw e;

@@ -117,14 +117,31 @@ export class LaunchSessions {
       peer: info.peer,
       refId: info.refId,
       at: now,
-      detail: { policy, policyFlags: describePolicy(policy), generation: platform.generation, trustedBy: platform.trustedBy, chipId: platform.chipId, ...input.detail },
+      detail: {
+        policy,
+        policyFlags: describePolicy(policy),
+        generation: platform.generation,
+        trustedBy: platform.trustedBy,
+        chipId: platform.chipId,
+        ...input.detail,
+      },
     };
     const tek = randomBytes(16);
     const tik = randomBytes(16);
     const [agreed, stored, own] = await Promise.allSettled([
       this.ecdh.agree(platform.pdhKey),
       ctx.store.createLaunchSession(
-        { id: launchId, tek, tik, sevPolicy: policy, chipId: platform.chipId, generation: platform.generation, chainSha256: platform.chainSha256, createdAt: now, expiresAt },
+        {
+          id: launchId,
+          tek,
+          tik,
+          sevPolicy: policy,
+          chipId: platform.chipId,
+          generation: platform.generation,
+          chainSha256: platform.chainSha256,
+          createdAt: now,
+          expiresAt,
+        },
         jsonSafe(issued),
       ),
       input.alongside?.(launchId, expiresAt),
@@ -180,14 +197,27 @@ export interface MeasurementClaims {
  * the digests the broker computed from a registration (/validate). Returns the digest proven and the MEASURE value
  * the secret packet needs; anything else is a refusal whose reason is for the audit trail only.
  */
-export function proveMeasurement(session: ConsumedLaunchSession, claims: MeasurementClaims, digests: readonly Buffer[], what: string): { digest: Buffer; measure: Buffer } {
+export function proveMeasurement(
+  session: ConsumedLaunchSession,
+  claims: MeasurementClaims,
+  digests: readonly Buffer[],
+  what: string,
+): { digest: Buffer; measure: Buffer } {
   if (claims.policy !== session.sevPolicy) {
     throw denied(`policy mismatch: the session was opened for 0x${session.sevPolicy.toString(16)}, ${what} claims 0x${claims.policy.toString(16)}`);
   }
   const failures: string[] = [];
   for (const digest of digests) {
     try {
-      const measure = verifyMeasurement({ tik: session.tik, apiMajor: claims.apiMajor, apiMinor: claims.apiMinor, build: claims.buildId, policy: session.sevPolicy, digest, measurement: claims.measurement });
+      const measure = verifyMeasurement({
+        tik: session.tik,
+        apiMajor: claims.apiMajor,
+        apiMinor: claims.apiMinor,
+        build: claims.buildId,
+        policy: session.sevPolicy,
+        digest,
+        measurement: claims.measurement,
+      });
       return { digest, measure };
     } catch (e) {
       if (!isSevError(e)) throw e;

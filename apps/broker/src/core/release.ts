@@ -75,7 +75,13 @@ export function readOwnRelease(
 ): Promise<ReleaseReads> {
   return observed(
     (async () => {
-      const policies = input.policyNames.length > 0 ? await loadPolicies(ctx.store, input.policyNames.map((name) => ({ name, kind: 'secret' as const }))) : [];
+      const policies =
+        input.policyNames.length > 0
+          ? await loadPolicies(
+              ctx.store,
+              input.policyNames.map((name) => ({ name, kind: 'secret' as const })),
+            )
+          : [];
       const secrets: PendingSecret[] = input.secrets.map((s) => ({
         item: { guid: s.guid, type: 'key', format: 'binary', id: s.guid },
         policies: [],

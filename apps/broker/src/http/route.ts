@@ -15,8 +15,23 @@ export function peerOf(req: FastifyRequest): string {
 }
 
 /** Sends a failure found outside a handler (validation, a body too large) through the same adapter, reference and audit. */
-export function answerFailure(ctx: BrokerContext, rpc: string, req: FastifyRequest, reply: FastifyReply, err: BrokerError, status?: number, errorBody: ErrorBody = defaultErrorBody): void {
-  runCall(ctx, rpc, peerOf(req), { ok: () => undefined, fail: (e, refId) => send(reply, toHttpFailure(e, refId, status), errorBody) }, () => Promise.resolve(undefined), err);
+export function answerFailure(
+  ctx: BrokerContext,
+  rpc: string,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  err: BrokerError,
+  status?: number,
+  errorBody: ErrorBody = defaultErrorBody,
+): void {
+  runCall(
+    ctx,
+    rpc,
+    peerOf(req),
+    { ok: () => undefined, fail: (e, refId) => send(reply, toHttpFailure(e, refId, status), errorBody) },
+    () => Promise.resolve(undefined),
+    err,
+  );
 }
 
 function send(reply: FastifyReply, f: HttpFailure, errorBody: ErrorBody): string {

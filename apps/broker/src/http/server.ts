@@ -81,10 +81,19 @@ export async function startHttpListener(ctx: BrokerContext, cfg: HttpListenerCon
         scope.setErrorHandler((error: FastifyError, req, reply) => {
           const rpc = `${req.method} ${req.routeOptions.url ?? req.url}`;
           const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : undefined;
-          if (status !== undefined) return answerFailure(ctx, rpc, req, reply, invalid(`${error.validation ? 'request ' : ''}${error.message}`), status, errorBody);
+          if (status !== undefined)
+            return answerFailure(ctx, rpc, req, reply, invalid(`${error.validation ? 'request ' : ''}${error.message}`), status, errorBody);
           // anything else escaped a handler that did not go through httpRoute: a bug, answered as one
           logger.error('HTTP handler failed outside the call adapter', { rpc, error: error.stack ?? String(error) });
-          return answerFailure(ctx, rpc, req, reply, new BrokerError('internal', 'internal error', `an error escaped an HTTP handler: ${error.message}`), 500, errorBody);
+          return answerFailure(
+            ctx,
+            rpc,
+            req,
+            reply,
+            new BrokerError('internal', 'internal error', `an error escaped an HTTP handler: ${error.message}`),
+            500,
+            errorBody,
+          );
         });
         scope.setNotFoundHandler((req, reply) => {
           reply.code(404).send(errorBody({ status: 404, error: 'invalid', message: `no such resource: ${req.method} ${req.url.split('?')[0]}`, ref: '' }));

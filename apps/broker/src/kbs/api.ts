@@ -31,13 +31,27 @@ export interface KbsApiOptions extends Partial<Omit<KbsOptions, 'certificates'>>
 /** KBS failure → the broker's failure class (for logs and metrics) with the KBS status and type. */
 function toBroker(e: unknown): unknown {
   if (!isKbsError(e)) return e;
-  const kind = e.type === 'Unavailable' ? 'unavailable' : e.type === 'InternalError' ? 'internal' : e.type === 'InvalidRequest' || e.type === 'PluginNotFound' || e.type === 'ResourceNotFound' ? 'invalid' : 'denied';
+  const kind =
+    e.type === 'Unavailable'
+      ? 'unavailable'
+      : e.type === 'InternalError'
+        ? 'internal'
+        : e.type === 'InvalidRequest' || e.type === 'PluginNotFound' || e.type === 'ResourceNotFound'
+          ? 'invalid'
+          : 'denied';
   return new BrokerError(kind, e.publicDetail, e.reason, { status: e.status, type: e.type });
 }
 
 /** §7.1 body; failures found by Fastify itself (not JSON, too large) get the type of their class. */
 export function kbsErrorBody(f: HttpFailure): unknown {
-  const byClass: Record<string, KbsErrorType> = { invalid: 'InvalidRequest', denied: 'AttestationError', exhausted: 'Unavailable', timeout: 'Unavailable', unavailable: 'Unavailable', internal: 'InternalError' };
+  const byClass: Record<string, KbsErrorType> = {
+    invalid: 'InvalidRequest',
+    denied: 'AttestationError',
+    exhausted: 'Unavailable',
+    timeout: 'Unavailable',
+    unavailable: 'Unavailable',
+    internal: 'InternalError',
+  };
   return { type: `${KBS_ERROR_TYPE_PREFIX}${f.type ?? byClass[f.error] ?? 'InternalError'}`, detail: f.message };
 }
 
@@ -91,26 +105,53 @@ export function kbsApi(ctx: BrokerContext, o: KbsApiOptions = {}): HttpApi {
       try {
         return JSON.parse(raw.toString('utf8'));
       } catch {
-        throw new KbsError('AttestationError', `${step}: the body is not JSON`, step === 'auth' ? 'Attestation error: RCAR handshake Auth failed: deserialize Request' : undefined);
+        throw new KbsError(
+          'AttestationError',
+          `${step}: the body is not JSON`,
+          step === 'auth' ? 'Attestation error: RCAR handshake Auth failed: deserialize Request' : undefined,
+        );
       }
     };
-    app.post('/auth', { bodyLimit: KBS_BODY_LIMIT }, route('POST /kbs/v0/auth', (req) => handleAuth(deps, json(req, 'auth'))));
-    app.post('/attest', { bodyLimit: KBS_BODY_LIMIT }, route('POST /kbs/v0/attest', (req, meta) => {
-      const sessionId = sessionIdFromCookie(header(req, 'cookie'));
-      if (!sessionId) throw new KbsError('AttestationError', 'attest: no kbs-session-id cookie');
-      return handleAttest(deps, sessionId, json(req, 'attest'), meta);
-    }));
-    app.get('/resource/*', route('GET /kbs/v0/resource', (req, meta) => {
-      const rest = (req.params as { '*': string })['*'];
-      return handleResource(deps, rest.split('/'), { sessionId: sessionIdFromCookie(header(req, 'cookie')), authorization: header(req, 'authorization') }, meta);
-    }));
-    app.get(KBS_TOKEN_JWKS_PATH.slice(KBS_PREFIX.length), route(`GET ${KBS_TOKEN_JWKS_PATH}`, async () => ({ body: (await deps.signer()).jwks() })));
+    app.post(
+      '/auth',
+      { bodyLimit: KBS_BODY_LIMIT },
+      route('POST /kbs/v0/auth', (req) => handleAuth(deps, json(req, 'auth'))),
+    );
+    app.post(
+      '/attest',
+      { bodyLimit: KBS_BODY_LIMIT },
+      route('POST /kbs/v0/attest', (req, meta) => {
+        const sessionId = sessionIdFromCookie(header(req, 'cookie'));
+        if (!sessionId) throw new KbsError('AttestationError', 'attest: no kbs-session-id cookie');
+        return handleAttest(deps, sessionId, json(req, 'attest'), meta);
+      }),
+    );
+    app.get(
+      '/resource/*',
+      route('GET /kbs/v0/resource', (req, meta) => {
+        const rest = (req.params as { '*': string })['*'];
+        return handleResource(
+          deps,
+          rest.split('/'),
+          { sessionId: sessionIdFromCookie(header(req, 'cookie')), authorization: header(req, 'authorization') },
+          meta,
+        );
+      }),
+    );
+    app.get(
+      KBS_TOKEN_JWKS_PATH.slice(KBS_PREFIX.length),
+      route(`GET ${KBS_TOKEN_JWKS_PATH}`, async () => ({ body: (await deps.signer()).jwks() })),
+    );
     // every other path under /kbs/v0: trustee routes an unknown first segment to a plugin that does not exist (§1.3)
-    app.all('/*', route('KBS unknown path', async (req) => {
-      const first = ((req.params as { '*': string })['*'] ?? '').split('/')[0] ?? '';
-      if (['auth', 'attest', 'resource'].includes(first)) throw new KbsError('InvalidRequest', `${req.method} ${req.url.split('?')[0]?.slice(0, 200)} is not served`);
-      throw new KbsError('PluginNotFound', `unknown plugin ${JSON.stringify(first.slice(0, 100))}`);
-    }));
+    app.all(
+      '/*',
+      route('KBS unknown path', async (req) => {
+        const first = ((req.params as { '*': string })['*'] ?? '').split('/')[0] ?? '';
+        if (['auth', 'attest', 'resource'].includes(first))
+          throw new KbsError('InvalidRequest', `${req.method} ${req.url.split('?')[0]?.slice(0, 200)} is not served`);
+        throw new KbsError('PluginNotFound', `unknown plugin ${JSON.stringify(first.slice(0, 100))}`);
+      }),
+    );
   };
   return { prefix: KBS_PREFIX, plugin, errorBody: kbsErrorBody };
 }

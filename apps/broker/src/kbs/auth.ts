@@ -11,13 +11,23 @@ const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0
 
 /** §8.3: exactly 0.4.0; build metadata ignored (semver), a pre-release is a mismatch. */
 export function checkVersion(version: unknown): void {
-  if (typeof version !== 'string') throw new KbsError('AttestationError', 'auth: version is not a string', 'Attestation error: RCAR handshake Auth failed: deserialize Request');
+  if (typeof version !== 'string')
+    throw new KbsError('AttestationError', 'auth: version is not a string', 'Attestation error: RCAR handshake Auth failed: deserialize Request');
   const m = SEMVER.exec(version);
-  if (!m) throw new KbsError('AttestationError', `auth: unparsable version ${JSON.stringify(version.slice(0, 40))}`, 'Attestation error: RCAR handshake Auth failed: failed to parse KBS version');
+  if (!m)
+    throw new KbsError(
+      'AttestationError',
+      `auth: unparsable version ${JSON.stringify(version.slice(0, 40))}`,
+      'Attestation error: RCAR handshake Auth failed: failed to parse KBS version',
+    );
   if (`${m[1]}.${m[2]}.${m[3]}` !== KBS_PROTOCOL_VERSION || m[4] !== undefined) {
     // the client's own version, safe to echo; guest-components' test looks for this substring (§2.2 step 3)
     const shown = version.length > 40 ? `${version.slice(0, 40)}…` : version;
-    throw new KbsError('AttestationError', `auth: protocol version ${shown}`, `Attestation error: RCAR handshake Auth failed: KBS Client Protocol Version Mismatch: expect =${KBS_PROTOCOL_VERSION} while the request is ${shown}`);
+    throw new KbsError(
+      'AttestationError',
+      `auth: protocol version ${shown}`,
+      `Attestation error: RCAR handshake Auth failed: KBS Client Protocol Version Mismatch: expect =${KBS_PROTOCOL_VERSION} while the request is ${shown}`,
+    );
   }
 }
 
@@ -26,11 +36,15 @@ export async function handleAuth(deps: KbsDeps, body: unknown): Promise<KbsReply
     throw new KbsError('AttestationError', 'auth: the body is not a Request object', 'Attestation error: RCAR handshake Auth failed: deserialize Request');
   }
   const req = body as Record<string, unknown>;
-  if (typeof req.tee !== 'string') throw new KbsError('AttestationError', 'auth: tee is not a string', 'Attestation error: RCAR handshake Auth failed: deserialize Request');
+  if (typeof req.tee !== 'string')
+    throw new KbsError('AttestationError', 'auth: tee is not a string', 'Attestation error: RCAR handshake Auth failed: deserialize Request');
   checkVersion(req.version);
   const tee = req.tee;
   if (tee !== 'snp' && !(tee === 'sample' && deps.options.sampleTee)) {
-    throw new KbsError('AttestationError', `auth: TEE ${JSON.stringify(tee.slice(0, 40))} is not served${tee === 'sample' ? ' (the sample TEE is off; --kbs-sample-tee enables it for tests)' : ''}`);
+    throw new KbsError(
+      'AttestationError',
+      `auth: TEE ${JSON.stringify(tee.slice(0, 40))} is not served${tee === 'sample' ? ' (the sample TEE is off; --kbs-sample-tee enables it for tests)' : ''}`,
+    );
   }
   // extra-params: any JSON value, a missing member as {} (§2.1); the client's hash list is not needed for SHA-384
   const now = deps.now();

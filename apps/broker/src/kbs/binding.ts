@@ -6,8 +6,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { KbsError } from './errors';
 
 export type TeePubKey =
-  | { kty: 'EC'; crv: 'P-256' | 'P-521'; alg: 'ECDH-ES+A256KW'; x: string; y: string }
-  | { kty: 'RSA'; alg: 'RSA-OAEP-256'; n: string; e: string };
+  { kty: 'EC'; crv: 'P-256' | 'P-521'; alg: 'ECDH-ES+A256KW'; x: string; y: string } | { kty: 'RSA'; alg: 'RSA-OAEP-256'; n: string; e: string };
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const COORD: Record<string, number> = { 'P-256': 32, 'P-521': 66 };
@@ -62,7 +61,9 @@ export function jcs(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(jcs).join(',')}]`;
   if (typeof value === 'object' && value !== null) {
     const o = value as Record<string, unknown>;
-    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${jcs(o[k])}`).join(',')}}`;
   }
   return JSON.stringify(value);
@@ -70,12 +71,16 @@ export function jcs(value: unknown): string {
 
 /** §4.3 step 2: SHA-384 of JCS({"tee-pubkey", "nonce" (the session's), "additional-evidence" (as received)}). */
 export function bindingDigest(key: TeePubKey, nonce: string, additionalEvidence: string): Buffer {
-  return createHash('sha384').update(jcs({ 'tee-pubkey': key, nonce, 'additional-evidence': additionalEvidence }), 'utf8').digest();
+  return createHash('sha384')
+    .update(jcs({ 'tee-pubkey': key, nonce, 'additional-evidence': additionalEvidence }), 'utf8')
+    .digest();
 }
 
 /** §4.4: the two-member object given to additional devices. */
 export function deviceBindingDigest(key: TeePubKey, nonce: string): Buffer {
-  return createHash('sha384').update(jcs({ 'tee-pubkey': key, nonce }), 'utf8').digest();
+  return createHash('sha384')
+    .update(jcs({ 'tee-pubkey': key, nonce }), 'utf8')
+    .digest();
 }
 
 /** §4.2: SNP REPORT_DATA is the digest right-padded with zeros to 64 bytes. */

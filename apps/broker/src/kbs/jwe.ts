@@ -4,7 +4,17 @@
  * no `aad` member; the CEK wrapped with ECDH-ES+A256KW (empty party info, fixed-length Z and epk coordinates) or
  * RSA-OAEP-256. The header is written in the order the client re-serialises it: alg, enc, then sorted members.
  */
-import { createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, randomBytes, constants, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createHash,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  publicEncrypt,
+  randomBytes,
+  constants,
+  type KeyObject,
+} from 'node:crypto';
 import type { TeePubKey } from './binding';
 
 export interface Jwe {

@@ -28,7 +28,10 @@ async function tokenOf(deps: KbsDeps, c: ResourceCredentials, now: Date): Promis
   if (fromSession) return signer.verify(fromSession.token, seconds);
   const m = c.authorization ? /^Bearer\s+(\S+)\s*$/i.exec(c.authorization) : null;
   if (m) return signer.verify(m[1]!, seconds);
-  throw new KbsError('TokenNotFound', c.sessionId ? 'resource: the session is unknown, expired or not attested, and no Bearer token' : 'resource: no session cookie and no Bearer token');
+  throw new KbsError(
+    'TokenNotFound',
+    c.sessionId ? 'resource: the session is unknown, expired or not attested, and no Bearer token' : 'resource: no session cookie and no Bearer token',
+  );
 }
 
 const hexFact = (v: unknown) => (typeof v === 'string' ? v : '');
@@ -99,7 +102,16 @@ export async function handleResource(deps: KbsDeps, segments: string[], creds: R
     {
       counters: [...new Map(counters.map((c) => [c.key, c])).values()],
       connections: [],
-      audit: [{ event: 'kbs.resource', outcome: 'released', peer: meta.peer, refId: meta.ref, at: now, detail: { resource: id, tee: tee ?? null, policies: policies.map((p) => p.name) } }],
+      audit: [
+        {
+          event: 'kbs.resource',
+          outcome: 'released',
+          peer: meta.peer,
+          refId: meta.ref,
+          at: now,
+          detail: { resource: id, tee: tee ?? null, policies: policies.map((p) => p.name) },
+        },
+      ],
     },
     now,
   );

@@ -100,7 +100,12 @@ export class TokenSigner {
       throw fail('header or payload is not JSON');
     }
     if (header?.alg !== 'ES256') throw fail(`alg ${JSON.stringify(header?.alg)}`);
-    const ok = verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: this.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(parts[2]!, 'base64url'));
+    const ok = verify(
+      'sha256',
+      Buffer.from(`${parts[0]}.${parts[1]}`),
+      { key: this.publicKey, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(parts[2]!, 'base64url'),
+    );
     if (!ok) throw fail('signature does not verify with the broker token key');
     if (typeof claims !== 'object' || claims === null) throw fail('payload is not an object');
     if (!Number.isSafeInteger(claims.exp)) throw fail('no integer exp');

@@ -49,7 +49,14 @@ export function getSecretHandler(ctx: BrokerContext) {
           ...base,
           event: 'secret',
           outcome: 'released',
-          detail: { requested, launchDigest: digest.toString('hex'), api: `${apiMajor}.${apiMinor}`, build: buildId, policy: session.sevPolicy, description: req.LaunchDescription },
+          detail: {
+            requested,
+            launchDigest: digest.toString('hex'),
+            api: `${apiMajor}.${apiMinor}`,
+            build: buildId,
+            policy: session.sevPolicy,
+            description: req.LaunchDescription,
+          },
         }),
         info,
       });

@@ -15,7 +15,11 @@ export { KdsFetcher, parseRetryAfter, type KdsOptions } from './kds';
  * The certificate source for one attestation: the evidence's table, then the offline store, then (when enabled) KDS
  * (snp-attestation.md §4.4 order). The KBS front-end calls this with the certificates parsed from the evidence.
  */
-export function certificateSourceFor(opts: { evidence?: SnpEvidenceCertificates; store: Pick<SnpCertificateStore, 'getSnpCertificate'>; kds?: KdsFetcher }): CertificateSource {
+export function certificateSourceFor(opts: {
+  evidence?: SnpEvidenceCertificates;
+  store: Pick<SnpCertificateStore, 'getSnpCertificate'>;
+  kds?: KdsFetcher;
+}): CertificateSource {
   return chainSources([...(opts.evidence ? [evidenceSource(opts.evidence)] : []), offlineStoreSource(opts.store), ...(opts.kds ? [opts.kds] : [])]);
 }
 

@@ -102,7 +102,11 @@ export class KdsFetcher implements CertificateSource {
   }
 
   /** Store first; else the (shared) fetch, waited for at most waitMs; valid answers are cached. */
-  private async cached(keys: string | string[], url: string, accept: (body: Buffer) => SnpCertificateInput[] | undefined): Promise<Map<string, Buffer> | undefined> {
+  private async cached(
+    keys: string | string[],
+    url: string,
+    accept: (body: Buffer) => SnpCertificateInput[] | undefined,
+  ): Promise<Map<string, Buffer> | undefined> {
     const ks = Array.isArray(keys) ? keys : [keys];
     const rows = await Promise.all(ks.map((k) => this.o.cache.getSnpCertificate(k)));
     if (rows.every((r) => r && (!r.expiresAt || r.kind !== 'crl' || r.expiresAt.getTime() > Date.now()))) return new Map(rows.map((r) => [r!.key, r!.der]));

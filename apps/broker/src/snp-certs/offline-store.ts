@@ -105,7 +105,13 @@ function classifyCertificate(file: string, der: Buffer): SnpCertificateInput {
     if ([ext.bootloader, ext.tee, ext.snp, ext.microcode].some((x) => x === undefined) || (product === 'Turin' && ext.fmc === undefined)) {
       throw new SnpImportError(file, 'a VCEK without its TCB extensions');
     }
-    const tcb = tcbPrefix({ bootloader: ext.bootloader!, tee: ext.tee!, snp: ext.snp!, microcode: ext.microcode!, ...(product === 'Turin' ? { fmc: ext.fmc! } : {}) });
+    const tcb = tcbPrefix({
+      bootloader: ext.bootloader!,
+      tee: ext.tee!,
+      snp: ext.snp!,
+      microcode: ext.microcode!,
+      ...(product === 'Turin' ? { fmc: ext.fmc! } : {}),
+    });
     return { key: vcekKey(product, hw.toString('hex'), tcb), kind: 'vcek', product, der, source: 'import', expiresAt };
   }
   if (c.subjectCn === 'SEV-VLEK') throw new SnpImportError(file, 'a VLEK: VLEKs are not stored, the host supplies them in the evidence');
@@ -150,7 +156,10 @@ export function classifySnpFiles(files: readonly { name: string; data: Uint8Arra
 }
 
 /** Import: classify everything first (bad input changes nothing), then write each (replacing the same key). */
-export async function importSnpCertificates(store: Pick<SnpCertificateStore, 'putSnpCertificate'>, files: readonly { name: string; data: Uint8Array }[]): Promise<SnpCertificateInput[]> {
+export async function importSnpCertificates(
+  store: Pick<SnpCertificateStore, 'putSnpCertificate'>,
+  files: readonly { name: string; data: Uint8Array }[],
+): Promise<SnpCertificateInput[]> {
   const items = classifySnpFiles(files);
   for (const i of items) await store.putSnpCertificate(i);
   return items;

@@ -45,7 +45,9 @@ export interface VcekId {
  */
 export function vcekIds(r: SnpReport): VcekId[] {
   if (r.chipId.every((b) => b === 0)) return [];
-  const gens: SnpGeneration[] = r.cpuid ? [generationFromCpuid(r.cpuid.family, r.cpuid.model)].filter((g): g is SnpGeneration => g !== undefined) : ['milan', 'genoa'];
+  const gens: SnpGeneration[] = r.cpuid
+    ? [generationFromCpuid(r.cpuid.family, r.cpuid.model)].filter((g): g is SnpGeneration => g !== undefined)
+    : ['milan', 'genoa'];
   return gens.map((g) => ({ product: productOf(g), hwId: r.chipId.subarray(0, g === 'turin' ? 8 : 64).toString('hex'), tcb: decodeTcb(r.reportedTcb, g) }));
 }
 

@@ -44,14 +44,31 @@ export function removeTrustRoot(): void {
 
 export function startFaultBroker(spec: BrokerSpec): Promise<FaultBroker> {
   const args = [
-    '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', spec.dataDir,
-    '--trust-root', `sev-sim=${trustRootFile()}`, '--request-timeout', String(spec.requestTimeoutSeconds),
-    '--bundle-rate', '0', '--log-level', 'info',
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--data-dir',
+    spec.dataDir,
+    '--trust-root',
+    `sev-sim=${trustRootFile()}`,
+    '--request-timeout',
+    String(spec.requestTimeoutSeconds),
+    '--bundle-rate',
+    '0',
+    '--log-level',
+    'info',
   ];
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '', KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN };
   if (spec.databaseUrl) env.KB_DATABASE_URL = spec.databaseUrl;
   else delete env.KB_DATABASE_URL;
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'apps/broker/src/main.ts'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'apps/broker/src/main.ts'), ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   let exited = false;
   const closed = new Promise<number | null>((done) => child.once('close', (code) => ((exited = true), done(code))));

@@ -237,7 +237,10 @@ describe('fault suite', () => {
       await sleep(STOP_S * 1000 - 1000);
       // the owner too is told to retry, with a reference
       const owner = new OwnerClient(b.adminAddress, ADMIN_TOKEN);
-      const adminErr = await owner.call('listPolicies', { prefix: '', page_size: 0, page_token: '' }).then(() => undefined, (e: { code: number; details: string }) => e);
+      const adminErr = await owner.call('listPolicies', { prefix: '', page_size: 0, page_token: '' }).then(
+        () => undefined,
+        (e: { code: number; details: string }) => e,
+      );
       owner.close();
       expect(adminErr?.code).toBe(status.UNAVAILABLE);
       expect(adminErr?.details).toMatch(/retry later \(ref [0-9a-f]+\)$/);

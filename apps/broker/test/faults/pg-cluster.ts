@@ -21,7 +21,8 @@ export class PgCluster {
     if (!bin) throw new Error('the fault suite needs Debian PostgreSQL server binaries (apt-get install postgresql)');
     this.bin = bin;
     this.asPg = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
-    if (this.asPg.length) chownSync(this.dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+    if (this.asPg.length)
+      chownSync(this.dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
     this.run('initdb', ['-D', this.data, '-U', 'kb', '--auth=trust', '--no-sync']);
   }
 

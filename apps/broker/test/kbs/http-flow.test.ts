@@ -64,7 +64,9 @@ describe('flow A (cookie client) with the sample TEE', () => {
     expect(challenge['extra-params']).toBe('');
     expect(challenge.nonce).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     const setCookie = auth.headers['set-cookie']!;
-    expect(setCookie).toMatch(/^kbs-session-id=[0-9a-f]{32}; Expires=[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT; Max-Age=300; Path=\/kbs\/v0; HttpOnly$/);
+    expect(setCookie).toMatch(
+      /^kbs-session-id=[0-9a-f]{32}; Expires=[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT; Max-Age=300; Path=\/kbs\/v0; HttpOnly$/,
+    );
     expect(setCookie).not.toMatch(/Secure/i);
     const attest = await c.attest();
     expect(attest.status).toBe(200);
@@ -122,7 +124,17 @@ describe('flow B (Bearer, the CDH) and the token', () => {
     const forged = await cdh.resource('default/key/key_id1', 'bearer');
     expectError(forged, 401, 'TokenVerifierError');
     expect(await reasonOf(forged.body)).toMatch(/signature/);
-    const other = new TokenSigner(newTokenKey()).issue({ tee: 'sample', teePubKey: parseTeePubKey(c.key.jwk).key, nonce: 'n', additionalEvidence: '', reportDataHex: '', initDataHex: null, teeClaims: {}, iat: 1, exp: 9_999_999_999 });
+    const other = new TokenSigner(newTokenKey()).issue({
+      tee: 'sample',
+      teePubKey: parseTeePubKey(c.key.jwk).key,
+      nonce: 'n',
+      additionalEvidence: '',
+      reportDataHex: '',
+      initDataHex: null,
+      teeClaims: {},
+      iat: 1,
+      exp: 9_999_999_999,
+    });
     cdh.token = other;
     expectError(await cdh.resource('default/key/key_id1', 'bearer'), 401, 'TokenVerifierError');
   });
@@ -136,7 +148,12 @@ describe('flow B (Bearer, the CDH) and the token', () => {
     await c.attest();
     const { createPublicKey, verify } = await import('node:crypto');
     const [h, p, s] = c.token!.split('.');
-    const ok = verify('sha256', Buffer.from(`${h}.${p}`), { key: createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(s!, 'base64url'));
+    const ok = verify(
+      'sha256',
+      Buffer.from(`${h}.${p}`),
+      { key: createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+      Buffer.from(s!, 'base64url'),
+    );
     expect(ok).toBe(true);
   });
 
@@ -186,7 +203,11 @@ describe('errors', () => {
     const r = await wire('POST', '/kbs/v0/auth', { body: '{"version":"0.3.0","tee":"sample","extra-params":""}', contentType: 'application/json' });
     expectError(r, 401, 'AttestationError');
     expect(JSON.parse(r.body).detail).toContain('KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.3.0');
-    expectError(await wire('POST', '/kbs/v0/auth', { body: '{"version":"0.4.0","tee":"tdx","extra-params":""}', contentType: 'application/json' }), 401, 'AttestationError');
+    expectError(
+      await wire('POST', '/kbs/v0/auth', { body: '{"version":"0.4.0","tee":"tdx","extra-params":""}', contentType: 'application/json' }),
+      401,
+      'AttestationError',
+    );
     const noExtra = await wire('POST', '/kbs/v0/auth', { body: '{"version":"0.4.0","tee":"sample"}', contentType: 'application/json' });
     expect(noExtra.status).toBe(200);
   });
@@ -220,7 +241,11 @@ describe('SNP', () => {
     const c = new KbsTestClient(wire);
     await c.auth('{"version":"0.4.0","tee":"snp","extra-params":{"supported-hash-algorithms":["sha384"]}}');
     const evidence = vector('upstream/snp/e2e-evidence-genoa-v3.json');
-    const r = await c.attest({ 'init-data': null, 'runtime-data': { nonce: c.nonce, 'tee-pubkey': c.key.jwk }, 'tee-evidence': { primary_evidence: evidence, additional_evidence: '' } });
+    const r = await c.attest({
+      'init-data': null,
+      'runtime-data': { nonce: c.nonce, 'tee-pubkey': c.key.jwk },
+      'tee-evidence': { primary_evidence: evidence, additional_evidence: '' },
+    });
     expectError(r, 401, 'AttestationError');
     const reason = await reasonOf(r.body);
     expect(reason).toContain('SNP_REPORT_DATA');
@@ -231,7 +256,18 @@ describe('SNP', () => {
   async function snpToken(key: Record<string, string>, facts: Record<string, unknown>): Promise<string> {
     const signer = new TokenSigner(await store.kbsTokenKey(newTokenKey));
     const iat = Math.floor(clock / 1000);
-    return signer.issue({ tee: 'snp', teePubKey: parseTeePubKey(key).key, nonce: 'n', additionalEvidence: '', reportDataHex: '', initDataHex: null, teeClaims: {}, iat, exp: iat + 300, snpFacts: facts });
+    return signer.issue({
+      tee: 'snp',
+      teePubKey: parseTeePubKey(key).key,
+      nonce: 'n',
+      additionalEvidence: '',
+      reportDataHex: '',
+      initDataHex: null,
+      teeClaims: {},
+      iat,
+      exp: iat + 300,
+      snpFacts: facts,
+    });
   }
   const M = 'ab'.repeat(48);
   const facts = (over: Record<string, unknown> = {}) => ({
@@ -263,7 +299,10 @@ describe('SNP', () => {
     expect(await reasonOf(capped.body)).toContain('maxReleases');
 
     await store.putKbsResource({ id: 'snp/key/two', bytes: Buffer.from('two') });
-    c.token = await snpToken(c.key.jwk, facts({ policy: `0x${(0x30000 | (1 << 19)).toString(16)}`, reportedTcb: { bootloader: 10, tee: 0, snp: 21, microcode: 25 } }));
+    c.token = await snpToken(
+      c.key.jwk,
+      facts({ policy: `0x${(0x30000 | (1 << 19)).toString(16)}`, reportedTcb: { bootloader: 10, tee: 0, snp: 21, microcode: 25 } }),
+    );
     const refused = await c.resource('snp/key/two', 'bearer');
     expectError(refused, 403, 'PolicyDeny');
     const reason = await reasonOf(refused.body);

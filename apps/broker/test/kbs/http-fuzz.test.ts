@@ -47,7 +47,16 @@ function mutations(text: string): fc.Arbitrary<string> {
   const paths = (v: unknown, at: string[] = []): string[][] =>
     v && typeof v === 'object' ? Object.entries(v).flatMap(([k, x]) => [[...at, k], ...paths(x, [...at, k])]) : [];
   const all = paths(JSON.parse(text));
-  const values = fc.oneof(fc.constant(null), fc.integer(), fc.string(), fc.constant([]), fc.constant({}), fc.double(), fc.boolean(), fc.string({ unit: 'binary' }));
+  const values = fc.oneof(
+    fc.constant(null),
+    fc.integer(),
+    fc.string(),
+    fc.constant([]),
+    fc.constant({}),
+    fc.double(),
+    fc.boolean(),
+    fc.string({ unit: 'binary' }),
+  );
   return fc.oneof(
     fc.string({ unit: 'binary', maxLength: 200 }),
     fc.nat(text.length).map((n) => text.slice(0, n)),
@@ -100,11 +109,28 @@ it('resource: random cookies, Authorization headers and paths are 4xx and releas
   const before = await released();
   await fc.assert(
     fc.asyncProperty(
-      fc.oneof(fc.constant('default/key/fuzz'), fc.string({ maxLength: 60 }).map((s) => encodeURIComponent(s)), fc.array(fc.stringMatching(/^[A-Za-z0-9_.-]{0,8}$/), { maxLength: 5 }).map((a) => a.join('/'))),
-      fc.option(fc.oneof(fc.stringMatching(/^[0-9a-f]{32}$/), fc.string({ maxLength: 80 }).filter((s) => /^[\x21-\x7e]*$/.test(s) && !s.includes(';')))),
-      fc.option(fc.oneof(fc.string({ maxLength: 100 }).filter((s) => /^[\x20-\x7e]*$/.test(s)), fc.base64String().map((s) => `Bearer ${s}.${s}.${s}`))),
+      fc.oneof(
+        fc.constant('default/key/fuzz'),
+        fc.string({ maxLength: 60 }).map((s) => encodeURIComponent(s)),
+        fc.array(fc.stringMatching(/^[A-Za-z0-9_.-]{0,8}$/), { maxLength: 5 }).map((a) => a.join('/')),
+      ),
+      fc.option(
+        fc.oneof(
+          fc.stringMatching(/^[0-9a-f]{32}$/),
+          fc.string({ maxLength: 80 }).filter((s) => /^[\x21-\x7e]*$/.test(s) && !s.includes(';')),
+        ),
+      ),
+      fc.option(
+        fc.oneof(
+          fc.string({ maxLength: 100 }).filter((s) => /^[\x20-\x7e]*$/.test(s)),
+          fc.base64String().map((s) => `Bearer ${s}.${s}.${s}`),
+        ),
+      ),
       async (path, cookie, auth) => {
-        const r = await wire('GET', `/kbs/v0/resource/${path}`, { ...(cookie !== null ? { cookie: `kbs-session-id=${cookie}` } : {}), ...(auth !== null ? { authorization: auth } : {}) });
+        const r = await wire('GET', `/kbs/v0/resource/${path}`, {
+          ...(cookie !== null ? { cookie: `kbs-session-id=${cookie}` } : {}),
+          ...(auth !== null ? { authorization: auth } : {}),
+        });
         isErrorInformation(r);
       },
     ),

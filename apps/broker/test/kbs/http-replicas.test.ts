@@ -84,7 +84,8 @@ describe('KBS sessions shared by brokers on one PostgreSQL (KB_TEST_DATABASE_URL
     const env = { KB_DATABASE_URL: db.url, KB_MASTER_KEY: MASTER_KEY.toString('base64'), KB_ADMIN_TOKEN: ADMIN_TOKEN, KB_KBS_SAMPLE_TEE: '1' };
     const procs: BrokerProcess[] = [];
     try {
-      for (const dir of dirs) procs.push(await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], env));
+      for (const dir of dirs)
+        procs.push(await spawnBroker(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', dir], env));
       const [p, q] = procs.map((x) => httpWire(x.httpAddress!));
       const c = new KbsTestClient(p!);
       await c.auth();

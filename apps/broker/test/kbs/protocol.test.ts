@@ -98,7 +98,11 @@ describe('JWE (§6)', () => {
       const i = v.inputs;
       const eph = createPrivateKey({ key: i.ephemeral_private_jwk, format: 'jwk' });
       const { key } = parseTeePubKey(i.recipient_tee_private_jwk);
-      const jwe = encryptToTeeKey(key, Buffer.from(i.plaintext_utf8), { ephemeralPrivateKey: eph, cek: Buffer.from(i.cek_hex, 'hex'), iv: Buffer.from(i.iv_hex, 'hex') });
+      const jwe = encryptToTeeKey(key, Buffer.from(i.plaintext_utf8), {
+        ephemeralPrivateKey: eph,
+        cek: Buffer.from(i.cek_hex, 'hex'),
+        iv: Buffer.from(i.iv_hex, 'hex'),
+      });
       expect(concatKdfKek(Buffer.from(v.intermediates.z_shared_secret_x_hex, 'hex')).toString('hex')).toBe(v.intermediates.kek_hex);
       expect(aesKeyWrap(Buffer.from(v.intermediates.kek_hex, 'hex'), Buffer.from(i.cek_hex, 'hex')).toString('hex')).toBe(v.intermediates.encrypted_key_hex);
       expect(Buffer.from(jwe.protected, 'base64url').toString()).toBe(v.intermediates.protected_header_json);
@@ -175,7 +179,15 @@ describe('token (§5)', () => {
 });
 
 describe('paths and cookies', () => {
-  it.each([['default/key/key_id1', true], ['1.ok/2ok./3...', true], ['.1/2/3', false], ['a/b', false], ['a/b/c/d', false], ['a/b/c%2F', false], ['a//c', false]])('%s is a resource path: %s', (p, ok) => {
+  it.each([
+    ['default/key/key_id1', true],
+    ['1.ok/2ok./3...', true],
+    ['.1/2/3', false],
+    ['a/b', false],
+    ['a/b/c/d', false],
+    ['a/b/c%2F', false],
+    ['a//c', false],
+  ])('%s is a resource path: %s', (p, ok) => {
     expect(isKbsPath(p.split('/'))).toBe(ok);
   });
 

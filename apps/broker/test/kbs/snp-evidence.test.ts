@@ -21,14 +21,26 @@ describe('SNP evidence', () => {
   it('verifies the Genoa e2e evidence (VCEK in cert_chain) and yields trustee-named claims', async () => {
     const v = await verifySnpEvidence(genoa, reportData(genoa), null, opts);
     expect(v.verification.ok).toBe(true);
-    expect(v.claims).toMatchObject({ reported_tcb_bootloader: 10, reported_tcb_tee: 0, reported_tcb_snp: 23, reported_tcb_microcode: 25, policy_debug_allowed: false, policy_smt_allowed: true, vmpl: 0, generation: 'genoa' });
+    expect(v.claims).toMatchObject({
+      reported_tcb_bootloader: 10,
+      reported_tcb_tee: 0,
+      reported_tcb_snp: 23,
+      reported_tcb_microcode: 25,
+      policy_debug_allowed: false,
+      policy_smt_allowed: true,
+      vmpl: 0,
+      generation: 'genoa',
+    });
     expect(v.claims.measurement).toBe(Buffer.from(genoa.attestation_report.measurement).toString('hex'));
   });
 
   it('compares all 64 REPORT_DATA bytes (a change in the last padding byte is refused)', async () => {
     const rd = reportData(genoa);
     rd[63] = rd[63]! ^ 1;
-    await expect(verifySnpEvidence(genoa, rd, null, opts)).rejects.toMatchObject({ type: 'AttestationError', reason: expect.stringContaining('SNP_REPORT_DATA') });
+    await expect(verifySnpEvidence(genoa, rd, null, opts)).rejects.toMatchObject({
+      type: 'AttestationError',
+      reason: expect.stringContaining('SNP_REPORT_DATA'),
+    });
   });
 
   it('refuses a report whose signed bytes were changed (measurement)', async () => {
@@ -66,13 +78,17 @@ describe('SNP evidence', () => {
   it('checks HOST_DATA against init-data when it is sent (§11)', async () => {
     const body = 'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n';
     expect(initDataDigest({ format: 'toml', body })).toEqual(createHash('sha256').update(body).digest());
-    await expect(verifySnpEvidence(genoa, reportData(genoa), { format: 'toml', body }, opts)).rejects.toMatchObject({ reason: expect.stringContaining('HOST_DATA') });
+    await expect(verifySnpEvidence(genoa, reportData(genoa), { format: 'toml', body }, opts)).rejects.toMatchObject({
+      reason: expect.stringContaining('HOST_DATA'),
+    });
     expect(() => initDataDigest({ format: 'json', body })).toThrow(/toml/);
     expect(() => initDataDigest({ format: 'toml', body: 'algorithm = "md5"' })).toThrow(/algorithm/);
   });
 
   it('refuses malformed evidence with a clear reason', async () => {
-    await expect(verifySnpEvidence({ attestation_report: { version: 'x' } }, Buffer.alloc(64), null, opts)).rejects.toMatchObject({ reason: expect.stringContaining('SNP_EVIDENCE_FORMAT') });
+    await expect(verifySnpEvidence({ attestation_report: { version: 'x' } }, Buffer.alloc(64), null, opts)).rejects.toMatchObject({
+      reason: expect.stringContaining('SNP_EVIDENCE_FORMAT'),
+    });
     await expect(verifySnpEvidence('nope', Buffer.alloc(64), null, opts)).rejects.toMatchObject({ type: 'AttestationError' });
   });
 });

@@ -25,14 +25,27 @@ const SECRET = randomBytes(300);
 
 /** A small SNP guest image: firmware pages, the secrets page (VMPCKs), one BSP VMSA; `variant` changes one page. */
 function image(policy: bigint, variant: number): IgvmFile {
-  const page = (gpa: number, fill: number) => ({ kind: 'page_data' as const, gpa: BigInt(gpa), compatibilityMask: 1, flags: 0, dataType: 0, data: Buffer.alloc(4096, fill) });
+  const page = (gpa: number, fill: number) => ({
+    kind: 'page_data' as const,
+    gpa: BigInt(gpa),
+    compatibilityMask: 1,
+    flags: 0,
+    dataType: 0,
+    data: Buffer.alloc(4096, fill),
+  });
   const vmsa = Buffer.alloc(4096);
   vmsa.write('e2e vmsa', 0);
   return {
     formatVersion: 1,
     platforms: [{ compatibilityMask: 1, highestVtl: 0, platformType: IgvmPlatformType.SEV_SNP, platformVersion: 1, sharedGpaBoundary: 0n }],
     initializations: [{ kind: 'guest_policy', policy, compatibilityMask: 1 }],
-    directives: [page(0xffff_d000, 0x91), page(0xffff_e000, 0x92), page(0xffff_f000, variant), { kind: 'page_data', gpa: 0x80_0000n, compatibilityMask: 1, flags: 0, dataType: 1 }, { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa }],
+    directives: [
+      page(0xffff_d000, 0x91),
+      page(0xffff_e000, 0x92),
+      page(0xffff_f000, variant),
+      { kind: 'page_data', gpa: 0x80_0000n, compatibilityMask: 1, flags: 0, dataType: 1 },
+      { kind: 'vp_context', form: 'snp', gpa: 0xffff_ffff_f000n, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsa },
+    ],
   };
 }
 
@@ -159,7 +172,8 @@ describe.each(DRIVERS)('a simulated SNP guest against the broker over HTTP (%s)'
 });
 
 describe('--snp-trust-root FILE (the operator option for labs and simulators)', () => {
-  const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const pem = (der: Uint8Array) =>
+    `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'kb-snp-root-'));
@@ -183,7 +197,13 @@ describe('--snp-trust-root FILE (the operator option for labs and simulators)', 
         await store.putKbsResource({ id: 'default/key/disk', bytes: SECRET });
         const client = guest.kbsClient(`http://${broker.httpAddress!}`);
         if (trusted) expect((await client.getResource('default/key/disk')).equals(SECRET)).toBe(true);
-        else expect(await client.attest().then(() => 0, (e: KbsProtocolError) => e.status)).toBe(401);
+        else
+          expect(
+            await client.attest().then(
+              () => 0,
+              (e: KbsProtocolError) => e.status,
+            ),
+          ).toBe(401);
       } finally {
         guest.shutdown();
         await broker.close();
@@ -197,6 +217,8 @@ describe('--snp-trust-root FILE (the operator option for labs and simulators)', 
     const ca = await loadSnpCa({ name: 'sev-sim-snp', generation: 'genoa', dir: FIXTURES });
     const file = join(dir, 'ark-only.pem');
     writeFileSync(file, pem(ca.ark.der));
-    await expect(startBroker(testConfig({ snpTrustRoots: [file] }), { logger: silentLogger })).rejects.toThrow(/--snp-trust-root .*ark-only.pem must hold the ARK and ASK.*found ARK/);
+    await expect(startBroker(testConfig({ snpTrustRoots: [file] }), { logger: silentLogger })).rejects.toThrow(
+      /--snp-trust-root .*ark-only.pem must hold the ARK and ASK.*found ARK/,
+    );
   });
 });

@@ -20,7 +20,10 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const MASTER_KEY = randomBytes(32);
 
 export function testConfig(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
-  const base = parseConfig(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', '/nonexistent-test-dir'], {});
+  const base = parseConfig(
+    ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', '/nonexistent-test-dir'],
+    {},
+  );
   if (base === 'help') throw new Error('unreachable');
   // A generous deadline: these suites run hundreds of launches at once on slow CI machines, and deadline.test.ts
   // tests the deadline itself.

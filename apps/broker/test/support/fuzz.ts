@@ -85,7 +85,11 @@ export interface PreparedLaunch {
 }
 
 /** GetBundle, LAUNCH_START and the measurement — everything of a launch up to (not including) GetSecret. */
-export async function prepareLaunch(host: HostClient, platform: SimulatedPlatform, o: { policy?: number; firmware?: Uint8Array } = {}): Promise<PreparedLaunch> {
+export async function prepareLaunch(
+  host: HostClient,
+  platform: SimulatedPlatform,
+  o: { policy?: number; firmware?: Uint8Array } = {},
+): Promise<PreparedLaunch> {
   const policy = o.policy ?? PolicyFlag.NODBG;
   const firmware: typeof FIRMWARE = o.firmware ? Buffer.from(o.firmware) : FIRMWARE;
   const sp = new SimulatedSecureProcessor(platform);
@@ -161,18 +165,28 @@ export const badBase64: fc.Arbitrary<string> = fc.oneof(
     .map(([b, c, i]) => insertAt(Buffer.from(b).toString('base64'), c, i)),
   // 1–3 characters too many for whole quadruples
   fc
-    .tuple(fc.integer({ min: 1, max: 20 }).chain((n) => fc.uint8Array({ minLength: 3 * n, maxLength: 3 * n })), fc.array(b64Char, { minLength: 1, maxLength: 3 }))
+    .tuple(
+      fc.integer({ min: 1, max: 20 }).chain((n) => fc.uint8Array({ minLength: 3 * n, maxLength: 3 * n })),
+      fc.array(b64Char, { minLength: 1, maxLength: 3 }),
+    )
     .map(([b, extra]) => Buffer.from(b).toString('base64') + extra.join('')),
   // padding in the middle or too much of it
   fc
-    .tuple(fc.integer({ min: 1, max: 20 }).chain((n) => fc.uint8Array({ minLength: 3 * n, maxLength: 3 * n })), fc.constantFrom('=', '==', '===', '===='), fc.nat())
+    .tuple(
+      fc.integer({ min: 1, max: 20 }).chain((n) => fc.uint8Array({ minLength: 3 * n, maxLength: 3 * n })),
+      fc.constantFrom('=', '==', '===', '===='),
+      fc.nat(),
+    )
     .map(([b, pad, i]) => {
       const s = Buffer.from(b).toString('base64');
       return pad.length >= 3 ? s.slice(0, s.length - 4) + 'A' + pad.slice(0, 3) : insertAt(s, pad, i);
     })
     .filter((s) => !/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0),
   // URL-safe alphabet
-  fc.uint8Array({ minLength: 30, maxLength: 60 }).map((b) => Buffer.from(b).toString('base64url')).filter((s) => /[-_]/.test(s)),
+  fc
+    .uint8Array({ minLength: 30, maxLength: 60 })
+    .map((b) => Buffer.from(b).toString('base64url'))
+    .filter((s) => /[-_]/.test(s)),
 );
 
 /** Valid base64 that decodes to any length but `exact` (and not zero: empty is covered by badBase64). */
@@ -202,7 +216,11 @@ const validItem: fc.Arbitrary<keybroker.RequestDetails> = fc.record({
 });
 
 export const unknownSecretType = fc
-  .oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 12 }), fc.constantFrom('', 'keys', 'Key ', ' key', 'secret', 'KEYSET', 'conn', 'reports', 'resources'))
+  .oneof(
+    fc.string({ maxLength: 20 }),
+    fc.string({ unit: 'binary', maxLength: 12 }),
+    fc.constantFrom('', 'keys', 'Key ', ' key', 'secret', 'KEYSET', 'conn', 'reports', 'resources'),
+  )
   .filter((s) => !SECRET_TYPES.includes(s.toLowerCase()));
 export const unknownFormat = fc
   .oneof(fc.string({ maxLength: 20 }), fc.constantFrom('', 'bin', 'JSON ', ' binary', 'base64', 'text', 'jsn', 'raw'))
@@ -229,14 +247,14 @@ export function badSecretRequests(base: keybroker.RequestDetails[], o: { max: nu
   const at = fc.nat(base.length);
   const insert = (item: keybroker.RequestDetails, i: number) => [...base.slice(0, i), item, ...base.slice(i)];
   const variants: fc.Arbitrary<ListMutation>[] = [
+    fc.uniqueArray(fc.uuid(), { minLength: o.max + 1, maxLength: o.max + 10, selector: (u) => u.toLowerCase() }).map((guids) => ({
+      kind: 'too many',
+      list: guids.map((Guid) => ({ Guid, SecretType: 'key', Format: 'binary', Id: 'default/key/disk' })),
+      expect: new RegExp(`^SecretRequests may name at most ${o.max} secrets `),
+    })),
     fc
-      .uniqueArray(fc.uuid(), { minLength: o.max + 1, maxLength: o.max + 10, selector: (u) => u.toLowerCase() })
-      .map((guids) => ({
-        kind: 'too many',
-        list: guids.map((Guid) => ({ Guid, SecretType: 'key', Format: 'binary', Id: 'default/key/disk' })),
-        expect: new RegExp(`^SecretRequests may name at most ${o.max} secrets `),
-      })),
-    fc.tuple(validItem, nonUuid, at).map(([item, Guid, i]) => ({ kind: 'guid', list: insert({ ...item, Guid }, i), expect: /^SecretRequests\[\d+\]\.Guid must be a GUID / })),
+      .tuple(validItem, nonUuid, at)
+      .map(([item, Guid, i]) => ({ kind: 'guid', list: insert({ ...item, Guid }, i), expect: /^SecretRequests\[\d+\]\.Guid must be a GUID / })),
     fc.tuple(validItem, fc.nat(), fc.boolean()).map(([item, j, upper]) => {
       const src = base[j % base.length]!;
       return {
@@ -245,25 +263,27 @@ export function badSecretRequests(base: keybroker.RequestDetails[], o: { max: nu
         expect: /^SecretRequests\[\d+\]\.Guid repeats an earlier entry /,
       };
     }),
-    fc
-      .tuple(validItem, unknownSecretType, at)
-      .map(([item, SecretType, i]) => ({ kind: 'type', list: insert({ ...item, SecretType }, i), expect: /^SecretRequests\[\d+\]\.SecretType must be one of / })),
-    fc
-      .tuple(validItem, fc.constantFrom('key', 'resource', 'Key', 'RESOURCE'), unknownFormat, at)
-      .map(([item, SecretType, Format, i]) => ({ kind: 'format', list: insert({ ...item, SecretType, Format }, i), expect: /^SecretRequests\[\d+\]\.Format must be binary or json / })),
+    fc.tuple(validItem, unknownSecretType, at).map(([item, SecretType, i]) => ({
+      kind: 'type',
+      list: insert({ ...item, SecretType }, i),
+      expect: /^SecretRequests\[\d+\]\.SecretType must be one of /,
+    })),
+    fc.tuple(validItem, fc.constantFrom('key', 'resource', 'Key', 'RESOURCE'), unknownFormat, at).map(([item, SecretType, Format, i]) => ({
+      kind: 'format',
+      list: insert({ ...item, SecretType, Format }, i),
+      expect: /^SecretRequests\[\d+\]\.Format must be binary or json /,
+    })),
     fc
       .tuple(validItem, badId, at)
       .map(([item, Id, i]) => ({ kind: 'id', list: insert({ ...item, Id }, i), expect: /^SecretRequests\[\d+\]\.Id must be 1–256 printable characters / })),
   ];
   if (o.online) {
     variants.push(
-      fc
-        .tuple(fc.uuid(), fc.constantFrom('connection', 'Connection', 'CONNECTION'), at)
-        .map(([Guid, SecretType, i]) => ({
-          kind: 'connection online',
-          list: insert({ Guid, SecretType, Format: 'json', Id: '' }, i),
-          expect: /^SecretRequests\[\d+\]\.SecretType 'connection' is not served by this call /,
-        })),
+      fc.tuple(fc.uuid(), fc.constantFrom('connection', 'Connection', 'CONNECTION'), at).map(([Guid, SecretType, i]) => ({
+        kind: 'connection online',
+        list: insert({ Guid, SecretType, Format: 'json', Id: '' }, i),
+        expect: /^SecretRequests\[\d+\]\.SecretType 'connection' is not served by this call /,
+      })),
     );
   }
   return fc.oneof(...variants);
@@ -314,7 +334,10 @@ function encodeFields(fields: WireField[]): Buffer {
 const wireField = (payload: fc.Arbitrary<Uint8Array>): fc.Arbitrary<WireField> =>
   fc.record({
     no: fc.oneof(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 1, max: 536_870_911 })),
-    wire: fc.oneof({ arbitrary: fc.constantFrom(0 as const, 2 as const), weight: 4 }, { arbitrary: fc.constantFrom(1, 3, 4, 5, 6, 7) as fc.Arbitrary<WireField['wire']>, weight: 1 }),
+    wire: fc.oneof(
+      { arbitrary: fc.constantFrom(0 as const, 2 as const), weight: 4 },
+      { arbitrary: fc.constantFrom(1, 3, 4, 5, 6, 7) as fc.Arbitrary<WireField['wire']>, weight: 1 },
+    ),
     value: fc.bigInt({ min: 0n, max: (1n << 70n) - 1n }),
     bytes: payload,
   });

@@ -46,7 +46,7 @@ export class AdminConnection {
         token = readFileSync(resolve(io.cwd, tokenFile), 'utf8').trim();
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        const why = code === 'ENOENT' ? 'no such file' : code ?? String(e);
+        const why = code === 'ENOENT' ? 'no such file' : (code ?? String(e));
         const hint = tokenFile === DEFAULT_TOKEN_FILE ? ' (the broker writes it there on its first start: run kbctl where you started it)' : '';
         throw new CliError(`cannot read the admin token from ${tokenFile}: ${why}${hint}; pass --token-file or set KB_ADMIN_TOKEN`);
       }

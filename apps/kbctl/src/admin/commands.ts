@@ -43,7 +43,12 @@ function readInput(io: Io, path: string, what: string): Buffer {
  * Every entry of a list call, following its pages (next_page_token) so that no response has to hold the whole list:
  * the broker bounds each page well under the 4 MiB a gRPC client accepts.
  */
-export async function listAll<Res extends { next_page_token: string }, K extends keyof Res>(c: AdminConnection, method: keyof admin.BrokerAdminClient & string, prefix: string, field: K): Promise<Res[K]> {
+export async function listAll<Res extends { next_page_token: string }, K extends keyof Res>(
+  c: AdminConnection,
+  method: keyof admin.BrokerAdminClient & string,
+  prefix: string,
+  field: K,
+): Promise<Res[K]> {
   const items: unknown[] = [];
   let page_token = '';
   do {
@@ -62,12 +67,19 @@ const policy: Group = {
   name: 'policy',
   summary: 'create, show, list and delete release policies',
   commands: [
-    cmd('put', 'create or replace a policy from a JSON file', 'Usage: kbctl policy put NAME FILE\n\n  FILE   the policy document (JSON; - for stdin). See README "Policies".', {}, [2, 2], async (c, _v, [name, file], io) => {
-      const doc = readInput(io, file!, 'the policy').toString('utf8');
-      const p = await c.call<admin.PutPolicyRequest, admin.Policy>('putPolicy', { name: name!, document_json: doc });
-      io.out(`policy ${p.name} stored (updated ${p.updated_at})`);
-      return 0;
-    }),
+    cmd(
+      'put',
+      'create or replace a policy from a JSON file',
+      'Usage: kbctl policy put NAME FILE\n\n  FILE   the policy document (JSON; - for stdin). See README "Policies".',
+      {},
+      [2, 2],
+      async (c, _v, [name, file], io) => {
+        const doc = readInput(io, file!, 'the policy').toString('utf8');
+        const p = await c.call<admin.PutPolicyRequest, admin.Policy>('putPolicy', { name: name!, document_json: doc });
+        io.out(`policy ${p.name} stored (updated ${p.updated_at})`);
+        return 0;
+      },
+    ),
     cmd('get', 'print a policy document', 'Usage: kbctl policy get NAME', {}, [1, 1], async (c, _v, [name], io) => {
       const p = await c.call<admin.NameRequest, admin.Policy>('getPolicy', { name: name! });
       io.out(JSON.stringify(JSON.parse(p.document_json), null, 2));
@@ -133,11 +145,18 @@ const keyset: Group = {
   name: 'keyset',
   summary: "group secrets for the 'bundle' secret type",
   commands: [
-    cmd('put', 'create or replace a keyset', 'Usage: kbctl keyset put ID SECRET_ID... [--policy NAME]', policyOpt, [2, 1000], async (c, v, [id, ...ids], io) => {
-      const k = await c.call<admin.Keyset, admin.Keyset>('putKeyset', { id: id!, secret_ids: ids, policy_name: (v.policy as string) ?? '' });
-      io.out(`keyset ${k.id} stored (${k.secret_ids.length} secrets)`);
-      return 0;
-    }),
+    cmd(
+      'put',
+      'create or replace a keyset',
+      'Usage: kbctl keyset put ID SECRET_ID... [--policy NAME]',
+      policyOpt,
+      [2, 1000],
+      async (c, v, [id, ...ids], io) => {
+        const k = await c.call<admin.Keyset, admin.Keyset>('putKeyset', { id: id!, secret_ids: ids, policy_name: (v.policy as string) ?? '' });
+        io.out(`keyset ${k.id} stored (${k.secret_ids.length} secrets)`);
+        return 0;
+      },
+    ),
     cmd('get', 'show a keyset', 'Usage: kbctl keyset get ID', {}, [1, 1], async (c, _v, [id], io) => {
       json(io, await c.call('getKeyset', { name: id }));
       return 0;
@@ -159,11 +178,22 @@ const resource: Group = {
   name: 'resource',
   summary: "store resources for the 'resource' secret type (bytes kept in the database)",
   commands: [
-    cmd('put', 'store a resource', 'Usage: kbctl resource put ID FILE [--policy NAME]\n\n  FILE   the bytes (- for stdin)', policyOpt, [2, 2], async (c, v, [id, file], io) => {
-      const r = await c.call<admin.PutResourceRequest, admin.ResourceInfo>('putResource', { id: id!, data: readInput(io, file!, 'the resource'), policy_name: (v.policy as string) ?? '' });
-      io.out(`resource ${r.id} stored (${r.size} bytes)`);
-      return 0;
-    }),
+    cmd(
+      'put',
+      'store a resource',
+      'Usage: kbctl resource put ID FILE [--policy NAME]\n\n  FILE   the bytes (- for stdin)',
+      policyOpt,
+      [2, 2],
+      async (c, v, [id, file], io) => {
+        const r = await c.call<admin.PutResourceRequest, admin.ResourceInfo>('putResource', {
+          id: id!,
+          data: readInput(io, file!, 'the resource'),
+          policy_name: (v.policy as string) ?? '',
+        });
+        io.out(`resource ${r.id} stored (${r.size} bytes)`);
+        return 0;
+      },
+    ),
     cmd('info', "show a resource's metadata", 'Usage: kbctl resource info ID', {}, [1, 1], async (c, _v, [id], io) => {
       json(io, await c.call('getResourceInfo', { name: id }));
       return 0;
@@ -201,7 +231,11 @@ const kbsResource: Group = {
         const given = ['file', 'value'].filter((k) => v[k] !== undefined);
         if (given.length !== 1) throw new CliError('give exactly one of --file, --value', 2);
         const data = v.file !== undefined ? readInput(io, v.file as string, 'the resource') : Buffer.from(v.value as string, 'utf8');
-        const r = await c.call<admin.PutKbsResourceRequest, admin.KbsResourceInfo>('putKbsResource', { path: kbsPathArg(path!), data, policy_name: (v.policy as string) ?? '' });
+        const r = await c.call<admin.PutKbsResourceRequest, admin.KbsResourceInfo>('putKbsResource', {
+          path: kbsPathArg(path!),
+          data,
+          policy_name: (v.policy as string) ?? '',
+        });
         io.out(`KBS resource ${r.path} stored (${r.size} bytes${r.policy_name ? `, policy ${r.policy_name}` : ''})`);
         return 0;
       },
@@ -232,27 +266,41 @@ const reportKey: Group = {
   name: 'report-key',
   summary: "signing keys for the 'report' secret type (ECDSA P-256)",
   commands: [
-    cmd('create', 'generate (or import) a signing key; prints its public key', REPORT_KEY_CREATE_USAGE, { ...policyOpt, import: { type: 'string' }, 'sign-launch-description': { type: 'boolean' } }, [1, 1], async (c, v, [id], io) => {
-      const pem = v.import ? readInput(io, v.import as string, 'the private key').toString('utf8') : '';
-      const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', {
-        id: id!,
-        policy_name: (v.policy as string) ?? '',
-        private_key_pem: pem,
-        sign_launch_description: v['sign-launch-description'] === true,
-      });
-      io.out(k.public_key_pem.trimEnd());
-      return 0;
-    }),
+    cmd(
+      'create',
+      'generate (or import) a signing key; prints its public key',
+      REPORT_KEY_CREATE_USAGE,
+      { ...policyOpt, import: { type: 'string' }, 'sign-launch-description': { type: 'boolean' } },
+      [1, 1],
+      async (c, v, [id], io) => {
+        const pem = v.import ? readInput(io, v.import as string, 'the private key').toString('utf8') : '';
+        const k = await c.call<admin.CreateReportKeyRequest, admin.ReportKey>('createReportKey', {
+          id: id!,
+          policy_name: (v.policy as string) ?? '',
+          private_key_pem: pem,
+          sign_launch_description: v['sign-launch-description'] === true,
+        });
+        io.out(k.public_key_pem.trimEnd());
+        return 0;
+      },
+    ),
     cmd('get', 'print the public key', 'Usage: kbctl report-key get ID', {}, [1, 1], async (c, _v, [id], io) => {
       const k = await c.call<admin.NameRequest, admin.ReportKey>('getReportKey', { name: id! });
       io.out(k.public_key_pem.trimEnd());
       return 0;
     }),
-    cmd('list', 'list report keys', 'Usage: kbctl report-key list [--prefix P]\n\nOne line per key: id, policy, created, and "signs-launch-description" for keys created with that option.', prefixOpt, [0, 0], async (c, v, _p, io) => {
-      const keys = await listAll<admin.ListReportKeysResponse, 'keys'>(c, 'listReportKeys', (v.prefix as string) ?? '', 'keys');
-      for (const k of keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}${k.sign_launch_description ? '\tsigns-launch-description' : ''}`);
-      return 0;
-    }),
+    cmd(
+      'list',
+      'list report keys',
+      'Usage: kbctl report-key list [--prefix P]\n\nOne line per key: id, policy, created, and "signs-launch-description" for keys created with that option.',
+      prefixOpt,
+      [0, 0],
+      async (c, v, _p, io) => {
+        const keys = await listAll<admin.ListReportKeysResponse, 'keys'>(c, 'listReportKeys', (v.prefix as string) ?? '', 'keys');
+        for (const k of keys) io.out(`${k.id}\t${k.policy_name || '-'}\t${k.created_at}${k.sign_launch_description ? '\tsigns-launch-description' : ''}`);
+        return 0;
+      },
+    ),
     cmd('delete', 'delete a report key', 'Usage: kbctl report-key delete ID', {}, [1, 1], async (c, _v, [id], io) => {
       await c.call('deleteReportKey', { name: id });
       io.out(`report key ${id} deleted`);
@@ -309,7 +357,11 @@ const audit: Command = cmd(
     } while (page_token && entries.length < limit);
     const r = { entries };
     if (r.entries.length === 0) io.err('no audit entries matched');
-    if (v.json) json(io, r.entries.map((e) => ({ ...e, detail: e.detail_json ? JSON.parse(e.detail_json) : undefined, detail_json: undefined })));
+    if (v.json)
+      json(
+        io,
+        r.entries.map((e) => ({ ...e, detail: e.detail_json ? JSON.parse(e.detail_json) : undefined, detail_json: undefined })),
+      );
     else for (const e of r.entries) io.out(`${e.at}\t${e.event}\t${e.outcome}\t${e.launch_id || e.client_id || '-'}\tref=${e.ref_id || '-'}\t${e.detail_json}`);
     return 0;
   },
@@ -335,11 +387,18 @@ const owner: Group = {
       for (const o of owners) io.out(`${o.name}\t${o.created_at}`);
       return 0;
     }),
-    cmd('delete', 'delete an owner: its token stops working (its VMs stay, the admin manages them)', 'Usage: kbctl owner delete NAME', {}, [1, 1], async (c, _v, [name], io) => {
-      await c.call('deleteOwner', { name });
-      io.out(`owner ${name} deleted`);
-      return 0;
-    }),
+    cmd(
+      'delete',
+      'delete an owner: its token stops working (its VMs stay, the admin manages them)',
+      'Usage: kbctl owner delete NAME',
+      {},
+      [1, 1],
+      async (c, _v, [name], io) => {
+        await c.call('deleteOwner', { name });
+        io.out(`owner ${name} deleted`);
+        return 0;
+      },
+    ),
   ],
 };
 

@@ -73,8 +73,15 @@ Exit codes: 0 imported, 1 a file was refused or the broker failed (that batch is
   },
 );
 
-export const snpListCerts = cmd('list-certs', "list the broker's stored SNP certificates", 'Usage: kbctl snp list-certs [--prefix P]\n\n  Columns: key, kind, product, source (import or kds), expiry.', { prefix: { type: 'string' } }, [0, 0], async (c, v, _p, io) => {
-  const certs = await listAll<admin.ListSnpCertificatesResponse, 'certificates'>(c, 'listSnpCertificates', (v.prefix as string) ?? '', 'certificates');
-  for (const x of certs) io.out(`${x.key}\t${x.kind}\t${x.product}\t${x.source}\t${x.expires_at || '-'}`);
-  return 0;
-});
+export const snpListCerts = cmd(
+  'list-certs',
+  "list the broker's stored SNP certificates",
+  'Usage: kbctl snp list-certs [--prefix P]\n\n  Columns: key, kind, product, source (import or kds), expiry.',
+  { prefix: { type: 'string' } },
+  [0, 0],
+  async (c, v, _p, io) => {
+    const certs = await listAll<admin.ListSnpCertificatesResponse, 'certificates'>(c, 'listSnpCertificates', (v.prefix as string) ?? '', 'certificates');
+    for (const x of certs) io.out(`${x.key}\t${x.kind}\t${x.product}\t${x.source}\t${x.expires_at || '-'}`);
+    return 0;
+  },
+);

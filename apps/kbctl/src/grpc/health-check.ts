@@ -31,7 +31,12 @@ export async function checkHealth(o: { target: string; service: string; waitSeco
       io.out('SERVING');
       return 0;
     }
-    const why = 'error' in r ? (r.status === 'UNREACHABLE' ? describeUnreachable(r.error.details, `is the broker running? (it listens on port ${DEFAULT_BROKER_PORT} by default)`) : r.error.details) : r.status;
+    const why =
+      'error' in r
+        ? r.status === 'UNREACHABLE'
+          ? describeUnreachable(r.error.details, `is the broker running? (it listens on port ${DEFAULT_BROKER_PORT} by default)`)
+          : r.error.details
+        : r.status;
     if (Date.now() + PAUSE_MS >= deadline) {
       io.err(`${what} is not serving: ${why}${o.waitSeconds > 0 ? ` (waited ${o.waitSeconds} s)` : ''}`);
       return 1;

@@ -17,7 +17,7 @@ function encodeRequest(service: string): Buffer {
 /** HealthCheckResponse { ServingStatus status = 1; } (absent field: UNKNOWN) */
 function decodeResponse(bytes: Buffer): string {
   let value = 0;
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const tag = bytes[i++]!;
     if (tag === 0x08) {
       let shift = 0;
@@ -41,20 +41,13 @@ export type Probe = { status: string } | { status: 'UNREACHABLE' | 'ERROR'; erro
 /** One Check call on `client`'s channel; `service` '' asks about the server as a whole. */
 export function probeHealth(client: Client, service: string, timeoutMs: number): Promise<Probe> {
   return new Promise((done) => {
-    client.makeUnaryRequest(
-      '/grpc.health.v1.Health/Check',
-      encodeRequest,
-      decodeResponse,
-      service,
-      { deadline: Date.now() + timeoutMs },
-      (err, res) => {
-        if (err) {
-          if (err.code === status.NOT_FOUND) return done({ status: 'SERVICE_UNKNOWN' });
-          return done({ status: err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED ? 'UNREACHABLE' : 'ERROR', error: err });
-        }
-        done({ status: res ?? 'UNKNOWN' });
-      },
-    );
+    client.makeUnaryRequest('/grpc.health.v1.Health/Check', encodeRequest, decodeResponse, service, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      if (err) {
+        if (err.code === status.NOT_FOUND) return done({ status: 'SERVICE_UNKNOWN' });
+        return done({ status: err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED ? 'UNREACHABLE' : 'ERROR', error: err });
+      }
+      done({ status: res ?? 'UNKNOWN' });
+    });
   });
 }
 
@@ -71,6 +64,10 @@ export function describeUnreachable(details: string, refusedHint: string): strin
   if (code === 'ECONNRESET') return 'the connection was reset (TLS on one side only?)';
   if (/SSL|TLS|certificate|handshake/i.test(details)) return 'the TLS handshake failed (check --tls-ca, and whether the broker serves TLS)';
   // Anything else: its first sentence, without grpc-js's notes and timestamps.
-  const first = details.replace(/Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '').split(/\.\s/)[0]!.trim();
+  const first = details
+    .replace(/Resolution note:.*$/s, '')
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '')
+    .split(/\.\s/)[0]!
+    .trim();
   return first || 'unavailable';
 }

@@ -59,7 +59,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 class BrokenValue extends Error {}
 
-export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySource, readResource: (path: string) => Buffer | undefined, resourcesDir: string, o: MappingOptions): Plan {
+export function mapSimpleKbs(
+  rows: SimpleKbsRows,
+  defaultPolicy: DefaultPolicySource,
+  readResource: (path: string) => Buffer | undefined,
+  resourcesDir: string,
+  o: MappingOptions,
+): Plan {
   const plan: Plan = {
     batch: { policies: [], secrets: [], keysets: [], resources: [], reportKeys: [], connections: [] },
     problems: [],
@@ -131,7 +137,9 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
       }
       const bytes = Buffer.from(value, 'base64');
       if (bytes.toString('base64') !== value) {
-        problem(`${w}: the stored secret is not canonical base64, so its bundle/json form (the text) and binary form (the decoding) cannot both be kept; store it as base64 of the bytes hosts should get`);
+        problem(
+          `${w}: the stored secret is not canonical base64, so its bundle/json form (the text) and binary form (the decoding) cannot both be kept; store it as base64 of the bytes hosts should get`,
+        );
         continue;
       }
       if (!REQUESTABLE_ID.test(id)) notice(`${w}: hosts cannot request this id here (ids are 1–256 printable ASCII characters without spaces)`);
@@ -207,7 +215,9 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
     const where = `resources row id=${show(first.id)} (resource_type '${type}')`;
     try {
       if (list.length > 1) {
-        notice(`resource_type '${type}' has ${list.length} rows (ids ${list.map((r) => show(r.id)).join(', ')}); simple-kbs serves the first row's file — imported: row id=${show(first.id)}'s file`);
+        notice(
+          `resource_type '${type}' has ${list.length} rows (ids ${list.map((r) => show(r.id)).join(', ')}); simple-kbs serves the first row's file — imported: row id=${show(first.id)}'s file`,
+        );
       }
       const rel = textOf(first.resource_path, `${where}: resource_path`);
       if (rel === null) {
@@ -216,7 +226,8 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
       }
       const file = resolve(resourcesDir, rel);
       const inside = relative(resourcesDir, file);
-      if (inside.startsWith('..') || isAbsolute(inside)) notice(`${where}: resource_path '${rel}' is outside the resources directory (simple-kbs reads it anyway); imported from ${file}`);
+      if (inside.startsWith('..') || isAbsolute(inside))
+        notice(`${where}: resource_path '${rel}' is outside the resources directory (simple-kbs reads it anyway); imported from ${file}`);
       const bytes = readResource(file);
       if (bytes === undefined) {
         problem(`${where}: its file ${file} cannot be read; give simple-kbs's resources directory with --resources-dir, or delete the row`);
@@ -344,7 +355,9 @@ export function mapSimpleKbs(rows: SimpleKbsRows, defaultPolicy: DefaultPolicySo
 
 function tenantDefault(src: DefaultPolicySource): { policy: Policy } | { error: string } {
   if (src.text === undefined) {
-    return { error: `the tenant default policy ${src.path} does not exist (simple-kbs reads default_policy.json from its working directory; give it with --default-policy-file)` };
+    return {
+      error: `the tenant default policy ${src.path} does not exist (simple-kbs reads default_policy.json from its working directory; give it with --default-policy-file)`,
+    };
   }
   let json: unknown;
   try {

@@ -7,7 +7,18 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { IMPORT_KINDS, isStoreError, loadOrCreateMasterKey, openStore, parseMasterKey, PGLITE_MEMORY, PGLITE_SUBDIR, type ImportKind, type ImportOutcome, type Store } from '@kb/store';
+import {
+  IMPORT_KINDS,
+  isStoreError,
+  loadOrCreateMasterKey,
+  openStore,
+  parseMasterKey,
+  PGLITE_MEMORY,
+  PGLITE_SUBDIR,
+  type ImportKind,
+  type ImportOutcome,
+  type Store,
+} from '@kb/store';
 import { CliError, type Io } from '../cli';
 import type { options } from './index';
 import { mapSimpleKbs, type MissingPolicyMode, type Plan } from './mapping';
@@ -27,7 +38,8 @@ export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(s|m|h|d)?$/.exec(text.trim());
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m?.[2] ?? 's') as 's'];
   const seconds = m ? Number(m[1]) * unit : NaN;
-  if (!(seconds >= 1) || seconds > 100 * 365 * 86400) throw new CliError(`--connection-expiry must be a duration from 1s to 100 years such as 3600, 90m, 24h or 30d, got '${text}'`, 2);
+  if (!(seconds >= 1) || seconds > 100 * 365 * 86400)
+    throw new CliError(`--connection-expiry must be a duration from 1s to 100 years such as 3600, 90m, 24h or 30d, got '${text}'`, 2);
   return Math.round(seconds);
 }
 
@@ -112,7 +124,9 @@ export async function runSimpleKbs({ values: v, positionals: [url] }: { values: 
     const same = IMPORT_KINDS.reduce((n, k) => n + outcome.unchanged[k], 0);
     if (dryRun) {
       for (const c of outcome.conflicts) io.out(`conflict: ${c}`);
-      io.out(`dry run: would import ${line}; ${same} already present and identical${outcome.conflicts.length ? `; ${outcome.conflicts.length} conflict(s): a real run would fail` : ''}. Nothing was written.`);
+      io.out(
+        `dry run: would import ${line}; ${same} already present and identical${outcome.conflicts.length ? `; ${outcome.conflicts.length} conflict(s): a real run would fail` : ''}. Nothing was written.`,
+      );
       return outcome.conflicts.length ? 1 : 0;
     }
     const phases = `read ${(readMs / 1000).toFixed(1)} s, open ${((writeStarted - started - readMs) / 1000).toFixed(1)} s, write ${((Date.now() - writeStarted) / 1000).toFixed(1)} s`;
@@ -134,15 +148,22 @@ function readText(path: string): string | undefined {
 
 function printPlan(io: Io, rows: Record<string, unknown[]>, plan: Plan, dryRun: boolean): void {
   const b = plan.batch;
-  io.out(`source: ${Object.entries(rows).map(([t, r]) => `${t} ${r.length}`).join(', ')} rows`);
-  io.out(`${dryRun ? 'plan' : 'importing'}: ${b.policies.length} policies, ${b.secrets.length} secrets, ${b.keysets.length} keysets, ${b.resources.length} resources, ${b.reportKeys.length} report keys, ${b.connections.length} connections`);
+  io.out(
+    `source: ${Object.entries(rows)
+      .map(([t, r]) => `${t} ${r.length}`)
+      .join(', ')} rows`,
+  );
+  io.out(
+    `${dryRun ? 'plan' : 'importing'}: ${b.policies.length} policies, ${b.secrets.length} secrets, ${b.keysets.length} keysets, ${b.resources.length} resources, ${b.reportKeys.length} report keys, ${b.connections.length} connections`,
+  );
   if (dryRun) {
     for (const p of b.policies) io.out(`  policy ${p.name}`);
     for (const s of b.secrets.slice(0, 50)) io.out(`  secret ${s.id}${s.policyName ? ` (policy ${s.policyName})` : ''}`);
     if (b.secrets.length > 50) io.out(`  … and ${b.secrets.length - 50} more secrets`);
     for (const k of b.keysets) io.out(`  keyset ${k.id} [${k.secretIds.join(', ')}]${k.policyName ? ` (policy ${k.policyName})` : ''}`);
     for (const r of b.resources) io.out(`  resource ${r.id} (${r.bytes.length} bytes)${r.policyName ? ` (policy ${r.policyName})` : ''}`);
-    for (const k of b.reportKeys) io.out(`  report key ${k.id}${k.policyName ? ` (policy ${k.policyName})` : ''}${k.signLaunchDescription ? ', signs the launch description' : ''}`);
+    for (const k of b.reportKeys)
+      io.out(`  report key ${k.id}${k.policyName ? ` (policy ${k.policyName})` : ''}${k.signLaunchDescription ? ', signs the launch description' : ''}`);
     for (const c of b.connections.slice(0, 50)) io.out(`  connection ${c.clientId} (expires ${c.expiresAt.toISOString()})`);
     if (b.connections.length > 50) io.out(`  … and ${b.connections.length - 50} more connections`);
   }
@@ -167,7 +188,8 @@ async function openTarget(v: Record<string, unknown>, io: Io, dryRun: boolean): 
     }
     const dataDir = resolve(io.cwd, (v['data-dir'] as string | undefined) ?? io.env.KB_DATA_DIR ?? './.kb-data');
     // a dry run creates nothing: with no database there yet, it runs against an empty one in memory
-    if (dryRun && !existsSync(join(dataDir, PGLITE_SUBDIR))) return await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: masterKey ?? randomBytes(32) });
+    if (dryRun && !existsSync(join(dataDir, PGLITE_SUBDIR)))
+      return await openStore({ driver: 'pglite', dataDir: PGLITE_MEMORY, masterKey: masterKey ?? randomBytes(32) });
     return await openStore({ driver: 'pglite', dataDir, masterKey: masterKey ?? (await loadOrCreateMasterKey(dataDir)) });
   } catch (e) {
     if (isStoreError(e)) {
@@ -177,4 +199,3 @@ async function openTarget(v: Record<string, unknown>, io: Io, dryRun: boolean): 
     throw e;
   }
 }
-

@@ -67,7 +67,8 @@ export const igvm: Command = {
   async run({ values, positionals }, io) {
     const v = values as Values;
     const [input, command] = positionals as [string, string];
-    if (command !== 'measure' && command !== 'sign' && command !== 'verify') throw new CliError(`unknown command ${JSON.stringify(command)} after INPUT (measure, sign or verify)`, 2);
+    if (command !== 'measure' && command !== 'sign' && command !== 'verify')
+      throw new CliError(`unknown command ${JSON.stringify(command)} after INPUT (measure, sign or verify)`, 2);
     const measureOnly = ['ignore-idblock', 'bare'].filter((k) => v[k] !== undefined);
     const signOnly = ['output', 'id-key', 'author-key'].filter((k) => v[k] !== undefined);
     if (command === 'sign' && measureOnly.length) throw new CliError(`--${measureOnly[0]} is a measure option`, 2);
@@ -91,7 +92,8 @@ export const igvm: Command = {
     const opts = { platform, nativeZero: flag(v, 'native-zero'), checkKvm: flag(v, 'check-kvm'), onProgress } as const;
     const verbose = flag(v, 'verbose');
     const onRange = verbose
-      ? (r: { gpa: bigint; length: bigint; kind: string }) => io.out(`gpa 0x${r.gpa.toString(16).toUpperCase()} len 0x${r.length.toString(16).toUpperCase()} (${r.kind} page)\n`)
+      ? (r: { gpa: bigint; length: bigint; kind: string }) =>
+          io.out(`gpa 0x${r.gpa.toString(16).toUpperCase()} len 0x${r.length.toString(16).toUpperCase()} (${r.kind} page)\n`)
       : undefined;
 
     if (command === 'measure') {

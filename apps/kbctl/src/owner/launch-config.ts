@@ -67,7 +67,10 @@ export function parseVmmType(s: string, what = '--vmm-type'): VmmType {
 
 export function parseFpu(s: string, what = '--vmsa-fpu'): VmsaFpu {
   if ((FPU_FLAVOURS as readonly string[]).includes(s)) return s as VmsaFpu;
-  throw new CliError(`${what} must be legacy (KVM_SEV_ES_INIT: QEMU >= 9.1 default, libvirt, sevctl) or init2 (KVM_SEV_INIT2, current sev-snp-measure), got ${JSON.stringify(s)}`, 2);
+  throw new CliError(
+    `${what} must be legacy (KVM_SEV_ES_INIT: QEMU >= 9.1 default, libvirt, sevctl) or init2 (KVM_SEV_INIT2, current sev-snp-measure), got ${JSON.stringify(s)}`,
+    2,
+  );
 }
 
 export function parseVcpuType(s: string, what = '--vcpu-type'): VcpuSpec {

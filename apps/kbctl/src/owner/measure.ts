@@ -132,7 +132,9 @@ export const measure: Command = {
     if (snp && str(v, 'sev-features') !== undefined) throw new CliError(`--sev-features is for mode seves; SNP takes --guest-features`, 2);
     if (str(v, 'guest-features') !== undefined && mode !== 'snp') {
       throw new CliError(
-        mode === 'snp:svsm' ? '--guest-features cannot be set in mode snp:svsm (sev-snp-measure fixes it at 0x1)' : `--guest-features is for mode snp; ${mode} takes --sev-features`,
+        mode === 'snp:svsm'
+          ? '--guest-features cannot be set in mode snp:svsm (sev-snp-measure fixes it at 0x1)'
+          : `--guest-features is for mode snp; ${mode} takes --sev-features`,
         2,
       );
     }
@@ -152,7 +154,13 @@ export const measure: Command = {
       vcpu:
         mode === 'sev'
           ? undefined
-          : vcpuFromFlags({ type: str(v, 'vcpu-type'), sig: str(v, 'vcpu-sig'), family: str(v, 'vcpu-family'), model: str(v, 'vcpu-model'), stepping: str(v, 'vcpu-stepping') }),
+          : vcpuFromFlags({
+              type: str(v, 'vcpu-type'),
+              sig: str(v, 'vcpu-sig'),
+              family: str(v, 'vcpu-family'),
+              model: str(v, 'vcpu-model'),
+              stepping: str(v, 'vcpu-stepping'),
+            }),
       vmmType: parseVmmType(str(v, 'vmm-type') ?? 'QEMU'),
       fpu: parseFpu(str(v, 'vmsa-fpu') ?? (snp ? 'init2' : 'legacy')),
       sevFeatures: optUint(v, 'sev-features', Number.MAX_SAFE_INTEGER) ?? 0,

@@ -97,7 +97,21 @@ const CONFIG_KEYS = [
 ] as const;
 type ConfigKey = (typeof CONFIG_KEYS)[number];
 type RawConfig = Partial<Record<ConfigKey, string[]>>;
-const SINGLE: ConfigKey[] = ['ovmf', 'kernel', 'initrd', 'append', 'vcpu-family', 'vcpu-model', 'vcpu-stepping', 'vmm-type', 'sev-features', 'mode', 'snp-ovmf-hash', 'svsm', 'vars-size'];
+const SINGLE: ConfigKey[] = [
+  'ovmf',
+  'kernel',
+  'initrd',
+  'append',
+  'vcpu-family',
+  'vcpu-model',
+  'vcpu-stepping',
+  'vmm-type',
+  'sev-features',
+  'mode',
+  'snp-ovmf-hash',
+  'svsm',
+  'vars-size',
+];
 const PATHS: ConfigKey[] = ['ovmf', 'kernel', 'initrd', 'svsm'];
 
 function parseVcpuList(s: string, where: string): number[] {
@@ -155,7 +169,8 @@ function expand(raw: RawConfig, where: string): Launch[] {
     }
     if (vcpuCounts.length === 0) throw new CliError(`${where}: policy ${hex32(policy)} is SEV-ES: give the allowed vCPU counts (--vcpus)`, 2);
     const cpuList: (VcpuSpec | undefined)[] = vmmType === 'qemu' ? cpus : [undefined];
-    if (cpuList.length === 0) throw new CliError(`${where}: policy ${hex32(policy)} is SEV-ES: give the allowed CPUs (--vcpu-type, --vcpu-sig or --vcpu-family/model/stepping)`, 2);
+    if (cpuList.length === 0)
+      throw new CliError(`${where}: policy ${hex32(policy)} is SEV-ES: give the allowed CPUs (--vcpu-type, --vcpu-sig or --vcpu-family/model/stepping)`, 2);
     for (const vcpus of vcpuCounts) {
       for (const vcpu of cpuList) {
         for (const fpu of [...new Set(fpus)]) {
@@ -202,7 +217,8 @@ function expandSnp(raw: RawConfig, where: string, mode: Mode, ovmf: string): Lau
   const cpus = cpusOf(raw, where);
   const cpuList: (VcpuSpec | undefined)[] = vmmType === 'qemu' ? cpus : [undefined];
   if (cpuList.length === 0) throw new CliError(`${where}: mode ${mode}: give the allowed CPUs (--vcpu-type, --vcpu-sig or --vcpu-family/model/stepping)`, 2);
-  if (mode === 'snp:svsm' && raw['guest-features'] !== undefined) throw new CliError(`${where}: --guest-features cannot be set in mode snp:svsm (fixed at 0x1)`, 2);
+  if (mode === 'snp:svsm' && raw['guest-features'] !== undefined)
+    throw new CliError(`${where}: --guest-features cannot be set in mode snp:svsm (fixed at 0x1)`, 2);
   const features = [...new Set((raw['guest-features'] ?? ['0x1']).map((f) => parseUint(f, `${where}: --guest-features`, Number.MAX_SAFE_INTEGER)))];
   const fpus = [...new Set((raw['vmsa-fpu'] ?? ['init2']).map((f) => parseFpu(f)))];
   const hash = one(raw, 'snp-ovmf-hash', where);
@@ -261,7 +277,8 @@ function fromJson(io: Io, file: string): { raw: RawConfig; where: string }[] {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new CliError(`${where} must be a JSON object`, 2);
     const raw: RawConfig = {};
     for (const [k, val] of Object.entries(item as Record<string, unknown>)) {
-      if (!(CONFIG_KEYS as readonly string[]).includes(k)) throw new CliError(`${where}: unknown key ${JSON.stringify(k)}; keys are ${CONFIG_KEYS.join(', ')}`, 2);
+      if (!(CONFIG_KEYS as readonly string[]).includes(k))
+        throw new CliError(`${where}: unknown key ${JSON.stringify(k)}; keys are ${CONFIG_KEYS.join(', ')}`, 2);
       const vals = Array.isArray(val) ? val : [val];
       if (vals.length === 0 || vals.some((x) => typeof x !== 'string' && typeof x !== 'number')) {
         throw new CliError(`${where}: "${k}" must be a string, a number or a non-empty list of them`, 2);
@@ -328,7 +345,8 @@ export const policyFromConfigs: Command = {
     const minArg = str(v, 'min-fw-api');
     if (minArg !== undefined) {
       const m = /^(\d+)\.(\d+)$/.exec(minArg);
-      if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new CliError(`--min-fw-api must be MAJOR.MINOR (0..255 each), got ${JSON.stringify(minArg)}`, 2);
+      if (!m || Number(m[1]) > 255 || Number(m[2]) > 255)
+        throw new CliError(`--min-fw-api must be MAJOR.MINOR (0..255 each), got ${JSON.stringify(minArg)}`, 2);
       minFw = { major: Number(m[1]), minor: Number(m[2]) };
     }
     const launches = sets.flatMap((s) => expand(s.raw, s.where));
@@ -351,7 +369,8 @@ export const policyFromConfigs: Command = {
     };
     if (snpCount > 0) {
       for (const k of ['allow-debug', 'min-fw-api'] as const) {
-        if (v[k] !== undefined) throw new CliError(`--${k} is a SEV rule; an SNP policy's debug and firmware rules are written in its snp section (README "Policies")`, 2);
+        if (v[k] !== undefined)
+          throw new CliError(`--${k} is a SEV rule; an SNP policy's debug and firmware rules are written in its snp section (README "Policies")`, 2);
       }
       listDigests();
       const text = JSON.stringify({ version: 1, snp: { allowedMeasurements: [...digests.keys()].sort() } }, null, 2) + '\n';

@@ -52,7 +52,8 @@ function hexArg(value: string, what: string, max: number, pad: boolean): Buffer 
 
 function options(v: Values, io: Io, reportBytes: Buffer, fromEvidence: SnpEvidenceCertificates): VerifySnpReportOptions {
   const certsDir = str(v, 'certs');
-  if (certsDir && (str(v, 'vcek') || str(v, 'vlek') || str(v, 'chain'))) throw new CliError('give either --certs DIR or --vcek/--vlek/--chain files, not both', 2);
+  if (certsDir && (str(v, 'vcek') || str(v, 'vlek') || str(v, 'chain')))
+    throw new CliError('give either --certs DIR or --vcek/--vlek/--chain files, not both', 2);
   const files: Partial<Record<Role, Buffer>> = certsDir ? readCertsDir(io, certsDir) : {};
   const crls: Buffer[] = files.crl ? [files.crl] : [];
   if (!certsDir) {
@@ -70,7 +71,8 @@ function options(v: Values, io: Io, reportBytes: Buffer, fromEvidence: SnpEviden
       } catch (e) {
         throw new CliError(`--chain ${chain}: ${(e as Error).message}`, 2);
       }
-      if (blocks.length !== 2 && blocks.length !== 3) throw new CliError(`--chain ${chain}: expected 2 (intermediate, ARK) or 3 (VEK, intermediate, ARK) certificates, found ${blocks.length}`, 2);
+      if (blocks.length !== 2 && blocks.length !== 3)
+        throw new CliError(`--chain ${chain}: expected 2 (intermediate, ARK) or 3 (VEK, intermediate, ARK) certificates, found ${blocks.length}`, 2);
       const [vek, inter, ark] = blocks.length === 3 ? blocks : [undefined, ...blocks];
       if (vek) {
         if (files.vcek || files.vlek) throw new CliError('--chain holds a VEK already; do not also give --vcek/--vlek', 2);
@@ -94,7 +96,8 @@ function options(v: Values, io: Io, reportBytes: Buffer, fromEvidence: SnpEviden
   for (const f of list(v, 'crl')) crls.push(readInput(io, f, 'the CRL', 2));
 
   const mode = str(v, 'crl-mode');
-  if (mode !== undefined && !['require', 'if-available', 'off'].includes(mode)) throw new CliError(`--crl-mode must be require, if-available or off, got ${JSON.stringify(mode)}`, 2);
+  if (mode !== undefined && !['require', 'if-available', 'off'].includes(mode))
+    throw new CliError(`--crl-mode must be require, if-available or off, got ${JSON.stringify(mode)}`, 2);
   const vmplArg = str(v, 'vmpl');
   let vmpl: number | null = 0;
   if (vmplArg !== undefined) {
@@ -140,7 +143,8 @@ function text(name: string, res: SnpVerification): string {
   lines.push(`SNP attestation report ${name}${r ? `: ${describeSnpReport(r, res.generation)}` : ''}`);
   lines.push('');
   const w = Math.max(...res.checks.map((c) => c.title.length));
-  for (const c of res.checks) lines.push(`  [${MARK[c.status]}] ${String(c.step).padStart(2)}  ${c.title.padEnd(w)}  ${c.code && c.status === 'fail' ? `${c.code}: ` : ''}${c.detail}`);
+  for (const c of res.checks)
+    lines.push(`  [${MARK[c.status]}] ${String(c.step).padStart(2)}  ${c.title.padEnd(w)}  ${c.code && c.status === 'fail' ? `${c.code}: ` : ''}${c.detail}`);
   if (r) {
     lines.push('');
     lines.push(`  measurement    ${r.measurement.toString('hex')}`);

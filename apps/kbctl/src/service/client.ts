@@ -51,7 +51,9 @@ export class ServiceConnection {
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         const hint = tokenFile === DEFAULT_TOKEN_FILE ? ' (the broker writes it there on its first start: run kbctl where you started it)' : '';
-        throw new CliError(`cannot read the token from ${tokenFile}: ${code === 'ENOENT' ? 'no such file' : code ?? String(e)}${hint}; pass --token-file or set KB_ADMIN_TOKEN`);
+        throw new CliError(
+          `cannot read the token from ${tokenFile}: ${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}${hint}; pass --token-file or set KB_ADMIN_TOKEN`,
+        );
       }
     }
     token = token?.trim();
@@ -97,10 +99,14 @@ export class ServiceConnection {
     if (ok.includes(status)) return { status, json };
     const message = typeof json?.message === 'string' ? json.message : text.trim().slice(0, 200) || `HTTP ${status}`;
     if (status === 401 || status === 403) {
-      throw new CliError(`the service refused the token from ${this.tokenSource}: ${message}; check --token-file / KB_ADMIN_TOKEN (an owner token reaches only its own VMs)`, EXIT_TOKEN_REFUSED);
+      throw new CliError(
+        `the service refused the token from ${this.tokenSource}: ${message}; check --token-file / KB_ADMIN_TOKEN (an owner token reaches only its own VMs)`,
+        EXIT_TOKEN_REFUSED,
+      );
     }
     if (status === 404 && !json) throw new CliError(`${url.pathname} not found (HTTP 404): is ${this.base} the service's base URL (…/sev/v1)?`);
-    if (status === 502 || status === 503 || status === 504) throw new CliError(`the service at ${this.base} is unavailable (HTTP ${status}): ${message}`, EXIT_UNREACHABLE);
+    if (status === 502 || status === 503 || status === 504)
+      throw new CliError(`the service at ${this.base} is unavailable (HTTP ${status}): ${message}`, EXIT_UNREACHABLE);
     throw Object.assign(new CliError(message), { status });
   }
 

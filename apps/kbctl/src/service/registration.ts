@@ -60,7 +60,7 @@ function read(io: Io, path: string, what: string): Buffer {
     return readFileSync(resolve(io.cwd, path));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? String(e)}`);
+    throw new CliError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}`);
   }
 }
 
@@ -68,16 +68,19 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function count(flag: string, v: string, min: number, max: number): number {
   const n = /^0x[0-9a-f]+$/i.test(v) ? parseInt(v, 16) : /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new CliError(`${flag} '${v}': expected a whole number from ${min} to ${max}${flag === '--policy' ? ' (hex with 0x)' : ''}`, 2);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new CliError(`${flag} '${v}': expected a whole number from ${min} to ${max}${flag === '--policy' ? ' (hex with 0x)' : ''}`, 2);
   return n;
 }
 
 function cloudCert(io: Io, file: string): string {
   const bytes = read(io, file, 'the cloud certificate');
-  if (bytes.length !== SEV_CERT_SIZE) throw new CliError(`--cloud-cert ${file} is ${bytes.length} bytes; an OCA certificate (sevctl export: the third of PDH|PEK|OCA|CEK) is ${SEV_CERT_SIZE}`);
+  if (bytes.length !== SEV_CERT_SIZE)
+    throw new CliError(`--cloud-cert ${file} is ${bytes.length} bytes; an OCA certificate (sevctl export: the third of PDH|PEK|OCA|CEK) is ${SEV_CERT_SIZE}`);
   try {
     const cert = parseSevCertificate(bytes);
-    if (cert.usage !== Usage.OCA) throw new CliError(`--cloud-cert ${file} is not an OCA certificate (key usage 0x${cert.usage.toString(16)}, OCA is 0x${Usage.OCA.toString(16)})`);
+    if (cert.usage !== Usage.OCA)
+      throw new CliError(`--cloud-cert ${file} is not an OCA certificate (key usage 0x${cert.usage.toString(16)}, OCA is 0x${Usage.OCA.toString(16)})`);
   } catch (e) {
     if (isSevError(e)) throw new CliError(`--cloud-cert ${file} is not a SEV certificate: ${e.message}`);
     throw e;
@@ -99,10 +102,13 @@ export function buildRegistration(io: Io, file: string | undefined, v: Record<st
     body = parsed as Record<string, unknown>;
   }
   const list = (k: string) => (v[k] as string[] | undefined) ?? [];
-  const fw = [...list('firmware').map((f) => sha256(read(io, f, 'the firmware'))), ...list('firmware-hash').map((h) => {
-    if (!HEX64.test(h)) throw new CliError(`--firmware-hash '${h}' is not a SHA-256 (64 hex digits)`, 2);
-    return h.toLowerCase();
-  })];
+  const fw = [
+    ...list('firmware').map((f) => sha256(read(io, f, 'the firmware'))),
+    ...list('firmware-hash').map((h) => {
+      if (!HEX64.test(h)) throw new CliError(`--firmware-hash '${h}' is not a SHA-256 (64 hex digits)`, 2);
+      return h.toLowerCase();
+    }),
+  ];
   if (fw.length) body['firmware-hashes'] = [...new Set(fw)];
   if (v.kernel !== undefined) {
     body['kernel-hash'] = sha256(read(io, v.kernel as string, 'the kernel'));
@@ -125,7 +131,9 @@ export function buildRegistration(io: Io, file: string | undefined, v: Record<st
   }
   const secrets: unknown[] = [];
   if (v['luks-passphrase-file'] !== undefined) {
-    const pass = read(io, v['luks-passphrase-file'] as string, 'the LUKS passphrase').toString('utf8').split(/\r?\n/)[0]!;
+    const pass = read(io, v['luks-passphrase-file'] as string, 'the LUKS passphrase')
+      .toString('utf8')
+      .split(/\r?\n/)[0]!;
     if (!pass) throw new CliError(`the LUKS passphrase file ${v['luks-passphrase-file'] as string} is empty`);
     secrets.push({ type: 'luks-passphrase', passphrase: pass });
   }
@@ -142,8 +150,10 @@ export function buildRegistration(io: Io, file: string | undefined, v: Record<st
   if (body.scheme !== 'amd-sev') throw new CliError(`"scheme" must be "amd-sev" (SEV or SEV-ES follows from the policy)`);
   if (typeof body.policy !== 'number') throw new CliError('the registration has no "policy": give --policy N (e.g. 0x5 for SEV-ES without debugging)');
   const hashes = body['firmware-hashes'];
-  if (!Array.isArray(hashes) || hashes.length === 0) throw new CliError('the registration accepts no firmware: give --firmware OVMF.fd (or --firmware-hash HEX)');
+  if (!Array.isArray(hashes) || hashes.length === 0)
+    throw new CliError('the registration accepts no firmware: give --firmware OVMF.fd (or --firmware-hash HEX)');
   for (const h of hashes) if (typeof h !== 'string' || !HEX64.test(h)) throw new CliError(`"firmware-hashes": '${String(h)}' is not a SHA-256 (64 hex digits)`);
-  if (body['cloud-cert'] === undefined && body['cloud-certs'] === undefined) throw new CliError('the registration names no cloud owner: give --cloud-cert OCA.cert (hosts are accepted only under that OCA)');
+  if (body['cloud-cert'] === undefined && body['cloud-certs'] === undefined)
+    throw new CliError('the registration names no cloud owner: give --cloud-cert OCA.cert (hosts are accepted only under that OCA)');
   return body;
 }

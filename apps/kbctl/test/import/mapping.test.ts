@@ -21,7 +21,15 @@ const b = (s: string) => Buffer.from(s, 'utf8'); // MySQL utf8mb4_bin columns ma
 describe('mapSimpleKbs', () => {
   it('reads text columns given as bytes (MySQL utf8mb4_bin) and BIGINT polids given as strings (pg)', () => {
     const rows = empty();
-    rows.policy.push({ id: 7, allowed_digests: b('[]'), allowed_policies: b('[1]'), min_fw_api_major: 0, min_fw_api_minor: 17, allowed_build_ids: b('[]'), valid: 1 });
+    rows.policy.push({
+      id: 7,
+      allowed_digests: b('[]'),
+      allowed_policies: b('[1]'),
+      min_fw_api_major: 0,
+      min_fw_api_minor: 17,
+      allowed_build_ids: b('[]'),
+      valid: 1,
+    });
     rows.secrets.push({ id: 1, secret_id: b('a'), secret: b(Buffer.from('x').toString('base64')), polid: '7' });
     rows.keysets.push({ id: 1, keysetid: 'K', kskeys: b('["a"]'), polid: null });
     const plan = map(rows);
@@ -49,7 +57,9 @@ describe('mapSimpleKbs', () => {
     const rows = empty();
     rows.secrets.push({ id: 1, secret_id: 's', secret: '', polid: 5 });
     const refused = map(rows);
-    expect(refused.failOpen).toEqual(["secret 's': its policy policy row id=5 does not exist; simple-kbs releases it under the tenant default alone (fail-open)"]);
+    expect(refused.failOpen).toEqual([
+      "secret 's': its policy policy row id=5 does not exist; simple-kbs releases it under the tenant default alone (fail-open)",
+    ]);
     expect(refused.problems).toHaveLength(1);
     const deny = map(rows, { onMissingPolicy: 'deny' });
     expect(deny.problems).toEqual([]);
@@ -65,18 +75,47 @@ describe('mapSimpleKbs', () => {
   it('a used policy row that decodes but cannot be converted is broken; an unused one is only noted', () => {
     const rows = empty();
     const hexDigest = JSON.stringify(['ab'.repeat(32)]); // simple-kbs compared strings with base64: never matched
-    rows.policy.push({ id: 1, allowed_digests: hexDigest, allowed_policies: '[]', min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: '[]', valid: 1 });
-    rows.policy.push({ id: 2, allowed_digests: hexDigest, allowed_policies: '[]', min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: '[]', valid: 1 });
+    rows.policy.push({
+      id: 1,
+      allowed_digests: hexDigest,
+      allowed_policies: '[]',
+      min_fw_api_major: 0,
+      min_fw_api_minor: 0,
+      allowed_build_ids: '[]',
+      valid: 1,
+    });
+    rows.policy.push({
+      id: 2,
+      allowed_digests: hexDigest,
+      allowed_policies: '[]',
+      min_fw_api_major: 0,
+      min_fw_api_minor: 0,
+      allowed_build_ids: '[]',
+      valid: 1,
+    });
     rows.secrets.push({ id: 1, secret_id: 's', secret: '', polid: 1 });
     const plan = map(rows);
-    expect(plan.problems).toEqual([expect.stringMatching(/^secret 's' uses policy row id=1 \(simple-kbs-policy-1\), which cannot be converted: allowed_digests\[0\]/)]);
+    expect(plan.problems).toEqual([
+      expect.stringMatching(/^secret 's' uses policy row id=1 \(simple-kbs-policy-1\), which cannot be converted: allowed_digests\[0\]/),
+    ]);
     expect(plan.notices).toEqual([expect.stringMatching(/^policy row id=2 not imported \(no item uses it\): policy row id=2/)]);
   });
 
   it('connections: launch facts above 255 or a malformed key are broken rows; NULL columns are skipped', () => {
     const rows = empty();
     const digest = randomBytes(32).toString('base64');
-    const conn = (over: Record<string, unknown>) => ({ id: randomUUID(), policy: 1, fw_api_major: 1, fw_api_minor: 55, fw_build_id: 21, launch_description: 'd', fw_digest: digest, symkey: randomBytes(32).toString('base64'), create_date: null, ...over });
+    const conn = (over: Record<string, unknown>) => ({
+      id: randomUUID(),
+      policy: 1,
+      fw_api_major: 1,
+      fw_api_minor: 55,
+      fw_build_id: 21,
+      launch_description: 'd',
+      fw_digest: digest,
+      symkey: randomBytes(32).toString('base64'),
+      create_date: null,
+      ...over,
+    });
     rows.conn_bundle.push(conn({ id: '11111111-1111-4111-8111-111111111111', fw_api_major: 257 }));
     rows.conn_bundle.push(conn({ id: '22222222-2222-4222-8222-222222222222', symkey: randomBytes(16).toString('base64') }));
     rows.conn_bundle.push(conn({ id: '33333333-3333-4333-8333-333333333333', fw_digest: null }));
@@ -110,6 +149,8 @@ describe('mapSimpleKbs', () => {
     rows.report_keypair.push({ id: 2, key_id: 'bad', keypair: randomBytes(40).toString('base64'), polid: null });
     expect(map(rows).batch.reportKeys).toEqual([{ id: 'r', privateKeyPkcs8: der, policyName: null, signLaunchDescription: true }]);
     expect(map(rows, { reportSignsLaunchDescription: false }).batch.reportKeys[0]!.signLaunchDescription).toBe(false);
-    expect(map(rows).notices).toEqual(["report_keypair row id=2 (key_id 'bad') skipped: keypair is not base64 of a PKCS#8 ECDSA P-256 key (simple-kbs fails every request for it)"]);
+    expect(map(rows).notices).toEqual([
+      "report_keypair row id=2 (key_id 'bad') skipped: keypair is not base64 of a PKCS#8 ECDSA P-256 key (simple-kbs fails every request for it)",
+    ]);
   });
 });

@@ -28,9 +28,14 @@ describe('kbctl import simple-kbs: broken rows and usage', () => {
       const fx = buildFixture(work, randomBytes(32), createPlatform({ name: 'sev-sim' }));
       fx.rows.secrets.push({ id: 77, secret_id: 'default/key/hand-edited', secret: 'my passphrase', polid: null }); // simple-kbs#55
       const file = await sqliteDatabase(join(work, 'kbs.db'), fx.rows);
-      const r = await kbctl(['import', 'simple-kbs', `sqlite://${file}`, '--on-missing-policy', 'deny', '--database-url', target.url, '--master-key-file', 'master.key'], work);
+      const r = await kbctl(
+        ['import', 'simple-kbs', `sqlite://${file}`, '--on-missing-policy', 'deny', '--database-url', target.url, '--master-key-file', 'master.key'],
+        work,
+      );
       expect(r.code).toBe(1);
-      expect(r.err).toContain("1 problem(s); nothing was written:\n  - secrets row id=77 (secret_id 'default/key/hand-edited'): the stored secret is not canonical base64");
+      expect(r.err).toContain(
+        "1 problem(s); nothing was written:\n  - secrets row id=77 (secret_id 'default/key/hand-edited'): the stored secret is not canonical base64",
+      );
       expect(await store.listSecretIds()).toEqual([]);
       expect(await store.listPolicyNames()).toEqual([]);
     } finally {
@@ -47,7 +52,10 @@ describe('kbctl import simple-kbs: broken rows and usage', () => {
     [[], 'give the simple-kbs database as SOURCE_URL, or set KBS_DB_TYPE'],
     [['oracle://x/y'], 'must start with mysql://, mariadb://, postgres:// or sqlite://'],
   ])('usage error %j: exit 2', async (args, message) => {
-    const r = await kbctl(['import', 'simple-kbs', ...(args.length && !args[0]!.includes('://') && args[0] !== undefined ? ['sqlite://x.db', ...args] : args)], tmpdir());
+    const r = await kbctl(
+      ['import', 'simple-kbs', ...(args.length && !args[0]!.includes('://') && args[0] !== undefined ? ['sqlite://x.db', ...args] : args)],
+      tmpdir(),
+    );
     expect(r.code).toBe(2);
     expect(r.err).toContain(message);
   });

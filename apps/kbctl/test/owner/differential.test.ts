@@ -69,7 +69,11 @@ const caseArb = fc.record({
   prefixBlocks: fc.integer({ min: 0, max: 512 }), // 16-byte blocks of random firmware before the OVMF tail
   useTk: fc.boolean(),
   kernel: fc.option(
-    fc.record({ kernelLen: fc.integer({ min: 0, max: 5000 }), initrdLen: fc.option(fc.integer({ min: 0, max: 3000 })), cmdline: fc.option(fc.string({ maxLength: 40 }).map((s) => s.replace(/\0/g, ''))) }),
+    fc.record({
+      kernelLen: fc.integer({ min: 0, max: 5000 }),
+      initrdLen: fc.option(fc.integer({ min: 0, max: 3000 })),
+      cmdline: fc.option(fc.string({ maxLength: 40 }).map((s) => s.replace(/\0/g, ''))),
+    }),
     { freq: 2 },
   ),
   sim: fc.boolean(),
@@ -79,7 +83,13 @@ const caseArb = fc.record({
   sku: fc.constantFrom(...SKUS),
   api: fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 })),
   wrong: fc.option(fc.constantFrom(...WRONG), { freq: 2 }), // fast-check: null once in `freq` draws
-  secrets: fc.option(fc.array(fc.record({ guid: fc.oneof(fc.uuid({ version: 4 }), fc.constant('luks-key')), len: fc.integer({ min: 0, max: 300 }) }), { minLength: 1, maxLength: 3 }), { freq: 2 }),
+  secrets: fc.option(
+    fc.array(fc.record({ guid: fc.oneof(fc.uuid({ version: 4 }), fc.constant('luks-key')), len: fc.integer({ min: 0, max: 300 }) }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+    { freq: 2 },
+  ),
 });
 type CaseSpec = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -137,7 +147,13 @@ function prepare(i: number, c: CaseSpec): Prepared {
     args.push('-n', String(wrong === 'vcpus' ? c.vcpus + 1 : c.vcpus));
     const fpu = wrong === 'init2-vmsa' ? 'init2' : 'legacy';
     const pair = (f: 'legacy' | 'init2') =>
-      buildVmsaPair({ apResetEip: sevEsResetEip(parseOvmfFooterTable(firmware)), vmmType: 'qemu', vcpuSig: cpuSignature(c.sku[0], c.sku[1], c.sku[2]), sevFeatures: 0, fpu: f });
+      buildVmsaPair({
+        apResetEip: sevEsResetEip(parseOvmfFooterTable(firmware)),
+        vmmType: 'qemu',
+        vcpuSig: cpuSignature(c.sku[0], c.sku[1], c.sku[2]),
+        sevFeatures: 0,
+        fpu: f,
+      });
     if (c.vmsaFiles === 'sku') {
       args.push('--cpu-family', String(c.sku[0]), '--cpu-model', String(c.sku[1]), '--cpu-stepping', String(c.sku[2]));
       vmsas = pair(fpu);
@@ -171,11 +187,22 @@ function prepare(i: number, c: CaseSpec): Prepared {
     const mnonce = bytes(c.seed, 'nonce', 16);
     measurement = Buffer.concat([computeMeasurement({ tik: launchTik, apiMajor: api[0], apiMinor: api[1], build: api[2], policy, digest, mnonce }), mnonce]);
   }
-  if (wrong === 'measure-bit') measurement[c.seed & 31]! ^= 1 << (c.seed >>> 5 & 7);
+  if (wrong === 'measure-bit') measurement[c.seed & 31]! ^= 1 << ((c.seed >>> 5) & 7);
   if (wrong === 'nonce-bit') measurement[32 + (c.seed & 15)]! ^= 1;
   const argPolicy = wrong === 'policy-arg' ? policy ^ 0x2 : policy;
   const argApi = wrong === 'api-minor' ? [api[0], (api[1] + 1) & 0xff, api[2]] : api;
-  args.push('-m', measurement.toString('base64'), '--api-major', String(argApi[0]), '--api-minor', String(argApi[1]), '--build-id', String(argApi[2]), '--policy', String(argPolicy));
+  args.push(
+    '-m',
+    measurement.toString('base64'),
+    '--api-major',
+    String(argApi[0]),
+    '--api-minor',
+    String(argApi[1]),
+    '--build-id',
+    String(argApi[2]),
+    '--policy',
+    String(argPolicy),
+  );
 
   let secrets: Prepared['secrets'];
   if (c.secrets && wrong === null) {
@@ -206,7 +233,22 @@ const secretFiles = (who: string) => ['--secret-header', `${who}-header.b64`, '-
 const readB64 = (dir: string, name: string) => Buffer.from(readFileSync(join(dir, name), 'utf8'), 'base64');
 
 /** Labels both tools print under --debug with the same value (first occurrence). */
-const COMPARED = ['Firmware(sha256)', 'TIK(hex)', 'TEK(hex)', 'VMSA CPU 0(sha256)', 'VMSA CPU 1(sha256)', 'Kernel(sha256)', 'Initrd(sha256)', 'Cmdline(sha256)', 'Table(hex)', 'VMSA(sha256)', 'Measured-data(sha256)', 'Measured-msg(hex)', 'Measurement reported(hex)', 'Measurement computed(hex)'];
+const COMPARED = [
+  'Firmware(sha256)',
+  'TIK(hex)',
+  'TEK(hex)',
+  'VMSA CPU 0(sha256)',
+  'VMSA CPU 1(sha256)',
+  'Kernel(sha256)',
+  'Initrd(sha256)',
+  'Cmdline(sha256)',
+  'Table(hex)',
+  'VMSA(sha256)',
+  'Measured-data(sha256)',
+  'Measured-msg(hex)',
+  'Measurement reported(hex)',
+  'Measurement computed(hex)',
+];
 
 function compareDebug(ours: Result, theirs: Result): Record<string, [string | undefined, string | undefined]> {
   const a = debugLines(ours.err);
@@ -228,7 +270,12 @@ describe('offline: generated launches', () => {
     for (const [i, c] of cases.entries()) {
       const ours = await kbctl(['validate', ...c.args, ...(c.secrets ? secretFiles('kb') : []), '--debug'], { cwd: c.dir });
       const lv = theirs[i]!;
-      expect({ case: c.name, ours: ours.code, theirs: lv.code, theirsErr: lv.code === c.expected ? '' : lv.err.split('\n').slice(-3).join(' | ') }).toEqual({ case: c.name, ours: c.expected, theirs: c.expected, theirsErr: '' });
+      expect({ case: c.name, ours: ours.code, theirs: lv.code, theirsErr: lv.code === c.expected ? '' : lv.err.split('\n').slice(-3).join(' | ') }).toEqual({
+        case: c.name,
+        ours: c.expected,
+        theirs: c.expected,
+        theirsErr: '',
+      });
       expect({ case: c.name, debug: compareDebug(ours, lv) }).toEqual({ case: c.name, debug: {} });
       expect(debugLines(ours.err).has('Measured-data(sha256)')).toBe(true);
       summary.agree++;
@@ -242,7 +289,13 @@ describe('offline: generated launches', () => {
       const plain = openSecret({ tek: c.tek, tik: c.tik, measure: c.measure, header: readB64(c.dir, 'lv-header.b64'), data: readB64(c.dir, 'lv-payload.b64') });
       expect(parseSecretTable(plain)).toEqual(c.secrets);
       // the same secrets give the same table, byte for byte (libvirt's padding included); only the IV differs
-      const ourPlain = openSecret({ tek: c.tek, tik: c.tik, measure: c.measure, header: readB64(c.dir, 'kb-header.b64'), data: readB64(c.dir, 'kb-payload.b64') });
+      const ourPlain = openSecret({
+        tek: c.tek,
+        tik: c.tik,
+        measure: c.measure,
+        header: readB64(c.dir, 'kb-header.b64'),
+        data: readB64(c.dir, 'kb-payload.b64'),
+      });
       expect(ourPlain.toString('hex')).toBe(plain.toString('hex'));
       // ours → the simulated Secure Processor, and the guest reads them back
       c.sim!.sp.launchSecret(c.sim!.handle, readB64(c.dir, 'kb-header.b64'), readB64(c.dir, 'kb-payload.b64'));
@@ -320,7 +373,11 @@ describe('offline: generated launches', () => {
       ['a measurement with bad base64 padding', [...keys, '-m', 'abc', ...state.slice(2), '-f', 'fw.bin'], 6],
       ['a measurement of non-base64 characters only', [...keys, '-m', '@@@@', ...state.slice(2), '-f', 'fw.bin'], 1],
       ['a 32-byte measurement', [...keys, '-m', Buffer.from(m, 'base64').subarray(0, 32).toString('base64'), ...state.slice(2), '-f', 'fw.bin'], 1],
-      ['a measurement with another nonce', [...keys, '-m', Buffer.concat([Buffer.from(m, 'base64').subarray(0, 32), randomBytes(16)]).toString('base64'), ...state.slice(2), '-f', 'fw.bin'], 1],
+      [
+        'a measurement with another nonce',
+        [...keys, '-m', Buffer.concat([Buffer.from(m, 'base64').subarray(0, 32), randomBytes(16)]).toString('base64'), ...state.slice(2), '-f', 'fw.bin'],
+        1,
+      ],
       ['an unknown secret alias', [...ok, '-s', 'disk-key:secret.txt', ...secret], 2],
       ['a secret without a path', [...ok, '-s', 'luks-key', ...secret], 2],
       ['a secret with two colons', [...ok, '-s', 'luks-key:a:b', ...secret], 2],
@@ -329,7 +386,14 @@ describe('offline: generated launches', () => {
       ['an unwritable secret header', [...ok, '-s', 'luks-key:secret.txt', '--secret-header', 'no/such/dir/h', '--secret-payload', 'p'], 6],
       ['a quiet mismatch', [...keys, ...state.slice(0, 8), '--policy', '3', '-f', 'fw.bin', '-q'], 1],
     ];
-    const theirs = await pool(PARALLEL, cases.map(([, args]) => () => runLv(args, { cwd: dir })));
+    const theirs = await pool(
+      PARALLEL,
+      cases.map(
+        ([, args]) =>
+          () =>
+            runLv(args, { cwd: dir }),
+      ),
+    );
     const got: [string, number, number][] = [];
     for (const [i, [name, args]] of cases.entries()) got.push([name, (await kbctl(['validate', ...args], { cwd: dir })).code, theirs[i]!.code]);
     expect(got).toEqual(cases.map(([name, , code]) => [name, code, code]));
@@ -348,13 +412,68 @@ describe('offline: generated launches', () => {
     writeFileSync(join(dir, 'fw.bin'), readFileSync(SEVCTL_OVMF));
     writeFileSync(join(dir, 's24'), randomBytes(24)); // 20 + (20 + 24) = 64: aligned
     const nonce = randomBytes(16);
-    const measure = computeMeasurement({ tik, apiMajor: 1, apiMinor: 51, build: 3, policy: 1, digest: launchDigest({ mode: 'sev', firmware: readFileSync(SEVCTL_OVMF) }), mnonce: nonce });
-    const lv = await runLv(['--tik', 'tik.bin', '--tek', 'tek.bin', '-m', Buffer.concat([measure, nonce]).toString('base64'), '--api-major', '1', '--api-minor', '51', '--build-id', '3', '--policy', '1', '-f', 'fw.bin', '-s', 'luks-key:s24', ...secretFiles('lv')], { cwd: dir });
+    const measure = computeMeasurement({
+      tik,
+      apiMajor: 1,
+      apiMinor: 51,
+      build: 3,
+      policy: 1,
+      digest: launchDigest({ mode: 'sev', firmware: readFileSync(SEVCTL_OVMF) }),
+      mnonce: nonce,
+    });
+    const lv = await runLv(
+      [
+        '--tik',
+        'tik.bin',
+        '--tek',
+        'tek.bin',
+        '-m',
+        Buffer.concat([measure, nonce]).toString('base64'),
+        '--api-major',
+        '1',
+        '--api-minor',
+        '51',
+        '--build-id',
+        '3',
+        '--policy',
+        '1',
+        '-f',
+        'fw.bin',
+        '-s',
+        'luks-key:s24',
+        ...secretFiles('lv'),
+      ],
+      { cwd: dir },
+    );
     expect(lv.code).toBe(0);
     const plain = openSecret({ tek, tik, measure, header: readB64(dir, 'lv-header.b64'), data: readB64(dir, 'lv-payload.b64') });
     expect(plain.length).toBe(80);
     expect(parseSecretTable(plain)).toEqual([{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: readFileSync(join(dir, 's24')) }]);
-    const ours = await kbctl(['validate', '--tik', 'tik.bin', '--tek', 'tek.bin', '-m', Buffer.concat([measure, nonce]).toString('base64'), '--api-major', '1', '--api-minor', '51', '--build-id', '3', '--policy', '1', '-f', 'fw.bin', '-s', 'luks-key:s24', ...secretFiles('kb')], { cwd: dir });
+    const ours = await kbctl(
+      [
+        'validate',
+        '--tik',
+        'tik.bin',
+        '--tek',
+        'tek.bin',
+        '-m',
+        Buffer.concat([measure, nonce]).toString('base64'),
+        '--api-major',
+        '1',
+        '--api-minor',
+        '51',
+        '--build-id',
+        '3',
+        '--policy',
+        '1',
+        '-f',
+        'fw.bin',
+        '-s',
+        'luks-key:s24',
+        ...secretFiles('kb'),
+      ],
+      { cwd: dir },
+    );
     expect(ours.code).toBe(0);
     expect(readB64(dir, 'kb-payload.b64')).toHaveLength(80);
     const ourPlain = openSecret({ tek, tik, measure, header: readB64(dir, 'kb-header.b64'), data: readB64(dir, 'kb-payload.b64') });
@@ -368,7 +487,10 @@ describe('--domain: recorded hosts (fake virsh for kbctl, fake libvirt module fo
     mkdirSync(dir);
     const fixture = domainFixture(dir);
     const hosts = fixture.cases.map((c, i) => ({ kb: fakeHost(join(dir, `kb-${i}`), c.scenario), lv: fakeHost(join(dir, `lv-${i}`), c.scenario) }));
-    const theirs = await pool(PARALLEL, fixture.cases.map((c, i) => () => runLv(c.args, { cwd: dir, env: hosts[i]!.lv.pythonEnv })));
+    const theirs = await pool(
+      PARALLEL,
+      fixture.cases.map((c, i) => () => runLv(c.args, { cwd: dir, env: hosts[i]!.lv.pythonEnv })),
+    );
     const got: [string, number, number][] = [];
     for (const [i, c] of fixture.cases.entries()) {
       got.push([c.name, (await kbctl(['validate', ...c.args], { cwd: dir, env: hosts[i]!.kb.kbctlEnv })).code, theirs[i]!.code]);
@@ -376,7 +498,13 @@ describe('--domain: recorded hosts (fake virsh for kbctl, fake libvirt module fo
       for (const host of [hosts[i]!.kb, hosts[i]!.lv]) {
         const { header, secret, resumed } = host.injected();
         expect(resumed).toBe(true);
-        const plain = openSecret({ tek: fixture.tek, tik: fixture.tik, measure: c.measure, header: Buffer.from(header!, 'base64'), data: Buffer.from(secret!, 'base64') });
+        const plain = openSecret({
+          tek: fixture.tek,
+          tik: fixture.tik,
+          measure: c.measure,
+          header: Buffer.from(header!, 'base64'),
+          data: Buffer.from(secret!, 'base64'),
+        });
         expect(parseSecretTable(plain)).toEqual([{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('a LUKS passphrase') }]);
       }
     }

@@ -40,8 +40,12 @@ describe('kbctl igvm … measure (igvmmeasure output)', () => {
   });
 
   it('SEV-ES and SEV platforms print 64 hex digits', async () => {
-    expect((await kbctl(['igvm', '-p', 'sev-es', join(IGVM, 'sev-es-X64-1vcpu.igvm'), 'measure', '-b'])).out).toBe('24527F02FDADC908F11D7CF099D3570E49304A93BDA7687E256B5A183876A648\n');
-    expect((await kbctl(['igvm', '--platform', 'sev', join(IGVM, 'sev-X64.igvm'), 'measure', '-b'])).out).toBe('B4C021E085FB83CEFFE6571A3D357B4A98773C83C474E47F76C876708FE316DA\n');
+    expect((await kbctl(['igvm', '-p', 'sev-es', join(IGVM, 'sev-es-X64-1vcpu.igvm'), 'measure', '-b'])).out).toBe(
+      '24527F02FDADC908F11D7CF099D3570E49304A93BDA7687E256B5A183876A648\n',
+    );
+    expect((await kbctl(['igvm', '--platform', 'sev', join(IGVM, 'sev-X64.igvm'), 'measure', '-b'])).out).toBe(
+      'B4C021E085FB83CEFFE6571A3D357B4A98773C83C474E47F76C876708FE316DA\n',
+    );
   });
 
   it('an ID block that does not match: the digest is printed, then the error, exit 1; -i ignores it', async () => {
@@ -237,7 +241,7 @@ describe('help and load', () => {
     const root = resolve(__dirname, '../../../..');
     const script =
       "require('./apps/kbctl/src/owner/igvm.ts'); require('./apps/kbctl/src/owner/snp-id-block.ts');" +
-      "const loaded = Object.keys(require.cache); process.stdout.write(JSON.stringify(loaded.filter((p) => /grpc|[\\\\/]admin[\\\\/]/.test(p))));";
+      'const loaded = Object.keys(require.cache); process.stdout.write(JSON.stringify(loaded.filter((p) => /grpc|[\\\\/]admin[\\\\/]/.test(p))));';
     const out = execFileSync(join(root, 'node_modules/.bin/tsx'), ['-e', script], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(out)).toEqual([]);
     // and the same probe does see what the admin commands load (the test can fail)

@@ -17,18 +17,57 @@ const devnull = ['--kernel', 'empty', '--initrd', 'empty'];
 describe('sev-snp-measure vectors (§A, sev and seves rows)', () => {
   it.each([
     // A17/A18: current sev-snp-measure 'seves' = the INIT2 VMSA
-    ['A17', ['--mode', 'seves', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--append', '', '--vmsa-fpu', 'init2'], '13810ae661ea11e2bb205621f582fee268f0367c8f97bc297b7fadef3e12002c'],
-    ['A18', ['--mode', 'seves', '--vcpus', '4', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--vmsa-fpu', 'init2'], '0dccbcaba8e90b261bd0d2e1863a2f9da714768b7b2a19363cd6ae35aa90de91'],
-    ['A20', ['--mode', 'sev', '--ovmf', AMDSEV, ...devnull, '--append', 'console=ttyS0 loglevel=7'], '82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff'],
+    [
+      'A17',
+      ['--mode', 'seves', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--append', '', '--vmsa-fpu', 'init2'],
+      '13810ae661ea11e2bb205621f582fee268f0367c8f97bc297b7fadef3e12002c',
+    ],
+    [
+      'A18',
+      ['--mode', 'seves', '--vcpus', '4', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--vmsa-fpu', 'init2'],
+      '0dccbcaba8e90b261bd0d2e1863a2f9da714768b7b2a19363cd6ae35aa90de91',
+    ],
+    [
+      'A20',
+      ['--mode', 'sev', '--ovmf', AMDSEV, ...devnull, '--append', 'console=ttyS0 loglevel=7'],
+      '82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff',
+    ],
     ['A21', ['--mode', 'sev', '--ovmf', AMDSEV, '--kernel', 'empty'], '77f613d7bbcdf12a73782ea9e88b0172aeda50d1a54201cb903594ff52846898'],
     ['A22', ['--mode', 'sev', '--ovmf', OVMFX64], 'b4c021e085fb83ceffe6571a3d357b4a98773c83c474e47f76c876708fe316da'],
     // §G: the same fixture with the legacy VMSA (the default flavour)
-    ['G legacy 1 vCPU', ['--mode', 'seves', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--append', ''], '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36'],
-    ['G legacy 4 vCPUs', ['--mode', 'seves', '--vcpus', '4', '--vcpu-sig', '0x800f12', '--ovmf', AMDSEV, ...devnull, '--vmsa-fpu', 'legacy'], 'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9'],
+    [
+      'G legacy 1 vCPU',
+      ['--mode', 'seves', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', AMDSEV, ...devnull, '--append', ''],
+      '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36',
+    ],
+    [
+      'G legacy 4 vCPUs',
+      ['--mode', 'seves', '--vcpus', '4', '--vcpu-sig', '0x800f12', '--ovmf', AMDSEV, ...devnull, '--vmsa-fpu', 'legacy'],
+      'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9',
+    ],
     // sevctl E4's intermediate LD: legacy VMSAs for family 25 model 1 stepping 1, 4 vCPUs
-    ['E4 LD', ['--mode', 'seves', '--vcpus', '4', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1', '--ovmf', SEVCTL_OVMF], '847b5ab6db136ea67dc5a95478ebe7e5ebbe93e9e74bdb1284165f9007a4e367'],
+    [
+      'E4 LD',
+      ['--mode', 'seves', '--vcpus', '4', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1', '--ovmf', SEVCTL_OVMF],
+      '847b5ab6db136ea67dc5a95478ebe7e5ebbe93e9e74bdb1284165f9007a4e367',
+    ],
     ['E2 LD', ['--mode', 'sev', '--ovmf', SEVCTL_OVMF], '2f6fc6065f4abc131eb4fb2b5090a542636eae84a94c0db0fdd5f405cb372ff5'],
-    ['E3 LD', ['--mode', 'sev', '--ovmf', SEVCTL_OVMF, '--kernel', join(SEVCTL, 'measurement/vmlinuz-fake'), '--initrd', join(SEVCTL, 'measurement/initrd-fake'), '--append', 'foo bar baz fake kernel=cmdline'], '4b47fec6f851487c33714c8a00a832a1b705ad0a7cac4a647388eccfa9f0c570'],
+    [
+      'E3 LD',
+      [
+        '--mode',
+        'sev',
+        '--ovmf',
+        SEVCTL_OVMF,
+        '--kernel',
+        join(SEVCTL, 'measurement/vmlinuz-fake'),
+        '--initrd',
+        join(SEVCTL, 'measurement/initrd-fake'),
+        '--append',
+        'foo bar baz fake kernel=cmdline',
+      ],
+      '4b47fec6f851487c33714c8a00a832a1b705ad0a7cac4a647388eccfa9f0c570',
+    ],
   ])('%s', async (_id, argv, digest) => {
     const r = await run(argv);
     expect(r).toEqual({ code: 0, out: digest, err: '' });
@@ -83,7 +122,22 @@ describe('--dump-vmsa writes the measured pages (§G derived/vmsa, sevctl vmsa0/
 
   it("sevctl's vmsa0.bin / vmsa1.bin (family 25, model 1, stepping 1, legacy)", async () => {
     const dir = join(work.dir, 'dump-sevctl');
-    const r = await run(['--mode', 'seves', '--vcpus', '2', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1', '--ovmf', SEVCTL_OVMF, '--dump-vmsa', dir]);
+    const r = await run([
+      '--mode',
+      'seves',
+      '--vcpus',
+      '2',
+      '--vcpu-family',
+      '25',
+      '--vcpu-model',
+      '1',
+      '--vcpu-stepping',
+      '1',
+      '--ovmf',
+      SEVCTL_OVMF,
+      '--dump-vmsa',
+      dir,
+    ]);
     expect(r.code).toBe(0);
     expect(read(join(dir, 'vmsa0.bin'))).toEqual(read(join(SEVCTL, 'vmsa0.bin')));
     expect(read(join(dir, 'vmsa1.bin'))).toEqual(read(join(SEVCTL, 'vmsa1.bin')));
@@ -123,10 +177,20 @@ describe('errors: sev-snp-measure exit codes (1 runtime, 2 usage) and clear mess
     ['append without kernel', ['--mode', 'sev', '--ovmf', AMDSEV, '--append', 'x'], 2, /--kernel required when using --append/],
     ['seves without --vcpus', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpu-type', 'EPYC'], 2, /missing --vcpus N in guest mode 'seves'/],
     ['seves without vCPU model', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1'], 2, /missing --vcpu-type or --vcpu-sig or --vcpu-family/],
-    ['two vCPU forms', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC', '--vcpu-sig', '1'], 2, /exactly one of --vcpu-type, --vcpu-sig/],
+    [
+      'two vCPU forms',
+      ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC', '--vcpu-sig', '1'],
+      2,
+      /exactly one of --vcpu-type, --vcpu-sig/,
+    ],
     ['partial triplet', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-family', '25'], 2, /go together/],
     ['unknown type', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v9'], 2, /unknown vCPU type 'EPYC-v9'; known: EPYC, /],
-    ['model out of range', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-family', '25', '--vcpu-model', '256', '--vcpu-stepping', '0'], 2, /--vcpu-model must be at most 255/],
+    [
+      'model out of range',
+      ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-family', '25', '--vcpu-model', '256', '--vcpu-stepping', '0'],
+      2,
+      /--vcpu-model must be at most 255/,
+    ],
     ['zero vCPUs', ['--mode', 'seves', '--ovmf', AMDSEV, '--vcpus', '0', '--vcpu-type', 'EPYC'], 2, /--vcpus must be at least 1/],
     ['bad vmm type', ['--mode', 'sev', '--ovmf', AMDSEV, '--vmm-type', 'xen'], 2, /unknown VMM type 'xen'/],
     ['bad fpu', ['--mode', 'sev', '--ovmf', AMDSEV, '--vmsa-fpu', 'new'], 2, /--vmsa-fpu must be legacy .* or init2/],

@@ -34,7 +34,25 @@ async function hostLaunch(name: string, vcpus: number) {
   sp.launchUpdateData(handle, read(AMDSEV));
   sp.launchUpdateData(handle, buildPaddedSevHashTable({ kernel: read(join(work.dir, 'vmlinuz')), initrd: read(join(work.dir, 'initrd.img')), cmdline }));
   // the pages KVM measures are the owner's own legacy VMSAs for the host CPU (EPYC-v4 = family 23 model 1 stepping 2)
-  const dump = await k(['measure', '--mode', 'seves', '--ovmf', 'OVMF.fd', '--vcpus', String(vcpus), '--vcpu-type', 'EPYC-v4', '--kernel', 'vmlinuz', '--initrd', 'initrd.img', '--append', cmdline, '--dump-vmsa', `vmsa-${name}`]);
+  const dump = await k([
+    'measure',
+    '--mode',
+    'seves',
+    '--ovmf',
+    'OVMF.fd',
+    '--vcpus',
+    String(vcpus),
+    '--vcpu-type',
+    'EPYC-v4',
+    '--kernel',
+    'vmlinuz',
+    '--initrd',
+    'initrd.img',
+    '--append',
+    cmdline,
+    '--dump-vmsa',
+    `vmsa-${name}`,
+  ]);
   expect(dump.code).toBe(0);
   for (let i = 0; i < vcpus; i++) sp.launchUpdateVmsa(handle, read(join(work.dir, `vmsa-${name}`, `vmsa${i}.bin`)));
   const measurement = sp.launchMeasure(handle);
@@ -43,7 +61,24 @@ async function hostLaunch(name: string, vcpus: number) {
 
 const launchArgs = (name: string, m: Buffer, vcpus: number) => [
   ...['-m', m.toString('base64'), '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '0x5'],
-  ...['-f', 'OVMF.fd', '-k', 'vmlinuz', '-r', 'initrd.img', '-e', cmdline, '-n', String(vcpus), '--cpu-family', '23', '--cpu-model', '1', '--cpu-stepping', '2'],
+  ...[
+    '-f',
+    'OVMF.fd',
+    '-k',
+    'vmlinuz',
+    '-r',
+    'initrd.img',
+    '-e',
+    cmdline,
+    '-n',
+    String(vcpus),
+    '--cpu-family',
+    '23',
+    '--cpu-model',
+    '1',
+    '--cpu-stepping',
+    '2',
+  ],
   ...['--tik', `${name}_tik.bin`, '--tek', `${name}_tek.bin`],
 ];
 
@@ -53,14 +88,58 @@ it('session → launch → validate --inject-secret → the guest reads its secr
   expect(launch.digest.toString('hex')).toBe(launch.expected);
 
   // the owner's policy for the broker admits exactly this digest (and the other vCPU counts allowed)
-  const policy = await k(['policy', 'from-configs', '--ovmf', 'OVMF.fd', '--kernel', 'vmlinuz', '--initrd', 'initrd.img', '--append', cmdline, '--policy', '5', '--vcpus', '1-4', '--vcpu-type', 'EPYC-v4', '--quiet']);
+  const policy = await k([
+    'policy',
+    'from-configs',
+    '--ovmf',
+    'OVMF.fd',
+    '--kernel',
+    'vmlinuz',
+    '--initrd',
+    'initrd.img',
+    '--append',
+    cmdline,
+    '--policy',
+    '5',
+    '--vcpus',
+    '1-4',
+    '--vcpu-type',
+    'EPYC-v4',
+    '--quiet',
+  ]);
   expect(JSON.parse(policy.out).allowedDigests).toContain(launch.digest.toString('hex'));
 
   // the launch measurement is what `measurement build` predicts for these parameters and this nonce
-  const predicted = await k(['measurement', 'build', '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '5', '--tik', 'vm1_tik.bin', '--launch-measure-blob', launch.measurement.toString('base64'), '--launch-digest', launch.digest.toString('base64')]);
+  const predicted = await k([
+    'measurement',
+    'build',
+    '--api-major',
+    '1',
+    '--api-minor',
+    '55',
+    '--build-id',
+    '21',
+    '--policy',
+    '5',
+    '--tik',
+    'vm1_tik.bin',
+    '--launch-measure-blob',
+    launch.measurement.toString('base64'),
+    '--launch-digest',
+    launch.digest.toString('base64'),
+  ]);
   expect(predicted.out).toBe(launch.measurement.toString('base64'));
 
-  const v = await k(['validate', ...launchArgs('vm1', launch.measurement, 3), '-s', 'luks-key:disk.key', '--secret-header', 'vm1-hdr.b64', '--secret-payload', 'vm1-secret.b64']);
+  const v = await k([
+    'validate',
+    ...launchArgs('vm1', launch.measurement, 3),
+    '-s',
+    'luks-key:disk.key',
+    '--secret-header',
+    'vm1-hdr.b64',
+    '--secret-payload',
+    'vm1-secret.b64',
+  ]);
   expect(v).toEqual({ code: 0, out: 'OK: Looks good to me\nOK: Injected 1 secrets', err: '' });
   const b64 = (f: string) => Buffer.from(readFileSync(join(work.dir, f), 'utf8'), 'base64');
   launch.sp.launchSecret(launch.handle, b64('vm1-hdr.b64'), b64('vm1-secret.b64'));
@@ -74,7 +153,22 @@ it('session → launch → validate → secret build (sevctl style, raw files) �
   expect((await k(['validate', ...launchArgs('vm2', launch.measurement, 1), '-q'])).code).toBe(0);
   // another guest's TIK does not validate this launch
   expect((await k(['validate', ...launchArgs('vm2', launch.measurement, 1).slice(0, -4), '--tik', 'vm1_tik.bin', '--tek', 'vm1_tek.bin'])).code).toBe(1);
-  const s = await k(['secret', 'build', '--tik', 'vm2_tik.bin', '--tek', 'vm2_tek.bin', '--launch-measure-blob', launch.measurement.toString('base64'), '--secret', 'luks-key:disk.key', '--secret', '0b5c3d59-8b6e-4a53-9a7e-2b7ef5d0c001:api.token', 'hdr.bin', 'payload.bin']);
+  const s = await k([
+    'secret',
+    'build',
+    '--tik',
+    'vm2_tik.bin',
+    '--tek',
+    'vm2_tek.bin',
+    '--launch-measure-blob',
+    launch.measurement.toString('base64'),
+    '--secret',
+    'luks-key:disk.key',
+    '--secret',
+    '0b5c3d59-8b6e-4a53-9a7e-2b7ef5d0c001:api.token',
+    'hdr.bin',
+    'payload.bin',
+  ]);
   expect(s.code).toBe(0);
   launch.sp.launchSecret(launch.handle, read(join(work.dir, 'hdr.bin')), read(join(work.dir, 'payload.bin')));
   launch.sp.launchFinish(launch.handle);

@@ -20,11 +20,18 @@ describe('digests', () => {
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.out);
     const expected = await Promise.all(
-      [1, 2, 3, 4].map((n) => measure(['--mode', 'seves', '--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--vcpus', String(n), '--vcpu-type', 'EPYC-v4'])),
+      [1, 2, 3, 4].map((n) =>
+        measure(['--mode', 'seves', '--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--vcpus', String(n), '--vcpu-type', 'EPYC-v4']),
+      ),
     );
     expect(doc).toEqual({ version: 1, allowedDigests: [...expected].sort(), allowedPolicies: [5] });
     // VECTORS.md §G, legacy VMSA: 1 and 4 vCPUs
-    expect(doc.allowedDigests).toEqual(expect.arrayContaining(['664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36', 'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9']));
+    expect(doc.allowedDigests).toEqual(
+      expect.arrayContaining([
+        '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36',
+        'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9',
+      ]),
+    );
     expect(parsePolicy(doc)).toEqual(doc);
     // stderr lists each digest with the configuration it came from
     expect(r.err).toContain('664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36  seves, policy 0x5, 1 vCPU, EPYC-v4, legacy VMSA');
@@ -33,9 +40,33 @@ describe('digests', () => {
 
   it('the product of CPUs × vCPU counts × FPU flavours, plus SEV policies (one digest each), deduplicated', async () => {
     const r = await run([
-      '--ovmf', SEVCTL_OVMF, '--policy', '1', '--policy', '0x5', '--policy', '0x7', '--vcpus', '1,2', '--vcpus', '2-3',
-      '--vcpu-type', 'EPYC-Milan', '--vcpu-sig', '0xa00f11', '--vcpu-family', '23', '--vcpu-model', '1', '--vcpu-stepping', '2',
-      '--vmsa-fpu', 'legacy', '--vmsa-fpu', 'init2', '--quiet',
+      '--ovmf',
+      SEVCTL_OVMF,
+      '--policy',
+      '1',
+      '--policy',
+      '0x5',
+      '--policy',
+      '0x7',
+      '--vcpus',
+      '1,2',
+      '--vcpus',
+      '2-3',
+      '--vcpu-type',
+      'EPYC-Milan',
+      '--vcpu-sig',
+      '0xa00f11',
+      '--vcpu-family',
+      '23',
+      '--vcpu-model',
+      '1',
+      '--vcpu-stepping',
+      '2',
+      '--vmsa-fpu',
+      'legacy',
+      '--vmsa-fpu',
+      'init2',
+      '--quiet',
     ]);
     expect(r.err).toBe('');
     const doc = JSON.parse(r.out);
@@ -43,7 +74,22 @@ describe('digests', () => {
     expect(doc.allowedDigests).toHaveLength(1 + 3 * 2 * 2);
     expect(doc.allowedPolicies).toEqual([1, 5, 7]);
     expect(doc.allowedDigests).toContain('2f6fc6065f4abc131eb4fb2b5090a542636eae84a94c0db0fdd5f405cb372ff5'); // E2 LD
-    const e4Style = await measure(['--mode', 'seves', '--ovmf', SEVCTL_OVMF, '--vcpus', '3', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1', '--vmsa-fpu', 'init2']);
+    const e4Style = await measure([
+      '--mode',
+      'seves',
+      '--ovmf',
+      SEVCTL_OVMF,
+      '--vcpus',
+      '3',
+      '--vcpu-family',
+      '25',
+      '--vcpu-model',
+      '1',
+      '--vcpu-stepping',
+      '1',
+      '--vmsa-fpu',
+      'init2',
+    ]);
     expect(doc.allowedDigests).toContain(e4Style);
   });
 
@@ -63,18 +109,42 @@ describe('digests', () => {
     expect(doc.allowedPolicies).toEqual([0, 4, 5]);
     expect(doc.allowDebug).toBe(true);
     expect([doc.minFwApiMajor, doc.minFwApiMinor]).toEqual([1, 51]);
-    expect(doc.allowedDigests).toEqual(expect.arrayContaining(['664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36', 'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9']));
+    expect(doc.allowedDigests).toEqual(
+      expect.arrayContaining([
+        '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36',
+        'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9',
+      ]),
+    );
     // the broker's evaluation admits a launch with one of the digests and refuses another digest
     const policy = parsePolicy(doc);
     const facts = { sevPolicy: 5, apiMajor: 1, apiMinor: 55, buildId: 21, now: new Date() };
-    expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36' })).toEqual({ allowed: true });
+    expect(
+      evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36' }),
+    ).toEqual({ allowed: true });
     expect(evaluate([{ name: 'p', kind: 'tenant-default', policy }], { ...facts, launchDigest: '00'.repeat(32) }).allowed).toBe(false);
   });
 });
 
 describe('SNP measurements: a policy whose snp section admits exactly them', () => {
   it('snp: vCPUs × guest features give A1, A2, A12 and A13', async () => {
-    const r = await run(['--mode', 'snp', '--ovmf', AMDSEV, '--kernel', 'empty', '--initrd', 'empty', '--vcpus', '1,4', '--vcpu-type', 'EPYC-v4', '--guest-features', '0x1', '--guest-features', '0x21']);
+    const r = await run([
+      '--mode',
+      'snp',
+      '--ovmf',
+      AMDSEV,
+      '--kernel',
+      'empty',
+      '--initrd',
+      'empty',
+      '--vcpus',
+      '1,4',
+      '--vcpu-type',
+      'EPYC-v4',
+      '--guest-features',
+      '0x1',
+      '--guest-features',
+      '0x21',
+    ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toEqual({
       version: 1,
@@ -87,7 +157,9 @@ describe('SNP measurements: a policy whose snp section admits exactly them', () 
         ],
       },
     });
-    expect(r.err).toContain('ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5  snp, 1 vCPU, EPYC-v4, guest features 0x1, init2 VMSA');
+    expect(r.err).toContain(
+      'ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5  snp, 1 vCPU, EPYC-v4, guest features 0x1, init2 VMSA',
+    );
     // the broker's parser takes it as it is: `kbctl policy put` stores it
     expect(parsePolicy(JSON.parse(r.out)).snp?.allowedMeasurements).toEqual(JSON.parse(r.out).snp.allowedMeasurements);
   });
@@ -96,7 +168,15 @@ describe('SNP measurements: a policy whose snp section admits exactly them', () 
     const fixtures = join(MEASURE, 'sev-snp-measure/fixtures');
     writeFileSync(
       join(work.dir, 'snp.json'),
-      JSON.stringify({ mode: 'snp:svsm', ovmf: join(fixtures, 'svsm_ovmf.fd'), svsm: join(fixtures, 'svsm.bin'), 'vars-size': 540672, vcpus: '2,4', 'vcpu-type': 'EPYC-v4', 'vmsa-fpu': ['init2', 'legacy'] }),
+      JSON.stringify({
+        mode: 'snp:svsm',
+        ovmf: join(fixtures, 'svsm_ovmf.fd'),
+        svsm: join(fixtures, 'svsm.bin'),
+        'vars-size': 540672,
+        vcpus: '2,4',
+        'vcpu-type': 'EPYC-v4',
+        'vmsa-fpu': ['init2', 'legacy'],
+      }),
     );
     const r = await run(['--config', 'snp.json', '--out', 'snp-out.json']);
     expect(r.code).toBe(0);
@@ -112,13 +192,19 @@ describe('SNP measurements: a policy whose snp section admits exactly them', () 
   });
 
   it.each([
-    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--policy', '0x30000'], 'SNP guest policies are not part of this document yet (issue #17)'],
+    [
+      ['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--policy', '0x30000'],
+      'SNP guest policies are not part of this document yet (issue #17)',
+    ],
     [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpu-type', 'EPYC-v4'], 'mode snp: give the allowed vCPU counts (--vcpus)'],
     [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1'], 'mode snp: give the allowed CPUs'],
     [['--mode', 'seves', '--ovmf', AMDSEV, '--policy', '5'], '--mode takes snp or snp:svsm here'],
     [['--ovmf', AMDSEV, '--policy', '1', '--guest-features', '0x1'], '--guest-features needs --mode snp or snp:svsm'],
     [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--allow-debug'], '--allow-debug is a SEV rule'],
-    [['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--config', 'sev.json'], 'SNP measurements and SEV/SEV-ES digests go into separate documents'],
+    [
+      ['--mode', 'snp', '--ovmf', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--config', 'sev.json'],
+      'SNP measurements and SEV/SEV-ES digests go into separate documents',
+    ],
   ])('%j → exit 2', async (argv, message) => {
     writeFileSync(join(work.dir, 'sev.json'), JSON.stringify({ ovmf: AMDSEV, policy: 1 }));
     const r = await run(argv as string[]);
@@ -143,7 +229,11 @@ describe('errors', () => {
     [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '2'], 2, 'policy 0x5 is SEV-ES: give the allowed CPUs'],
     [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '0-2', '--vcpu-type', 'EPYC'], 2, '--vcpus 0-2 must be a range within 1..4096'],
     [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', 'all', '--vcpu-type', 'EPYC'], 2, '--vcpus "all" must be N, N-M or a comma list'],
-    [['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '1-4096', '--vcpu-type', 'EPYC', '--vcpu-sig', '1', '--vmsa-fpu', 'legacy', '--vmsa-fpu', 'init2'], 2, 'more than 4096 launch configurations'],
+    [
+      ['--ovmf', AMDSEV, '--policy', '5', '--vcpus', '1-4096', '--vcpu-type', 'EPYC', '--vcpu-sig', '1', '--vmsa-fpu', 'legacy', '--vmsa-fpu', 'init2'],
+      2,
+      'more than 4096 launch configurations',
+    ],
     [['--ovmf', AMDSEV, '--policy', '0'], 2, 'the broker would refuse this policy: no entry of allowedPolicies passes the bit rules'],
     [['--ovmf', AMDSEV, '--policy', '0x41'], 2, 'the broker would refuse this policy: allowedPolicies[0] 0x41 sets reserved bits'],
     [['--ovmf', AMDSEV, '--policy', '1', '--min-fw-api', '1'], 2, '--min-fw-api must be MAJOR.MINOR'],
@@ -170,4 +260,3 @@ describe('errors', () => {
     expect(r.err).toContain(message);
   });
 });
-

@@ -76,11 +76,21 @@ describe('the real vectors (../shared/vectors/snp/MANIFEST.md)', () => {
     expect([bad.code, bad.out]).toEqual([1, expect.stringContaining('Result: INVALID — SNP_ARK_MISMATCH')]);
     const good = await run([rep, '--vcek', join(MS, 'genoa_vcek.pem'), '--chain', join(SNP, 'roots/kds-cert-chain/ask_ark_genoa.pem'), '--at', T0]);
     expect(good.code).toBe(0);
-    const vlekChain = await run([join(SNP, 'trustee/test-vlek-report.bin'), '--vlek', join(SNP, 'trustee/test-vlek.der'), '--chain', join(SNP, 'roots/kds-cert-chain/ask_ark_milan_vlek.pem'), '--at', T1, '--vmpl', '1']);
+    const vlekChain = await run([
+      join(SNP, 'trustee/test-vlek-report.bin'),
+      '--vlek',
+      join(SNP, 'trustee/test-vlek.der'),
+      '--chain',
+      join(SNP, 'roots/kds-cert-chain/ask_ark_milan_vlek.pem'),
+      '--at',
+      T1,
+      '--vmpl',
+      '1',
+    ]);
     expect(vlekChain.code).toBe(0);
   });
 
-  it('--report-data and --measurement: the report\'s own values pass, others fail at steps 12 and 16', async () => {
+  it("--report-data and --measurement: the report's own values pass, others fail at steps 12 and 16", async () => {
     const rep = join(SNP, 'trustee/test-report.bin');
     const base = [rep, '--vcek', join(SNP, 'trustee/test-vcek.der'), '--at', T0, '--allow-v2'];
     const m = 'a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c';
@@ -105,16 +115,26 @@ describe('the real vectors (../shared/vectors/snp/MANIFEST.md)', () => {
     const r = await run([join(MS, 'turin_attestation_report.bin'), '--vcek', join(MS, 'turin_vcek.pem'), '--at', T0, '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j).toMatchObject({ valid: true, report: { version: 5, generation: 'turin', signingKey: 'vcek', reportedTcb: { fmc: 1, bootloader: 1, tee: 1, snp: 4, microcode: 81, raw: '0101010400000051' } } });
+    expect(j).toMatchObject({
+      valid: true,
+      report: {
+        version: 5,
+        generation: 'turin',
+        signingKey: 'vcek',
+        reportedTcb: { fmc: 1, bootloader: 1, tee: 1, snp: 4, microcode: 81, raw: '0101010400000051' },
+      },
+    });
     expect(j.checks).toHaveLength(20);
     expect(j.checks[7]).toMatchObject({ step: 8, id: 'chain', status: 'pass' });
-    const bad = JSON.parse((await run([join(SNP, 'derived/milan-v3_measurement-bitflip.bin'), '--vcek', join(MS, 'milan_vcek.pem'), '--at', T0, '--json'])).out);
+    const bad = JSON.parse(
+      (await run([join(SNP, 'derived/milan-v3_measurement-bitflip.bin'), '--vcek', join(MS, 'milan_vcek.pem'), '--at', T0, '--json'])).out,
+    );
     expect(bad).toMatchObject({ valid: false, code: 'SNP_REPORT_SIGNATURE' });
   });
 });
 
 describe('--certs DIR (snpguest layout)', () => {
-  it('vcek.der + ask.pem + ark.pem from the KDS chain: valid; a report from another chip\'s directory: invalid', async () => {
+  it("vcek.der + ask.pem + ark.pem from the KDS chain: valid; a report from another chip's directory: invalid", async () => {
     const dir = join(work.dir, 'certs-milan');
     mkdirSync(dir);
     copyFileSync(join(SNP, 'virtee-sev/vcek_milan.der'), join(dir, 'vcek.der'));
@@ -126,7 +146,7 @@ describe('--certs DIR (snpguest layout)', () => {
     expect([other.code, other.out]).toEqual([1, expect.stringContaining('SNP_REPORT_SIGNATURE')]);
   });
 
-  it('a crl.der in the directory must apply: a CRL not signed by AMD\'s ARK is SNP_CRL_UNAVAILABLE (exit 1)', async () => {
+  it("a crl.der in the directory must apply: a CRL not signed by AMD's ARK is SNP_CRL_UNAVAILABLE (exit 1)", async () => {
     const dir = join(work.dir, 'certs-crl');
     mkdirSync(dir);
     copyFileSync(join(MS, 'milan_vcek.pem'), join(dir, 'vcek.pem'));
@@ -135,10 +155,15 @@ describe('--certs DIR (snpguest layout)', () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/\[FAIL\] {2}9 {2}revocation \(CRL\) +SNP_CRL_UNAVAILABLE: the CRL's signature does not verify under ARK-Milan/);
     // the same CRL with --crl-mode off is not consulted
-    expect((await run([join(MS, 'milan_attestation_report.bin'), '--vcek', join(dir, 'vcek.pem'), '--crl', join(dir, 'crl.der'), '--crl-mode', 'off', '--at', T0])).code).toBe(0);
+    expect(
+      (await run([join(MS, 'milan_attestation_report.bin'), '--vcek', join(dir, 'vcek.pem'), '--crl', join(dir, 'crl.der'), '--crl-mode', 'off', '--at', T0]))
+        .code,
+    ).toBe(0);
     const garbage = join(work.dir, 'garbage.crl');
     writeFileSync(garbage, 'not a crl');
-    expect((await run([join(MS, 'milan_attestation_report.bin'), '--vcek', join(dir, 'vcek.pem'), '--crl', garbage, '--at', T0])).out).toContain('SNP_CRL_UNAVAILABLE');
+    expect((await run([join(MS, 'milan_attestation_report.bin'), '--vcek', join(dir, 'vcek.pem'), '--crl', garbage, '--at', T0])).out).toContain(
+      'SNP_CRL_UNAVAILABLE',
+    );
   });
 
   it('ambiguous or empty directories are usage errors (exit 2)', async () => {
@@ -186,14 +211,40 @@ describe('usage errors (exit 2) and help', () => {
   it('--help documents every flag, the certs layout and the exit codes; the snp group lists the command', async () => {
     const r = await kbctl(['snp', 'verify-report', '--help']);
     expect(r.code).toBe(0);
-    for (const f of ['--certs', '--vcek', '--vlek', '--chain', '--crl', '--crl-mode', '--allow-v2', '--vmpl', '--report-data', '--measurement', '--allow-masked-chip-id', '--csp', '--at', '--json']) expect(r.out).toContain(f);
-    for (const f of ['vcek.pem|vcek.der', 'ask.pem|ask.der', 'asvk.pem|asvk.der', 'ark.pem|ark.der', 'crl.der|crl.pem', 'Exit status: 0']) expect(r.out).toContain(f);
+    for (const f of [
+      '--certs',
+      '--vcek',
+      '--vlek',
+      '--chain',
+      '--crl',
+      '--crl-mode',
+      '--allow-v2',
+      '--vmpl',
+      '--report-data',
+      '--measurement',
+      '--allow-masked-chip-id',
+      '--csp',
+      '--at',
+      '--json',
+    ])
+      expect(r.out).toContain(f);
+    for (const f of ['vcek.pem|vcek.der', 'ask.pem|ask.der', 'asvk.pem|asvk.der', 'ark.pem|ark.der', 'crl.der|crl.pem', 'Exit status: 0'])
+      expect(r.out).toContain(f);
     expect((await kbctl(['snp', '--help'])).out).toMatch(/^ {2}verify-report +verify an SEV-SNP attestation report offline/m);
   });
 
-  it('loading the command\'s implementation pulls in no gRPC code', () => {
+  it("loading the command's implementation pulls in no gRPC code", () => {
     const root = resolve(__dirname, '../../../..');
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', "require('./apps/kbctl/src/owner/snp-verify-run.ts'); require('./apps/kbctl/src/owner/snp.ts'); console.log(Object.keys(require.cache).filter((k) => /grpc/.test(k)).length)"], { cwd: root, encoding: 'utf8' });
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "require('./apps/kbctl/src/owner/snp-verify-run.ts'); require('./apps/kbctl/src/owner/snp.ts'); console.log(Object.keys(require.cache).filter((k) => /grpc/.test(k)).length)",
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
     expect(out.trim()).toBe('0');
   });
 });
@@ -202,7 +253,13 @@ describe('usage errors (exit 2) and help', () => {
 function forgedCrl(): Buffer {
   const arkName = AsnConvert.parse(pinnedSnpRootCertificates('milan').ark, Certificate).tbsCertificate.subject;
   const alg = AsnConvert.parse(Buffer.from(PSS_ALGORITHM_IDENTIFIERS[1]!, 'hex'), AlgorithmIdentifier);
-  const tbs = new TBSCertList({ version: Version.v2, signature: alg, issuer: arkName, thisUpdate: new Time(new Date('2026-01-01Z')), nextUpdate: new Time(new Date('2027-01-01Z')) });
+  const tbs = new TBSCertList({
+    version: Version.v2,
+    signature: alg,
+    issuer: arkName,
+    thisUpdate: new Time(new Date('2026-01-01Z')),
+    nextUpdate: new Time(new Date('2027-01-01Z')),
+  });
   const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   const sig = sign('sha384', Buffer.from(AsnConvert.serialize(tbs)), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
   return Buffer.from(AsnConvert.serialize(new CertificateList({ tbsCertList: tbs, signatureAlgorithm: alg, signature: new Uint8Array(sig).buffer })));

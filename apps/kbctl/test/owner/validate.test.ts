@@ -19,7 +19,30 @@ const E = {
   e4: '/o0nzDKE5XgtVnUZWPhUea/WZYrTKLExR7KCwuMdbActvpWfXTFk21KMZIAAhQny',
 };
 const e2 = ['--tik', tik, '--tek', tik, '-m', E.e2, '--api-major', '1', '--api-minor', '40', '--build-id', '40', '--policy', '3', '-f', SEVCTL_OVMF];
-const e3 = ['--tik', tik, '--tek', tik, '-m', E.e3, '--api-major', '1', '--api-minor', '40', '--build-id', '40', '--policy', '3', '-f', SEVCTL_OVMF, '-k', join(SEVCTL, 'measurement/vmlinuz-fake'), '-r', join(SEVCTL, 'measurement/initrd-fake'), '-e', 'foo bar baz fake kernel=cmdline'];
+const e3 = [
+  '--tik',
+  tik,
+  '--tek',
+  tik,
+  '-m',
+  E.e3,
+  '--api-major',
+  '1',
+  '--api-minor',
+  '40',
+  '--build-id',
+  '40',
+  '--policy',
+  '3',
+  '-f',
+  SEVCTL_OVMF,
+  '-k',
+  join(SEVCTL, 'measurement/vmlinuz-fake'),
+  '-r',
+  join(SEVCTL, 'measurement/initrd-fake'),
+  '-e',
+  'foo bar baz fake kernel=cmdline',
+];
 const e4 = ['--tik', tik, '--tek', tik, '-m', E.e4, '--api-major', '1', '--api-minor', '49', '--build-id', '6', '--policy', '5', '-f', SEVCTL_OVMF, '-n', '4'];
 
 beforeAll(() => {
@@ -41,8 +64,37 @@ describe('sevctl vectors E2–E4 validate (exit 0)', () => {
     ['E3: SEV with kernel hashes', e3],
     ['E4: SEV-ES, VMSA files (short aliases -0/-1)', [...e4, '-0', join(SEVCTL, 'vmsa0.bin'), '-1', join(SEVCTL, 'vmsa1.bin')]],
     ['E4: SEV-ES, VMSAs built for family 25 model 1 stepping 1', [...e4, '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1']],
-    ['E4 with --tk (TEK ‖ TIK)', ['-m', E.e4, '--api-major', '1', '--api-minor', '49', '--build-id', '6', '--policy', '5', '-f', SEVCTL_OVMF, '-n', '4', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1', '--tk', 'tk.bin']],
-    ['long option names and --opt=value', ['--tik', tik, '--tek', tik, `--measurement=${E.e2}`, '--api-major=1', '--api-minor=40', '--build-id=40', '--policy=3', `--firmware=${SEVCTL_OVMF}`]],
+    [
+      'E4 with --tk (TEK ‖ TIK)',
+      [
+        '-m',
+        E.e4,
+        '--api-major',
+        '1',
+        '--api-minor',
+        '49',
+        '--build-id',
+        '6',
+        '--policy',
+        '5',
+        '-f',
+        SEVCTL_OVMF,
+        '-n',
+        '4',
+        '--cpu-family',
+        '25',
+        '--cpu-model',
+        '1',
+        '--cpu-stepping',
+        '1',
+        '--tk',
+        'tk.bin',
+      ],
+    ],
+    [
+      'long option names and --opt=value',
+      ['--tik', tik, '--tek', tik, `--measurement=${E.e2}`, '--api-major=1', '--api-minor=40', '--build-id=40', '--policy=3', `--firmware=${SEVCTL_OVMF}`],
+    ],
   ])('%s', async (_name, argv) => {
     expect(await run(argv)).toEqual({ code: 0, out: 'OK: Looks good to me', err: '' });
   });
@@ -83,8 +135,18 @@ describe('--debug prints every intermediate, as virt-qemu-sev-validate does', ()
   });
 
   it.each([
-    ['A20 / §G table (console cmdline)', ['-k', 'empty', '-r', 'empty', '-e', 'console=ttyS0 loglevel=7'], 'hashes_table_kernel-devnull_initrd-devnull_append-console.bin', '82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff'],
-    ['A21 / §G table (kernel only)', ['-k', 'empty'], 'hashes_table_kernel-devnull_no-initrd_no-append.bin', '77f613d7bbcdf12a73782ea9e88b0172aeda50d1a54201cb903594ff52846898'],
+    [
+      'A20 / §G table (console cmdline)',
+      ['-k', 'empty', '-r', 'empty', '-e', 'console=ttyS0 loglevel=7'],
+      'hashes_table_kernel-devnull_initrd-devnull_append-console.bin',
+      '82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff',
+    ],
+    [
+      'A21 / §G table (kernel only)',
+      ['-k', 'empty'],
+      'hashes_table_kernel-devnull_no-initrd_no-append.bin',
+      '77f613d7bbcdf12a73782ea9e88b0172aeda50d1a54201cb903594ff52846898',
+    ],
   ])('%s', async (_name, kernelArgs, tableFile, digest) => {
     const base = ['--tik', tik, '--tek', tik, '-m', E.e2, '--api-major', '1', '--api-minor', '40', '--build-id', '40', '--policy', '3', '-f', AMDSEV];
     const { r, lines } = await debug([...base, ...kernelArgs]);
@@ -118,7 +180,11 @@ describe('usage checks: virt-qemu-sev-validate messages and exit codes', () => {
     [[...keys, ...offline, '-r', 'empty'], 2, '--initrd/--cmdline require --kernel'],
     [[...keys, ...offline, '-e', 'quiet'], 2, '--initrd/--cmdline require --kernel'],
     [[...keys, ...offline, '-1', join(SEVCTL, 'vmsa1.bin')], 2, 'VMSA for additional CPU also requires VMSA for boot CPU'],
-    [[...keys, ...offline, '-0', join(SEVCTL, 'vmsa0.bin'), '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1'], 2, 'VMSA files are mutually exclusive with CPU SKU'],
+    [
+      [...keys, ...offline, '-0', join(SEVCTL, 'vmsa0.bin'), '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1'],
+      2,
+      'VMSA files are mutually exclusive with CPU SKU',
+    ],
     [[...keys, ...offline, '--cpu-family', '25'], 2, 'CPU SKU needs family, model and stepping for SEV-ES domain'],
     [['--tik', 'short.bin', '--tek', tik, ...offline], 2, 'Expected 16 bytes in TIK file, but got 15'],
     [['--tik', tik, '--tek', 'short.bin', ...offline], 2, 'Expected 16 bytes in TEK file, but got 15'],
@@ -134,9 +200,17 @@ describe('usage checks: virt-qemu-sev-validate messages and exit codes', () => {
     [[...keys, ...offline.slice(0, -2), '-f', 'missing.fd'], 6, 'cannot read the firmware from missing.fd: ENOENT'],
     [[...keys, ...offline, '-k', 'missing-kernel'], 6, 'cannot read the kernel from missing-kernel: ENOENT'],
     [[...keys, '-m', 'abc', ...offline.slice(2)], 6, 'the measurement is not valid base64'],
-    [[...keys, '-m', Buffer.alloc(32).toString('base64'), ...offline.slice(2)], 1, 'Measurement does not match: the measurement is 32 bytes, a LAUNCH_MEASURE value is 48'],
+    [
+      [...keys, '-m', Buffer.alloc(32).toString('base64'), ...offline.slice(2)],
+      1,
+      'Measurement does not match: the measurement is 32 bytes, a LAUNCH_MEASURE value is 48',
+    ],
     [[...keys, '-m', '@@@@', ...offline.slice(2)], 1, 'Measurement does not match: the measurement is 0 bytes'],
-    [[...keys, ...offline.slice(0, -2), '-f', 'empty', '-n', '2', '--policy', '5', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1'], 6, 'cannot build the VMSAs: firmware has no OVMF footer table'],
+    [
+      [...keys, ...offline.slice(0, -2), '-f', 'empty', '-n', '2', '--policy', '5', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1'],
+      6,
+      'cannot build the VMSAs: firmware has no OVMF footer table',
+    ],
     [[...keys, ...offline.slice(0, -2), '-f', OVMFX64, '-k', 'empty'], 1, 'Measurement does not match: firmware SEV_HASH_TABLE_RV base is 0'],
   ])('%j → exit %i', async (argv, code, message) => {
     const r = await run(argv as string[]);
@@ -150,7 +224,10 @@ describe('usage checks: virt-qemu-sev-validate messages and exit codes', () => {
     [['-s', 'nocolon'], 'Expecting ALIAS-OR-GUID:PATH for injected secret'],
     [['-s', 'a:b:c'], 'Expecting ALIAS-OR-GUID:PATH for injected secret'],
     [['-s', 'disk-key:secret.txt'], "Secret alias 'disk-key' is not known"],
-    [['-s', 'luks-key:secret.txt', '-s', '736869E5-84F0-4973-92EC-06879CE3DA0B:secret.txt'], 'Secret for GUID 736869e5-84f0-4973-92ec-06879ce3da0b already loaded'],
+    [
+      ['-s', 'luks-key:secret.txt', '-s', '736869E5-84F0-4973-92EC-06879CE3DA0B:secret.txt'],
+      'Secret for GUID 736869e5-84f0-4973-92ec-06879ce3da0b already loaded',
+    ],
     [['-s', '00000000-0000-0000-0000-000000000000:secret.txt'], 'a secret table entry cannot use the nil GUID'],
   ])('secrets are checked after the measurement (OK first, then exit 2): %j', async (secretArgs, message) => {
     const r = await run([...e2, ...secretArgs, '--secret-header', 'h.b64', '--secret-payload', 'p.b64']);
@@ -173,7 +250,17 @@ describe('usage checks: virt-qemu-sev-validate messages and exit codes', () => {
 
 describe('secret injection', () => {
   it('offline: base64 header and payload files that open with the TEK/TIK and the verified MEASURE', async () => {
-    const r = await run([...e2, '-s', 'luks-key:secret.txt', '-s', '11111111-2222-3333-4444-555555555555:empty', '--secret-header', 'h.b64', '--secret-payload', 'p.b64']);
+    const r = await run([
+      ...e2,
+      '-s',
+      'luks-key:secret.txt',
+      '-s',
+      '11111111-2222-3333-4444-555555555555:empty',
+      '--secret-header',
+      'h.b64',
+      '--secret-payload',
+      'p.b64',
+    ]);
     expect(r).toEqual({ code: 0, out: 'OK: Looks good to me\nOK: Injected 2 secrets', err: '' });
     const header = Buffer.from(readFileSync(join(work.dir, 'h.b64'), 'utf8'), 'base64');
     const data = Buffer.from(readFileSync(join(work.dir, 'p.b64'), 'utf8'), 'base64');
@@ -200,7 +287,19 @@ describe('secret injection', () => {
   });
 
   it('no secret is written when the measurement does not match', async () => {
-    const r = await run([...e2.slice(0, -4), '--policy', '1', '-f', SEVCTL_OVMF, '-s', 'luks-key:secret.txt', '--secret-header', 'h2.b64', '--secret-payload', 'p2.b64']);
+    const r = await run([
+      ...e2.slice(0, -4),
+      '--policy',
+      '1',
+      '-f',
+      SEVCTL_OVMF,
+      '-s',
+      'luks-key:secret.txt',
+      '--secret-header',
+      'h2.b64',
+      '--secret-payload',
+      'p2.b64',
+    ]);
     expect(r.code).toBe(1);
     expect(existsSync(join(work.dir, 'h2.b64'))).toBe(false);
   });
@@ -213,11 +312,21 @@ describe('--domain through virsh (recorded host states; see differential.test.ts
       mkdirSync(dir);
       const host = fakeHost(dir, c.scenario);
       const r = await kbctl(['validate', ...c.args], { cwd: fixture.dir, env: host.kbctlEnv });
-      expect({ name: c.name, code: r.code, err: r.err }).toEqual({ name: c.name, code: c.expected, err: c.expected === 0 ? '' : expect.stringMatching(/^kbctl validate: /) });
+      expect({ name: c.name, code: r.code, err: r.err }).toEqual({
+        name: c.name,
+        code: c.expected,
+        err: c.expected === 0 ? '' : expect.stringMatching(/^kbctl validate: /),
+      });
       if (c.measure) {
         const { header, secret, resumed } = host.injected();
         expect(resumed).toBe(true);
-        const table = openSecret({ tek: fixture.tek, tik: fixture.tik, measure: c.measure, header: Buffer.from(header!, 'base64'), data: Buffer.from(secret!, 'base64') });
+        const table = openSecret({
+          tek: fixture.tek,
+          tik: fixture.tik,
+          measure: c.measure,
+          header: Buffer.from(header!, 'base64'),
+          data: Buffer.from(secret!, 'base64'),
+        });
         expect(parseSecretTable(table)).toEqual([{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('a LUKS passphrase') }]);
       }
     }
@@ -233,8 +342,16 @@ describe('--domain through virsh (recorded host states; see differential.test.ts
     const fw = read(SEVCTL_OVMF);
     const d = launchDigest({ mode: 'seves', firmware: fw, vcpus: 4, vcpu: { family: 25, model: 1, stepping: 1 } });
     expect(d.toString('hex')).toBe('847b5ab6db136ea67dc5a95478ebe7e5ebbe93e9e74bdb1284165f9007a4e367');
-    expect(computeMeasurement({ tik: read(tik), apiMajor: 1, apiMinor: 49, build: 6, policy: 5, digest: d, mnonce: Buffer.from(E.e4, 'base64').subarray(32) }).toString('base64')).toBe(
-      Buffer.from(E.e4, 'base64').subarray(0, 32).toString('base64'),
-    );
+    expect(
+      computeMeasurement({
+        tik: read(tik),
+        apiMajor: 1,
+        apiMinor: 49,
+        build: 6,
+        policy: 5,
+        digest: d,
+        mnonce: Buffer.from(E.e4, 'base64').subarray(32),
+      }).toString('base64'),
+    ).toBe(Buffer.from(E.e4, 'base64').subarray(0, 32).toString('base64'));
   });
 });

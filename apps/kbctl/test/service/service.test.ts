@@ -82,7 +82,35 @@ const json = (s: Seen) => JSON.parse(s.body.toString('utf8')) as Record<string, 
 describe('kbctl vm register', () => {
   it('builds the registration from flags: exact JSON, POST /vm/UUID, the bearer token', async () => {
     answers = [{ status: 201, body: { uuid: UUID } }];
-    const r = await kbctl(['vm', 'register', UUID.toUpperCase(), '--firmware', 'OVMF.fd', '--firmware', 'OVMF-2.fd', '--kernel', 'vmlinuz', '--initrd', 'initrd.img', '--append', 'console=ttyS0', '--policy', '0x5', '--cpu-count', '4', '--cpu-model', 'EPYC-Milan', '--cloud-cert', 'oca.cert', '--luks-passphrase-file', 'luks.txt', '--secret', '736869E5-84F0-4973-92EC-06879CE3DA0B=disk.key', '--max-launches', '10']);
+    const r = await kbctl([
+      'vm',
+      'register',
+      UUID.toUpperCase(),
+      '--firmware',
+      'OVMF.fd',
+      '--firmware',
+      'OVMF-2.fd',
+      '--kernel',
+      'vmlinuz',
+      '--initrd',
+      'initrd.img',
+      '--append',
+      'console=ttyS0',
+      '--policy',
+      '0x5',
+      '--cpu-count',
+      '4',
+      '--cpu-model',
+      'EPYC-Milan',
+      '--cloud-cert',
+      'oca.cert',
+      '--luks-passphrase-file',
+      'luks.txt',
+      '--secret',
+      '736869E5-84F0-4973-92EC-06879CE3DA0B=disk.key',
+      '--max-launches',
+      '10',
+    ]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(seen).toHaveLength(1);
@@ -98,7 +126,10 @@ describe('kbctl vm register', () => {
       'cpu-models': ['EPYC-Milan'],
       'max-launches': 10,
       'cloud-cert': oca.toString('base64'),
-      secrets: [{ type: 'luks-passphrase', passphrase: 'correct horse battery staple' }, { guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: 'AQIDBA==' }],
+      secrets: [
+        { type: 'luks-passphrase', passphrase: 'correct horse battery staple' },
+        { guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: 'AQIDBA==' },
+      ],
     });
     // QEMU hashes the command line with its terminating NUL
     expect(cmdlineHash('console=ttyS0').toString('hex')).toBe(createHash('sha256').update('console=ttyS0\0').digest('hex'));
@@ -108,16 +139,45 @@ describe('kbctl vm register', () => {
   });
 
   it('takes FILE.json and lets flags replace its fields; --replace PUTs; two --cloud-cert give "cloud-certs"', async () => {
-    writeFileSync(join(dir, 'reg.json'), JSON.stringify({ scheme: 'amd-sev', policy: 1, 'cloud-cert': oca.toString('base64'), 'firmware-hashes': ['ab'.repeat(32)], 'launch-digests': ['cd'.repeat(32)] }));
+    writeFileSync(
+      join(dir, 'reg.json'),
+      JSON.stringify({
+        scheme: 'amd-sev',
+        policy: 1,
+        'cloud-cert': oca.toString('base64'),
+        'firmware-hashes': ['ab'.repeat(32)],
+        'launch-digests': ['cd'.repeat(32)],
+      }),
+    );
     answers = [{ status: 200, body: {} }];
-    const r = await kbctl(['--token-file', 'token', 'vm', 'register', UUID, 'reg.json', '--policy', '3', '--cloud-cert', 'oca.cert', '--cloud-cert', 'oca.cert', '--replace']);
+    const r = await kbctl([
+      '--token-file',
+      'token',
+      'vm',
+      'register',
+      UUID,
+      'reg.json',
+      '--policy',
+      '3',
+      '--cloud-cert',
+      'oca.cert',
+      '--cloud-cert',
+      'oca.cert',
+      '--replace',
+    ]);
     expect(r.code).toBe(0);
     expect(seen[0]!.method).toBe('PUT');
-    expect(json(seen[0]!)).toEqual({ scheme: 'amd-sev', policy: 3, 'cloud-certs': [oca.toString('base64'), oca.toString('base64')], 'firmware-hashes': ['ab'.repeat(32)], 'launch-digests': ['cd'.repeat(32)] });
+    expect(json(seen[0]!)).toEqual({
+      scheme: 'amd-sev',
+      policy: 3,
+      'cloud-certs': [oca.toString('base64'), oca.toString('base64')],
+      'firmware-hashes': ['ab'.repeat(32)],
+      'launch-digests': ['cd'.repeat(32)],
+    });
     expect(r.out).toContain('replaced');
   });
 
-  it('a registration that exists: the service\'s message and reference, and the --replace hint; exit 1', async () => {
+  it("a registration that exists: the service's message and reference, and the --replace hint; exit 1", async () => {
     answers = [{ status: 409, body: { error: 'conflict', message: 'vm already exists (ref 7f3a)', ref: '7f3a' } }];
     const r = await kbctl(['vm', 'register', UUID, '--firmware', 'OVMF.fd', '--policy', '5', '--cloud-cert', 'oca.cert']);
     expect(r.code).toBe(1);
@@ -132,9 +192,21 @@ describe('kbctl vm register', () => {
     [['vm', 'register', UUID, '--policy', 'five', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert'], 2, /--policy 'five': expected a whole number/],
     [['vm', 'register', UUID, '--policy', '5', '--cpu-count', '0', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert'], 2, /--cpu-count '0'/],
     [['vm', 'register', UUID, '--policy', '5', '--firmware', 'nope.fd', '--cloud-cert', 'oca.cert'], 1, /cannot read the firmware nope.fd: no such file/],
-    [['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'OVMF.fd'], 1, /--cloud-cert OVMF.fd is 14 bytes; an OCA certificate .* is 2084/],
-    [['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert', '--append', 'x'], 2, /--initrd and --append describe a direct kernel boot: give --kernel too/],
-    [['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert', '--secret', 'disk.key'], 2, /--secret 'disk.key': expected GUID=FILE/],
+    [
+      ['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'OVMF.fd'],
+      1,
+      /--cloud-cert OVMF.fd is 14 bytes; an OCA certificate .* is 2084/,
+    ],
+    [
+      ['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert', '--append', 'x'],
+      2,
+      /--initrd and --append describe a direct kernel boot: give --kernel too/,
+    ],
+    [
+      ['vm', 'register', UUID, '--policy', '5', '--firmware', 'OVMF.fd', '--cloud-cert', 'oca.cert', '--secret', 'disk.key'],
+      2,
+      /--secret 'disk.key': expected GUID=FILE/,
+    ],
     [['vm', 'register', UUID, '--policy', '5', '--firmware-hash', 'abc', '--cloud-cert', 'oca.cert'], 2, /--firmware-hash 'abc' is not a SHA-256/],
     [['vm', 'register', UUID, 'OVMF.fd'], 1, /OVMF.fd is not JSON/],
   ])('refuses %j before sending anything (exit %d)', async (argv, code, message) => {
@@ -172,7 +244,7 @@ describe('kbctl vm get | list | delete', () => {
     expect(r.out.split('\n')).toEqual([`${UUID}\tpolicy 0x5\t2 vCPU`, '00000000-0000-4000-8000-000000000001\tpolicy 0x1']);
   });
 
-  it('delete sends DELETE; an unknown VM is the service\'s 404 message, exit 1', async () => {
+  it("delete sends DELETE; an unknown VM is the service's 404 message, exit 1", async () => {
     answers = [{ status: 204 }, { status: 404, body: { error: 'not-found', message: 'no such vm (ref 11)', ref: '11' } }];
     expect((await kbctl(['vm', 'delete', UUID])).out).toBe(`vm ${UUID} deleted`);
     const r = await kbctl(['vm', 'delete', UUID]);
@@ -237,7 +309,29 @@ describe('kbctl firmware add | list | delete', () => {
   });
 
   it('--tls-ca for an https:// service; without it the TLS failure names the flag (exit 4)', async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'ca.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'tls.key'),
+        '-out',
+        join(dir, 'ca.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     const tls = createHttpsServer({ key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'ca.pem')) }, handler);
     await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
     const url = `https://127.0.0.1:${(tls.address() as { port: number }).port}/sev/v1`;
@@ -255,7 +349,13 @@ describe('kbctl firmware add | list | delete', () => {
   });
 
   it('--help on the groups and every command, with the service flags', async () => {
-    for (const argv of [['vm', '--help'], ['firmware', '--help'], ['vm', 'register', '--help'], ['vm', 'list', '--help'], ['firmware', 'add', '--help']]) {
+    for (const argv of [
+      ['vm', '--help'],
+      ['firmware', '--help'],
+      ['vm', 'register', '--help'],
+      ['vm', 'list', '--help'],
+      ['firmware', 'add', '--help'],
+    ]) {
       const r = await kbctl(argv);
       expect(r.code).toBe(0);
       if (argv.length === 3) expect(r.out).toContain('--service URL');

@@ -35,10 +35,18 @@ export class HostClient {
   }
 }
 
-export async function simulatedLaunch(host: HostClient, platform: SimulatedPlatform, o: { policy: number; requests: keybroker.RequestDetails[]; description?: string }) {
+export async function simulatedLaunch(
+  host: HostClient,
+  platform: SimulatedPlatform,
+  o: { policy: number; requests: keybroker.RequestDetails[]; description?: string },
+) {
   const sp = new SimulatedSecureProcessor(platform);
   const bundle = await host.getBundle({ CertificateChain: platformChain(platform).toString('base64'), Policy: o.policy });
-  const handle = sp.launchStart({ policy: o.policy, godhCert: Buffer.from(bundle.GuestOwnerPublicKey, 'base64'), launchBlob: Buffer.from(bundle.LaunchBlob, 'base64') });
+  const handle = sp.launchStart({
+    policy: o.policy,
+    godhCert: Buffer.from(bundle.GuestOwnerPublicKey, 'base64'),
+    launchBlob: Buffer.from(bundle.LaunchBlob, 'base64'),
+  });
   sp.launchUpdateData(handle, FIRMWARE);
   if (o.policy & PolicyFlag.ES) sp.launchUpdateVmsa(handle, VMSA);
   const fw = platform.firmware;

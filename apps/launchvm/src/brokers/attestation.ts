@@ -11,7 +11,8 @@ const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 function base64Field(res: Record<string, unknown>, field: string, call: string, cls: LaunchError['failure']): string {
   const v = res[field];
-  if (typeof v !== 'string' || v.length === 0 || v.length % 4 !== 0 || !B64.test(v)) throw new LaunchError(cls, `the attestation service's ${call} answer has no base64 "${field}"`);
+  if (typeof v !== 'string' || v.length === 0 || v.length % 4 !== 0 || !B64.test(v))
+    throw new LaunchError(cls, `the attestation service's ${call} answer has no base64 "${field}"`);
   return v;
 }
 
@@ -46,17 +47,23 @@ export class AttestationLaunchBroker implements LaunchBroker {
     try {
       pdh = decodeChain(host.certChain).pdh.raw;
     } catch (e) {
-      if (isSevError(e)) throw new LaunchError('CONFIG', `the host certificate chain is not a \`sevctl export --full\` chain (PDH|PEK|OCA|CEK|ASK|ARK): ${e.message}`);
+      if (isSevError(e))
+        throw new LaunchError('CONFIG', `the host certificate chain is not a \`sevctl export --full\` chain (PDH|PEK|OCA|CEK|ASK|ARK): ${e.message}`);
       throw e;
     }
     const body: Record<string, unknown> = { pdh: pdh.toString('base64'), 'cert-chain': host.certChain.toString('base64') };
     if (host.cpuId) body['cpu-id'] = host.cpuId;
     const res = await this.http.post(this.url('launch'), body, 'BUNDLE_REFUSED');
     const policy = res.policy;
-    if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff) throw new LaunchError('BUNDLE_REFUSED', 'the attestation service\'s launch answer has no valid "policy"');
-    if (typeof res['launch-id'] !== 'string' || !res['launch-id']) throw new LaunchError('BUNDLE_REFUSED', 'the attestation service\'s launch answer has no "launch-id"');
+    if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff)
+      throw new LaunchError('BUNDLE_REFUSED', 'the attestation service\'s launch answer has no valid "policy"');
+    if (typeof res['launch-id'] !== 'string' || !res['launch-id'])
+      throw new LaunchError('BUNDLE_REFUSED', 'the attestation service\'s launch answer has no "launch-id"');
     if (domain.policyGiven && policy !== domain.policy) {
-      throw new LaunchError('BUNDLE_REFUSED', `the attestation service opened the session for policy 0x${policy.toString(16)}, but the domain's <policy> is 0x${domain.policy.toString(16)}: drop <policy> (the registration decides it) or register the VM with this one`);
+      throw new LaunchError(
+        'BUNDLE_REFUSED',
+        `the attestation service opened the session for policy 0x${policy.toString(16)}, but the domain's <policy> is 0x${domain.policy.toString(16)}: drop <policy> (the registration decides it) or register the VM with this one`,
+      );
     }
     return {
       godh: base64Field(res, 'owner-cert', 'launch', 'BUNDLE_REFUSED'),

@@ -47,7 +47,13 @@ export class JsonHttpClient {
           timeout: this.opts.timeoutSeconds * 1000,
           ...(u.protocol === 'https:' && this.ca ? { ca: this.ca } : {}),
         },
-        (res) => readBody(res).then((text) => resolve(answer(res, text, url, refused)), (e: unknown) => reject(unreachable(where, e))).catch(reject),
+        (res) =>
+          readBody(res)
+            .then(
+              (text) => resolve(answer(res, text, url, refused)),
+              (e: unknown) => reject(unreachable(where, e)),
+            )
+            .catch(reject),
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', (e) => reject(unreachable(where, e)));
@@ -74,7 +80,9 @@ function unreachable(where: string, e: unknown): LaunchError {
   if (e instanceof LaunchError) return e;
   const err = e as NodeJS.ErrnoException;
   const tls = /certificate|self[- ]signed|SSL|TLS|CERT_/i.test(`${err.code ?? ''} ${err.message}`);
-  const why = tls ? `TLS: ${err.message} (give the service's CA with --tls-ca FILE)` : plainTransportError(`${err.code ?? ''} ${err.message}`).replace('the broker', 'the attestation service');
+  const why = tls
+    ? `TLS: ${err.message} (give the service's CA with --tls-ca FILE)`
+    : plainTransportError(`${err.code ?? ''} ${err.message}`).replace('the broker', 'the attestation service');
   return new LaunchError('BROKER_UNREACHABLE', `attestation service ${where} unreachable: ${why}`);
 }
 
@@ -95,6 +103,10 @@ function answer(res: IncomingMessage, text: string, url: string, refused: ExitCo
   const cls: ExitCodeName = status === 502 || status === 503 || status === 504 ? 'BROKER_UNREACHABLE' : refused;
   const message = typeof obj?.message === 'string' ? obj.message : text.trim().slice(0, 200) || res.statusMessage || 'no reason given';
   const klass = typeof obj?.error === 'string' ? `${obj.error}, ` : '';
-  if (status === 404 && !obj) throw new LaunchError(refused, `the attestation service has no ${new URL(url).pathname} (HTTP 404): is <attestation service> its base URL, e.g. http://HOST:44446/sev/v1?`);
+  if (status === 404 && !obj)
+    throw new LaunchError(
+      refused,
+      `the attestation service has no ${new URL(url).pathname} (HTTP 404): is <attestation service> its base URL, e.g. http://HOST:44446/sev/v1?`,
+    );
   throw new LaunchError(cls, `the attestation service refused: ${message} [${klass}HTTP ${status}]`);
 }

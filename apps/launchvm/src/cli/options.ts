@@ -117,7 +117,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   }
   if (parsed.positionals.length !== 1) throw new UsageError(parsed.positionals.length ? 'give exactly one domain XML file' : 'the domain XML file is missing');
   if (v.simulate && v.backend && v.backend !== 'simulate') throw new UsageError('--simulate conflicts with --backend ' + v.backend);
-  const backend = (v.simulate ? 'simulate' : v.backend ?? 'libvirt') as BackendName;
+  const backend = (v.simulate ? 'simulate' : (v.backend ?? 'libvirt')) as BackendName;
   if (!['libvirt', 'qmp', 'simulate'].includes(backend)) throw new UsageError(`--backend must be libvirt, qmp or simulate`);
   const only = (flags: string[], b: BackendName) => {
     for (const f of flags) if ((v as Record<string, unknown>)[f] !== undefined && backend !== b) throw new UsageError(`--${f} applies to --backend ${b} only`);
@@ -126,7 +126,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   only(['qemu-binary', 'qemu-arg', 'run-dir', 'start-timeout'], 'qmp');
   only(['sim-platform', 'sim-guest-dir'], 'simulate');
   const certChain = v['cert-chain'] ?? (env.KB_HOST_CERT_CHAIN || undefined);
-  if (backend !== 'simulate' && !certChain) throw new UsageError('--cert-chain FILE is required (the host chain from `sevctl export --full`; or set KB_HOST_CERT_CHAIN)');
+  if (backend !== 'simulate' && !certChain)
+    throw new UsageError('--cert-chain FILE is required (the host chain from `sevctl export --full`; or set KB_HOST_CERT_CHAIN)');
   // at least one unless the domain names an attestation service: main.ts checks once it has read the XML
   const secrets = (v.secret ?? []).map(parseSecretSpec);
 
@@ -139,7 +140,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): LaunchvmOp
   let vcpu: VcpuSpec | undefined;
   if (v['cpu-type']) vcpu = { type: v['cpu-type'] };
   else if (v['cpu-sig']) vcpu = { sig: number('--cpu-sig', v['cpu-sig'])! };
-  else if (triplet.length === 3) vcpu = { family: number('--cpu-family', v['cpu-family'])!, model: number('--cpu-model', v['cpu-model'])!, stepping: number('--cpu-stepping', v['cpu-stepping'])! };
+  else if (triplet.length === 3)
+    vcpu = {
+      family: number('--cpu-family', v['cpu-family'])!,
+      model: number('--cpu-model', v['cpu-model'])!,
+      stepping: number('--cpu-stepping', v['cpu-stepping'])!,
+    };
   if (vcpu && v.digest) throw new UsageError('--digest replaces the digest computation, so the --cpu-* options would be ignored');
 
   return {

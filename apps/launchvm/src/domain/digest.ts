@@ -21,7 +21,7 @@ export function guestVcpu(domain: SevDomain, given?: VcpuSpec): VcpuSpec {
   if (domain.cpu.model && domain.cpu.mode === 'custom') return { type: domain.cpu.model };
   throw configError(
     `an SEV-ES digest needs the guest vCPU signature, and <cpu mode='${domain.cpu.mode}'>${domain.cpu.model ? '' : ' names no model'}` +
-      ' does not fix it: give --cpu-type MODEL, --cpu-sig N or --cpu-family/--cpu-model/--cpu-stepping (the host CPU\'s values for host-passthrough)',
+      " does not fix it: give --cpu-type MODEL, --cpu-sig N or --cpu-family/--cpu-model/--cpu-stepping (the host CPU's values for host-passthrough)",
   );
 }
 
@@ -41,7 +41,10 @@ export function expectedDigest(domain: SevDomain, files: DomainFiles, opts: Dige
     const sig = resolveVcpuSignature(vcpu);
     const digest = launchDigest({ mode: 'seves', firmware: files.firmware, kernelHashes, vcpus: domain.vcpus, vcpu, fpu: opts.fpu });
     const cpuName = 'type' in vcpu ? vcpu.type : `sig 0x${sig.toString(16)}`;
-    return { digest, summary: `SEV-ES, ${domain.vcpus} vCPU${domain.vcpus === 1 ? '' : 's'} ${cpuName}, ${opts.fpu} VMSA FPU${kernelHashes ? ', kernel hashes' : ''}` };
+    return {
+      digest,
+      summary: `SEV-ES, ${domain.vcpus} vCPU${domain.vcpus === 1 ? '' : 's'} ${cpuName}, ${opts.fpu} VMSA FPU${kernelHashes ? ', kernel hashes' : ''}`,
+    };
   } catch (e) {
     if (isSevError(e)) throw configError(`cannot compute the expected launch digest: ${e.message}`);
     throw e;

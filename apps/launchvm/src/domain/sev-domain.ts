@@ -27,11 +27,20 @@ export interface SevDomain {
 }
 
 const UNITS: Record<string, number> = {
-  b: 1 / 1024, bytes: 1 / 1024,
-  kb: 1000 / 1024, k: 1, kib: 1,
-  mb: 1e6 / 1024, m: 1024, mib: 1024,
-  gb: 1e9 / 1024, g: 1024 ** 2, gib: 1024 ** 2,
-  tb: 1e12 / 1024, t: 1024 ** 3, tib: 1024 ** 3,
+  b: 1 / 1024,
+  bytes: 1 / 1024,
+  kb: 1000 / 1024,
+  k: 1,
+  kib: 1,
+  mb: 1e6 / 1024,
+  m: 1024,
+  mib: 1024,
+  gb: 1e9 / 1024,
+  g: 1024 ** 2,
+  gib: 1024 ** 2,
+  tb: 1e12 / 1024,
+  t: 1024 ** 3,
+  tib: 1024 ** 3,
 };
 
 function integer(what: string, text: string): number {
@@ -81,7 +90,9 @@ export function readSevDomain(doc: XmlDocument): SevDomain {
   const os = one(d, 'os', 'os');
   if (!os) throw configError('the domain has no <os> element');
   if (attr(os, 'firmware')) {
-    throw configError(`<os firmware='${attr(os, 'firmware')}'> lets libvirt pick the firmware, so launchvm cannot know which file is measured: name it with <loader>`);
+    throw configError(
+      `<os firmware='${attr(os, 'firmware')}'> lets libvirt pick the firmware, so launchvm cannot know which file is measured: name it with <loader>`,
+    );
   }
   const loaders = childElements(os, 'loader');
   if (loaders.length !== 1) throw configError(`the domain needs exactly one <os><loader> (the measured firmware), it has ${loaders.length}`);
@@ -91,7 +102,9 @@ export function readSevDomain(doc: XmlDocument): SevDomain {
   const loaderType = attr(loaderEl, 'type') ?? 'rom';
   if (loaderType !== 'rom' && loaderType !== 'pflash') throw configError(`<loader type='${loaderType}'> is not supported (rom or pflash)`);
   if (childElements(os, 'nvram').length > 0) {
-    throw configError('the domain has an <nvram>: its variables are never measured, so a host could change how the guest boots; use a stateless firmware (e.g. OVMF AmdSev build) without <nvram>');
+    throw configError(
+      'the domain has an <nvram>: its variables are never measured, so a host could change how the guest boots; use a stateless firmware (e.g. OVMF AmdSev build) without <nvram>',
+    );
   }
   const opt = (tag: string) => {
     const el = one(os, tag, `os><${tag}`);
@@ -176,8 +189,10 @@ function readAttestation(ls: XmlElement): SevDomain['attestation'] {
   } catch {
     throw configError(`<attestation service='${service}'> is not a URL (e.g. https://kbs.example.com:44446/sev/v1)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw configError(`<attestation service='${service}'>: only http:// and https:// services are supported`);
-  if (url.search || url.hash || url.username || url.password) throw configError(`<attestation service='${service}'>: the service URL takes no query, fragment or credentials`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw configError(`<attestation service='${service}'>: only http:// and https:// services are supported`);
+  if (url.search || url.hash || url.username || url.password)
+    throw configError(`<attestation service='${service}'>: the service URL takes no query, fragment or credentials`);
   return { vmid: vmid.toLowerCase(), service: url.href.replace(/\/+$/, '') };
 }
 
@@ -197,7 +212,9 @@ export function withLaunchSession(doc: XmlDocument, godh: string, session: strin
   const before = lastEl > 0 ? cleaned[lastEl - 1] : undefined;
   const indent = before?.type === 'text' && /^\s+$/.test(before.value) ? before.value : '';
   const policyEl = attested ? [element('policy', `0x${attested.policy.toString(16).padStart(4, '0')}`)] : [];
-  const added = [...policyEl, element('dhCert', godh), element('session', session)].flatMap((el) => (indent ? [{ type: 'text' as const, value: indent }, el] : [el]));
+  const added = [...policyEl, element('dhCert', godh), element('session', session)].flatMap((el) =>
+    indent ? [{ type: 'text' as const, value: indent }, el] : [el],
+  );
   ls.children = lastEl >= 0 ? [...cleaned.slice(0, lastEl + 1), ...added, ...cleaned.slice(lastEl + 1)] : [...cleaned, ...added];
   return serializeXml(doc);
 }

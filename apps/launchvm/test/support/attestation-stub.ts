@@ -63,7 +63,12 @@ export async function startAttestationStub(tls?: { key: string; cert: string }):
         const s = startSession({ pdh: parseSevCertificate(Buffer.from(String(b.pdh), 'base64')), policy: vm.policy });
         const launchId = randomUUID();
         sessions.set(launchId, { vmid: m[1]!, tek: s.tek, tik: s.tik, policy: vm.policy });
-        return send(res, 200, { session: s.launchBlob.toString('base64'), 'owner-cert': s.godhCert.toString('base64'), policy: vm.policy, 'launch-id': launchId });
+        return send(res, 200, {
+          session: s.launchBlob.toString('base64'),
+          'owner-cert': s.godhCert.toString('base64'),
+          policy: vm.policy,
+          'launch-id': launchId,
+        });
       }
       const session = sessions.get(String(b['launch-id']));
       sessions.delete(String(b['launch-id'])); // consumed once, as the service does
@@ -73,7 +78,15 @@ export async function startAttestationStub(tls?: { key: string; cert: string }):
         : launchDigest({ mode: 'sev', firmware: vm.firmware, kernelHashes: vm.kernelHashes });
       let measure: Buffer;
       try {
-        measure = verifyMeasurement({ tik: session.tik, apiMajor: Number(b['api-major']), apiMinor: Number(b['api-minor']), build: Number(b['build-id']), policy: session.policy, digest, measurement: Buffer.from(String(b.measurement), 'base64') });
+        measure = verifyMeasurement({
+          tik: session.tik,
+          apiMajor: Number(b['api-major']),
+          apiMinor: Number(b['api-minor']),
+          build: Number(b['build-id']),
+          policy: session.policy,
+          digest,
+          measurement: Buffer.from(String(b.measurement), 'base64'),
+        });
       } catch {
         return refuse(res, 403, 'attestation-failed', 'attestation failed');
       }

@@ -27,7 +27,21 @@ export async function startTestBroker(dir: string, platform: SimulatedPlatform):
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KB_')));
   const child: ChildProcess = spawn(
     TSX,
-    ['apps/broker/src/main.ts', '--data-dir', join(dir, 'broker-data'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--trust-root', `sev-sim=${rootFile}`, '--bundle-rate', '0'],
+    [
+      'apps/broker/src/main.ts',
+      '--data-dir',
+      join(dir, 'broker-data'),
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--http-listen',
+      '127.0.0.1:0',
+      '--trust-root',
+      `sev-sim=${rootFile}`,
+      '--bundle-rate',
+      '0',
+    ],
     { cwd: ROOT, env: { ...env, NODE_OPTIONS: '' }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const log: string[] = [];

@@ -23,7 +23,10 @@ import { qemuCommandLine } from '../../src/backends/qmp/qemu-command';
 import { parseDomainDocument, readSevDomain } from '../../src/domain/sev-domain';
 
 // The test writes its scenario's settings as JSON next to the wrapper script (values may span lines).
-const env: NodeJS.ProcessEnv = { ...process.env, ...(process.env.FAKE_VIRSH_ENV_FILE ? (JSON.parse(readFileSync(process.env.FAKE_VIRSH_ENV_FILE, 'utf8')) as NodeJS.ProcessEnv) : {}) };
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  ...(process.env.FAKE_VIRSH_ENV_FILE ? (JSON.parse(readFileSync(process.env.FAKE_VIRSH_ENV_FILE, 'utf8')) as NodeJS.ProcessEnv) : {}),
+};
 const STATE = env.FAKE_VIRSH_STATE!;
 const REAL = env.FAKE_VIRSH_REAL ?? 'virsh';
 const JOURNAL = join(STATE, 'journal');
@@ -85,8 +88,17 @@ async function start(name: string): Promise<void> {
   writeFileSync(join(STATE, `${name}-godh.b64`), domain.dhCert ?? '');
   writeFileSync(join(STATE, `${name}-session.b64`), domain.session ?? '');
   const argv = [
-    ...qemuCommandLine({ domain, xmlDir: STATE, dhCertFile: join(STATE, `${name}-godh.b64`), sessionFile: join(STATE, `${name}-session.b64`), qmpSocket: f.sock }),
-    '--platform', env.FAKE_VIRSH_PLATFORM!, '--guest-secrets-dir', f.guest,
+    ...qemuCommandLine({
+      domain,
+      xmlDir: STATE,
+      dhCertFile: join(STATE, `${name}-godh.b64`),
+      sessionFile: join(STATE, `${name}-session.b64`),
+      qmpSocket: f.sock,
+    }),
+    '--platform',
+    env.FAKE_VIRSH_PLATFORM!,
+    '--guest-secrets-dir',
+    f.guest,
   ];
   const log = openSync(f.log, 'a');
   const child = spawn(env.FAKE_VIRSH_SIM_QEMU!, argv, { detached: true, stdio: ['ignore', log, log] });
@@ -131,7 +143,13 @@ async function main(): Promise<void> {
       const sev = await q.execute<Record<string, number>>('query-sev');
       const m = await q.execute<{ data: string }>('query-sev-launch-measure');
       q.close();
-      const fields: [string, string | number][] = [['sev-measurement', m.data], ['sev-api-major', sev['api-major']!], ['sev-api-minor', sev['api-minor']!], ['sev-build-id', sev['build-id']!], ['sev-policy', sev.policy!]];
+      const fields: [string, string | number][] = [
+        ['sev-measurement', m.data],
+        ['sev-api-major', sev['api-major']!],
+        ['sev-api-minor', sev['api-minor']!],
+        ['sev-build-id', sev['build-id']!],
+        ['sev-policy', sev.policy!],
+      ];
       return out(fields.map(([k, v]) => `${k.padEnd(15)}: ${v}\n`).join('') + '\n');
     }
     case 'domsetlaunchsecstate': {
@@ -142,7 +160,8 @@ async function main(): Promise<void> {
       try {
         await q.execute('sev-inject-launch-secret', { 'packet-header': hdr, secret });
       } catch (e) {
-        if (e instanceof QmpError) fail('Unable to set launch security state', `internal error: unable to execute QEMU command 'sev-inject-launch-secret': ${e.desc}`);
+        if (e instanceof QmpError)
+          fail('Unable to set launch security state', `internal error: unable to execute QEMU command 'sev-inject-launch-secret': ${e.desc}`);
         throw e;
       } finally {
         q.close();

@@ -36,8 +36,31 @@ export interface QemuInvocation {
 
 /** Options QEMU takes with a value that sim-qemu does not model. */
 const IGNORED_WITH_VALUE = new Set([
-  'm', 'display', 'vga', 'serial', 'monitor', 'accel', 'netdev', 'device', 'global', 'rtc', 'boot', 'uuid', 'msg',
-  'chardev', 'smbios', 'fw_cfg', 'pidfile', 'D', 'd', 'k', 'overcommit', 'sandbox', 'nic', 'usbdevice', 'parallel',
+  'm',
+  'display',
+  'vga',
+  'serial',
+  'monitor',
+  'accel',
+  'netdev',
+  'device',
+  'global',
+  'rtc',
+  'boot',
+  'uuid',
+  'msg',
+  'chardev',
+  'smbios',
+  'fw_cfg',
+  'pidfile',
+  'D',
+  'd',
+  'k',
+  'overcommit',
+  'sandbox',
+  'nic',
+  'usbdevice',
+  'parallel',
 ]);
 const IGNORED_FLAGS = new Set(['nographic', 'nodefaults', 'enable-kvm', 'no-user-config', 'no-reboot', 'no-shutdown', 'no-hpet']);
 
@@ -66,7 +89,8 @@ export function parseKeyValueList(s: string, implied?: string): Map<string, stri
     const eq = p.indexOf('=');
     if (eq < 0) {
       if (i === 0 && implied) out.set(implied, p);
-      else if (p.startsWith('no') && p.length > 2) out.set(p.slice(2), 'off'); // legacy `nowait`
+      else if (p.startsWith('no') && p.length > 2)
+        out.set(p.slice(2), 'off'); // legacy `nowait`
       else out.set(p, 'on');
     } else out.set(p.slice(0, eq), p.slice(eq + 1));
   });
@@ -117,7 +141,7 @@ export function parseQemuArgs(argv: readonly string[]): QemuInvocation {
         const kv = parseKeyValueList(value(), 'qom-type');
         if (kv.get('qom-type') !== 'sev-guest') break;
         const id = kv.get('id');
-        if (!id) throw bad('-object sev-guest: Parameter \'id\' is missing');
+        if (!id) throw bad("-object sev-guest: Parameter 'id' is missing");
         const lvt = kv.get('legacy-vm-type') ?? 'auto';
         if (lvt !== 'on' && lvt !== 'off' && lvt !== 'auto') throw bad(`sev-guest: legacy-vm-type '${lvt}' is not on/off/auto`);
         inv.sevGuest = {

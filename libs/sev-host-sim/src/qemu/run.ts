@@ -55,7 +55,10 @@ function readInput(what: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new HostSimError('BAD_CONFIG', `${what} '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
+    throw new HostSimError(
+      'BAD_CONFIG',
+      `${what} '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`,
+    );
   }
 }
 
@@ -77,7 +80,8 @@ export async function startSimQemu(argv: readonly string[], platform?: Simulated
     throw new HostSimError('BAD_CONFIG', 'sim-qemu simulates SEV guests only: give -object sev-guest,id=ID,... and -machine ...,confidential-guest-support=ID');
   }
   if (!inv.firmwareFile) throw new HostSimError('BAD_CONFIG', 'no firmware: give -bios FILE or -drive if=pflash,unit=0,file=FILE');
-  if (!sev.dhCertFile || !sev.sessionFile) throw new HostSimError('BAD_CONFIG', 'sev-guest: dh-cert-file and session-file are required (sim-qemu has no unattested launch)');
+  if (!sev.dhCertFile || !sev.sessionFile)
+    throw new HostSimError('BAD_CONFIG', 'sev-guest: dh-cert-file and session-file are required (sim-qemu has no unattested launch)');
   if (!platform && !inv.platformDir) throw new HostSimError('BAD_CONFIG', '--platform DIR is required');
   if ((inv.initrd || inv.append) && !inv.kernel) throw new HostSimError('BAD_CONFIG', '-initrd and -append need -kernel');
   const hypervisor = new SimulatedHypervisor(platform ?? loadOrCreatePlatform(inv.platformDir!));

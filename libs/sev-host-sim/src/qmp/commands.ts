@@ -63,7 +63,16 @@ const COMMANDS: Record<string, CommandDef> = {
     args: {},
     run: (ctx) => {
       const i = sevOrError(() => ctx.vm.querySev());
-      return { enabled: i.enabled, 'api-major': i.apiMajor, 'api-minor': i.apiMinor, 'build-id': i.buildId, policy: i.policy, state: i.state, handle: i.handle, 'sev-type': i.sevType };
+      return {
+        enabled: i.enabled,
+        'api-major': i.apiMajor,
+        'api-minor': i.apiMinor,
+        'build-id': i.buildId,
+        policy: i.policy,
+        state: i.state,
+        handle: i.handle,
+        'sev-type': i.sevType,
+      };
     },
   },
   'query-sev-launch-measure': {

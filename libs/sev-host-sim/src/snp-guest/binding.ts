@@ -13,7 +13,11 @@ export function canonicalJson(value: unknown): string {
     if (Array.isArray(v)) return v.map(sort);
     if (v !== null && typeof v === 'object') {
       // JCS sorts by UTF-16 code units, which is what the default string comparison does
-      return Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])]));
+      return Object.fromEntries(
+        Object.keys(v as object)
+          .sort()
+          .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+      );
     }
     return v;
   };
@@ -52,7 +56,8 @@ export function selectedHash(extraParams: unknown): KbsHashAlgorithm {
   throw new KbsProtocolError('KBS_CHALLENGE', `the challenge selects an unsupported hash algorithm ${JSON.stringify(v)}`);
 }
 
-export type KbsClientErrorCode = 'KBS_CHALLENGE' | 'KBS_HTTP' | 'KBS_UNAUTHORIZED' | 'KBS_NOT_FOUND' | 'KBS_TOKEN' | 'KBS_JWE' | 'KBS_RESPONSE' | 'KBS_EVIDENCE';
+export type KbsClientErrorCode =
+  'KBS_CHALLENGE' | 'KBS_HTTP' | 'KBS_UNAUTHORIZED' | 'KBS_NOT_FOUND' | 'KBS_TOKEN' | 'KBS_JWE' | 'KBS_RESPONSE' | 'KBS_EVIDENCE';
 
 export class KbsProtocolError extends Error {
   constructor(

@@ -22,7 +22,9 @@ export function snpEvidenceJson(report: Uint8Array, certTable: readonly SnpCertT
   const turin = r.cpuid ? generationFromCpuid(r.cpuid.family, r.cpuid.model) === 'turin' : b.subarray(O.CHIP_ID + 8, O.CHIP_ID + 64).every((x) => x === 0);
   const tcb = (off: number) => {
     const t = b.subarray(off, off + 8);
-    return turin ? { fmc: t[0], bootloader: t[1], tee: t[2], snp: t[3], microcode: t[7] } : { fmc: null, bootloader: t[0], tee: t[1], snp: t[6], microcode: t[7] };
+    return turin
+      ? { fmc: t[0], bootloader: t[1], tee: t[2], snp: t[3], microcode: t[7] }
+      : { fmc: null, bootloader: t[0], tee: t[1], snp: t[6], microcode: t[7] };
   };
   const num = (v: bigint) => {
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('a u64 report field above 2^53 cannot be written as a JSON number losslessly');

@@ -1,5 +1,15 @@
 import { packOvmfSnpGuest, type IgvmFile, type OvmfSnpGuest } from '@kb/sev';
-import { decodeReportResponse, encodeReportRequest, FirmwareError, GuestMessageType, launchIgvm, openGuestMessage, sealGuestMessage, type SimulatedSnpAttestation, type SnpGuestLaunch } from '@kb/sev-sim';
+import {
+  decodeReportResponse,
+  encodeReportRequest,
+  FirmwareError,
+  GuestMessageType,
+  launchIgvm,
+  openGuestMessage,
+  sealGuestMessage,
+  type SimulatedSnpAttestation,
+  type SnpGuestLaunch,
+} from '@kb/sev-sim';
 import { snpReportData } from './binding';
 import { snpEvidenceJson, type SnpCertTableEntry } from './evidence';
 import { KbsClient, type EvidenceProvider, type KbsClientOptions } from './kbs-client';
@@ -36,7 +46,10 @@ export class SimulatedSnpGuest {
 
   static launch(o: SnpGuestOptions): SimulatedSnpGuest {
     const file = 'igvm' in o.image ? o.image.igvm : withPolicy(packOvmfSnpGuest(o.image.ovmf), o.image.ovmf.policy ?? 0x30000n);
-    const { handle, launch } = launchIgvm(o.sp.firmware, file, { ...(o.hostData ? { hostData: o.hostData } : {}), ...(o.nativeZero ? { nativeZero: true } : {}) });
+    const { handle, launch } = launchIgvm(o.sp.firmware, file, {
+      ...(o.hostData ? { hostData: o.hostData } : {}),
+      ...(o.nativeZero ? { nativeZero: true } : {}),
+    });
     return new SimulatedSnpGuest(o.sp, handle, launch, o.certTable ?? 'vcek');
   }
 
@@ -51,7 +64,8 @@ export class SimulatedSnpGuest {
     this.seqno += 2n;
     const sealed = sealGuestMessage(vmpck0, { seqno, msgType: GuestMessageType.REPORT_REQ, vmpck: 0, payload: encodeReportRequest(reportData, vmpl) });
     const rsp = openGuestMessage(vmpck0, this.sp.guestMessage(this.handle, sealed));
-    if (!rsp || rsp.seqno !== seqno + 1n || rsp.msgType !== GuestMessageType.REPORT_RSP) throw new FirmwareError('INVALID_PARAM', 'the SP answer does not authenticate or is out of sequence');
+    if (!rsp || rsp.seqno !== seqno + 1n || rsp.msgType !== GuestMessageType.REPORT_RSP)
+      throw new FirmwareError('INVALID_PARAM', 'the SP answer does not authenticate or is out of sequence');
     return Buffer.from(decodeReportResponse(rsp.payload));
   }
 

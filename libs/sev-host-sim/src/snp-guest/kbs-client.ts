@@ -66,7 +66,11 @@ export class KbsClient {
 
   /** The Request body bytes of §2.1 (serde order version, tee, extra-params; compact). */
   requestBody(): string {
-    return JSON.stringify({ version: KBS_PROTOCOL_VERSION, tee: this.provider.tee, 'extra-params': { 'supported-hash-algorithms': SUPPORTED_HASH_ALGORITHMS } });
+    return JSON.stringify({
+      version: KBS_PROTOCOL_VERSION,
+      tee: this.provider.tee,
+      'extra-params': { 'supported-hash-algorithms': SUPPORTED_HASH_ALGORITHMS },
+    });
   }
 
   /** The Attestation body of §3.1 for a challenge, with the evidence bound to it (§4). */
@@ -88,7 +92,8 @@ export class KbsClient {
     const auth = await this.http('POST', '/kbs/v0/auth', this.requestBody());
     if (auth.status !== 200) throw this.failure(auth, 'auth');
     const challenge = parseJson(auth.body, 'challenge') as Record<string, unknown>;
-    if (typeof challenge.nonce !== 'string' || !('extra-params' in challenge)) throw new KbsProtocolError('KBS_CHALLENGE', 'the challenge lacks nonce or extra-params', 200);
+    if (typeof challenge.nonce !== 'string' || !('extra-params' in challenge))
+      throw new KbsProtocolError('KBS_CHALLENGE', 'the challenge lacks nonce or extra-params', 200);
     const att = await this.http('POST', '/kbs/v0/attest', await this.attestationBody(challenge as { nonce: string; 'extra-params': unknown }));
     if (att.status !== 200) throw this.failure(att, 'attest');
     const t = (parseJson(att.body, 'attestation response') as Record<string, unknown>).token;
@@ -137,13 +142,24 @@ export class KbsClient {
     return new KbsProtocolError(code, `${step}: HTTP ${res.status}${info ? ` (${info})` : res.body ? ` ${res.body.slice(0, 200)}` : ''}`, res.status);
   }
 
-  private async http(method: string, path: string, body?: string, headers: Record<string, string> = {}, withCookie = true): Promise<{ status: number; body: string }> {
+  private async http(
+    method: string,
+    path: string,
+    body?: string,
+    headers: Record<string, string> = {},
+    withCookie = true,
+  ): Promise<{ status: number; body: string }> {
     const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
     if (body !== undefined) h['content-type'] = 'application/json';
     if (withCookie && this.cookie && this.cookie.expiresAt > Date.now()) h.cookie = `kbs-session-id=${this.cookie.value}`;
     let res: Response;
     try {
-      res = await fetch(`${this.base}${path}`, { method, headers: h, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.opts.timeoutMs ?? 60_000) });
+      res = await fetch(`${this.base}${path}`, {
+        method,
+        headers: h,
+        ...(body !== undefined ? { body } : {}),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 60_000),
+      });
     } catch (e) {
       throw new KbsProtocolError('KBS_HTTP', `${method} ${path}: ${(e as Error).message}`, undefined, { cause: e });
     }
@@ -192,7 +208,8 @@ export function decodeToken(token: string): KbsToken {
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new KbsProtocolError('KBS_TOKEN', 'the token payload is not an object');
   const c = claims as Record<string, unknown>;
   for (const k of ['exp', 'nbf', 'iat']) {
-    if (c[k] !== undefined && !(Number.isSafeInteger(c[k]) && (c[k] as number) >= 0)) throw new KbsProtocolError('KBS_TOKEN', `the token's ${k} is not a non-negative integer`);
+    if (c[k] !== undefined && !(Number.isSafeInteger(c[k]) && (c[k] as number) >= 0))
+      throw new KbsProtocolError('KBS_TOKEN', `the token's ${k} is not a non-negative integer`);
   }
   return { token, claims: c, ...(c.exp !== undefined ? { exp: c.exp as number } : {}), ...(c.nbf !== undefined ? { nbf: c.nbf as number } : {}) };
 }

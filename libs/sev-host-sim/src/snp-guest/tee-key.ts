@@ -44,7 +44,8 @@ export class TeeKeyPair {
   decrypt(jwe: unknown): Buffer {
     if (jwe === null || typeof jwe !== 'object') throw new KbsProtocolError('KBS_JWE', 'the resource response is not a JWE object');
     const j = jwe as Record<string, unknown>;
-    for (const k of ['protected', 'encrypted_key', 'iv', 'ciphertext', 'tag']) if (typeof j[k] !== 'string') throw new KbsProtocolError('KBS_JWE', `the JWE lacks ${k}`);
+    for (const k of ['protected', 'encrypted_key', 'iv', 'ciphertext', 'tag'])
+      if (typeof j[k] !== 'string') throw new KbsProtocolError('KBS_JWE', `the JWE lacks ${k}`);
     let header: Record<string, unknown>;
     try {
       header = JSON.parse(b64u(j.protected, 'protected').toString('utf8')) as Record<string, unknown>;
@@ -69,7 +70,9 @@ export class TeeKeyPair {
     // Concat KDF (RFC 7518 §4.6.2), empty PartyUInfo/PartyVInfo, 256-bit output: one SHA-256 block
     const alg = Buffer.from('ECDH-ES+A256KW');
     const u32 = (v: number) => Buffer.from([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
-    const kek = createHash('sha256').update(Buffer.concat([u32(1), z, u32(alg.length), alg, u32(0), u32(0), u32(256)])).digest();
+    const kek = createHash('sha256')
+      .update(Buffer.concat([u32(1), z, u32(alg.length), alg, u32(0), u32(0), u32(256)]))
+      .digest();
     let cek: Buffer;
     try {
       const d = createDecipheriv('id-aes256-wrap', kek, Buffer.from('a6a6a6a6a6a6a6a6', 'hex'));
@@ -79,7 +82,8 @@ export class TeeKeyPair {
     }
     const iv = b64u(j.iv, 'iv');
     const tag = b64u(j.tag, 'tag');
-    if (cek.length !== 32 || iv.length !== 12 || tag.length !== 16) throw new KbsProtocolError('KBS_JWE', 'A256GCM needs a 32-byte key, a 12-byte IV and a 16-byte tag');
+    if (cek.length !== 32 || iv.length !== 12 || tag.length !== 16)
+      throw new KbsProtocolError('KBS_JWE', 'A256GCM needs a 32-byte key, a 12-byte IV and a 16-byte tag');
     try {
       const d = createDecipheriv('aes-256-gcm', cek, iv);
       d.setAAD(Buffer.from(protectedAad(header), 'ascii'));
@@ -97,7 +101,13 @@ export class TeeKeyPair {
  */
 export function protectedAad(header: Record<string, unknown>): string {
   const sort = (v: unknown): unknown =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])])) : v;
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+        )
+      : v;
   const { alg, enc, ...rest } = header;
   const ordered = { alg, enc, ...(sort(rest) as object) };
   return Buffer.from(JSON.stringify(ordered), 'utf8').toString('base64url');

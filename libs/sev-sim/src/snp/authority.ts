@@ -46,9 +46,28 @@ export interface SnpTcbValues {
 const name = (cn: string) => seq(set(seq(oid(OID_O), utf8(ORG))), set(seq(oid(OID_CN), utf8(cn))));
 const ext = (id: string, value: Buffer, critical = false) => seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
 
-function certificate(o: { serial: number; issuer: string; subject: string; notBefore: Date; notAfter: Date; spki: Buffer; extensions: Buffer[]; signer: KeyObject; algId: string }): Buffer {
+function certificate(o: {
+  serial: number;
+  issuer: string;
+  subject: string;
+  notBefore: Date;
+  notAfter: Date;
+  spki: Buffer;
+  extensions: Buffer[];
+  signer: KeyObject;
+  algId: string;
+}): Buffer {
   const alg = Buffer.from(o.algId, 'hex');
-  const tbs = seq(explicit(0, integer(2)), integer(o.serial), alg, name(o.issuer), seq(time(o.notBefore), time(o.notAfter)), name(o.subject), o.spki, explicit(3, seq(...o.extensions)));
+  const tbs = seq(
+    explicit(0, integer(2)),
+    integer(o.serial),
+    alg,
+    name(o.issuer),
+    seq(time(o.notBefore), time(o.notAfter)),
+    name(o.subject),
+    o.spki,
+    explicit(3, seq(...o.extensions)),
+  );
   const sig = sign('sha384', tbs, { key: o.signer, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
   return seq(tbs, alg, bitString(sig));
 }
@@ -64,9 +83,29 @@ function buildCa(platform: string, generation: SnpGeneration, keys: { ark: KeyOb
   const p = SNP_PRODUCT_NAME[generation];
   const arkCn = `SIM-ARK-${p}`;
   const alg = PSS_ALGORITHM_IDENTIFIERS[0]!;
-  const ark = certificate({ serial: 0x10000, issuer: arkCn, subject: arkCn, notBefore: CA_FROM, notAfter: CA_TO, spki: spkiOf(keys.ark), extensions: [keyUsage(true), basic()], signer: keys.ark, algId: alg });
+  const ark = certificate({
+    serial: 0x10000,
+    issuer: arkCn,
+    subject: arkCn,
+    notBefore: CA_FROM,
+    notAfter: CA_TO,
+    spki: spkiOf(keys.ark),
+    extensions: [keyUsage(true), basic()],
+    signer: keys.ark,
+    algId: alg,
+  });
   const inter = (cn: string, k: KeyObject, serial: number) =>
-    certificate({ serial, issuer: arkCn, subject: cn, notBefore: CA_FROM, notAfter: CA_TO, spki: spkiOf(k), extensions: [keyUsage(false), basic(0)], signer: keys.ark, algId: alg });
+    certificate({
+      serial,
+      issuer: arkCn,
+      subject: cn,
+      notBefore: CA_FROM,
+      notAfter: CA_TO,
+      spki: spkiOf(k),
+      extensions: [keyUsage(false), basic(0)],
+      signer: keys.ark,
+      algId: alg,
+    });
   return {
     name: platform,
     generation,
@@ -124,13 +163,23 @@ function decodeCa(text: string): SyntheticSnpCa {
  * An ARK-signed CRL of the simulated platform (snp-attestation.md §4.6: X.509 v2 CRL, RSASSA-PSS like the
  * certificates), listing the given serials (e.g. 0x10001, the ASK, to test refusal of a revoked chain).
  */
-export function syntheticSnpCrl(ca: SyntheticSnpCa, opts: { revokedSerials?: readonly (number | bigint)[]; thisUpdate?: Date; nextUpdate?: Date } = {}): Buffer {
+export function syntheticSnpCrl(
+  ca: SyntheticSnpCa,
+  opts: { revokedSerials?: readonly (number | bigint)[]; thisUpdate?: Date; nextUpdate?: Date } = {},
+): Buffer {
   const now = Date.now();
   const thisUpdate = opts.thisUpdate ?? new Date(now - 86_400_000);
   const nextUpdate = opts.nextUpdate ?? new Date(now + 30 * 86_400_000);
   const alg = Buffer.from(PSS_ALGORITHM_IDENTIFIERS[0]!, 'hex');
   const revoked = (opts.revokedSerials ?? []).map((n) => seq(integer(n), time(thisUpdate)));
-  const tbs = seq(integer(1), alg, name(`SIM-ARK-${SNP_PRODUCT_NAME[ca.generation]}`), time(thisUpdate), time(nextUpdate), ...(revoked.length ? [seq(...revoked)] : []));
+  const tbs = seq(
+    integer(1),
+    alg,
+    name(`SIM-ARK-${SNP_PRODUCT_NAME[ca.generation]}`),
+    time(thisUpdate),
+    time(nextUpdate),
+    ...(revoked.length ? [seq(...revoked)] : []),
+  );
   const sig = sign('sha384', tbs, { key: ca.ark.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
   return seq(tbs, alg, bitString(sig));
 }
@@ -147,7 +196,9 @@ export class SimulatedSnpChip {
 
   constructor(
     readonly ca: SyntheticSnpCa,
-    public tcb: SnpTcbValues = ca.generation === 'turin' ? { fmc: 1, bootloader: 1, tee: 1, snp: 4, microcode: 81 } : { bootloader: 10, tee: 0, snp: 23, microcode: 84 },
+    public tcb: SnpTcbValues = ca.generation === 'turin'
+      ? { fmc: 1, bootloader: 1, tee: 1, snp: 4, microcode: 81 }
+      : { bootloader: 10, tee: 0, snp: 23, microcode: 84 },
     chipId?: Uint8Array,
   ) {
     const turin = ca.generation === 'turin';

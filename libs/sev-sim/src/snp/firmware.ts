@@ -110,7 +110,8 @@ export class SimulatedSnpFirmware {
   snpLaunchUpdate(handle: number, input: SnpLaunchUpdateInput): void {
     const g = this.guest(handle, 'LAUNCHING');
     const { pageType, gpa, data } = input;
-    if (gpa < 0n || gpa >= 1n << 52n || (gpa & 0xfffn) !== 0n) throw new FirmwareError('INVALID_PARAM', `GPA 0x${gpa.toString(16)} is not a 4 KiB aligned guest address`);
+    if (gpa < 0n || gpa >= 1n << 52n || (gpa & 0xfffn) !== 0n)
+      throw new FirmwareError('INVALID_PARAM', `GPA 0x${gpa.toString(16)} is not a 4 KiB aligned guest address`);
     if (!(Object.values(SnpPageType) as number[]).includes(pageType)) throw new FirmwareError('INVALID_PARAM', `page type ${pageType}`);
     if (data !== undefined && data.length !== 4096) throw new FirmwareError('INVALID_LENGTH', 'SNP_LAUNCH_UPDATE measures one 4096-byte page');
     switch (pageType) {
@@ -143,7 +144,13 @@ export class SimulatedSnpFirmware {
     if (input.hostData !== undefined && input.hostData.length !== 32) throw new FirmwareError('INVALID_LENGTH', 'HOST_DATA is 32 bytes');
     if (input.idBlock && input.idAuth) {
       try {
-        const v = verifyIdBlock({ idBlock: input.idBlock, idAuth: input.idAuth, authorKeyEnabled: input.authorKeyEnabled === true, expectedLd: ld, expectedPolicy: g.policy });
+        const v = verifyIdBlock({
+          idBlock: input.idBlock,
+          idAuth: input.idAuth,
+          authorKeyEnabled: input.authorKeyEnabled === true,
+          expectedLd: ld,
+          expectedPolicy: g.policy,
+        });
         g.familyId = v.idBlock.familyId;
         g.imageId = v.idBlock.imageId;
         g.guestSvn = v.idBlock.guestSvn;
@@ -155,7 +162,13 @@ export class SimulatedSnpFirmware {
       } catch (e) {
         if (!isSevError(e)) throw e;
         const status =
-          e.code === 'ERR_SEV_SIGNATURE' ? 'BAD_SIGNATURE' : e.code === 'ERR_SEV_MEASUREMENT' ? 'BAD_MEASUREMENT' : e.code === 'ERR_SEV_POLICY' ? 'POLICY_FAILURE' : 'INVALID_PARAM';
+          e.code === 'ERR_SEV_SIGNATURE'
+            ? 'BAD_SIGNATURE'
+            : e.code === 'ERR_SEV_MEASUREMENT'
+              ? 'BAD_MEASUREMENT'
+              : e.code === 'ERR_SEV_POLICY'
+                ? 'POLICY_FAILURE'
+                : 'INVALID_PARAM';
         const err = new FirmwareError(status, e.message);
         (err as { cause?: unknown }).cause = e;
         throw err;

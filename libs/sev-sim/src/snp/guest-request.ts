@@ -40,7 +40,8 @@ export function decodeReportResponse(rsp: Uint8Array): Buffer {
   const status = b.readUInt32LE(0);
   if (status !== ReportStatus.SUCCESS) throw new FirmwareError('INVALID_PARAM', `MSG_REPORT_RSP status 0x${status.toString(16)}`);
   const size = b.readUInt32LE(4);
-  if (size !== SNP_REPORT_SIZE || b.length < MSG_REPORT_RSP_HEADER + size) throw new FirmwareError('INVALID_LENGTH', `MSG_REPORT_RSP carries ${size} report bytes`);
+  if (size !== SNP_REPORT_SIZE || b.length < MSG_REPORT_RSP_HEADER + size)
+    throw new FirmwareError('INVALID_LENGTH', `MSG_REPORT_RSP carries ${size} report bytes`);
   return b.subarray(MSG_REPORT_RSP_HEADER, MSG_REPORT_RSP_HEADER + size);
 }
 
@@ -111,7 +112,8 @@ export class SimulatedSnpAttestation {
     const m = key && openGuestMessage(key, sealed);
     if (!m) throw new FirmwareError('INVALID_PARAM', 'the guest message does not authenticate');
     const k = `${handle}/${vmpck}`;
-    if (m.seqno <= (this.seqnos.get(k) ?? 0n) || m.seqno >= 0xffff_ffff_ffff_fffen) throw new FirmwareError('INVALID_PARAM', `MSG_SEQNO ${m.seqno} was already used`);
+    if (m.seqno <= (this.seqnos.get(k) ?? 0n) || m.seqno >= 0xffff_ffff_ffff_fffen)
+      throw new FirmwareError('INVALID_PARAM', `MSG_SEQNO ${m.seqno} was already used`);
     if (m.msgType !== GuestMessageType.REPORT_REQ) throw new FirmwareError('INVALID_PARAM', `message type ${m.msgType} is not simulated (only MSG_REPORT_REQ)`);
     this.seqnos.set(k, m.seqno + 1n);
     return sealGuestMessage(key, { seqno: m.seqno + 1n, msgType: GuestMessageType.REPORT_RSP, vmpck, payload: this.guestRequest(handle, m.payload) });

@@ -63,9 +63,7 @@ function check(signer: SignerKey, subject: string, body: Buffer, candidates: Can
   if (usable.length === 0) {
     throw new SevError('ERR_SEV_CHAIN', `${what} is missing (no signature matches the signer's usage, algorithm and key id)`);
   }
-  const ok = usable.some((c) =>
-    c.kind === 'rsa' ? rsaPssVerifyLe(signer.key, c.hash, body, c.sig) : ecdsaVerifySlot(signer.key, c.hash, body, c.sig),
-  );
+  const ok = usable.some((c) => (c.kind === 'rsa' ? rsaPssVerifyLe(signer.key, c.hash, body, c.sig) : ecdsaVerifySlot(signer.key, c.hash, body, c.sig)));
   if (!ok) throw new SevError('ERR_SEV_SIGNATURE', `${what} does not verify`);
 }
 

@@ -130,7 +130,10 @@ export function measureIgvm(file: IgvmFile, opts: IgvmMeasureOptions = {}): Igvm
       case 'parameter_insert':
         if ((d.compatibilityMask & mask) === 0) return;
         if (opts.checkKvm && vmsaSeen) {
-          throw new IgvmError('InvalidVmsaOrder', `KVM Check failed: ${at}: the VMSA must be the final page directive, but a PARAMETER_INSERT at ${hex(d.gpa)} follows it`);
+          throw new IgvmError(
+            'InvalidVmsaOrder',
+            `KVM Check failed: ${at}: the VMSA must be the final page directive, but a PARAMETER_INSERT at ${hex(d.gpa)} follows it`,
+          );
         }
         if (snp) snpPage(SnpPageType.UNMEASURED, d.gpa); // one page, whatever the area's size (§3.3)
         return;
@@ -138,12 +141,19 @@ export function measureIgvm(file: IgvmFile, opts: IgvmMeasureOptions = {}): Igvm
         if (d.form !== 'snp') return; // native contexts (NATIVE or SEV platforms) are not measured (§3.5)
         if (opts.checkKvm) {
           if (vmsaSeen) {
-            throw new IgvmError('InvalidVmsaCount', `KVM Check failed: ${at}: More than one VMSA has been provided in the IGVM file. QEMU/KVM only supports setting of the VMSA for the first virtual CPU.`);
+            throw new IgvmError(
+              'InvalidVmsaCount',
+              `KVM Check failed: ${at}: More than one VMSA has been provided in the IGVM file. QEMU/KVM only supports setting of the VMSA for the first virtual CPU.`,
+            );
           }
-          if (d.gpa !== SNP_VMSA_GPA) throw new IgvmError('InvalidVmsaGpa', `KVM Check failed: ${at}: the VMSA GPA must be 0x0000FFFFFFFFF000, not ${hex(d.gpa, 16)}`);
+          if (d.gpa !== SNP_VMSA_GPA)
+            throw new IgvmError('InvalidVmsaGpa', `KVM Check failed: ${at}: the VMSA GPA must be 0x0000FFFFFFFFF000, not ${hex(d.gpa, 16)}`);
           const cr0 = d.data.readBigUInt64LE(VMSA_CR0_OFFSET);
           if (cr0 !== 0x31n && cr0 !== 0x30n) {
-            throw new IgvmError('InvalidVmsaCr0', `KVM Check failed: ${at}: KVM sets the VMSA CR0 to 0x31 or 0x30, so the file's 0x${cr0.toString(16).padStart(2, '0')} would not be measured as given`);
+            throw new IgvmError(
+              'InvalidVmsaCr0',
+              `KVM Check failed: ${at}: KVM sets the VMSA CR0 to 0x31 or 0x30, so the file's 0x${cr0.toString(16).padStart(2, '0')} would not be measured as given`,
+            );
           }
         }
         vmsaSeen = true;

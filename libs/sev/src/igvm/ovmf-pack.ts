@@ -29,7 +29,8 @@ const SNP_MASK = 1;
 
 export function packOvmfSnpGuest(g: OvmfSnpGuest): IgvmFile {
   const fw = Buffer.from(g.firmware);
-  if (fw.length === 0 || fw.length % PAGE !== 0) throw new SevError('ERR_SEV_LENGTH', `the firmware must be a non-empty multiple of ${PAGE} bytes, got ${fw.length}`);
+  if (fw.length === 0 || fw.length % PAGE !== 0)
+    throw new SevError('ERR_SEV_LENGTH', `the firmware must be a non-empty multiple of ${PAGE} bytes, got ${fw.length}`);
   if (!Number.isInteger(g.vcpus) || g.vcpus < 1) throw new SevError('ERR_SEV_ARGUMENT', 'at least one vCPU');
   if (g.vcpus > 1 && !g.apVmsa) throw new SevError('ERR_SEV_ARGUMENT', 'more than one vCPU needs the AP VMSA page');
   const table = parseOvmfFooterTable(fw);
@@ -65,7 +66,8 @@ export function packOvmfSnpGuest(g: OvmfSnpGuest): IgvmFile {
         break;
       case SectionType.CPUID: {
         const d = page(s.gpa, { dataType: PageDataType.CPUID_DATA });
-        if (g.vmm === 'ec2') cpuid.push(d); // EC2 measures CPUID pages after all other metadata
+        if (g.vmm === 'ec2')
+          cpuid.push(d); // EC2 measures CPUID pages after all other metadata
         else directives.push(d);
         break;
       }

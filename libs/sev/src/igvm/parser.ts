@@ -75,7 +75,10 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
   const readData = (fileOffset: number, length: bigint, what: string): Buffer => {
     const end = BigInt(fileOffset) + length;
     if (fileOffset < dataStart || end > BigInt(n)) {
-      throw new IgvmError('InvalidDataSize', `${what}: ${length} bytes at file offset ${hex(fileOffset)} are not inside the file data [${hex(dataStart)}, ${hex(n)})`);
+      throw new IgvmError(
+        'InvalidDataSize',
+        `${what}: ${length} bytes at file offset ${hex(fileOffset)} are not inside the file data [${hex(dataStart)}, ${hex(n)})`,
+      );
     }
     return Buffer.from(buf.subarray(fileOffset, Number(end)));
   };
@@ -97,19 +100,22 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
     // Built only for an error message: formatting it for every header would dominate parsing large files.
     const where = { index, offset: vhOffset + pos };
     const at = { toString: () => `variable header #${where.index} at file offset ${hex(where.offset)}` };
-    if (vh.length - pos < 8) throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: ${vh.length - pos} trailing bytes cannot hold a type and length`);
+    if (vh.length - pos < 8)
+      throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: ${vh.length - pos} trailing bytes cannot hold a type and length`);
     const type = vh.readUInt32LE(pos);
     const length = vh.readUInt32LE(pos + 4);
     const section = sectionOf(type);
     // 0.4.0 ignores the "optional" top bit: such a type is outside every range (§2.3).
     if (section === undefined) throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: type ${hex(type)} is in no section's range`);
-    if (SECTION_ORDER[section] < stage) throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: a ${section} header (type ${hex(type)}) after a later section`);
+    if (SECTION_ORDER[section] < stage)
+      throw new IgvmError('InvalidBinaryVariableHeaderSection', `${at}: a ${section} header (type ${hex(type)}) after a later section`);
     stage = SECTION_ORDER[section];
     const bodySize = BODY_SIZE.get(type);
     if (bodySize === undefined) throw new IgvmError('InvalidVariableHeaderType', `${at}: unknown ${section} type ${hex(type)}`);
     if (length !== bodySize) throw new IgvmError('InvalidVariableHeaderType', `${at}: type ${hex(type)} has length ${length}, its body is ${bodySize} bytes`);
     const padded = type === VhType.VP_CONTEXT ? bodySize + 4 : bodySize; // padding is skipped unchecked (§2.3)
-    if (pos + 8 + padded > vh.length) throw new IgvmError('InvalidVariableHeaderSize', `${at}: the ${bodySize}-byte body runs past the variable header section`);
+    if (pos + 8 + padded > vh.length)
+      throw new IgvmError('InvalidVariableHeaderSize', `${at}: the ${bodySize}-byte body runs past the variable header section`);
     const b = vh.subarray(pos + 8, pos + 8 + bodySize);
     // The compatibility mask sits at offset 8 in every body that has one (used only by those types below).
     const mask = b.length >= 12 ? b.readUInt32LE(8) : 0;
@@ -158,7 +164,8 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
         };
         // A zero alignment makes 0.4.0 divide by zero (§2.6); refuse it as an invalid region.
         if (r.relocationAlignment === 0n) throw new IgvmError('InvalidRelocationRegion', `${at}: relocation_alignment is 0`);
-        if (!aligned(r.regionSize) || !aligned(r.relocationAlignment)) throw new IgvmError('UnalignedSize', `${at}: relocation region size and alignment must be 4 KiB multiples`);
+        if (!aligned(r.regionSize) || !aligned(r.relocationAlignment))
+          throw new IgvmError('UnalignedSize', `${at}: relocation region size and alignment must be 4 KiB multiples`);
         for (const g of [r.regionGpa, r.minimumGpa, r.maximumGpa]) {
           if (!aligned(g, r.relocationAlignment)) throw new IgvmError('UnalignedAddress', `${at}: ${hex(g)} is not a multiple of the relocation alignment`);
         }
@@ -251,7 +258,10 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
         else if (platform === PlatformType.VSM_ISOLATION) {
           throw new IgvmError('UnsupportedVpContext', `${at}: VBS (VSM_ISOLATION) VP contexts are not supported by this parser`);
         } else {
-          throw new IgvmError('InvalidVpContextPlatformType', `${at}: VP_CONTEXT mask ${hex(mask)} is not exactly one SEV-SNP, SEV-ES, SEV or native platform's mask`);
+          throw new IgvmError(
+            'InvalidVpContextPlatformType',
+            `${at}: VP_CONTEXT mask ${hex(mask)} is not exactly one SEV-SNP, SEV-ES, SEV or native platform's mask`,
+          );
         }
         // 0.4.0 computes file_offset − file_data_start in u32 without a test (§2.8): an offset below the data underflows.
         const data = readData(fileOffset, PAGE, `${at} (VP_CONTEXT)`);
@@ -272,7 +282,8 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
         const flags = b.readUInt32LE(16);
         if (b.readUInt32LE(20) !== 0) throw new IgvmError('ReservedNotZero', `${at}: REQUIRED_MEMORY reserved field is not zero`);
         if (!aligned(gpa)) throw new IgvmError('UnalignedAddress', `${at}: REQUIRED_MEMORY gpa ${hex(gpa)} is not 4 KiB aligned`);
-        if (numberOfBytes % IGVM_PAGE_SIZE !== 0) throw new IgvmError('UnalignedSize', `${at}: REQUIRED_MEMORY size ${numberOfBytes} is not a multiple of 4096`);
+        if (numberOfBytes % IGVM_PAGE_SIZE !== 0)
+          throw new IgvmError('UnalignedSize', `${at}: REQUIRED_MEMORY size ${numberOfBytes} is not a multiple of 4096`);
         directives.push({ kind: 'required_memory', gpa, compatibilityMask: mask, numberOfBytes, flags });
         break;
       }
@@ -307,7 +318,8 @@ export function parseIgvm(file: Uint8Array): IgvmFile {
   if (platforms.length === 0) throw new IgvmError('NoPlatformHeaders', 'the file has no SUPPORTED_PLATFORM header');
   const seen = new Set<number>();
   for (const p of platforms) {
-    if (seen.has(p.platformType)) throw new IgvmError('MultiplePlatformHeadersWithSameIsolation', `two SUPPORTED_PLATFORM headers for platform type ${p.platformType}`);
+    if (seen.has(p.platformType))
+      throw new IgvmError('MultiplePlatformHeadersWithSameIsolation', `two SUPPORTED_PLATFORM headers for platform type ${p.platformType}`);
     seen.add(p.platformType);
   }
   // Only VBS VP contexts (not supported here) match a relocation triple in 0.4.0 (§2.6).

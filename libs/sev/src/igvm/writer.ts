@@ -80,7 +80,9 @@ function initializationBody(i: IgvmInitialization): PendingHeader {
       b.writeUInt16LE(i.vpIndex, 4);
       b[6] = i.vtl;
       b[7] = i.flags;
-      [i.relocationAlignment, i.regionGpa, i.regionSize, i.minimumGpa, i.maximumGpa].forEach((v, k) => b.writeBigUInt64LE(u64(v, 'relocation field'), 8 + 8 * k));
+      [i.relocationAlignment, i.regionGpa, i.regionSize, i.minimumGpa, i.maximumGpa].forEach((v, k) =>
+        b.writeBigUInt64LE(u64(v, 'relocation field'), 8 + 8 * k),
+      );
       return { type: VhType.RELOCATABLE_REGION, body: b };
     }
     case 'page_table_relocation': {

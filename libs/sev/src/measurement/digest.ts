@@ -49,10 +49,7 @@ export interface SevEsLaunchDigestInput extends SevLaunchDigestInput {
 
 export type LaunchDigestInput = ({ mode: 'sev' } & SevLaunchDigestInput) | ({ mode: 'seves' } & SevEsLaunchDigestInput);
 
-export type MeasuredPiece =
-  | { kind: 'firmware'; data: Buffer }
-  | { kind: 'kernel-hashes'; data: Buffer }
-  | { kind: 'vmsa'; vcpu: number; data: Buffer };
+export type MeasuredPiece = { kind: 'firmware'; data: Buffer } | { kind: 'kernel-hashes'; data: Buffer } | { kind: 'vmsa'; vcpu: number; data: Buffer };
 
 const CHUNK = 1 << 20;
 
@@ -80,10 +77,7 @@ function sevEsVmsaPages(input: SevEsLaunchDigestInput): Buffer[] {
   let vcpuSig: number | undefined;
   if (vmmType === 'qemu') {
     if (input.vcpu === undefined) {
-      throw new SevError(
-        'ERR_SEV_ARGUMENT',
-        'SEV-ES with QEMU needs the guest vCPU model (sig, type or family/model/stepping)',
-      );
+      throw new SevError('ERR_SEV_ARGUMENT', 'SEV-ES with QEMU needs the guest vCPU model (sig, type or family/model/stepping)');
     }
     vcpuSig = resolveVcpuSignature(input.vcpu);
   }

@@ -99,9 +99,7 @@ export function parseOvmfFooterTable(firmware: Uint8Array): OvmfFooterTable {
       throw firmwareError(`malformed OVMF footer table: entry ${guid} has length ${len}, less than its 18-byte header`);
     }
     if (len > end - tableStart) {
-      throw firmwareError(
-        `malformed OVMF footer table: entry ${guid} has length ${len} but only ${end - tableStart} table bytes remain`,
-      );
+      throw firmwareError(`malformed OVMF footer table: entry ${guid} has length ${len} but only ${end - tableStart} table bytes remain`);
     }
     // Tools disagree on which duplicate wins (QEMU: the last in the image, sev-snp-measure: the first), so a
     // duplicated GUID would make the digest depend on the tool: refuse it.
@@ -119,13 +117,7 @@ export function ovmfTableEntry(table: OvmfFooterTable, guid: string): Buffer | u
 }
 
 /** `consequence` says what cannot be done, so the message tells the user why the entry was wanted. */
-function requireEntry(
-  table: OvmfFooterTable,
-  guid: string,
-  name: string,
-  minData: number,
-  consequence: string,
-): Buffer {
+function requireEntry(table: OvmfFooterTable, guid: string, name: string, minData: number, consequence: string): Buffer {
   const data = table.present ? ovmfTableEntry(table, guid) : undefined;
   if (data === undefined) {
     const reason = table.present
@@ -167,9 +159,7 @@ export function sevHashTableArea(table: OvmfFooterTable): GpaArea {
   // The same conditions QEMU checks before it writes the table (`sev_add_kernel_loader_hashes`).
   if (area.base === 0) throw firmwareError(`firmware SEV_HASH_TABLE_RV base is 0: ${consequence}`);
   if (area.size < MIN_SEV_HASH_AREA_SIZE) {
-    throw firmwareError(
-      `firmware SEV_HASH_TABLE_RV area is ${area.size} bytes, smaller than the 176-byte table: ${consequence}`,
-    );
+    throw firmwareError(`firmware SEV_HASH_TABLE_RV area is ${area.size} bytes, smaller than the 176-byte table: ${consequence}`);
   }
   return area;
 }
@@ -220,9 +210,7 @@ export function parseOvmfSevMetadata(firmware: Uint8Array, table: OvmfFooterTabl
   if (version !== 1) throw firmwareError(`unsupported SEV metadata version ${version} (expected 1)`);
   const needed = SEV_METADATA.HEADER_SIZE + count * SEV_METADATA_DESC.SIZEOF;
   if (length < needed || start + length > fw.length) {
-    throw firmwareError(
-      `malformed SEV metadata: length ${length} cannot hold ${count} sections inside the ${fw.length}-byte image`,
-    );
+    throw firmwareError(`malformed SEV metadata: length ${length} cannot hold ${count} sections inside the ${fw.length}-byte image`);
   }
   const sections: OvmfSevMetadataSection[] = [];
   for (let i = 0; i < count; i++) {

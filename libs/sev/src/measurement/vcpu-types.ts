@@ -49,10 +49,7 @@ export const QEMU_CPU_SIGNATURES: Readonly<Record<string, number>> = Object.free
 export function cpuSignatureForModel(name: string): number {
   const sig = Object.prototype.hasOwnProperty.call(QEMU_CPU_SIGNATURES, name) ? QEMU_CPU_SIGNATURES[name] : undefined;
   if (sig === undefined) {
-    throw new SevError(
-      'ERR_SEV_ARGUMENT',
-      `unknown QEMU vCPU model ${JSON.stringify(name)}; known: ${Object.keys(QEMU_CPU_SIGNATURES).join(', ')}`,
-    );
+    throw new SevError('ERR_SEV_ARGUMENT', `unknown QEMU vCPU model ${JSON.stringify(name)}; known: ${Object.keys(QEMU_CPU_SIGNATURES).join(', ')}`);
   }
   return sig;
 }

@@ -19,19 +19,7 @@ export const MAX_VCPUS = 4096;
 export const VMCB_SEG = { SELECTOR: 0, ATTRIB: 2, LIMIT: 4, BASE: 8, SIZE: 16 } as const;
 
 const SEGMENTS = ['es', 'cs', 'ss', 'ds', 'fs', 'gs', 'gdtr', 'ldtr', 'idtr', 'tr'] as const;
-const U64_FIELDS = [
-  'efer',
-  'cr4',
-  'cr0',
-  'dr7',
-  'dr6',
-  'rflags',
-  'rip',
-  'g_pat',
-  'rdx',
-  'sev_features',
-  'xcr0',
-] as const;
+const U64_FIELDS = ['efer', 'cr4', 'cr0', 'dr7', 'dr6', 'rflags', 'rip', 'g_pat', 'rdx', 'sev_features', 'xcr0'] as const;
 type SegmentName = (typeof SEGMENTS)[number];
 type U64Name = (typeof U64_FIELDS)[number];
 

@@ -27,10 +27,7 @@ function paddedSize(n: number): number {
 }
 
 function tooLarge(size: number): SevError {
-  return new SevError(
-    'ERR_SEV_SECRET_TABLE',
-    `secret table of ${size} bytes (with padding) does not fit the ${SECRET_TABLE_MAX_SIZE}-byte OVMF secret page`,
-  );
+  return new SevError('ERR_SEV_SECRET_TABLE', `secret table of ${size} bytes (with padding) does not fit the ${SECRET_TABLE_MAX_SIZE}-byte OVMF secret page`);
 }
 
 export function buildSecretTable(entries: readonly { guid: string; data: Uint8Array }[]): Buffer {

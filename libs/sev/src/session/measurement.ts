@@ -38,12 +38,7 @@ export function computeMeasurement(p: MeasurementParams & { mnonce: Uint8Array }
   expectLength('TIK', p.tik, 16);
   expectLength('launch digest', p.digest, 32);
   expectLength('measurement nonce', p.mnonce, 16);
-  const header = Buffer.from([
-    MEASURE_CONTEXT,
-    firmwareByte('API major', p.apiMajor),
-    firmwareByte('API minor', p.apiMinor),
-    firmwareByte('build', p.build),
-  ]);
+  const header = Buffer.from([MEASURE_CONTEXT, firmwareByte('API major', p.apiMajor), firmwareByte('API minor', p.apiMinor), firmwareByte('build', p.build)]);
   return hmacSha256(p.tik, header, u32le(p.policy), p.digest, p.mnonce);
 }
 

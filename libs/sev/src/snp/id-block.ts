@@ -80,7 +80,8 @@ export function loadSnpSigningKey(pem: string | Buffer, what = 'key'): KeyObject
     throw err;
   }
   if (key.asymmetricKeyType !== 'ec') throw new SevError('ERR_SEV_KEY', `The provided PEM file does not contain an EC private key (${what}).`);
-  if (key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') throw new SevError('ERR_SEV_KEY', `SNP only supports the EC curve P-384 (${what} is on ${key.asymmetricKeyDetails?.namedCurve})`);
+  if (key.asymmetricKeyDetails?.namedCurve !== 'secp384r1')
+    throw new SevError('ERR_SEV_KEY', `SNP only supports the EC curve P-384 (${what} is on ${key.asymmetricKeyDetails?.namedCurve})`);
   return key;
 }
 
@@ -180,17 +181,24 @@ export function verifyIdBlock(input: VerifyIdBlockInput): VerifiedIdBlock {
   const authorEnabled = input.authorKeyEnabled ?? auth.authorKey[0] !== 0;
   let authorKeyDigest: Buffer | undefined;
   if (authorEnabled) {
-    if (auth.authKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384) throw new SevError('ERR_SEV_FORMAT', `AUTH_KEY_ALGO ${auth.authKeyAlgo} is not ECDSA P-384 with SHA-384 (1)`);
+    if (auth.authKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384)
+      throw new SevError('ERR_SEV_FORMAT', `AUTH_KEY_ALGO ${auth.authKeyAlgo} is not ECDSA P-384 with SHA-384 (1)`);
     if (!verifyP384(snpPublicKeyPoint(auth.authorKey), auth.idKey, decodeSnpSignature(auth.idKeySignature))) {
       throw new SevError('ERR_SEV_SIGNATURE', 'the ID key signature does not verify with the author key');
     }
     authorKeyDigest = snpKeyDigest(auth.authorKey);
   }
   if (input.expectedLd && !constantTimeEqual(idBlock.ld, input.expectedLd)) {
-    throw new SevError('ERR_SEV_MEASUREMENT', `the ID block's launch digest ${idBlock.ld.toString('hex')} is not the expected ${Buffer.from(input.expectedLd).toString('hex')}`);
+    throw new SevError(
+      'ERR_SEV_MEASUREMENT',
+      `the ID block's launch digest ${idBlock.ld.toString('hex')} is not the expected ${Buffer.from(input.expectedLd).toString('hex')}`,
+    );
   }
   if (input.expectedPolicy !== undefined && idBlock.policy !== input.expectedPolicy) {
-    throw new SevError('ERR_SEV_POLICY', `the ID block's policy 0x${idBlock.policy.toString(16)} is not the launch policy 0x${input.expectedPolicy.toString(16)}`);
+    throw new SevError(
+      'ERR_SEV_POLICY',
+      `the ID block's policy 0x${idBlock.policy.toString(16)} is not the launch policy 0x${input.expectedPolicy.toString(16)}`,
+    );
   }
   return { idBlock, idKeyDigest: snpKeyDigest(auth.idKey), ...(authorKeyDigest ? { authorKeyDigest } : {}) };
 }

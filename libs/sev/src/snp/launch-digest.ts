@@ -147,8 +147,7 @@ interface MetadataContext {
 
 /** §4.2 steps 2 and 3 (sev-snp-measure `snp_update_metadata_pages`). */
 function measureMetadata(ld: SnpLaunchDigest, c: MetadataContext): void {
-  const step = (section: OvmfSevMetadataSection, pageType: number, pages: number) =>
-    c.onStep?.({ kind: 'section', section, pageType, pages, ld: ld.digest() });
+  const step = (section: OvmfSevMetadataSection, pageType: number, pages: number) => c.onStep?.({ kind: 'section', section, pageType, pages, ld: ld.digest() });
   for (const s of c.sections) {
     switch (s.type) {
       case SectionType.SNP_SEC_MEM: {
@@ -248,7 +247,9 @@ export function snpLaunchDigest(input: SnpLaunchDigestInput): Buffer {
   if (input.kernelHashes !== undefined) {
     if (!sections.some((s) => s.type === SectionType.SNP_KERNEL_HASHES)) {
       // sev-snp-measure's words, so users searching for its message find this one.
-      throw firmwareError("Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section: this firmware cannot measure a -kernel boot under SNP");
+      throw firmwareError(
+        "Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section: this firmware cannot measure a -kernel boot under SNP",
+      );
     }
     kernelHashesPage = buildSnpKernelHashesPage(input.kernelHashes, sevHashTableArea(table).base & (SNP_PAGE_SIZE - 1));
   }

@@ -94,7 +94,8 @@ export class SnpLaunchDigest {
 
   /** Adds every 4 KiB page of `data` (a multiple of 4096 bytes) as NORMAL pages from `gpa` upwards. */
   updateNormalRange(gpa: bigint, data: Uint8Array): this {
-    if (data.length % SNP_PAGE_SIZE !== 0) throw new SevError('ERR_SEV_LENGTH', `measured data must be a multiple of ${SNP_PAGE_SIZE} bytes, got ${data.length}`);
+    if (data.length % SNP_PAGE_SIZE !== 0)
+      throw new SevError('ERR_SEV_LENGTH', `measured data must be a multiple of ${SNP_PAGE_SIZE} bytes, got ${data.length}`);
     for (let off = 0; off < data.length; off += SNP_PAGE_SIZE) {
       this.update(SnpPageType.NORMAL, gpa + BigInt(off), data.subarray(off, off + SNP_PAGE_SIZE));
     }

@@ -138,7 +138,11 @@ describe('CA signing and verification (spec §2.2)', () => {
     expect(() => verifyCaCertificate(signed, signed)).not.toThrow();
     // the same body signed with salt 20 (OpenSSL's old default) or with SHA-384 must not verify
     const body = caSignedBody(signed);
-    for (const [hash, saltLength] of [['sha256', 20], ['sha384', 48], ['sha256', 0]] as const) {
+    for (const [hash, saltLength] of [
+      ['sha256', 20],
+      ['sha384', 48],
+      ['sha256', 0],
+    ] as const) {
       const be = sign(hash, body, { key: arkPair.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength });
       const other = parseCaCertificate(encodeCaCertificate({ ...fields, signature: Buffer.from(be).reverse() }));
       expect(sevError(() => verifyCaCertificate(other, other)).code).toBe('ERR_SEV_SIGNATURE');

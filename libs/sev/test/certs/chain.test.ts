@@ -7,18 +7,7 @@ import { emptySignatureSlot } from '../../src/certs/sev/certificate';
 import { sevKeyFromPublicKey } from '../../src/certs/sev/key';
 import { signSevCertificate } from '../../src/certs/sev/sign';
 import { Algo, Usage } from '../../src/certs/sev/usage';
-import {
-  flipBit,
-  fullChainBytes,
-  makeRoot,
-  makeSyntheticChain,
-  p384,
-  readVector,
-  REAL_GENERATIONS,
-  resignCek,
-  sevError,
-  type RealGeneration,
-} from './helpers';
+import { flipBit, fullChainBytes, makeRoot, makeSyntheticChain, p384, readVector, REAL_GENERATIONS, resignCek, sevError, type RealGeneration } from './helpers';
 
 const SEV = 2084;
 const root = makeRoot();
@@ -64,7 +53,9 @@ describe.each(REAL_GENERATIONS)('%s full chain', (g) => {
   });
 
   it('cekId is the SHA-256 of the CEK pubkey field, the same for the platform-only chain', () => {
-    const expected = createHash('sha256').update(readVector(`platform-chains/${g}/cek.cert`).subarray(0x10, 0x414)).digest('hex');
+    const expected = createHash('sha256')
+      .update(readVector(`platform-chains/${g}/cek.cert`).subarray(0x10, 0x414))
+      .digest('hex');
     expect(cekId(decodeChain(bytes))).toBe(expected);
     expect(cekId(decodePlatformChain(bytes.subarray(0, PLATFORM_CHAIN_SIZE)))).toBe(expected);
     expect(expected).toMatch(/^[0-9a-f]{64}$/);
@@ -143,9 +134,7 @@ describe.each(REAL_GENERATIONS)('%s full chain', (g) => {
     const forged: FullChain = { ...real, cek: resignCek(real.cek, root), ask: root.ask, ark: root.ark };
     const e = sevError(() => verifyChain(encodeChain(forged)));
     expect(e.code).toBe('ERR_SEV_UNTRUSTED_ROOT');
-    expect(sevError(() => verifyChain(forged, { extraRoots: [{ name: 'other', ...builtinCaCertificates('genoa') }] })).code).toBe(
-      'ERR_SEV_UNTRUSTED_ROOT',
-    );
+    expect(sevError(() => verifyChain(forged, { extraRoots: [{ name: 'other', ...builtinCaCertificates('genoa') }] })).code).toBe('ERR_SEV_UNTRUSTED_ROOT');
     const r = verifyChain(forged, { extraRoots: [{ ...simRoot('lab-1') }] });
     expect(r).toMatchObject({ generation: 'lab-1', trustedBy: 'extra' });
     // same chip identity: the CEK key did not change, only who vouches for it
@@ -205,11 +194,11 @@ describe('synthetic chains (the simulator’s path)', () => {
 
   it('a PDH that is not a P-384 key is ERR_SEV_FORMAT', () => {
     const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const pdh = signSevCertificate(
-      { ...chain.pdh, key: sevKeyFromPublicKey(p256.publicKey), sigs: [emptySignatureSlot(), emptySignatureSlot()] },
-      0,
-      { usage: Usage.PEK, algo: Algo.ECDSA_SHA256, privateKey: keys.pek.privateKey },
-    );
+    const pdh = signSevCertificate({ ...chain.pdh, key: sevKeyFromPublicKey(p256.publicKey), sigs: [emptySignatureSlot(), emptySignatureSlot()] }, 0, {
+      usage: Usage.PEK,
+      algo: Algo.ECDSA_SHA256,
+      privateKey: keys.pek.privateKey,
+    });
     const e = sevError(() => verifyChain({ ...chain, pdh }, { extraRoots: [simRoot()] }));
     expect(e.code).toBe('ERR_SEV_FORMAT');
     expect(e.message).toMatch(/PDH is not a P-384 key/);

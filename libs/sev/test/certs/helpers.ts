@@ -54,10 +54,7 @@ export interface SyntheticRoot {
 
 export function makeRoot(arkPair: KeyPair = rsa2048(), askPair: KeyPair = rsa2048()): SyntheticRoot {
   const arkId = randomBytes(16);
-  const ark = signCaCertificate(
-    { keyId: arkId, certifyingId: arkId, usage: Usage.ARK, ...caKeyFromPublicKey(arkPair.publicKey) },
-    arkPair.privateKey,
-  );
+  const ark = signCaCertificate({ keyId: arkId, certifyingId: arkId, usage: Usage.ARK, ...caKeyFromPublicKey(arkPair.publicKey) }, arkPair.privateKey);
   const ask = signCaCertificate(
     { keyId: randomBytes(16), certifyingId: arkId, usage: Usage.ASK, ...caKeyFromPublicKey(askPair.publicKey) },
     arkPair.privateKey,

@@ -42,7 +42,14 @@ function withSlot(cert: SevCertificate, i: 0 | 1, slot: { usage: number; algo: n
 
 /** An OCA certificate to act as the signer. */
 const ocaCert = signSevCertificate(
-  { apiMajor: 0, apiMinor: 22, usage: Usage.OCA, algo: Algo.ECDSA_SHA256, key: sevKeyFromPublicKey(oca.publicKey), sigs: [emptySignatureSlot(), emptySignatureSlot()] },
+  {
+    apiMajor: 0,
+    apiMinor: 22,
+    usage: Usage.OCA,
+    algo: Algo.ECDSA_SHA256,
+    key: sevKeyFromPublicKey(oca.publicKey),
+    sigs: [emptySignatureSlot(), emptySignatureSlot()],
+  },
   0,
   { usage: Usage.OCA, algo: Algo.ECDSA_SHA256, privateKey: oca.privateKey },
 );

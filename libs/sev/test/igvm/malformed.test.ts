@@ -86,7 +86,16 @@ describe('malformed, truncated and overlapping files are refused with their code
 
   it('relocation headers: overlap, zero alignment, and no VBS VP context to match (igvm.md §2.6)', () => {
     const reloc = (gpa: bigint, alignment = 0x1000n) => ({
-      kind: 'relocatable_region' as const, compatibilityMask: 1, vpIndex: 0, vtl: 0, flags: 0, relocationAlignment: alignment, regionGpa: gpa, regionSize: 0x2000n, minimumGpa: 0n, maximumGpa: 0x100000n,
+      kind: 'relocatable_region' as const,
+      compatibilityMask: 1,
+      vpIndex: 0,
+      vtl: 0,
+      flags: 0,
+      relocationAlignment: alignment,
+      regionGpa: gpa,
+      regionSize: 0x2000n,
+      minimumGpa: 0n,
+      maximumGpa: 0x100000n,
     });
     const base = snpFile([]);
     expect(refusal(writeIgvm({ ...base, initializations: [reloc(0x10000n)] }))).toBe('NoMatchingVpContext');
@@ -94,7 +103,17 @@ describe('malformed, truncated and overlapping files are refused with their code
     expect(refusal(writeIgvm({ ...base, initializations: [reloc(0x10000n, 0n)] }))).toBe('InvalidRelocationRegion');
     const ptr = { kind: 'page_table_relocation' as const, compatibilityMask: 1, vpIndex: 0, vtl: 0, gpa: 0x20000n, size: 0x2000n, usedSize: 0x3000n };
     expect(refusal(writeIgvm({ ...base, initializations: [ptr] }))).toBe('UnalignedSize');
-    expect(refusal(writeIgvm({ ...base, initializations: [{ ...ptr, usedSize: 0x1000n }, { ...ptr, gpa: 0x40000n, usedSize: 0x1000n }] }))).toBe('MultiplePageTableRelocationHeaders');
+    expect(
+      refusal(
+        writeIgvm({
+          ...base,
+          initializations: [
+            { ...ptr, usedSize: 0x1000n },
+            { ...ptr, gpa: 0x40000n, usedSize: 0x1000n },
+          ],
+        }),
+      ),
+    ).toBe('MultiplePageTableRelocationHeaders');
   });
 
   it('VP contexts: a native context with a non-zero tail, a TDX mask', () => {
@@ -106,7 +125,15 @@ describe('malformed, truncated and overlapping files are refused with their code
         { compatibilityMask: 4, highestVtl: 0, platformType: 3, platformVersion: 1, sharedGpaBoundary: 0n },
       ],
     };
-    const ctx = (mask: number, data: Buffer) => ({ kind: 'vp_context' as const, form: 'native' as const, gpa: 0n, compatibilityMask: mask, vpIndex: 0, reserved: 0, data });
+    const ctx = (mask: number, data: Buffer) => ({
+      kind: 'vp_context' as const,
+      form: 'native' as const,
+      gpa: 0n,
+      compatibilityMask: mask,
+      vpIndex: 0,
+      reserved: 0,
+      data,
+    });
     const ok = Buffer.alloc(4096);
     pattern(2, 0xe0).copy(ok);
     expect(refusal(writeIgvm({ ...native, directives: [...native.directives, ctx(2, ok)] }))).toBe('accepted');
@@ -114,7 +141,10 @@ describe('malformed, truncated and overlapping files are refused with their code
     tail[0xe0] = 1;
     expect(refusal(writeIgvm({ ...native, directives: [...native.directives, ctx(2, tail)] }))).toBe('InvalidContext');
     expect(refusal(writeIgvm({ ...native, directives: [...native.directives, ctx(4, ok)] }))).toBe('InvalidVpContextPlatformType');
-    const vsm = { ...native, platforms: [...native.platforms, { compatibilityMask: 8, highestVtl: 2, platformType: 1, platformVersion: 1, sharedGpaBoundary: 0n }] };
+    const vsm = {
+      ...native,
+      platforms: [...native.platforms, { compatibilityMask: 8, highestVtl: 2, platformType: 1, platformVersion: 1, sharedGpaBoundary: 0n }],
+    };
     expect(refusal(writeIgvm({ ...vsm, directives: [...vsm.directives, ctx(8, ok)] }))).toBe('UnsupportedVpContext');
   });
 
@@ -134,7 +164,15 @@ describe('malformed, truncated and overlapping files are refused with their code
 });
 
 describe('measurement refusals (igvm.md §3.3, §3.6)', () => {
-  const vp = (gpa: bigint, cr0 = 0x31n) => ({ kind: 'vp_context' as const, form: 'snp' as const, gpa, compatibilityMask: 1, vpIndex: 0, reserved: 0, data: vmsaPage(3, cr0) });
+  const vp = (gpa: bigint, cr0 = 0x31n) => ({
+    kind: 'vp_context' as const,
+    form: 'snp' as const,
+    gpa,
+    compatibilityMask: 1,
+    vpIndex: 0,
+    reserved: 0,
+    data: vmsaPage(3, cr0),
+  });
   const variant = (f: () => unknown) => {
     try {
       f();
@@ -154,7 +192,9 @@ describe('measurement refusals (igvm.md §3.3, §3.6)', () => {
     const insert = { kind: 'parameter_insert' as const, gpa: 0x5000n, compatibilityMask: 1, parameterAreaIndex: 0 };
     expect(variant(() => measureIgvm(snpFile([area, vp(VMSA_GPA), insert]), { checkKvm: true }))).toBe('InvalidVmsaOrder');
     // PAGE_DATA after the VMSA is not checked (§3.6), and without --check-kvm all of these measure
-    expect(variant(() => measureIgvm(snpFile([vp(VMSA_GPA), { kind: 'page_data', gpa: 0x9000n, compatibilityMask: 1, flags: 0, dataType: 0 }]), { checkKvm: true }))).toBe('ok');
+    expect(
+      variant(() => measureIgvm(snpFile([vp(VMSA_GPA), { kind: 'page_data', gpa: 0x9000n, compatibilityMask: 1, flags: 0, dataType: 0 }]), { checkKvm: true })),
+    ).toBe('ok');
     expect(variant(() => measureIgvm(snpFile([area, vp(0x1000n, 0x11n), vp(VMSA_GPA), insert])))).toBe('ok');
   });
 

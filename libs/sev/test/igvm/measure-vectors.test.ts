@@ -13,7 +13,9 @@ describe('igvmmeasure digests of shared/vectors/igvm (MANIFEST §1–§3)', () =
   });
 
   it.each(SNP_A)('%s: --check-kvm refuses the QEMU-flavour VMSA (cr0 0x10)', (name) => {
-    expect(() => measureIgvm(parseIgvm(readVector(name)), { checkKvm: true })).toThrow(expect.objectContaining({ variant: 'InvalidVmsaCr0', code: 'ERR_IGVM_MEASURE' }));
+    expect(() => measureIgvm(parseIgvm(readVector(name)), { checkKvm: true })).toThrow(
+      expect.objectContaining({ variant: 'InvalidVmsaCr0', code: 'ERR_IGVM_MEASURE' }),
+    );
   });
 
   it('SEV-ES and SEV files give sev-snp-measure seves/sev digests (MANIFEST §2)', () => {
@@ -32,7 +34,9 @@ describe('igvmmeasure digests of shared/vectors/igvm (MANIFEST §1–§3)', () =
     const m = measureIgvm(f);
     expect(m.digest.toString('hex')).toBe('1518ad394337af09c140fd97feb8c70ff2eca3043b77c06dbcec67f303f5f2418f36ccc2d56f99f01bc674731516fd9c');
     expect(m.pages).toBe(522);
-    expect(measureIgvm(f, { nativeZero: true }).digest.toString('hex')).toBe('e73f5e6c530b30bb45a41b7b992af8c32170770cefc872af58576ebde7c44723d6a276ca89249bf10cd527a0ad7270a0');
+    expect(measureIgvm(f, { nativeZero: true }).digest.toString('hex')).toBe(
+      'e73f5e6c530b30bb45a41b7b992af8c32170770cefc872af58576ebde7c44723d6a276ca89249bf10cd527a0ad7270a0',
+    );
     expect(measureIgvm(f, { platform: 'sev-es' }).digest.toString('hex')).toBe('833455f3f02d401c6f68f59e6fc25c284af3012dd5da8457f65eab9517a27d1d');
     expect(() => measureIgvm(f, { checkKvm: true })).toThrow(expect.objectContaining({ variant: 'InvalidVmsaCr0' }));
   });
@@ -70,7 +74,9 @@ describe('igvmmeasure digests of shared/vectors/igvm (MANIFEST §1–§3)', () =
 
 describe('parser conformance (MANIFEST §5)', () => {
   it('lists every parse/ vector in the table', () => {
-    const files = readdirSync(`${IGVM_DIR}/parse`).filter((f) => f.startsWith('err-')).map((f) => f.replace(/\.igvm$/, ''));
+    const files = readdirSync(`${IGVM_DIR}/parse`)
+      .filter((f) => f.startsWith('err-'))
+      .map((f) => f.replace(/\.igvm$/, ''));
     expect(files.sort()).toEqual(PARSE_ERRORS.map((e) => e[0]).sort());
   });
 

@@ -18,7 +18,17 @@ const EMPTY_KERNEL = { kernel: new Uint8Array(0), initrd: new Uint8Array(0), cmd
 describe('OVMF SNP guests packed as IGVM give the sev-snp-measure digest (igvm.md §6.1)', () => {
   const cases: [string, Parameters<typeof packOvmfSnpGuest>[0]][] = [
     ['A11', { firmware: AMDSEV, vmm: 'qemu', vcpus: 1, bspVmsa: vmsa('qemu_epyc-v4_sevfeat0x1_bsp.bin') }],
-    ['A13', { firmware: AMDSEV, vmm: 'qemu', vcpus: 4, bspVmsa: vmsa('qemu_epyc-v4_sevfeat0x1_bsp.bin'), apVmsa: vmsa('qemu_epyc-v4_sevfeat0x1_ap-eip0x80b004.bin'), kernelHashes: EMPTY_KERNEL }],
+    [
+      'A13',
+      {
+        firmware: AMDSEV,
+        vmm: 'qemu',
+        vcpus: 4,
+        bspVmsa: vmsa('qemu_epyc-v4_sevfeat0x1_bsp.bin'),
+        apVmsa: vmsa('qemu_epyc-v4_sevfeat0x1_ap-eip0x80b004.bin'),
+        kernelHashes: EMPTY_KERNEL,
+      },
+    ],
     ['A7', { firmware: AMDSEV, vmm: 'ec2', vcpus: 1, bspVmsa: vmsa('ec2_sevfeat0x1_rdx0x600_bsp.bin'), kernelHashes: EMPTY_KERNEL }],
     ['A8', { firmware: AMDSEV, vmm: 'gce', vcpus: 1, bspVmsa: vmsa('gce_sevfeat0x1_bsp.bin'), kernelHashes: EMPTY_KERNEL }],
   ];
@@ -34,7 +44,11 @@ describe('OVMF SNP guests packed as IGVM give the sev-snp-measure digest (igvm.m
 
   it('refuses a kernel for firmware without SNP_KERNEL_HASHES and an AP-less multi-vCPU guest', () => {
     const x64 = readFileSync(join(FIXTURE_DIR, 'ovmf_OvmfX64_suffix.bin'));
-    expect(() => packOvmfSnpGuest({ firmware: x64, vmm: 'qemu', vcpus: 1, bspVmsa: Buffer.alloc(4096), kernelHashes: EMPTY_KERNEL })).toThrow(/doesn't include SNP_KERNEL_HASHES/);
-    expect(() => packOvmfSnpGuest({ firmware: AMDSEV, vmm: 'qemu', vcpus: 2, bspVmsa: Buffer.alloc(4096) })).toThrow(expect.objectContaining({ code: 'ERR_SEV_ARGUMENT' }));
+    expect(() => packOvmfSnpGuest({ firmware: x64, vmm: 'qemu', vcpus: 1, bspVmsa: Buffer.alloc(4096), kernelHashes: EMPTY_KERNEL })).toThrow(
+      /doesn't include SNP_KERNEL_HASHES/,
+    );
+    expect(() => packOvmfSnpGuest({ firmware: AMDSEV, vmm: 'qemu', vcpus: 2, bspVmsa: Buffer.alloc(4096) })).toThrow(
+      expect.objectContaining({ code: 'ERR_SEV_ARGUMENT' }),
+    );
   });
 });

@@ -40,7 +40,9 @@ describe('igvmmeasure sign (igvm.md §4, MANIFEST §4)', () => {
         expect(m.idBlockLd!.equals(m.digest)).toBe(true);
         expect(() => checkIdBlock(m)).not.toThrow();
         // the other zero mode gives another digest and the ID block check fails
-        expect(() => checkIdBlock(measureIgvm(parseIgvm(signed.bytes), { nativeZero: !nativeZero }))).toThrow(expect.objectContaining({ variant: 'IdBlockMismatch' }));
+        expect(() => checkIdBlock(measureIgvm(parseIgvm(signed.bytes), { nativeZero: !nativeZero }))).toThrow(
+          expect.objectContaining({ variant: 'IdBlockMismatch' }),
+        );
       }
     }
   });

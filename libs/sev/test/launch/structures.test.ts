@@ -64,9 +64,12 @@ describe('launch measurement (48 bytes)', () => {
 
   it('parses only exactly 48 bytes', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 100 }).filter((u) => u.length !== 48), (u) => {
-        expect(sevErrorCode(() => parseLaunchMeasurement(u))).toBe('ERR_SEV_LENGTH');
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 100 }).filter((u) => u.length !== 48),
+        (u) => {
+          expect(sevErrorCode(() => parseLaunchMeasurement(u))).toBe('ERR_SEV_LENGTH');
+        },
+      ),
       { numRuns: 100 },
     );
     expect(sevErrorCode(() => encodeLaunchMeasurement({ measure: Buffer.alloc(32), mnonce: Buffer.alloc(15) }))).toBe('ERR_SEV_LENGTH');

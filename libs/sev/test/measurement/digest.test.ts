@@ -2,13 +2,7 @@ import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { computeMeasurement } from '../../src/session/measurement';
 import { isSevError } from '../../src/errors';
-import {
-  launchDigest,
-  launchMeasuredData,
-  sevEsLaunchDigest,
-  sevLaunchDigest,
-  type SevEsLaunchDigestInput,
-} from '../../src/measurement/digest';
+import { launchDigest, launchMeasuredData, sevEsLaunchDigest, sevLaunchDigest, type SevEsLaunchDigestInput } from '../../src/measurement/digest';
 import { buildPaddedSevHashTable } from '../../src/measurement/sev-hashes';
 import { AMDSEV, OVMFX64, SEVCTL_DIR, SEVCTL_OVMF, hex, measureFile } from './vectors';
 
@@ -17,8 +11,7 @@ const amdSev = measureFile(AMDSEV);
 const x64 = measureFile(OVMFX64);
 const sevctlOvmf = measureFile(SEVCTL_OVMF);
 const DEVNULL_KERNEL = { kernel: EMPTY, initrd: EMPTY, cmdline: '' };
-const KERNEL_MISSING =
-  /SEV_HASH_TABLE_RV base is 0: it does not support kernel hashes \(kernel\/initrd\/cmdline measurement\)/;
+const KERNEL_MISSING = /SEV_HASH_TABLE_RV base is 0: it does not support kernel hashes \(kernel\/initrd\/cmdline measurement\)/;
 
 function expectSevError(fn: () => unknown, code: string, message: RegExp): void {
   let caught: unknown;
@@ -35,9 +28,7 @@ function expectSevError(fn: () => unknown, code: string, message: RegExp): void 
 describe('SEV launch digest: sev-snp-measure vectors (VECTORS.md §A)', () => {
   it('A20: AmdSev, kernel and initrd /dev/null, append "console=ttyS0 loglevel=7"', () => {
     const kernelHashes = { kernel: EMPTY, initrd: EMPTY, cmdline: 'console=ttyS0 loglevel=7' };
-    expect(hex(sevLaunchDigest({ firmware: amdSev, kernelHashes }))).toBe(
-      '82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff',
-    );
+    expect(hex(sevLaunchDigest({ firmware: amdSev, kernelHashes }))).toBe('82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff');
   });
 
   it('A21: AmdSev, kernel /dev/null, no initrd, no append', () => {
@@ -47,17 +38,11 @@ describe('SEV launch digest: sev-snp-measure vectors (VECTORS.md §A)', () => {
   });
 
   it('A22: OvmfX64 without a kernel is sha256(file)', () => {
-    expect(hex(sevLaunchDigest({ firmware: x64 }))).toBe(
-      'b4c021e085fb83ceffe6571a3d357b4a98773c83c474e47f76c876708fe316da',
-    );
+    expect(hex(sevLaunchDigest({ firmware: x64 }))).toBe('b4c021e085fb83ceffe6571a3d357b4a98773c83c474e47f76c876708fe316da');
   });
 
   it('A23: a kernel with OvmfX64 (hashes area base 0) is refused', () => {
-    expectSevError(
-      () => sevLaunchDigest({ firmware: x64, kernelHashes: DEVNULL_KERNEL }),
-      'ERR_SEV_FIRMWARE',
-      KERNEL_MISSING,
-    );
+    expectSevError(() => sevLaunchDigest({ firmware: x64, kernelHashes: DEVNULL_KERNEL }), 'ERR_SEV_FIRMWARE', KERNEL_MISSING);
   });
 });
 
@@ -82,24 +67,16 @@ describe('SEV-ES launch digest: sev-snp-measure vectors (INIT2 flavour) and §G 
   });
 
   it('A18: 4 vCPUs, init2', () => {
-    expect(hex(sevEsLaunchDigest({ ...base, vcpus: 4, fpu: 'init2' }))).toBe(
-      '0dccbcaba8e90b261bd0d2e1863a2f9da714768b7b2a19363cd6ae35aa90de91',
-    );
+    expect(hex(sevEsLaunchDigest({ ...base, vcpus: 4, fpu: 'init2' }))).toBe('0dccbcaba8e90b261bd0d2e1863a2f9da714768b7b2a19363cd6ae35aa90de91');
   });
 
   it('§G legacy flavour (the default): 1 and 4 vCPUs', () => {
     expect(hex(sevEsLaunchDigest(base))).toBe('664f688c75cd5c08855ead4f11501ff967e29762d16c8d589b8e6d7b6c4daa36');
-    expect(hex(sevEsLaunchDigest({ ...base, vcpus: 4, fpu: 'legacy' }))).toBe(
-      'bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9',
-    );
+    expect(hex(sevEsLaunchDigest({ ...base, vcpus: 4, fpu: 'legacy' }))).toBe('bfe06ed004ea18350152361ca8aa4860e807976ef67e756b4b9e5b724e0713c9');
   });
 
   it('A19: a kernel with OvmfX64 is refused before the missing vCPU model matters', () => {
-    expectSevError(
-      () => sevEsLaunchDigest({ firmware: x64, kernelHashes: DEVNULL_KERNEL, vcpus: 1 }),
-      'ERR_SEV_FIRMWARE',
-      KERNEL_MISSING,
-    );
+    expectSevError(() => sevEsLaunchDigest({ firmware: x64, kernelHashes: DEVNULL_KERNEL, vcpus: 1 }), 'ERR_SEV_FIRMWARE', KERNEL_MISSING);
   });
 
   it('the generic entry point gives the same digests', () => {
@@ -127,9 +104,7 @@ describe('sevctl `measurement build` vectors (VECTORS.md §E): launch digests', 
   it('E2: firmware only', () => {
     const ld = sevLaunchDigest({ firmware: sevctlOvmf });
     expect(hex(ld)).toBe('2f6fc6065f4abc131eb4fb2b5090a542636eae84a94c0db0fdd5f405cb372ff5');
-    expect(measure([1, 40, 40], 3, ld, nonceE123)).toBe(
-      'oMDewIouJSpbpNRHj7Mk3p08H2dPZQdsZMU14qIymBnDE/q1EcIWsVBbGy6pkDxA',
-    );
+    expect(measure([1, 40, 40], 3, ld, nonceE123)).toBe('oMDewIouJSpbpNRHj7Mk3p08H2dPZQdsZMU14qIymBnDE/q1EcIWsVBbGy6pkDxA');
   });
 
   it('E3: firmware + fake kernel, initrd and cmdline', () => {
@@ -140,9 +115,7 @@ describe('sevctl `measurement build` vectors (VECTORS.md §E): launch digests', 
     };
     const ld = sevLaunchDigest({ firmware: sevctlOvmf, kernelHashes });
     expect(hex(ld)).toBe('4b47fec6f851487c33714c8a00a832a1b705ad0a7cac4a647388eccfa9f0c570');
-    expect(measure([1, 40, 40], 3, ld, nonceE123)).toBe(
-      'h3auYbWQnVW7EGLWN4Hf9SN0oEYMPU2sK4bLnefWPwvDE/q1EcIWsVBbGy6pkDxA',
-    );
+    expect(measure([1, 40, 40], 3, ld, nonceE123)).toBe('h3auYbWQnVW7EGLWN4Hf9SN0oEYMPU2sK4bLnefWPwvDE/q1EcIWsVBbGy6pkDxA');
   });
 
   describe('E4: SEV-ES, 4 vCPUs', () => {
@@ -184,11 +157,7 @@ describe('SEV-ES input rules', () => {
       'ERR_SEV_FIRMWARE',
       /no SEV-ES reset block entry .*cannot compute SEV-ES VMSAs/,
     );
-    expectSevError(
-      () => sevEsLaunchDigest({ firmware: Buffer.alloc(4096), vcpus: 1, vcpu: { type: 'EPYC-v4' } }),
-      'ERR_SEV_FIRMWARE',
-      /no OVMF footer table/,
-    );
+    expectSevError(() => sevEsLaunchDigest({ firmware: Buffer.alloc(4096), vcpus: 1, vcpu: { type: 'EPYC-v4' } }), 'ERR_SEV_FIRMWARE', /no OVMF footer table/);
   });
 
   it('user VMSAs need no reset block, and exclude the builder options', () => {

@@ -45,8 +45,7 @@ function readFixtureFacts(): FixtureFacts[] {
     let m: RegExpMatchArray | null;
     if ((m = line.match(/^== (\S+) size=/))) facts.push((cur = { file: localPath(m[1]!), entries: [], metadata: [] }));
     else if (!cur) continue;
-    else if ((m = line.match(/table entry (\S+) data_len=\d+ data=([0-9a-f]*)/)))
-      cur.entries.push({ guid: m[1]!, data: m[2]! });
+    else if ((m = line.match(/table entry (\S+) data_len=\d+ data=([0-9a-f]*)/))) cur.entries.push({ guid: m[1]!, data: m[2]! });
     else if ((m = line.match(/metadata gpa=(0x[0-9a-f]+) size=(0x[0-9a-f]+) type=(\d+)/)))
       cur.metadata.push({ gpa: Number(m[1]), size: Number(m[2]), type: Number(m[3]) });
     else if ((m = line.match(/sev_es_reset_eip=(0x[0-9a-f]+)/))) cur.resetEip = Number(m[1]);
@@ -83,9 +82,7 @@ describe('OVMF footer table against derived/fixture_parse.txt', () => {
   const facts = readFixtureFacts();
 
   it('covers every fixture the file lists', () => {
-    expect(facts.map((f) => f.file)).toEqual(
-      expect.arrayContaining([AMDSEV, OVMFX64, SEVCTL_OVMF, 'sev-snp-measure/fixtures/svsm.bin']),
-    );
+    expect(facts.map((f) => f.file)).toEqual(expect.arrayContaining([AMDSEV, OVMFX64, SEVCTL_OVMF, 'sev-snp-measure/fixtures/svsm.bin']));
     for (const f of facts) expect(existsSync(path.join(MEASURE_DIR, f.file))).toBe(true);
   });
 
@@ -135,10 +132,7 @@ describe('OVMF footer table edge cases', () => {
     const table = parseOvmfFooterTable(Buffer.alloc(4096, 0xff));
     expect(table).toEqual({ present: false, entries: [] });
     expect(parseOvmfFooterTable(Buffer.alloc(10))).toEqual({ present: false, entries: [] });
-    expectFirmwareError(
-      () => sevEsResetEip(table),
-      /no OVMF footer table .*SEV-ES reset block.*cannot compute SEV-ES VMSAs/,
-    );
+    expectFirmwareError(() => sevEsResetEip(table), /no OVMF footer table .*SEV-ES reset block.*cannot compute SEV-ES VMSAs/);
     expectFirmwareError(() => sevHashTableArea(table), /no OVMF footer table.*does not support kernel hashes/);
     expect(supportsKernelHashes(table)).toBe(false);
     expect(parseOvmfSevMetadata(Buffer.alloc(4096), table)).toEqual([]);
@@ -239,10 +233,7 @@ describe('OVMF parsing never fails with anything but a SevError (fast-check)', (
   it('mutations of a real firmware tail', () => {
     fc.assert(
       fc.property(
-        fc.array(
-          fc.record({ at: fc.integer({ min: 0, max: realTail.length - 1 }), value: fc.integer({ min: 0, max: 255 }) }),
-          { minLength: 1, maxLength: 8 },
-        ),
+        fc.array(fc.record({ at: fc.integer({ min: 0, max: realTail.length - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 }),
         fc.integer({ min: 0, max: 3000 }),
         (mutations, cut) => {
           const fw = Buffer.from(realTail);

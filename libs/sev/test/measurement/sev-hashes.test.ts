@@ -42,20 +42,14 @@ describe('PaddedSevHashTable against the derived vectors', () => {
 
   it('hashes the cmdline with its NUL (spec §1.4 known values)', () => {
     expect(hex(cmdlineHash())).toBe('6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d');
-    expect(hex(cmdlineHash('console=ttyS0 loglevel=7'))).toBe(
-      '321c8eec6a77bad179511397f913a083067ad8cb737bb260aacbfe8df70fc50a',
-    );
+    expect(hex(cmdlineHash('console=ttyS0 loglevel=7'))).toBe('321c8eec6a77bad179511397f913a083067ad8cb737bb260aacbfe8df70fc50a');
   });
 
   it('rejects NUL inside the cmdline and malformed precomputed hashes', () => {
     expect(() => cmdlineHash('a\0b')).toThrow(expect.objectContaining({ code: 'ERR_SEV_ARGUMENT' }));
     expect(() => buildPaddedSevHashTable({ kernel: EMPTY, cmdline: Buffer.from('x\0') })).toThrow(/NUL/);
-    expect(() => buildPaddedSevHashTable({ kernel: { sha256: Buffer.alloc(31) } })).toThrow(
-      expect.objectContaining({ code: 'ERR_SEV_LENGTH' }),
-    );
-    expect(() => buildPaddedSevHashTable({ kernel: {} as { sha256: Uint8Array } })).toThrow(
-      expect.objectContaining({ code: 'ERR_SEV_ARGUMENT' }),
-    );
+    expect(() => buildPaddedSevHashTable({ kernel: { sha256: Buffer.alloc(31) } })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
+    expect(() => buildPaddedSevHashTable({ kernel: {} as { sha256: Uint8Array } })).toThrow(expect.objectContaining({ code: 'ERR_SEV_ARGUMENT' }));
   });
 });
 

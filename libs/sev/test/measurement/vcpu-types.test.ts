@@ -1,11 +1,5 @@
 import { isSevError } from '../../src/errors';
-import {
-  QEMU_CPU_SIGNATURES,
-  cpuSignature,
-  cpuSignatureForModel,
-  resolveVcpuSignature,
-  type VcpuSpec,
-} from '../../src/measurement/vcpu-types';
+import { QEMU_CPU_SIGNATURES, cpuSignature, cpuSignatureForModel, resolveVcpuSignature, type VcpuSpec } from '../../src/measurement/vcpu-types';
 
 describe('vCPU signature', () => {
   it('matches sev-snp-measure tests/test_vcpu_types.py', () => {
@@ -44,7 +38,13 @@ describe('vCPU signature', () => {
   });
 
   it('rejects out-of-range fields and unknown models instead of masking them', () => {
-    for (const [f, m, s] of [[0x10f, 0, 0], [23, 0x100, 0], [23, 1, 16], [-1, 1, 2], [23.5, 1, 2]] as const) {
+    for (const [f, m, s] of [
+      [0x10f, 0, 0],
+      [23, 0x100, 0],
+      [23, 1, 16],
+      [-1, 1, 2],
+      [23.5, 1, 2],
+    ] as const) {
       expect(() => cpuSignature(f, m, s)).toThrow(expect.objectContaining({ code: 'ERR_SEV_RANGE' }));
     }
     expect(() => cpuSignatureForModel('EPYC-v9')).toThrow(/unknown QEMU vCPU model "EPYC-v9"; known: EPYC,/);
@@ -55,12 +55,7 @@ describe('vCPU signature', () => {
     expect(resolveVcpuSignature({ sig: 0xa00f11 })).toBe(0xa00f11);
     expect(resolveVcpuSignature({ type: 'EPYC-Milan' })).toBe(0xa00f11);
     expect(resolveVcpuSignature({ family: 25, model: 1, stepping: 1 })).toBe(0xa00f11);
-    const bad = [
-      {},
-      { sig: 1, type: 'EPYC' },
-      { sig: 1, family: 25, model: 1, stepping: 1 },
-      { family: 25, model: 1 },
-    ] as unknown as VcpuSpec[];
+    const bad = [{}, { sig: 1, type: 'EPYC' }, { sig: 1, family: 25, model: 1, stepping: 1 }, { family: 25, model: 1 }] as unknown as VcpuSpec[];
     for (const spec of bad) {
       let caught: unknown;
       try {

@@ -57,9 +57,7 @@ describe('secret table', () => {
   });
 
   it('refuses the nil GUID and malformed GUID strings', () => {
-    expect(sevErrorCode(() => buildSecretTable([{ guid: '00000000-0000-0000-0000-000000000000', data: Buffer.from('x') }]))).toBe(
-      'ERR_SEV_SECRET_TABLE',
-    );
+    expect(sevErrorCode(() => buildSecretTable([{ guid: '00000000-0000-0000-0000-000000000000', data: Buffer.from('x') }]))).toBe('ERR_SEV_SECRET_TABLE');
     expect(sevErrorCode(() => buildSecretTable([{ guid: 'not-a-guid', data: Buffer.from('x') }]))).toBe('ERR_SEV_FORMAT');
   });
 

@@ -56,9 +56,7 @@ describe('computeMeasurement / verifyMeasurement', () => {
   });
 
   it('does not say which input was wrong', () => {
-    expect(() => verifyMeasurement({ ...base, policy: 1, measurement })).toThrow(
-      'launch measurement does not match the expected launch parameters',
-    );
+    expect(() => verifyMeasurement({ ...base, policy: 1, measurement })).toThrow('launch measurement does not match the expected launch parameters');
   });
 
   it.each(['apiMajor', 'apiMinor', 'build'])('refuses %s outside 0..255 with ERR_SEV_RANGE', (field) => {
@@ -77,9 +75,7 @@ describe('computeMeasurement / verifyMeasurement', () => {
 
   it('checks lengths strictly: measurement 48, digest 32, TIK 16', () => {
     expect(sevErrorCode(() => verifyMeasurement({ ...base, measurement: measurement.subarray(0, 47) }))).toBe('ERR_SEV_LENGTH');
-    expect(sevErrorCode(() => verifyMeasurement({ ...base, measurement: Buffer.concat([measurement, Buffer.alloc(1)]) }))).toBe(
-      'ERR_SEV_LENGTH',
-    );
+    expect(sevErrorCode(() => verifyMeasurement({ ...base, measurement: Buffer.concat([measurement, Buffer.alloc(1)]) }))).toBe('ERR_SEV_LENGTH');
     expect(sevErrorCode(() => verifyMeasurement({ ...base, digest: base.digest.subarray(0, 31), measurement }))).toBe('ERR_SEV_LENGTH');
     expect(sevErrorCode(() => verifyMeasurement({ ...base, digest: Buffer.alloc(48), measurement }))).toBe('ERR_SEV_LENGTH');
     expect(sevErrorCode(() => verifyMeasurement({ ...base, tik: Buffer.alloc(32), measurement }))).toBe('ERR_SEV_LENGTH');

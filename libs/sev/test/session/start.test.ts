@@ -27,8 +27,7 @@ function dhCert(key: KeyObject, opts: { usage?: number; algo?: number } = {}): S
 
 const pdhKeys = generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const pdh = dhCert(pdhKeys.privateKey);
-const open = (launchBlob: Buffer, godhCert: Buffer, policy: number) =>
-  openLaunchBlob({ launchBlob, godhCert, pdhPrivateKey: pdhKeys.privateKey, policy });
+const open = (launchBlob: Buffer, godhCert: Buffer, policy: number) => openLaunchBlob({ launchBlob, godhCert, pdhPrivateKey: pdhKeys.privateKey, policy });
 
 describe('startSession / openLaunchBlob', () => {
   const started = startSession({ pdh, policy: 0x3 });
@@ -62,9 +61,7 @@ describe('startSession / openLaunchBlob', () => {
     const ecdh = createECDH('secp384r1');
     ecdh.setPrivateKey(Buffer.from(pdhKeys.privateKey.export({ format: 'jwk' }).d!, 'base64url'));
     const godhJwk = godh.publicKey.export({ format: 'jwk' });
-    const z = ecdh.computeSecret(
-      Buffer.concat([Buffer.from([4]), Buffer.from(godhJwk.x!, 'base64url'), Buffer.from(godhJwk.y!, 'base64url')]),
-    );
+    const z = ecdh.computeSecret(Buffer.concat([Buffer.from([4]), Buffer.from(godhJwk.x!, 'base64url'), Buffer.from(godhJwk.y!, 'base64url')]));
     expect(z).toHaveLength(48);
     expect(s.launchBlob.equals(wrapSession({ z, policy: 0x5, ...fixed }))).toBe(true);
     expect(s.godhCert.equals(godhCertificate(godh.publicKey))).toBe(true);
@@ -88,8 +85,16 @@ describe('startSession / openLaunchBlob', () => {
       expect(g.subarray(slot + 8, slot + 8 + 0x200).equals(Buffer.alloc(0x200))).toBe(true);
     }
     const jwk = godh.publicKey.export({ format: 'jwk' });
-    expect(Buffer.from(g.subarray(0x014, 0x014 + 48)).reverse().toString('base64url')).toBe(jwk.x);
-    expect(Buffer.from(g.subarray(0x05c, 0x05c + 48)).reverse().toString('base64url')).toBe(jwk.y);
+    expect(
+      Buffer.from(g.subarray(0x014, 0x014 + 48))
+        .reverse()
+        .toString('base64url'),
+    ).toBe(jwk.x);
+    expect(
+      Buffer.from(g.subarray(0x05c, 0x05c + 48))
+        .reverse()
+        .toString('base64url'),
+    ).toBe(jwk.y);
   });
 
   it('accepts a real platform PDH (Milan)', () => {
@@ -101,9 +106,7 @@ describe('startSession / openLaunchBlob', () => {
 
   it('refuses a PDH that is not a P-384 ECDH key with usage PDH', () => {
     expect(sevErrorCode(() => startSession({ pdh: dhCert(pdhKeys.privateKey, { usage: Usage.PEK }), policy: 1 }))).toBe('ERR_SEV_FORMAT');
-    expect(sevErrorCode(() => startSession({ pdh: dhCert(pdhKeys.privateKey, { algo: Algo.ECDSA_SHA256 }), policy: 1 }))).toBe(
-      'ERR_SEV_FORMAT',
-    );
+    expect(sevErrorCode(() => startSession({ pdh: dhCert(pdhKeys.privateKey, { algo: Algo.ECDSA_SHA256 }), policy: 1 }))).toBe('ERR_SEV_FORMAT');
     const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     expect(sevErrorCode(() => startSession({ pdh: dhCert(p256), policy: 1 }))).toBe('ERR_SEV_FORMAT');
     const milanPek = parseSevCertificate(readVectorFile('platform-chains/milan/pek.cert'));
@@ -133,9 +136,9 @@ describe('startSession / openLaunchBlob', () => {
     const other = startSession({ pdh, policy: 0x3 });
     expect(sevErrorCode(() => open(started.launchBlob, other.godhCert, 0x3))).toBe('ERR_SEV_MAC');
     const wrongPdh = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-    expect(
-      sevErrorCode(() => openLaunchBlob({ launchBlob: started.launchBlob, godhCert: started.godhCert, pdhPrivateKey: wrongPdh, policy: 3 })),
-    ).toBe('ERR_SEV_MAC');
+    expect(sevErrorCode(() => openLaunchBlob({ launchBlob: started.launchBlob, godhCert: started.godhCert, pdhPrivateKey: wrongPdh, policy: 3 }))).toBe(
+      'ERR_SEV_MAC',
+    );
   });
 
   it('throws only SevError for random garbage', () => {
@@ -164,7 +167,10 @@ describe('sessionFromAgreement', () => {
     const agreed = sessionFromAgreement({ z, godhPublicKey: createPublicKey(godhKey), ...fixed });
     expect(agreed.launchBlob.equals(direct.launchBlob)).toBe(true);
     expect(agreed.godhCert.equals(direct.godhCert)).toBe(true);
-    expect(openLaunchBlob({ launchBlob: agreed.launchBlob, godhCert: agreed.godhCert, pdhPrivateKey: pdhKey, policy: 0x5 })).toEqual({ tek: fixed.tek, tik: fixed.tik });
+    expect(openLaunchBlob({ launchBlob: agreed.launchBlob, godhCert: agreed.godhCert, pdhPrivateKey: pdhKey, policy: 0x5 })).toEqual({
+      tek: fixed.tek,
+      tik: fixed.tik,
+    });
     expect(() => sessionFromAgreement({ z: z.subarray(1), godhPublicKey: godhKey, policy: 1 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
     expect(() => sessionFromAgreement({ z, godhPublicKey: godhKey, policy: 0x10001 })).toThrow(expect.objectContaining({ code: 'ERR_SEV_POLICY' }));
   });
@@ -179,7 +185,10 @@ describe('sessionFromAgreement', () => {
     const fromPoint = sessionFromAgreement({ z, godhPublicKey: point, ...fixed });
     expect(fromPoint.godhCert.equals(godhCertificate(godh.publicKey))).toBe(true);
     expect(fromPoint.launchBlob.equals(sessionFromAgreement({ z, godhPublicKey: godh.publicKey, ...fixed }).launchBlob)).toBe(true);
-    expect(openLaunchBlob({ launchBlob: fromPoint.launchBlob, godhCert: fromPoint.godhCert, pdhPrivateKey: pdhKey, policy: 0x1 })).toEqual({ tek: fixed.tek, tik: fixed.tik });
+    expect(openLaunchBlob({ launchBlob: fromPoint.launchBlob, godhCert: fromPoint.godhCert, pdhPrivateKey: pdhKey, policy: 0x1 })).toEqual({
+      tek: fixed.tek,
+      tik: fixed.tik,
+    });
     expect(() => godhCertificate({ x: point.x.subarray(1), y: point.y })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
     expect(() => godhCertificate({ x: point.x, y: Buffer.concat([point.y, Buffer.of(0)]) })).toThrow(expect.objectContaining({ code: 'ERR_SEV_LENGTH' }));
   });

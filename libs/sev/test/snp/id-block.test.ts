@@ -50,7 +50,9 @@ describe('SNP ID block and ID_AUTH (igvm.md §5, sev-snp-measure test_id_block.p
   const created = createIdBlock({ ld: LD, idKey, authorKey });
 
   it('builds the vector ID block and key digests', () => {
-    expect(created.idBlock.toString('base64')).toBe('B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA');
+    expect(created.idBlock.toString('base64')).toBe(
+      'B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA',
+    );
     expect(created.idKeyDigest.toString('base64')).toBe('hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU');
     expect(created.authorKeyDigest!.toString('base64')).toBe('YxEcNLv8Ckk4+aAJvQdJgNgXIyPmFZnJ/TNtqGcySOHcqY0L6PdjdqEGuK/UwKBX');
   });
@@ -62,14 +64,35 @@ describe('SNP ID block and ID_AUTH (igvm.md §5, sev-snp-measure test_id_block.p
     expect(a.readUInt32LE(4)).toBe(1);
     expect(a.subarray(8, 0x40).every((x) => x === 0)).toBe(true);
     expect(a.readUInt32LE(0x240)).toBe(2);
-    expect(a.subarray(0x244, 0x244 + 48).toString('hex')).toBe('9a8a6f98fa144e71eb2bb9046b32eb459d9f02ec87cf938e5a5e72afe2e5d8f605c80a39e2763a18652bbdc2a1d10fb2');
-    expect(a.subarray(0x28c, 0x28c + 48).toString('hex')).toBe('4b3669dc3d888070fb4e39591e0e33ce68fbebf6d7d6a61b23a62658eff64f951e8976489475263576cc30abb8a0942c');
-    expect(a.subarray(0x884, 0x884 + 48).toString('hex')).toBe('a0101241188c589079d94b7f7a06d968617e623a810f3b38f34a16bf3fc2c693d8543242071ce59a2dbf0924c61f8106');
-    expect(a.subarray(0x8cc, 0x8cc + 48).toString('hex')).toBe('c912a92d3437e708d6e4cd62890623364cdf140b880f169d2f47fe51685fbb58fd728c66254efddc71d25626a220b432');
+    expect(a.subarray(0x244, 0x244 + 48).toString('hex')).toBe(
+      '9a8a6f98fa144e71eb2bb9046b32eb459d9f02ec87cf938e5a5e72afe2e5d8f605c80a39e2763a18652bbdc2a1d10fb2',
+    );
+    expect(a.subarray(0x28c, 0x28c + 48).toString('hex')).toBe(
+      '4b3669dc3d888070fb4e39591e0e33ce68fbebf6d7d6a61b23a62658eff64f951e8976489475263576cc30abb8a0942c',
+    );
+    expect(a.subarray(0x884, 0x884 + 48).toString('hex')).toBe(
+      'a0101241188c589079d94b7f7a06d968617e623a810f3b38f34a16bf3fc2c693d8543242071ce59a2dbf0924c61f8106',
+    );
+    expect(a.subarray(0x8cc, 0x8cc + 48).toString('hex')).toBe(
+      'c912a92d3437e708d6e4cd62890623364cdf140b880f169d2f47fe51685fbb58fd728c66254efddc71d25626a220b432',
+    );
     // id r (LE) is the reversed §5.4 value
-    expect(Buffer.from(a.subarray(0x40, 0x40 + 48)).reverse().toString('hex')).toBe('750d7c9f2b25535c8d489be8535a85b4c8bf77e4c060df0fe727cbc708d9c8325b4fa729b3d33b52e1ef5f4c62af6b75');
-    expect(Buffer.from(a.subarray(0x680, 0x680 + 48)).reverse().toString('hex')).toMatch(/^b10d7b97.*9ab50a$/);
-    for (const [from, to] of [[0x40 + 144, 0x240], [0x644, 0x680], [0x680 + 144, 0x880], [0xc84, 0x1000]]) {
+    expect(
+      Buffer.from(a.subarray(0x40, 0x40 + 48))
+        .reverse()
+        .toString('hex'),
+    ).toBe('750d7c9f2b25535c8d489be8535a85b4c8bf77e4c060df0fe727cbc708d9c8325b4fa729b3d33b52e1ef5f4c62af6b75');
+    expect(
+      Buffer.from(a.subarray(0x680, 0x680 + 48))
+        .reverse()
+        .toString('hex'),
+    ).toMatch(/^b10d7b97.*9ab50a$/);
+    for (const [from, to] of [
+      [0x40 + 144, 0x240],
+      [0x644, 0x680],
+      [0x680 + 144, 0x880],
+      [0xc84, 0x1000],
+    ]) {
       expect(a.subarray(from!, to!).every((x) => x === 0)).toBe(true);
     }
     expect(encodeIdAuth(decodeIdAuth(a)).equals(a)).toBe(true);
@@ -84,7 +107,9 @@ describe('SNP ID block and ID_AUTH (igvm.md §5, sev-snp-measure test_id_block.p
     expect(noAuthor.idAuth.subarray(0x680).every((x) => x === 0)).toBe(true);
     const v2 = verifyIdBlock({ idBlock: noAuthor.idBlock, idAuth: noAuthor.idAuth });
     expect(v2.authorKeyDigest).toBeUndefined();
-    expect(() => verifyIdBlock({ idBlock: noAuthor.idBlock, idAuth: noAuthor.idAuth, authorKeyEnabled: true })).toThrow(expect.objectContaining({ code: 'ERR_SEV_FORMAT' }));
+    expect(() => verifyIdBlock({ idBlock: noAuthor.idBlock, idAuth: noAuthor.idAuth, authorKeyEnabled: true })).toThrow(
+      expect.objectContaining({ code: 'ERR_SEV_FORMAT' }),
+    );
   });
 
   it('refuses a wrong digest, policy, signature, algorithm or author signature', () => {

@@ -45,22 +45,82 @@ function expectSevError(fn: () => unknown, code: string, message: RegExp): void 
 
 describe('snp: sev-snp-measure vectors (VECTORS.md §A)', () => {
   const cases: [string, Omit<SnpLaunchDigestInput, 'firmware'> & { firmware?: Uint8Array }, string][] = [
-    ['A1', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: DEVNULL, ovmfHash: Buffer.from(A3, 'hex') }, '329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198'],
-    ['A2', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x1, kernelHashes: DEVNULL, ovmfHash: Buffer.from(A3, 'hex') }, 'ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5'],
-    ['A4', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: CONSOLE }, '803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977'],
-    ['A4 seeded', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: CONSOLE, ovmfHash: Buffer.from(A3, 'hex') }, '803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977'],
-    ['A5', { vcpus: 1, vcpu: EPYC_V4, kernelHashes: CONSOLE }, '6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa'],
-    ['A5 seeded', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 1n, kernelHashes: CONSOLE, ovmfHash: Buffer.from(A3, 'hex') }, '6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa'],
-    ['A6', { vcpus: 1, vcpu: EPYC_V4, vmmType: 'ec2', guestFeatures: 0x21, kernelHashes: DEVNULL }, '0ce9ccc06bab55eebe8abc234f3df6514883977a68a591b71052498ab52b2f1aa415db338033946ef93aa8278c0d67fb'],
-    ['A7', { vcpus: 1, vmmType: 'ec2', guestFeatures: 0x1, kernelHashes: DEVNULL }, '0883bd0eeb716e65b7b977a321c278d1e51b33b5c655fab985443bbcc65c086b9c15e8a0bd8811050dec7e24964e5056'],
-    ['A8', { vcpus: 1, vmmType: 'gce', kernelHashes: DEVNULL }, '5da7106cf14cf46b1725ebab123eb9e53bd46a1e9f400cd0c08e7827b04b688ea8b4e403c8404efed4397ea5d5d0722e'],
-    ['A9', { vcpus: 4, vmmType: 'gce', kernelHashes: DEVNULL }, '5c5debf100fc339f90276e761ee1f1658d08922c3b20e2a2e6c7a6c3370b2452a15a00eae11886a93d6fd1e7ab81e29d'],
-    ['A10', { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21 }, 'e1e1ca029dd7973ab9513295be68198472dcd4fc834bd9af9b63f6e8a1674dbf281a9278a4a2ebe0eed9f22adbcd0e2b'],
+    [
+      'A1',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: DEVNULL, ovmfHash: Buffer.from(A3, 'hex') },
+      '329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198',
+    ],
+    [
+      'A2',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x1, kernelHashes: DEVNULL, ovmfHash: Buffer.from(A3, 'hex') },
+      'ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5',
+    ],
+    [
+      'A4',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: CONSOLE },
+      '803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977',
+    ],
+    [
+      'A4 seeded',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: CONSOLE, ovmfHash: Buffer.from(A3, 'hex') },
+      '803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977',
+    ],
+    [
+      'A5',
+      { vcpus: 1, vcpu: EPYC_V4, kernelHashes: CONSOLE },
+      '6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa',
+    ],
+    [
+      'A5 seeded',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 1n, kernelHashes: CONSOLE, ovmfHash: Buffer.from(A3, 'hex') },
+      '6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa',
+    ],
+    [
+      'A6',
+      { vcpus: 1, vcpu: EPYC_V4, vmmType: 'ec2', guestFeatures: 0x21, kernelHashes: DEVNULL },
+      '0ce9ccc06bab55eebe8abc234f3df6514883977a68a591b71052498ab52b2f1aa415db338033946ef93aa8278c0d67fb',
+    ],
+    [
+      'A7',
+      { vcpus: 1, vmmType: 'ec2', guestFeatures: 0x1, kernelHashes: DEVNULL },
+      '0883bd0eeb716e65b7b977a321c278d1e51b33b5c655fab985443bbcc65c086b9c15e8a0bd8811050dec7e24964e5056',
+    ],
+    [
+      'A8',
+      { vcpus: 1, vmmType: 'gce', kernelHashes: DEVNULL },
+      '5da7106cf14cf46b1725ebab123eb9e53bd46a1e9f400cd0c08e7827b04b688ea8b4e403c8404efed4397ea5d5d0722e',
+    ],
+    [
+      'A9',
+      { vcpus: 4, vmmType: 'gce', kernelHashes: DEVNULL },
+      '5c5debf100fc339f90276e761ee1f1658d08922c3b20e2a2e6c7a6c3370b2452a15a00eae11886a93d6fd1e7ab81e29d',
+    ],
+    [
+      'A10',
+      { vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21 },
+      'e1e1ca029dd7973ab9513295be68198472dcd4fc834bd9af9b63f6e8a1674dbf281a9278a4a2ebe0eed9f22adbcd0e2b',
+    ],
     ['A11', { vcpus: 1, vcpu: { sig: 0x800f12 } }, '19358ba9a7615534a9a1e2f0dfc29384dcd4dcb7062ff9c6013b26869a5fc6ecabe033c48dd6f6db5d6d76e7c5df632d'],
-    ['A12', { vcpus: 4, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: DEVNULL }, '4953b1fb416fa874980e8442b3706d345926d5f38879134e00813c5d7abcbe78eafe7b422907be0b4698e2414a631942'],
-    ['A13', { vcpus: 4, vcpu: { family: 23, model: 1, stepping: 2 }, kernelHashes: DEVNULL }, '5061fffb019493a903613d56d54b94912a1a2f9e4502385f5c194616753720a92441310ba6c4933de877c36e23046ad5'],
-    ['A14', { firmware: x64, vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21 }, '28797ae0afaba4005a81e629acebfb59e6687949d6be44007cd5506823b0dd66f146aaae26ff291eed7b493d8a64c385'],
-    ['A15', { firmware: x64, vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x1 }, 'da0296de8193586a5512078dcd719eccecbd87e2b825ad4148c44f665dc87df21e5b49e21523a9ad993afdb6a30b4005'],
+    [
+      'A12',
+      { vcpus: 4, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: DEVNULL },
+      '4953b1fb416fa874980e8442b3706d345926d5f38879134e00813c5d7abcbe78eafe7b422907be0b4698e2414a631942',
+    ],
+    [
+      'A13',
+      { vcpus: 4, vcpu: { family: 23, model: 1, stepping: 2 }, kernelHashes: DEVNULL },
+      '5061fffb019493a903613d56d54b94912a1a2f9e4502385f5c194616753720a92441310ba6c4933de877c36e23046ad5',
+    ],
+    [
+      'A14',
+      { firmware: x64, vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21 },
+      '28797ae0afaba4005a81e629acebfb59e6687949d6be44007cd5506823b0dd66f146aaae26ff291eed7b493d8a64c385',
+    ],
+    [
+      'A15',
+      { firmware: x64, vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x1 },
+      'da0296de8193586a5512078dcd719eccecbd87e2b825ad4148c44f665dc87df21e5b49e21523a9ad993afdb6a30b4005',
+    ],
   ];
   it.each(cases)('%s', (_id, input, expected) => {
     expect(hex(snpLaunchDigest({ firmware: amdSev, ...input }))).toBe(expected);
@@ -70,7 +130,7 @@ describe('snp: sev-snp-measure vectors (VECTORS.md §A)', () => {
     expect(hex(snpOvmfHash(amdSev))).toBe(A3);
   });
 
-  it('A16: a kernel for an OVMF without SNP_KERNEL_HASHES is refused with sev-snp-measure\'s message', () => {
+  it("A16: a kernel for an OVMF without SNP_KERNEL_HASHES is refused with sev-snp-measure's message", () => {
     expectSevError(
       () => snpLaunchDigest({ firmware: x64, vcpus: 1, vcpu: EPYC_V4, guestFeatures: 0x21, kernelHashes: DEVNULL }),
       'ERR_SEV_FIRMWARE',
@@ -78,7 +138,7 @@ describe('snp: sev-snp-measure vectors (VECTORS.md §A)', () => {
     );
   });
 
-  it('a seed that is not the firmware\'s own hash changes the digest (the firmware pages are really replaced)', () => {
+  it("a seed that is not the firmware's own hash changes the digest (the firmware pages are really replaced)", () => {
     const other = Buffer.alloc(48, 1);
     const base = { firmware: amdSev, vcpus: 1, vcpu: EPYC_V4 };
     expect(hex(snpLaunchDigest({ ...base, ovmfHash: other }))).not.toBe(hex(snpLaunchDigest(base)));
@@ -224,7 +284,11 @@ describe('refusals and progress', () => {
   });
 
   it('a seed of the wrong length is refused', () => {
-    expectSevError(() => snpLaunchDigest({ firmware: amdSev, vcpus: 1, vcpu: EPYC_V4, ovmfHash: Buffer.alloc(32) }), 'ERR_SEV_LENGTH', /OVMF hash must be 48 bytes/);
+    expectSevError(
+      () => snpLaunchDigest({ firmware: amdSev, vcpus: 1, vcpu: EPYC_V4, ovmfHash: Buffer.alloc(32) }),
+      'ERR_SEV_LENGTH',
+      /OVMF hash must be 48 bytes/,
+    );
   });
 
   it('a kernel-hashes section larger than one page cannot take a kernel (sev-snp-measure asserts 4096)', () => {
@@ -232,12 +296,20 @@ describe('refusals and progress', () => {
     const fw = Buffer.from(amdSev);
     const sections = parseOvmfSevMetadata(fw, parseOvmfFooterTable(fw));
     const i = sections.findIndex((s) => s.type === SectionType.SNP_KERNEL_HASHES);
-    const start = fw.length - parseOvmfFooterTable(fw).entries.find((e) => e.guid === 'dc886566-984a-4798-a75e-5585a7bf67cc')!.data.readUInt32LE(0);
+    const start =
+      fw.length -
+      parseOvmfFooterTable(fw)
+        .entries.find((e) => e.guid === 'dc886566-984a-4798-a75e-5585a7bf67cc')!
+        .data.readUInt32LE(0);
     fw.writeUInt32LE(0x2000, start + 16 + 12 * i + 4);
     expect(parseOvmfSevMetadata(fw, parseOvmfFooterTable(fw))[i]!.size).toBe(0x2000);
     let progressed = false;
     const onProgress = () => (progressed = true);
-    expectSevError(() => snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4, kernelHashes: DEVNULL, onProgress }), 'ERR_SEV_FIRMWARE', /exactly one 4 KiB page/);
+    expectSevError(
+      () => snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4, kernelHashes: DEVNULL, onProgress }),
+      'ERR_SEV_FIRMWARE',
+      /exactly one 4 KiB page/,
+    );
     expect(progressed).toBe(false); // refused before any page was hashed
     // Without a kernel the section is simply two ZERO pages.
     expect(snpLaunchDigest({ firmware: fw, vcpus: 1, vcpu: EPYC_V4 })).toHaveLength(48);

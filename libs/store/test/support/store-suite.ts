@@ -372,7 +372,15 @@ export function storeSuite(harness: () => Harness): void {
       const input = connectionInput({ expiresAt: at(100) });
       const conn = await store.createConnection(input);
       const { key, createdAt, expiresAt, ...facts } = input;
-      expect(conn).toEqual({ ...facts, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), key, createdAt, expiresAt, revokedAt: null, launchDescription: null });
+      expect(conn).toEqual({
+        ...facts,
+        clientId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        key,
+        createdAt,
+        expiresAt,
+        revokedAt: null,
+        launchDescription: null,
+      });
       expect(await store.getValidConnection(conn.clientId, at(99))).toEqual(conn);
       const described = await store.createConnection({ ...connectionInput({ expiresAt: at(100) }), launchDescription: 'shim launch' });
       expect((await store.getValidConnection(described.clientId, at(1)))?.launchDescription).toBe('shim launch');
@@ -442,7 +450,14 @@ export function storeSuite(harness: () => Harness): void {
       await store.incrementReleaseCount('b');
       const conns = [connectionInput({ clientId: randomUUID() }), connectionInput({ clientId: randomUUID() })];
       const result = await store.commitRelease({ counters: [{ key: 'b', max: 5 }, { key: 'a', max: 5 }, { key: 'c' }], connections: conns }, at(7));
-      expect(result).toEqual({ ok: true, counts: new Map([['a', 1], ['b', 2], ['c', 1]]) });
+      expect(result).toEqual({
+        ok: true,
+        counts: new Map([
+          ['a', 1],
+          ['b', 2],
+          ['c', 1],
+        ]),
+      });
       expect(await store.getReleaseCount('b')).toBe(2);
       for (const c of conns) {
         expect((await store.getValidConnection(c.clientId!, at(8)))?.key).toEqual(c.key);
@@ -453,13 +468,22 @@ export function storeSuite(harness: () => Harness): void {
     it('a counter at its max writes nothing: other counters unchanged, no connection', async () => {
       await store.commitRelease({ counters: [{ key: 'z-full', max: 1 }], connections: [] });
       // 'a-first' is taken before 'z-full' (key order), so only a rollback undoes it
-      const result = await store.commitRelease({ counters: [{ key: 'a-first', max: 5 }, { key: 'z-full', max: 1 }], connections: [connectionInput()] });
+      const result = await store.commitRelease({
+        counters: [
+          { key: 'a-first', max: 5 },
+          { key: 'z-full', max: 1 },
+        ],
+        connections: [connectionInput()],
+      });
       expect(result).toEqual({ ok: false, exhausted: 'z-full' });
       expect(await store.getReleaseCount('a-first')).toBe(0);
       expect(await store.getReleaseCount('z-full')).toBe(1);
       expect(await raw(`SELECT key FROM release_counts WHERE key = 'a-first'`)).toEqual([]);
       expect(await connectionCount()).toBe(0);
-      expect(await store.commitRelease({ counters: [{ key: 'a-first', max: 0 }], connections: [connectionInput()] })).toEqual({ ok: false, exhausted: 'a-first' });
+      expect(await store.commitRelease({ counters: [{ key: 'a-first', max: 0 }], connections: [connectionInput()] })).toEqual({
+        ok: false,
+        exhausted: 'a-first',
+      });
       expect(await connectionCount()).toBe(0);
     });
 
@@ -468,7 +492,10 @@ export function storeSuite(harness: () => Harness): void {
       const taken = store.commitRelease({ counters: [{ key: 'p', max: 5 }, { key: 'q' }], connections: [connectionInput(), connectionInput({ clientId })] });
       expect(await codeOf(taken)).toBe('ERR_STORE_CONFLICT');
       const twice = randomUUID();
-      const repeated = store.commitRelease({ counters: [{ key: 'p', max: 5 }], connections: [connectionInput({ clientId: twice }), connectionInput({ clientId: twice })] });
+      const repeated = store.commitRelease({
+        counters: [{ key: 'p', max: 5 }],
+        connections: [connectionInput({ clientId: twice }), connectionInput({ clientId: twice })],
+      });
       expect(await codeOf(repeated)).toBe('ERR_STORE_CONFLICT');
       expect(await store.getReleaseCount('p')).toBe(0);
       expect(await store.getReleaseCount('q')).toBe(0);
@@ -485,11 +512,16 @@ export function storeSuite(harness: () => Harness): void {
       expect(withWrites.ok).toBe(true);
       expect(await auditOf('r-with')).toHaveLength(1);
       // the counter is now at its max: the release rolls back, and its audit entry with it
-      expect(await store.commitRelease({ counters: [{ key: 'audited', max: 1 }], connections: [], audit: [entry('r-exhausted')] })).toEqual({ ok: false, exhausted: 'audited' });
+      expect(await store.commitRelease({ counters: [{ key: 'audited', max: 1 }], connections: [], audit: [entry('r-exhausted')] })).toEqual({
+        ok: false,
+        exhausted: 'audited',
+      });
       expect(await auditOf('r-exhausted')).toEqual([]);
       // a failing connection insert takes the audit entry with it too
       const { clientId } = await store.createConnection(connectionInput());
-      expect(await codeOf(store.commitRelease({ counters: [], connections: [connectionInput({ clientId })], audit: [entry('r-conflict')] }))).toBe('ERR_STORE_CONFLICT');
+      expect(await codeOf(store.commitRelease({ counters: [], connections: [connectionInput({ clientId })], audit: [entry('r-conflict')] }))).toBe(
+        'ERR_STORE_CONFLICT',
+      );
       expect(await auditOf('r-conflict')).toEqual([]);
       expect(await codeOf(store.commitRelease({ counters: [], connections: [], audit: [{ event: '', outcome: 'x' }] }))).toBe('ERR_STORE_ARGUMENT');
     });
@@ -513,7 +545,10 @@ export function storeSuite(harness: () => Harness): void {
       // half name the counters in the other order: the store must not deadlock on it
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) => {
-          const counters = [{ key: 'race-a', max: 5 }, { key: 'race-b', max: 5 }];
+          const counters = [
+            { key: 'race-a', max: 5 },
+            { key: 'race-b', max: 5 },
+          ];
           return store.commitRelease({ counters: i % 2 ? counters.reverse() : counters, connections: [connectionInput()] });
         }),
       );
@@ -529,7 +564,15 @@ export function storeSuite(harness: () => Harness): void {
 
     it('concurrent commits with counters at different limits: the tighter one refuses, the looser one is not charged', async () => {
       const results = await Promise.all(
-        Array.from({ length: 20 }, () => store.commitRelease({ counters: [{ key: 'loose', max: 100 }, { key: 'tight', max: 3 }], connections: [] })),
+        Array.from({ length: 20 }, () =>
+          store.commitRelease({
+            counters: [
+              { key: 'loose', max: 100 },
+              { key: 'tight', max: 3 },
+            ],
+            connections: [],
+          }),
+        ),
       );
       expect(results.filter((r) => r.ok)).toHaveLength(3);
       for (const r of results) if (!r.ok) expect(r.exhausted).toBe('tight');
@@ -570,7 +613,10 @@ export function storeSuite(harness: () => Harness): void {
       expect(await store.appendAudits(batch)).toBe(5);
       expect(await store.appendAudits([])).toBe(0);
       expect((await store.listAudit({ refId: 'ref-3' })).map((e) => e.at)).toEqual([at(4)]);
-      const bad = [{ event: 'x', outcome: 'ok' }, { event: 'y', outcome: 'ok', detail: { tek: randomBytes(16) } as never }];
+      const bad = [
+        { event: 'x', outcome: 'ok' },
+        { event: 'y', outcome: 'ok', detail: { tek: randomBytes(16) } as never },
+      ];
       expect(await codeOf(store.appendAudits(bad))).toBe('ERR_STORE_ARGUMENT');
       expect(await store.listAudit()).toHaveLength(5);
     });

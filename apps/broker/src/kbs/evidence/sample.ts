@@ -10,7 +10,8 @@ import { deviceBindingDigest, type TeePubKey } from '../binding';
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 function reportDataOf(evidence: unknown, what: string): Buffer {
-  if (typeof evidence !== 'object' || evidence === null || Array.isArray(evidence)) throw new KbsError('AttestationError', `${what} evidence must be an object`);
+  if (typeof evidence !== 'object' || evidence === null || Array.isArray(evidence))
+    throw new KbsError('AttestationError', `${what} evidence must be an object`);
   const rd = (evidence as Record<string, unknown>).report_data ?? '';
   if (typeof rd !== 'string' || !B64.test(rd) || rd.length % 4 !== 0) throw new KbsError('AttestationError', `${what} report_data must be standard base64`);
   return Buffer.from(rd, 'base64');
@@ -21,7 +22,8 @@ function equal(a: Buffer, b: Buffer): boolean {
 }
 
 export function verifySampleEvidence(evidence: unknown, expected: Buffer): Record<string, unknown> {
-  if (!equal(reportDataOf(evidence, 'sample'), expected)) throw new KbsError('AttestationError', 'sample report_data is not the binding of the session nonce and tee-pubkey');
+  if (!equal(reportDataOf(evidence, 'sample'), expected))
+    throw new KbsError('AttestationError', 'sample report_data is not the binding of the session nonce and tee-pubkey');
   const e = evidence as Record<string, unknown>;
   return { svn: e.svn ?? null, report_data: e.report_data, launch_digest: 'abcde', platform_version: { major: 1, minor: 4 }, debug: false };
 }
@@ -35,9 +37,11 @@ export function verifyAdditionalEvidence(text: string, key: TeePubKey, nonce: st
   } catch {
     throw new KbsError('AttestationError', 'additional_evidence is not JSON text');
   }
-  if (typeof devices !== 'object' || devices === null || Array.isArray(devices)) throw new KbsError('AttestationError', 'additional_evidence must be a JSON object of device evidence');
+  if (typeof devices !== 'object' || devices === null || Array.isArray(devices))
+    throw new KbsError('AttestationError', 'additional_evidence must be a JSON object of device evidence');
   for (const [tee, ev] of Object.entries(devices)) {
     if (tee !== 'sampledevice' || !sampleEnabled) throw new KbsError('AttestationError', `additional evidence of '${tee}' is not supported`);
-    if (!equal(reportDataOf(ev, 'sampledevice'), deviceBindingDigest(key, nonce))) throw new KbsError('AttestationError', 'sampledevice report_data is not the device binding');
+    if (!equal(reportDataOf(ev, 'sampledevice'), deviceBindingDigest(key, nonce)))
+      throw new KbsError('AttestationError', 'sampledevice report_data is not the device binding');
   }
 }

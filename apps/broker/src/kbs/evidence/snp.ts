@@ -35,7 +35,12 @@ export function initDataDigest(initData: { format: string; body: string }): Buff
   return createHash(alg).update(initData.body, 'utf8').digest();
 }
 
-export async function verifySnpEvidence(evidence: unknown, expectedReportData: Buffer, initData: { format: string; body: string } | null, o: SnpEvidenceOptions): Promise<VerifiedSnpEvidence> {
+export async function verifySnpEvidence(
+  evidence: unknown,
+  expectedReportData: Buffer,
+  initData: { format: string; body: string } | null,
+  o: SnpEvidenceOptions,
+): Promise<VerifiedSnpEvidence> {
   let parsed: ReturnType<typeof parseSnpEvidenceJson>;
   try {
     parsed = parseSnpEvidenceJson(evidence);

@@ -3,7 +3,17 @@
  * ../shared/specs/kbs-protocol.md §4.1 (binding), §6.4 (key unwrap) and §6.5 (the client re-serialises the protected
  * header — alg, enc, then the other members sorted — and uses that as the GCM AAD).
  */
-import { createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, privateDecrypt, constants, type KeyObject } from 'node:crypto';
+import {
+  createDecipheriv,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  privateDecrypt,
+  constants,
+  type KeyObject,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -12,7 +22,12 @@ export const vector = <T = any>(rel: string): T => JSON.parse(readFileSync(join(
 
 function sortDeep(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortDeep);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortDeep((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortDeep((v as Record<string, unknown>)[k])]),
+    );
   return v;
 }
 
@@ -45,12 +60,15 @@ export function clientDecrypt(jwe: ClientJwe, teePrivate: KeyObject): Buffer {
     const crv = teePrivate.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? 'P-256' : 'P-521';
     if (header.epk.crv !== crv) throw new Error('epk on another curve');
     const size = crv === 'P-256' ? 32 : 66;
-    if (Buffer.from(header.epk.x, 'base64url').length !== size || Buffer.from(header.epk.y, 'base64url').length !== size) throw new Error('epk coordinate length');
+    if (Buffer.from(header.epk.x, 'base64url').length !== size || Buffer.from(header.epk.y, 'base64url').length !== size)
+      throw new Error('epk coordinate length');
     const epk = createPublicKey({ key: { kty: 'EC', crv, x: header.epk.x, y: header.epk.y }, format: 'jwk' });
     const z = diffieHellman({ privateKey: teePrivate, publicKey: epk });
     const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
     const alg = Buffer.from('ECDH-ES+A256KW');
-    const kek = createHash('sha256').update(Buffer.concat([u32(1), z, u32(alg.length), alg, u32(0), u32(0), u32(256)])).digest();
+    const kek = createHash('sha256')
+      .update(Buffer.concat([u32(1), z, u32(alg.length), alg, u32(0), u32(0), u32(256)]))
+      .digest();
     const d = createDecipheriv('id-aes256-wrap', kek, Buffer.from('A6A6A6A6A6A6A6A6', 'hex'));
     cek = Buffer.concat([d.update(wrapped), d.final()]);
   } else if (header.alg === 'RSA-OAEP-256') {

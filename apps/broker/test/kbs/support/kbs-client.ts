@@ -7,7 +7,11 @@ import type { KeyObject } from 'node:crypto';
 import { clientDecrypt, newTeeKey, sampleAttestation, type ClientJwe } from './client';
 
 export interface Wire {
-  (method: 'GET' | 'POST', path: string, opts: { cookie?: string; authorization?: string; body?: string | Buffer; contentType?: string }): Promise<{ status: number; headers: Record<string, string | undefined>; body: string }>;
+  (
+    method: 'GET' | 'POST',
+    path: string,
+    opts: { cookie?: string; authorization?: string; body?: string | Buffer; contentType?: string },
+  ): Promise<{ status: number; headers: Record<string, string | undefined>; body: string }>;
 }
 
 export const AUTH_BODY_SAMPLE = '{"version":"0.4.0","tee":"sample","extra-params":{"supported-hash-algorithms":["sha256","sha384","sha512","sm3"]}}';
@@ -41,14 +45,22 @@ export class KbsTestClient {
 
   async attest(body?: unknown) {
     const b = body ?? sampleAttestation(this.nonce!, this.key.jwk);
-    const r = await this.wire('POST', '/kbs/v0/attest', { body: typeof b === 'string' ? b : JSON.stringify(b), contentType: 'application/json', ...(this.cookie ? { cookie: this.cookie } : {}) });
+    const r = await this.wire('POST', '/kbs/v0/attest', {
+      body: typeof b === 'string' ? b : JSON.stringify(b),
+      contentType: 'application/json',
+      ...(this.cookie ? { cookie: this.cookie } : {}),
+    });
     this.keep(r.headers);
     if (r.status === 200) this.token = (JSON.parse(r.body) as { token: string }).token;
     return r;
   }
 
   async resource(path: string, how: 'cookie' | 'bearer' = 'cookie') {
-    return this.wire('GET', `/kbs/v0/resource/${path}`, how === 'cookie' ? (this.cookie ? { cookie: this.cookie } : {}) : { authorization: `Bearer ${this.token}` });
+    return this.wire(
+      'GET',
+      `/kbs/v0/resource/${path}`,
+      how === 'cookie' ? (this.cookie ? { cookie: this.cookie } : {}) : { authorization: `Bearer ${this.token}` },
+    );
   }
 
   decrypt(body: string): Buffer {

@@ -348,7 +348,10 @@ function libvirtPadding(table: Buffer): Buffer {
   if (total % 16 !== 0) return table;
   const padded = Buffer.concat([table, Buffer.alloc(16)]);
   if (padded.length > SECRET_TABLE_MAX_SIZE) {
-    throw new SevError('ERR_SEV_SECRET_TABLE', `secret table of ${padded.length} bytes (with padding) does not fit the ${SECRET_TABLE_MAX_SIZE}-byte OVMF secret page`);
+    throw new SevError(
+      'ERR_SEV_SECRET_TABLE',
+      `secret table of ${padded.length} bytes (with padding) does not fit the ${SECRET_TABLE_MAX_SIZE}-byte OVMF secret page`,
+    );
   }
   return padded;
 }

@@ -51,7 +51,10 @@ export function buildFixture(dir: string, launchDigest: Buffer, platform: Simula
   writeFileSync(join(dir, 'resources', 'other.bin'), randomBytes(10));
   writeFileSync(join(dir, 'resources', 'img.bin'), img);
   // the shipped default: allow everything
-  writeFileSync(join(dir, 'default_policy.json'), JSON.stringify({ allowed_digests: [], allowed_policies: [], min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: [] }, null, 2));
+  writeFileSync(
+    join(dir, 'default_policy.json'),
+    JSON.stringify({ allowed_digests: [], allowed_policies: [], min_fw_api_major: 0, min_fw_api_minor: 0, allowed_build_ids: [] }, null, 2),
+  );
   const reportKeyPkcs8 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
   const connection = { id: randomUUID(), symkey: randomBytes(32) };
   const rows: Rows = {
@@ -104,7 +107,19 @@ export function buildFixture(dir: string, launchDigest: Buffer, platform: Simula
         create_date: created,
         delete_date: null,
       },
-      { id: randomUUID(), sev_version: null, policy: 1, fw_api_major: 1, fw_api_minor: 55, fw_build_id: 21, launch_description: 'x', fw_digest: digestB64, symkey: null, create_date: created, delete_date: null },
+      {
+        id: randomUUID(),
+        sev_version: null,
+        policy: 1,
+        fw_api_major: 1,
+        fw_api_minor: 55,
+        fw_build_id: 21,
+        launch_description: 'x',
+        fw_digest: digestB64,
+        symkey: null,
+        create_date: created,
+        delete_date: null,
+      },
     ],
   };
   return { rows, dir, digestB64, secrets, resources: { 'default/resource/cfg': cfg, 'default/resource/img': img }, reportKeyPkcs8, connection };

@@ -6,9 +6,36 @@
 export type Engine = 'mysql' | 'postgres' | 'sqlite';
 
 const T = {
-  mysql: { serial: 'int(11) NOT NULL AUTO_INCREMENT', json: 'longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL', int: 'int(11) DEFAULT NULL', big: 'int(11) DEFAULT NULL', ts: 'datetime DEFAULT NULL', flag: 'tinyint(1) DEFAULT NULL', tail: ' ENGINE=InnoDB DEFAULT CHARSET=utf8', q: '`' },
-  postgres: { serial: 'SERIAL NOT NULL', json: 'TEXT DEFAULT NULL', int: 'INT DEFAULT NULL', big: 'BIGINT DEFAULT NULL', ts: 'TIMESTAMP DEFAULT NULL', flag: 'SMALLINT DEFAULT NULL', tail: '', q: '' },
-  sqlite: { serial: 'INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT', json: 'longtext', int: 'int(11) DEFAULT NULL', big: 'int(11) DEFAULT NULL', ts: 'datetime DEFAULT NULL', flag: 'tinyint(1) DEFAULT NULL', tail: '', q: '`' },
+  mysql: {
+    serial: 'int(11) NOT NULL AUTO_INCREMENT',
+    json: 'longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL',
+    int: 'int(11) DEFAULT NULL',
+    big: 'int(11) DEFAULT NULL',
+    ts: 'datetime DEFAULT NULL',
+    flag: 'tinyint(1) DEFAULT NULL',
+    tail: ' ENGINE=InnoDB DEFAULT CHARSET=utf8',
+    q: '`',
+  },
+  postgres: {
+    serial: 'SERIAL NOT NULL',
+    json: 'TEXT DEFAULT NULL',
+    int: 'INT DEFAULT NULL',
+    big: 'BIGINT DEFAULT NULL',
+    ts: 'TIMESTAMP DEFAULT NULL',
+    flag: 'SMALLINT DEFAULT NULL',
+    tail: '',
+    q: '',
+  },
+  sqlite: {
+    serial: 'INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT',
+    json: 'longtext',
+    int: 'int(11) DEFAULT NULL',
+    big: 'int(11) DEFAULT NULL',
+    ts: 'datetime DEFAULT NULL',
+    flag: 'tinyint(1) DEFAULT NULL',
+    tail: '',
+    q: '`',
+  },
 } as const;
 
 export function ddl(engine: Engine): string[] {

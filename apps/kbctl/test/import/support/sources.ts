@@ -17,7 +17,11 @@ export async function sqliteDatabase(file: string, rows: Rows): Promise<string> 
   const SQL = await initSqlJs();
   const db = new SQL.Database();
   for (const s of ddl('sqlite')) db.run(s);
-  for (const { sql, params } of inserts('sqlite', rows)) db.run(sql, params.map((p) => (p instanceof Date ? p.toISOString().replace('T', ' ').slice(0, 19) : (p as never))));
+  for (const { sql, params } of inserts('sqlite', rows))
+    db.run(
+      sql,
+      params.map((p) => (p instanceof Date ? p.toISOString().replace('T', ' ').slice(0, 19) : (p as never))),
+    );
   writeFileSync(file, Buffer.from(db.export()));
   db.close();
   return file;
@@ -75,11 +79,24 @@ export async function startMariaDb(): Promise<MariaDb> {
   mkdirSync(data);
   const socket = join(dir, 'mysqld.sock');
   const user = process.getuid?.() === 0 ? ['--user=root'] : [];
-  const init = spawnSync('/usr/bin/mariadb-install-db', ['--no-defaults', `--datadir=${data}`, ...user, '--auth-root-authentication-method=normal', '--skip-test-db'], { encoding: 'utf8' });
+  const init = spawnSync(
+    '/usr/bin/mariadb-install-db',
+    ['--no-defaults', `--datadir=${data}`, ...user, '--auth-root-authentication-method=normal', '--skip-test-db'],
+    { encoding: 'utf8' },
+  );
   if (init.status !== 0) throw new Error(`mariadb-install-db failed: ${init.stderr}`);
   const server: ChildProcess = spawn(
     '/usr/sbin/mariadbd',
-    ['--no-defaults', `--datadir=${data}`, `--socket=${socket}`, '--skip-networking', `--pid-file=${join(dir, 'pid')}`, `--log-error=${join(dir, 'err.log')}`, '--innodb-buffer-pool-size=16M', ...user],
+    [
+      '--no-defaults',
+      `--datadir=${data}`,
+      `--socket=${socket}`,
+      '--skip-networking',
+      `--pid-file=${join(dir, 'pid')}`,
+      `--log-error=${join(dir, 'err.log')}`,
+      '--innodb-buffer-pool-size=16M',
+      ...user,
+    ],
     { stdio: 'ignore' },
   );
   const exited = new Promise<void>((done) => server.once('exit', () => done()));

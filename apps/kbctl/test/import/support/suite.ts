@@ -124,7 +124,9 @@ export function importSuite(engine: string, factory: SourceFactory): void {
     it('imports in one transaction and ends with a summary', async () => {
       const r = await run(['--on-missing-policy', 'default-only', '--connection-expiry', '30d', '--progress']);
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/^imported 5 policies, 6 secrets, 5 keysets, 2 resources, 2 report keys, 1 connections; 0 already present and identical \(unchanged\) — [\d.]+ s \(read [\d.]+ s, open [\d.]+ s, write [\d.]+ s\)$/m);
+      expect(r.out).toMatch(
+        /^imported 5 policies, 6 secrets, 5 keysets, 2 resources, 2 report keys, 1 connections; 0 already present and identical \(unchanged\) — [\d.]+ s \(read [\d.]+ s, open [\d.]+ s, write [\d.]+ s\)$/m,
+      );
       expect(r.err).toContain('secrets: 6/6 (100%)');
       // resources: the first row's file, the policy of the first row with a polid
       expect((await store.getResource('default/resource/cfg'))?.policyName).toBe('simple-kbs-policy-1');
@@ -183,7 +185,10 @@ export function importSuite(engine: string, factory: SourceFactory): void {
     }, 120_000);
 
     it('a secret behind a policy that refuses the launch is refused', async () => {
-      const e = await simulatedLaunch(host, platform, { policy: SEV_POLICY, requests: [{ Guid: G(1), Format: 'binary', SecretType: 'key', Id: 'default/key/denied' }] }).then(
+      const e = await simulatedLaunch(host, platform, {
+        policy: SEV_POLICY,
+        requests: [{ Guid: G(1), Format: 'binary', SecretType: 'key', Id: 'default/key/denied' }],
+      }).then(
         () => undefined,
         (err: ServiceError) => err,
       );
@@ -215,7 +220,10 @@ export function importSuite(engine: string, factory: SourceFactory): void {
     });
 
     it('an online report over the imported connection signs its stored launch facts and description, as simple-kbs', async () => {
-      const res = await host.getOnlineSecret({ ClientId: fx.connection.id, SecretRequests: [{ Guid: G(9), Format: 'json', SecretType: 'report', Id: 'report-1' }] });
+      const res = await host.getOnlineSecret({
+        ClientId: fx.connection.id,
+        SecretRequests: [{ Guid: G(9), Format: 'json', SecretType: 'report', Id: 'report-1' }],
+      });
       const ct = Buffer.from(res.Payload, 'base64');
       const d = createDecipheriv('aes-256-gcm', fx.connection.symkey, Buffer.from(res.IV, 'base64'));
       d.setAuthTag(ct.subarray(ct.length - 16));

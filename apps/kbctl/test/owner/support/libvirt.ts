@@ -47,7 +47,16 @@ export function domainXml(o: DomainXmlOptions = {}): string {
     (dh ? '    <dhCert>AAAA</dhCert>\n' : '') +
     (session ? '    <session>AAAA</session>\n' : '') +
     '  </launchSecurity>\n';
-  const launch = ls === 'none' ? '' : ls === 'no-dhcert' ? sev(false, true) : ls === 'no-session' ? sev(true, false) : ls === 'twice' ? sev(true, true) + sev(true, true) : sev(true, true);
+  const launch =
+    ls === 'none'
+      ? ''
+      : ls === 'no-dhcert'
+        ? sev(false, true)
+        : ls === 'no-session'
+          ? sev(true, false)
+          : ls === 'twice'
+            ? sev(true, true) + sev(true, true)
+            : sev(true, true);
   const loaders = (o.loaders ?? ['/usr/share/OVMF/OVMF.amdsev.fd']).map((l) => `    <loader readonly='yes' type='rom'>${esc(l)}</loader>\n`).join('');
   return `<domain type='kvm' id='7'>
   <name>sevguest</name>
@@ -104,14 +113,29 @@ function virshOutputs(sc: Scenario): Map<string, { out?: string; err?: string }>
   for (const d of sc.domains) {
     const active = d.state !== 'shut off';
     files.set(`dominfo-${d.name}`, {
-      out: [line('Id:', active ? d.id : '-'), line('Name:', d.name), line('UUID:', d.uuid), line('OS Type:', 'hvm'), line('State:', d.state), line('CPU(s):', d.vcpus), line('Persistent:', 'yes'), '', ''].join('\n'),
+      out: [
+        line('Id:', active ? d.id : '-'),
+        line('Name:', d.name),
+        line('UUID:', d.uuid),
+        line('OS Type:', 'hvm'),
+        line('State:', d.state),
+        line('CPU(s):', d.vcpus),
+        line('Persistent:', 'yes'),
+        '',
+        '',
+      ].join('\n'),
     });
     files.set(`dumpxml-${d.name}`, { out: d.xml });
     files.set(
       `domlaunchsecinfo-${d.name}`,
       d.launchSecurityInfo === null
         ? { err: 'error: Unable to get launch security parameters\nerror: an error from the recorded host\n' }
-        : { out: Object.entries(d.launchSecurityInfo).map(([k, v]) => `${k.padEnd(15)}: ${v}\n`).join('') + '\n' },
+        : {
+            out:
+              Object.entries(d.launchSecurityInfo)
+                .map(([k, v]) => `${k.padEnd(15)}: ${v}\n`)
+                .join('') + '\n',
+          },
     );
   }
   return files;

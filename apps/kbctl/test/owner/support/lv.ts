@@ -28,10 +28,15 @@ export function requireVirsh(): void {
 
 export function runLv(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(PYTHON, [LV, ...args], { cwd: opts.cwd, env: opts.env ?? { PATH: process.env.PATH, HOME: process.env.HOME }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : -1) : 0;
-      resolve({ code, out: stdout.trimEnd(), err: stderr.trimEnd() });
-    });
+    execFile(
+      PYTHON,
+      [LV, ...args],
+      { cwd: opts.cwd, env: opts.env ?? { PATH: process.env.PATH, HOME: process.env.HOME }, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : -1) : 0;
+        resolve({ code, out: stdout.trimEnd(), err: stderr.trimEnd() });
+      },
+    );
   });
 }
 

@@ -37,7 +37,10 @@ export class LibvirtBackend implements HypervisorBackend {
       throw e;
     });
     if (existing !== undefined) {
-      throw new LaunchError('CONFIG', `a domain named '${domain.name}' already exists (${existing}); launchvm defines a fresh one per launch: undefine it or rename this one`);
+      throw new LaunchError(
+        'CONFIG',
+        `a domain named '${domain.name}' already exists (${existing}); launchvm defines a fresh one per launch: undefine it or rename this one`,
+      );
     }
     const file = join(this.work, 'domain.xml');
     writeFileSync(file, xml, { mode: 0o600 });

@@ -26,7 +26,10 @@ export function parseLaunchSecInfo(stdout: string): LaunchInfo {
   if (!measurement) throw new LaunchError('MEASUREMENT', `virsh domlaunchsecinfo reported no sev-measurement (got: ${[...p.keys()].join(', ') || 'nothing'})`);
   const missing = ['sev-api-major', 'sev-api-minor', 'sev-build-id', 'sev-policy'].filter((k) => !p.has(k));
   if (missing.length) {
-    throw new LaunchError('MEASUREMENT', `virsh domlaunchsecinfo lacks ${missing.join(', ')}: libvirt older than 8.0 does not report the SEV platform version, which the broker needs to check the measurement; upgrade libvirt`);
+    throw new LaunchError(
+      'MEASUREMENT',
+      `virsh domlaunchsecinfo lacks ${missing.join(', ')}: libvirt older than 8.0 does not report the SEV platform version, which the broker needs to check the measurement; upgrade libvirt`,
+    );
   }
   const info = {
     measurement,
@@ -43,7 +46,10 @@ export function parseLaunchSecInfo(stdout: string): LaunchInfo {
 
 /** `virsh domstate NAME` → the state word ("running", "paused", "shut off", …). */
 export function parseDomState(stdout: string): string {
-  const line = stdout.split('\n').map((l) => l.trim()).find(Boolean);
+  const line = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .find(Boolean);
   return (line ?? '').replace(/\s*\(.*\)$/, '');
 }
 

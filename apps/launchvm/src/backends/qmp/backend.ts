@@ -76,14 +76,18 @@ export class QmpBackend implements HypervisorBackend {
       if (failed) {
         this.child = undefined; // never ran: nothing for cleanup to stop
         const code = (failed as NodeJS.ErrnoException).code;
-        throw new LaunchError('HYPERVISOR', code === 'ENOENT' ? `QEMU binary '${this.opts.qemuBinary}' not found (--qemu-binary)` : `cannot run QEMU: ${failed.message}`);
+        throw new LaunchError(
+          'HYPERVISOR',
+          code === 'ENOENT' ? `QEMU binary '${this.opts.qemuBinary}' not found (--qemu-binary)` : `cannot run QEMU: ${failed.message}`,
+        );
       }
       if (this.exit) throw new LaunchError('HYPERVISOR', `QEMU exited (${this.exit.code ?? this.exit.signal}) before its monitor came up: ${this.logTail()}`);
       try {
         this.qmp = await QmpClient.connect(this.socket);
         break;
       } catch {
-        if (Date.now() > deadline) throw new LaunchError('HYPERVISOR', `QEMU's QMP socket ${this.socket} did not come up within ${this.opts.startTimeoutSeconds} s: ${this.logTail()}`);
+        if (Date.now() > deadline)
+          throw new LaunchError('HYPERVISOR', `QEMU's QMP socket ${this.socket} did not come up within ${this.opts.startTimeoutSeconds} s: ${this.logTail()}`);
       }
     }
     const status = await this.command<{ status: string; running: boolean }>('HYPERVISOR', 'query-status');

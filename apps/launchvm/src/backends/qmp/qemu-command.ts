@@ -31,12 +31,17 @@ export function qemuCommandLine(i: QemuCommandInput): string[] {
   ].join(',');
   const firmware = domainPath(i.xmlDir, d.loader.path);
   const args = [
-    '-name', `guest=${q(d.name)}`,
-    '-machine', `${q(d.machine ?? 'q35')},confidential-guest-support=sev0`,
-    '-accel', 'kvm',
-    '-object', sev,
+    '-name',
+    `guest=${q(d.name)}`,
+    '-machine',
+    `${q(d.machine ?? 'q35')},confidential-guest-support=sev0`,
+    '-accel',
+    'kvm',
+    '-object',
+    sev,
     ...(d.loader.type === 'pflash' ? ['-drive', `if=pflash,format=raw,unit=0,file=${q(firmware)},readonly=on`] : ['-bios', firmware]),
-    '-smp', String(d.vcpus),
+    '-smp',
+    String(d.vcpus),
     ...(d.memoryKiB ? ['-m', `${Math.ceil(d.memoryKiB / 1024)}M`] : []),
   ];
   if (d.cpu.mode === 'host-passthrough' || d.cpu.mode === 'maximum') args.push('-cpu', 'host');

@@ -22,7 +22,10 @@ export interface BindingContext {
 export function checkSigner({ report, chain }: BindingContext): string {
   const want = report.keyInfo.signingKey === SigningKey.VCEK ? 'vcek' : 'vlek';
   if (chain.kind !== want) {
-    throw new SnpError('SNP_SIGNER_MISMATCH', `the report says it is signed by the ${want.toUpperCase()} (KEY_INFO ${report.keyInfo.raw}), the certificate is a ${chain.kind.toUpperCase()}`);
+    throw new SnpError(
+      'SNP_SIGNER_MISMATCH',
+      `the report says it is signed by the ${want.toUpperCase()} (KEY_INFO ${report.keyInfo.raw}), the certificate is a ${chain.kind.toUpperCase()}`,
+    );
   }
   return `${want.toUpperCase()} (KEY_INFO SIGNING_KEY ${report.keyInfo.signingKey})`;
 }
@@ -30,7 +33,8 @@ export function checkSigner({ report, chain }: BindingContext): string {
 /** structVersion and the extension set of each profile (§3.4 table; GSG VcekCertificateExtensions/VlekCertificateExtensions). */
 export function checkProfile({ chain, ext }: BindingContext): string {
   const turin = chain.generation === 'turin';
-  const fail = (why: string) => new SnpError('SNP_CERT_PROFILE', `the ${chain.kind.toUpperCase()} does not have AMD's ${SNP_PRODUCT_NAME[chain.generation]} profile: ${why}`);
+  const fail = (why: string) =>
+    new SnpError('SNP_CERT_PROFILE', `the ${chain.kind.toUpperCase()} does not have AMD's ${SNP_PRODUCT_NAME[chain.generation]} profile: ${why}`);
   const sv = ext.structVersion;
   if (sv === undefined) throw fail('no structVersion extension');
   if (chain.kind === 'vcek' ? sv !== (turin ? 1 : 0) : sv !== 0 && sv !== 1) throw fail(`structVersion ${sv}`);
@@ -62,7 +66,8 @@ export function checkProduct({ chain, ext }: BindingContext): string {
   const name = ext.productName ?? '';
   const want = SNP_PRODUCT_NAME[chain.generation];
   // the part before the first '-' (the stepping suffix is not the CPU stepping, §3.4 notes)
-  if (name !== want && !name.startsWith(`${want}-`)) throw new SnpError('SNP_PRODUCT_MISMATCH', `the certificate's productName is ${JSON.stringify(name)}, the report is from ${want}`);
+  if (name !== want && !name.startsWith(`${want}-`))
+    throw new SnpError('SNP_PRODUCT_MISMATCH', `the certificate's productName is ${JSON.stringify(name)}, the report is from ${want}`);
   return `${name}`;
 }
 
@@ -82,7 +87,10 @@ export function checkTcb({ chain, ext, reportedTcb: t }: BindingContext): string
   ];
   spls.forEach((v, i) => pairs.push([`spl_${i + (turin ? 5 : 4)}`, v, t.reserved[i]!]));
   const bad = pairs.filter(([, cert, rep]) => cert !== rep);
-  throw new SnpError('SNP_TCB_MISMATCH', `REPORTED_TCB differs from the certificate: ${bad.map(([n, c, r]) => `${n} report ${r} ≠ certificate ${c}`).join(', ')}`);
+  throw new SnpError(
+    'SNP_TCB_MISMATCH',
+    `REPORTED_TCB differs from the certificate: ${bad.map(([n, c, r]) => `${n} report ${r} ≠ certificate ${c}`).join(', ')}`,
+  );
 }
 
 export function checkChipId({ report, chain, ext, allowMaskedChipId }: BindingContext): string {
@@ -97,13 +105,18 @@ export function checkChipId({ report, chain, ext, allowMaskedChipId }: BindingCo
     return 'CHIP_ID masked (allowed by configuration)';
   }
   const same = turin ? chip.subarray(0, 8).equals(hwId) && isZeroRange(report.raw, ReportOffset.CHIP_ID + 8, ReportOffset.CHIP_ID + 64) : chip.equals(hwId);
-  if (!same) throw new SnpError('SNP_CHIP_ID_MISMATCH', `CHIP_ID ${chip.subarray(0, 8).toString('hex')}… is not the VCEK's hwID ${hwId.subarray(0, 8).toString('hex')}…`);
+  if (!same)
+    throw new SnpError(
+      'SNP_CHIP_ID_MISMATCH',
+      `CHIP_ID ${chip.subarray(0, 8).toString('hex')}… is not the VCEK's hwID ${hwId.subarray(0, 8).toString('hex')}…`,
+    );
   return `CHIP_ID = hwID ${hwId.subarray(0, 8).toString('hex')}…`;
 }
 
 export function checkCsp({ chain, ext, vlekCspAllowList }: BindingContext): string {
   if (chain.kind === 'vcek') return 'VCEK: no CSP_ID';
   const csp = ext.cspId!;
-  if (vlekCspAllowList && !vlekCspAllowList.includes(csp)) throw new SnpError('SNP_VLEK_CSP', `the VLEK's CSP_ID ${JSON.stringify(csp)} is not in the allow-list`);
+  if (vlekCspAllowList && !vlekCspAllowList.includes(csp))
+    throw new SnpError('SNP_VLEK_CSP', `the VLEK's CSP_ID ${JSON.stringify(csp)} is not in the allow-list`);
   return `CSP_ID ${csp}${vlekCspAllowList ? ' (allowed)' : ''}`;
 }

@@ -117,7 +117,10 @@ export function verifySnpChain(
 
   checkProfile(vek, `the ${kind.toUpperCase()}`);
   if (vek.issuerCn !== intermediate.subjectCn) {
-    throw new SnpError('SNP_CHAIN_SIGNATURE', `the ${kind.toUpperCase()} was issued by ${JSON.stringify(vek.issuerCn)}, not by ${intermediate.subjectCn} (${product} ${role})`);
+    throw new SnpError(
+      'SNP_CHAIN_SIGNATURE',
+      `the ${kind.toUpperCase()} was issued by ${JSON.stringify(vek.issuerCn)}, not by ${intermediate.subjectCn} (${product} ${role})`,
+    );
   }
   if (!linkVerifies(vek, intermediate)) {
     throw new SnpError('SNP_CHAIN_SIGNATURE', `the ${kind.toUpperCase()}'s signature does not verify under the ${product} ${role}`);

@@ -84,21 +84,32 @@ export function checkRevocation(chain: VerifiedChain, crls: readonly SnpCrl[], m
       if (!isPinnedPssAlgorithm(crl.signatureAlgorithm) || !crl.signatureAlgorithm.equals(crl.tbsSignatureAlgorithm)) {
         throw new SnpError('SNP_CRL_UNAVAILABLE', `the CRL of ${ark.subjectCn} is not signed with AMD's RSASSA-PSS algorithm identifier`);
       }
-      if (!verifyPss(crl.tbs, crl.signature, ark.publicKey)) throw new SnpError('SNP_CRL_UNAVAILABLE', `the CRL's signature does not verify under ${ark.subjectCn}`);
+      if (!verifyPss(crl.tbs, crl.signature, ark.publicKey))
+        throw new SnpError('SNP_CRL_UNAVAILABLE', `the CRL's signature does not verify under ${ark.subjectCn}`);
       if (!ok) goodSignatures.set(ark, (ok = new Set()));
       ok.add(crl.sha256);
     }
     const t = now.getTime();
-    const stale = crl.thisUpdate.getTime() > t ? 'not yet valid' : crl.nextUpdate && t >= crl.nextUpdate.getTime() ? `expired at ${crl.nextUpdate.toISOString()}` : undefined;
+    const stale =
+      crl.thisUpdate.getTime() > t
+        ? 'not yet valid'
+        : crl.nextUpdate && t >= crl.nextUpdate.getTime()
+          ? `expired at ${crl.nextUpdate.toISOString()}`
+          : undefined;
     if (stale && mode === 'require') throw new SnpError('SNP_CRL_UNAVAILABLE', `the CRL of ${ark.subjectCn} is ${stale}`);
     const role = chain.kind === 'vcek' ? 'ASK' : 'ASVK';
     if (crl.revoked.has(chain.intermediate.serial)) {
-      throw new SnpError('SNP_REVOKED', `the ${role} ${chain.intermediate.subjectCn} (serial 0x${chain.intermediate.serial}) is revoked by the CRL of ${ark.subjectCn}`);
+      throw new SnpError(
+        'SNP_REVOKED',
+        `the ${role} ${chain.intermediate.subjectCn} (serial 0x${chain.intermediate.serial}) is revoked by the CRL of ${ark.subjectCn}`,
+      );
     }
     if (crl.revoked.has(chain.vek.serial)) {
       throw new SnpError('SNP_REVOKED', `the ${chain.kind.toUpperCase()} (serial 0x${chain.vek.serial}) is revoked by the CRL of ${ark.subjectCn}`);
     }
-    notes.push(`${role} and ${chain.kind.toUpperCase()} not revoked (CRL of ${crl.thisUpdate.toISOString().slice(0, 10)}, ${crl.revoked.size} entries${stale ? `; ${stale}` : ''})`);
+    notes.push(
+      `${role} and ${chain.kind.toUpperCase()} not revoked (CRL of ${crl.thisUpdate.toISOString().slice(0, 10)}, ${crl.revoked.size} entries${stale ? `; ${stale}` : ''})`,
+    );
   }
   return { checked: true, detail: notes.join('; ') };
 }

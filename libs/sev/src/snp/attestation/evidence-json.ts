@@ -79,14 +79,20 @@ export function snpReportFromJson(value: unknown): Buffer {
   }
   bytes(r.chip_id, 'chip_id', 64).copy(b, O.CHIP_ID);
   tcb(r.committed_tcb, 'committed_tcb').copy(b, O.COMMITTED_TCB);
-  for (const [k, off] of [['current', O.CURRENT_BUILD], ['committed', O.COMMITTED_BUILD]] as const) {
+  for (const [k, off] of [
+    ['current', O.CURRENT_BUILD],
+    ['committed', O.COMMITTED_BUILD],
+  ] as const) {
     const v = obj(r[k], k);
     b[off] = uint(v.build, `${k}.build`, 255);
     b[off + 1] = uint(v.minor, `${k}.minor`, 255);
     b[off + 2] = uint(v.major, `${k}.major`, 255);
   }
   tcb(r.launch_tcb, 'launch_tcb').copy(b, O.LAUNCH_TCB);
-  for (const [k, off] of [['launch_mit_vector', O.LAUNCH_MIT_VECTOR], ['current_mit_vector', O.CURRENT_MIT_VECTOR]] as const) {
+  for (const [k, off] of [
+    ['launch_mit_vector', O.LAUNCH_MIT_VECTOR],
+    ['current_mit_vector', O.CURRENT_MIT_VECTOR],
+  ] as const) {
     if (r[k] !== null && r[k] !== undefined) b.writeBigUInt64LE(BigInt(uint(r[k], k, Number.MAX_SAFE_INTEGER)), off);
   }
   const sig = obj(r.signature, 'signature');

@@ -18,7 +18,9 @@ export function reservedViolation(r: SnpReport): string | undefined {
   const b = r.raw;
   const zero = (from: number, to: number, what: string): string | undefined => {
     if (isZeroRange(b, from, to)) return undefined;
-    for (let i = from; i < to; i++) if (b[i] !== 0) return `${what} (0x${from.toString(16)}–0x${(to - 1).toString(16)}) must be zero; byte 0x${i.toString(16)} is 0x${b[i]!.toString(16).padStart(2, '0')}`;
+    for (let i = from; i < to; i++)
+      if (b[i] !== 0)
+        return `${what} (0x${from.toString(16)}–0x${(to - 1).toString(16)}) must be zero; byte 0x${i.toString(16)} is 0x${b[i]!.toString(16).padStart(2, '0')}`;
     return undefined;
   };
   if ((r.policy & (1n << 17n)) === 0n) return 'POLICY bit 17 (reserved) must be 1';

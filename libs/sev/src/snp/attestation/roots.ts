@@ -30,7 +30,11 @@ export function pinnedSnpRoots(): SnpRoots {
   pinned ??= Object.freeze(
     Object.fromEntries(
       SNP_GENERATIONS.map((g) => {
-        const [ark, ask, asvk] = PEM[g].map((p) => parseSnpCertificate(Buffer.from(p, 'latin1'), `pinned ${g} root`)) as [SnpCertificate, SnpCertificate, SnpCertificate];
+        const [ark, ask, asvk] = PEM[g].map((p) => parseSnpCertificate(Buffer.from(p, 'latin1'), `pinned ${g} root`)) as [
+          SnpCertificate,
+          SnpCertificate,
+          SnpCertificate,
+        ];
         return [g, Object.freeze({ ark, ask, asvk })];
       }),
     ),
@@ -47,5 +51,9 @@ export function pinnedSnpRootCertificates(generation: SnpGeneration): { ark: Buf
 
 /** A root set from DER/PEM certificates (a simulator's synthetic CA, trusted only because the caller says so). */
 export function snpRootSet(certs: { ark: Uint8Array; ask: Uint8Array; asvk: Uint8Array }): SnpRootSet {
-  return Object.freeze({ ark: parseSnpCertificate(certs.ark, 'ARK'), ask: parseSnpCertificate(certs.ask, 'ASK'), asvk: parseSnpCertificate(certs.asvk, 'ASVK') });
+  return Object.freeze({
+    ark: parseSnpCertificate(certs.ark, 'ARK'),
+    ask: parseSnpCertificate(certs.ask, 'ASK'),
+    asvk: parseSnpCertificate(certs.asvk, 'ASVK'),
+  });
 }

@@ -13,7 +13,9 @@ export function reportSignatureP1363(r: SnpReport): Buffer {
 }
 
 export function isZeroSignature(r: SnpReport): boolean {
-  return isZeroRange(r.raw, ReportOffset.SIGNATURE_R, ReportOffset.SIGNATURE_R + 72) || isZeroRange(r.raw, ReportOffset.SIGNATURE_S, ReportOffset.SIGNATURE_S + 72);
+  return (
+    isZeroRange(r.raw, ReportOffset.SIGNATURE_R, ReportOffset.SIGNATURE_R + 72) || isZeroRange(r.raw, ReportOffset.SIGNATURE_S, ReportOffset.SIGNATURE_S + 72)
+  );
 }
 
 /** True when the VEK's key signed the report. Never a prehashed API: node hashes the 672 bytes itself. */

@@ -159,7 +159,10 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     const v = c.report!.version;
     const accepted = [...(c.o.acceptedVersions ?? [3, 4, 5]), ...(c.o.allowV2Reports ? [2] : [])].filter((x) => x >= 2 && x <= 5);
     if (!accepted.includes(v)) {
-      throw new SnpError('SNP_REPORT_VERSION', `report version ${v} is not accepted (accepted: ${accepted.join(', ')}${v === 2 && !c.o.allowV2Reports ? '; version 2 needs allowV2Reports' : ''})`);
+      throw new SnpError(
+        'SNP_REPORT_VERSION',
+        `report version ${v} is not accepted (accepted: ${accepted.join(', ')}${v === 2 && !c.o.allowV2Reports ? '; version 2 needs allowV2Reports' : ''})`,
+      );
     }
     return `version ${v}`;
   },
@@ -234,7 +237,12 @@ const STEPS: Record<SnpCheckId, (c: Ctx) => Outcome> = {
     c.res.generation = chain.generation;
     const r = c.report!;
     const g = chain.generation;
-    c.res.tcb = { current: decodeTcb(r.currentTcb, g), reported: decodeTcb(r.reportedTcb, g), committed: decodeTcb(r.committedTcb, g), launch: decodeTcb(r.launchTcb, g) };
+    c.res.tcb = {
+      current: decodeTcb(r.currentTcb, g),
+      reported: decodeTcb(r.reportedTcb, g),
+      committed: decodeTcb(r.committedTcb, g),
+      launch: decodeTcb(r.launchTcb, g),
+    };
     const role = chain.kind === 'vcek' ? 'ASK' : 'ASVK';
     return `${chain.ark.subjectCn} → ${chain.intermediate.subjectCn} (${role}${chain.intermediate === c.roots[g]!.ask || chain.intermediate === c.roots[g]!.asvk ? ', pinned' : ', supplied'}) → ${chain.vek.subjectCn}`;
   },
@@ -313,9 +321,11 @@ function isP384(c: SnpCertificate): boolean {
 const ORDERED = SNP_CHECKS.map((x) => ({ ...x, run: STEPS[x.id] }));
 
 function checkOptions(o: VerifySnpReportOptions): void {
-  if (o.expectedReportData && o.expectedReportData.length !== 64) throw new SnpError('SNP_ARGUMENT', `expectedReportData must be 64 bytes, got ${o.expectedReportData.length}`);
+  if (o.expectedReportData && o.expectedReportData.length !== 64)
+    throw new SnpError('SNP_ARGUMENT', `expectedReportData must be 64 bytes, got ${o.expectedReportData.length}`);
   for (const m of o.measurements ?? []) if (m.length !== 48) throw new SnpError('SNP_ARGUMENT', `each measurement must be 48 bytes, got ${m.length}`);
-  if (o.vmpl !== undefined && o.vmpl !== null && !(Number.isInteger(o.vmpl) && o.vmpl >= 0 && o.vmpl <= 3)) throw new SnpError('SNP_ARGUMENT', `vmpl must be 0–3, got ${o.vmpl}`);
+  if (o.vmpl !== undefined && o.vmpl !== null && !(Number.isInteger(o.vmpl) && o.vmpl >= 0 && o.vmpl <= 3))
+    throw new SnpError('SNP_ARGUMENT', `vmpl must be 0–3, got ${o.vmpl}`);
 }
 
 /**

@@ -26,8 +26,16 @@ describe('trustee SnpEvidence JSON', () => {
   it.each([
     ['not JSON', '{', 'not JSON'],
     ['no report', '{}', 'attestation_report must be an object'],
-    ['short measurement', JSON.stringify({ attestation_report: { ...JSON.parse(text()).attestation_report, measurement: [1, 2] } }), 'measurement must be an array of 48 bytes'],
-    ['byte out of range', JSON.stringify({ attestation_report: { ...JSON.parse(text()).attestation_report, chip_id: Array(64).fill(256) } }), 'chip_id must be an array of 64 bytes'],
+    [
+      'short measurement',
+      JSON.stringify({ attestation_report: { ...JSON.parse(text()).attestation_report, measurement: [1, 2] } }),
+      'measurement must be an array of 48 bytes',
+    ],
+    [
+      'byte out of range',
+      JSON.stringify({ attestation_report: { ...JSON.parse(text()).attestation_report, chip_id: Array(64).fill(256) } }),
+      'chip_id must be an array of 64 bytes',
+    ],
     ['policy beyond 2^53', JSON.stringify({ attestation_report: { ...JSON.parse(text()).attestation_report, policy: 2 ** 60 } }), 'policy must be an integer'],
     ['bad cert_chain', JSON.stringify({ ...JSON.parse(text()), cert_chain: {} }), 'cert_chain must be an array or null'],
   ])('%s → SNP_EVIDENCE_FORMAT', (_n, input, msg) => {

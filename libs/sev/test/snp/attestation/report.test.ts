@@ -1,5 +1,14 @@
 import * as fc from 'fast-check';
-import { describeSnpReport, parseSnpReport, ReportOffset as O, SNP_ERROR_STEP, SnpError, verifySnpReport, type SnpErrorCode, type VerifySnpReportOptions } from '../../../src';
+import {
+  describeSnpReport,
+  parseSnpReport,
+  ReportOffset as O,
+  SNP_ERROR_STEP,
+  SnpError,
+  verifySnpReport,
+  type SnpErrorCode,
+  type VerifySnpReportOptions,
+} from '../../../src';
 import { MS, T0, vec } from './synthetic';
 
 /**
@@ -67,7 +76,11 @@ describe('steps 1–6: structural refusals, first failure wins', () => {
     ['CPUID family 0x17 (Zen 2)', () => mutate((b) => (b[O.CPUID_FAM_ID] = 0x17)), 'SNP_GENERATION'],
     ['CPUID Venice (0x1A/0x50)', () => mutate((b) => ((b[O.CPUID_FAM_ID] = 0x1a), (b[O.CPUID_MOD_ID] = 0x50))), 'SNP_GENERATION'],
     ['CPUID Genoa range end 0x20 (outside)', () => mutate((b) => (b[O.CPUID_MOD_ID] = 0x20)), 'SNP_GENERATION'],
-    ['v2 with a Turin-like CHIP_ID', () => mutate((b) => b.fill(0, O.CHIP_ID + 8, O.CHIP_ID + 64), Buffer.from(vec('trustee/test-report.bin'))), 'SNP_GENERATION'],
+    [
+      'v2 with a Turin-like CHIP_ID',
+      () => mutate((b) => b.fill(0, O.CHIP_ID + 8, O.CHIP_ID + 64), Buffer.from(vec('trustee/test-report.bin'))),
+      'SNP_GENERATION',
+    ],
   ];
   it.each(cases)('%s → %s', (_n, make, want) => {
     const res = verifySnpReport(make(), { ...opts, allowV2Reports: true });
@@ -132,7 +145,7 @@ describe('step 10: any change to a signed field the structural steps do not inte
 });
 
 describe('options', () => {
-  it('bad option values are the caller\'s error (SNP_ARGUMENT thrown), not a verdict on the report', () => {
+  it("bad option values are the caller's error (SNP_ARGUMENT thrown), not a verdict on the report", () => {
     expect(() => verifySnpReport(milan(), { expectedReportData: Buffer.alloc(32) })).toThrow(expect.objectContaining({ code: 'SNP_ARGUMENT' }));
     expect(() => verifySnpReport(milan(), { measurements: [Buffer.alloc(32)] })).toThrow(expect.objectContaining({ code: 'SNP_ARGUMENT' }));
     expect(() => verifySnpReport(milan(), { vmpl: 4 })).toThrow(expect.objectContaining({ code: 'SNP_ARGUMENT' }));

@@ -1,7 +1,15 @@
 import { createPublicKey } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
-import { AmdOid, parseSnpCertificate, parseSnpCrl, PSS_ALGORITHM_IDENTIFIERS, verifySnpReport, type SnpErrorCode, type VerifySnpReportOptions } from '../../../src';
+import {
+  AmdOid,
+  parseSnpCertificate,
+  parseSnpCrl,
+  PSS_ALGORITHM_IDENTIFIERS,
+  verifySnpReport,
+  type SnpErrorCode,
+  type VerifySnpReportOptions,
+} from '../../../src';
 import { makeCa, makeCrl, makeCert, makeVek, milanTcb, MS, signReport, T0, vec, type SyntheticCa, type VekSpec } from './synthetic';
 
 /**
@@ -28,10 +36,11 @@ function pair(spec: VekSpec = {}, rep: Parameters<typeof signReport>[1] = {}, ca
 function run(p: { vek: Buffer; report: Buffer }, o: VerifySnpReportOptions = {}, slot: 'vcek' | 'vlek' = 'vcek') {
   return verifySnpReport(p.report, { certificates: { [slot]: p.vek }, roots: milan.roots, now: T0, ...o });
 }
-const code = (p: { vek: Buffer; report: Buffer }, o: VerifySnpReportOptions = {}, slot: 'vcek' | 'vlek' = 'vcek'): SnpErrorCode | undefined => run(p, o, slot).error?.code;
+const code = (p: { vek: Buffer; report: Buffer }, o: VerifySnpReportOptions = {}, slot: 'vcek' | 'vlek' = 'vcek'): SnpErrorCode | undefined =>
+  run(p, o, slot).error?.code;
 
 describe('a synthetic chain trusted explicitly', () => {
-  it('verifies under its roots, and only there (AMD\'s pinned Milan roots refuse it)', () => {
+  it("verifies under its roots, and only there (AMD's pinned Milan roots refuse it)", () => {
     const p = pair();
     const res = run(p);
     expect(res.checks.filter((c) => c.status === 'fail')).toEqual([]);
@@ -51,7 +60,13 @@ describe('a synthetic chain trusted explicitly', () => {
     const otherAsk = makeCert({ subject: 'SEV-Milan', issuer: 'ARK-Milan', publicKey: createPublicKey(milan.asvkKey), signer: milan.arkKey, serial: 0x10002 });
     const vek = makeVek(milan, { hwId: CHIP, tcb: { bl: 4, tee: 0, snp: 24, ucode: 219 } });
     // re-sign the VCEK with the other ASK's key (the ASVK key here): only the supplied ASK verifies it
-    const vcek = makeCert({ subject: 'SEV-VCEK', issuer: 'SEV-Milan', publicKey: createPublicKey(vek.key), signer: milan.asvkKey, extensions: [...parseExt(vek.der)] });
+    const vcek = makeCert({
+      subject: 'SEV-VCEK',
+      issuer: 'SEV-Milan',
+      publicKey: createPublicKey(vek.key),
+      signer: milan.asvkKey,
+      extensions: [...parseExt(vek.der)],
+    });
     const report = signReport(vek.key, { chipId: CHIP, tcb: TCB });
     expect(verifySnpReport(report, { certificates: { vcek }, roots: milan.roots, now: T0 }).error?.code).toBe('SNP_CHAIN_SIGNATURE');
     const res = verifySnpReport(report, { certificates: { vcek, ask: otherAsk }, roots: milan.roots, now: T0 });
@@ -89,7 +104,7 @@ describe('step 9: validity', () => {
   });
 });
 
-describe('step 9: revocation (AMD\'s ARK-signed CRL)', () => {
+describe("step 9: revocation (AMD's ARK-signed CRL)", () => {
   it('a revoked ASK is refused (SNP_REVOKED), in DER and PEM', () => {
     for (const pem of [false, true]) {
       const res = run(pair(), { crls: [makeCrl(milan, { revoked: [0x10001], pem })] });
@@ -112,7 +127,7 @@ describe('step 9: revocation (AMD\'s ARK-signed CRL)', () => {
     expect(code(pair(), { crls: [Buffer.from('garbage')] })).toBe('SNP_CRL_UNAVAILABLE');
     expect(() => parseSnpCrl(Buffer.concat([makeCrl(milan), Buffer.alloc(1)]))).toThrow(expect.objectContaining({ code: 'SNP_CRL_UNAVAILABLE' }));
   });
-  it('modes: require needs a CRL of this ARK; another generation\'s CRL is ignored; off ignores even a revoking CRL', () => {
+  it("modes: require needs a CRL of this ARK; another generation's CRL is ignored; off ignores even a revoking CRL", () => {
     expect(code(pair(), { crl: 'require' })).toBe('SNP_CRL_UNAVAILABLE');
     expect(code(pair(), { crl: 'require', crls: [makeCrl(turin)] })).toBe('SNP_CRL_UNAVAILABLE');
     const ignored = run(pair(), { crls: [makeCrl(turin, { revoked: [0x10001] })] });
@@ -173,12 +188,20 @@ describe('step 11: the report against its certificate', () => {
   it('Turin: hwID is 8 bytes and CHIP_ID must be that prefix followed by zeros', () => {
     const base = vec(`${MS}/turin_attestation_report.bin`);
     const tcb = Buffer.from('0101010400000051', 'hex');
-    const tpair = (chip: Buffer) => pair({ hwId: Buffer.alloc(8, 0x77), tcb: { fmc: 1, bl: 1, tee: 1, snp: 4, ucode: 81 } }, { base, tcb, chipId: chip }, turin);
+    const tpair = (chip: Buffer) =>
+      pair({ hwId: Buffer.alloc(8, 0x77), tcb: { fmc: 1, bl: 1, tee: 1, snp: 4, ucode: 81 } }, { base, tcb, chipId: chip }, turin);
     const opts = { roots: turin.roots };
     expect(code(tpair(Buffer.concat([Buffer.alloc(8, 0x77), Buffer.alloc(56)])), opts)).toBeUndefined();
     expect(code(tpair(Buffer.concat([Buffer.alloc(8, 0x77), Buffer.alloc(56, 1)])), opts)).toBe('SNP_CHIP_ID_MISMATCH');
     expect(code(tpair(Buffer.concat([Buffer.alloc(8, 0x78), Buffer.alloc(56)])), opts)).toBe('SNP_CHIP_ID_MISMATCH');
-    const fmc = run(pair({ hwId: Buffer.alloc(8, 0x77), tcb: { fmc: 2, bl: 1, tee: 1, snp: 4, ucode: 81 } }, { base, tcb, chipId: Buffer.concat([Buffer.alloc(8, 0x77), Buffer.alloc(56)]) }, turin), opts);
+    const fmc = run(
+      pair(
+        { hwId: Buffer.alloc(8, 0x77), tcb: { fmc: 2, bl: 1, tee: 1, snp: 4, ucode: 81 } },
+        { base, tcb, chipId: Buffer.concat([Buffer.alloc(8, 0x77), Buffer.alloc(56)]) },
+        turin,
+      ),
+      opts,
+    );
     expect(fmc.error?.code).toBe('SNP_TCB_MISMATCH');
     expect(fmc.error?.message).toContain('fmc report 1 ≠ certificate 2');
   });

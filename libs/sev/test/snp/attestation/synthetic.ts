@@ -77,7 +77,9 @@ export function makeCert(s: CertSpec): Buffer {
     validity: new Validity({ notBefore: s.notBefore ?? new Date('2020-01-01T00:00:00Z'), notAfter: s.notAfter ?? new Date('2040-01-01T00:00:00Z') }),
     subject: name(s.subject),
     subjectPublicKeyInfo: AsnConvert.parse(s.publicKey.export({ format: 'der', type: 'spki' }), SubjectPublicKeyInfo),
-    ...(s.extensions ? { extensions: new Extensions(s.extensions.map(([extnID, v]) => new Extension({ extnID, critical: false, extnValue: new OctetString(toAb(v)) }))) } : {}),
+    ...(s.extensions
+      ? { extensions: new Extensions(s.extensions.map(([extnID, v]) => new Extension({ extnID, critical: false, extnValue: new OctetString(toAb(v)) }))) }
+      : {}),
   });
   const signature = pssSign(Buffer.from(AsnConvert.serialize(tbs)), s.signer);
   return Buffer.from(AsnConvert.serialize(new Certificate({ tbsCertificate: tbs, signatureAlgorithm: algorithm, signatureValue: toAb(signature) })));
@@ -154,7 +156,9 @@ export function makeVek(ca: SyntheticCa, spec: VekSpec = {}): { der: Buffer; key
     [AmdOid.SPL_6, derInt(0)],
     [AmdOid.SPL_7, derInt(0)],
     [AmdOid.UCODE_SPL, derInt(t.ucode)],
-    ...(kind === 'vcek' ? ([[AmdOid.HW_ID, spec.hwId ?? Buffer.alloc(turin ? 8 : 64, 0x5a)]] as [string, Buffer][]) : ([[AmdOid.CSP_ID, ia5(spec.csp ?? 'CN=cloud.example')]] as [string, Buffer][])),
+    ...(kind === 'vcek'
+      ? ([[AmdOid.HW_ID, spec.hwId ?? Buffer.alloc(turin ? 8 : 64, 0x5a)]] as [string, Buffer][])
+      : ([[AmdOid.CSP_ID, ia5(spec.csp ?? 'CN=cloud.example')]] as [string, Buffer][])),
   ];
   const P = PRODUCT[ca.generation];
   const der = makeCert({
@@ -217,7 +221,13 @@ export function makeCrl(ca: SyntheticCa, spec: CrlSpec = {}): Buffer {
     issuer: name(spec.issuer ?? `ARK-${PRODUCT[ca.generation]}`),
     thisUpdate: new Time(spec.thisUpdate ?? new Date('2026-01-01T00:00:00Z')),
     nextUpdate: new Time(spec.nextUpdate ?? new Date('2027-01-01T00:00:00Z')),
-    ...(spec.revoked?.length ? { revokedCertificates: spec.revoked.map((s) => new RevokedCertificate({ userCertificate: serialBytes(s), revocationDate: new Time(new Date('2025-12-01T00:00:00Z')) })) } : {}),
+    ...(spec.revoked?.length
+      ? {
+          revokedCertificates: spec.revoked.map(
+            (s) => new RevokedCertificate({ userCertificate: serialBytes(s), revocationDate: new Time(new Date('2025-12-01T00:00:00Z')) }),
+          ),
+        }
+      : {}),
   });
   const sig = pssSign(Buffer.from(AsnConvert.serialize(tbs)), spec.signer ?? ca.arkKey);
   const der = Buffer.from(AsnConvert.serialize(new CertificateList({ tbsCertList: tbs, signatureAlgorithm: algorithm, signature: toAb(sig) })));

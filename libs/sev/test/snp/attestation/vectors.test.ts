@@ -41,20 +41,104 @@ interface Real {
 }
 
 const REAL: Real[] = [
-  { report: 'virtee-sev/report_milan.hex', vek: 'virtee-sev/vcek_milan.der', kind: 'vcek', version: 2, gen: 'milan', now: T0, tcb: 'bl=3 tee=0 snp=8 ucode=115', chip8: 'd49554ec717f4e5b', measurement: '7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f', expected: 'pass' },
-  { report: 'trustee/test-report.bin', vek: 'trustee/test-vcek.der', kind: 'vcek', version: 2, gen: 'milan', now: T0, tcb: 'bl=3 tee=0 snp=8 ucode=115', chip8: 'c38427a30d4c7af9', measurement: 'a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c', expected: 'pass' },
-  { report: 'trustee/test-vlek-report.bin', vek: 'trustee/test-vlek.der', kind: 'vlek', version: 3, gen: 'milan', now: T1, tcb: 'bl=4 tee=0 snp=24 ucode=217', chip8: '0000000000000000', measurement: '8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0', expected: 'SNP_VMPL' },
-  { report: `${MS}/milan_attestation_report.bin`, vek: `${MS}/milan_vcek.pem`, kind: 'vcek', version: 3, gen: 'milan', now: T0, tcb: 'bl=4 tee=0 snp=24 ucode=219', chip8: '4ffb5cb4fd594f3f', measurement: '5feee30d6d7e1a29f403d70a4198237ddfb13051a2d6976439487c609388ed7f98189887920ab2fa0096903a0c23fca1', expected: 'pass' },
-  { report: `${MS}/genoa_attestation_report.bin`, vek: `${MS}/genoa_vcek.pem`, kind: 'vcek', version: 3, gen: 'genoa', now: T0, tcb: 'bl=10 tee=0 snp=23 ucode=84', chip8: 'b1e24a27bbc3a4d5', measurement: '5feee30d6d7e1a29f403d70a4198237ddfb13051a2d6976439487c609388ed7f98189887920ab2fa0096903a0c23fca1', expected: 'pass' },
-  { report: 'derived/trustee-evidence-report-rebuilt.bin', vek: evidenceVcek, kind: 'vcek', version: 3, gen: 'genoa', now: T0, tcb: 'bl=10 tee=0 snp=23 ucode=25', chip8: '371c55d6d15cb50f', measurement: '6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e', expected: 'pass' },
-  { report: `${MS}/turin_attestation_report.bin`, vek: `${MS}/turin_vcek.pem`, kind: 'vcek', version: 5, gen: 'turin', now: T0, tcb: 'fmc=1 bl=1 tee=1 snp=4 ucode=81', chip8: '59790fb1c39f35c1', measurement: '6d6c354511d6f7c6d7504668903dc5bdc066a048b651840d8d03fb85299ebfa142fccf1d1b0baca496841bdf243619d4', expected: 'pass' },
+  {
+    report: 'virtee-sev/report_milan.hex',
+    vek: 'virtee-sev/vcek_milan.der',
+    kind: 'vcek',
+    version: 2,
+    gen: 'milan',
+    now: T0,
+    tcb: 'bl=3 tee=0 snp=8 ucode=115',
+    chip8: 'd49554ec717f4e5b',
+    measurement: '7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f',
+    expected: 'pass',
+  },
+  {
+    report: 'trustee/test-report.bin',
+    vek: 'trustee/test-vcek.der',
+    kind: 'vcek',
+    version: 2,
+    gen: 'milan',
+    now: T0,
+    tcb: 'bl=3 tee=0 snp=8 ucode=115',
+    chip8: 'c38427a30d4c7af9',
+    measurement: 'a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c',
+    expected: 'pass',
+  },
+  {
+    report: 'trustee/test-vlek-report.bin',
+    vek: 'trustee/test-vlek.der',
+    kind: 'vlek',
+    version: 3,
+    gen: 'milan',
+    now: T1,
+    tcb: 'bl=4 tee=0 snp=24 ucode=217',
+    chip8: '0000000000000000',
+    measurement: '8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0',
+    expected: 'SNP_VMPL',
+  },
+  {
+    report: `${MS}/milan_attestation_report.bin`,
+    vek: `${MS}/milan_vcek.pem`,
+    kind: 'vcek',
+    version: 3,
+    gen: 'milan',
+    now: T0,
+    tcb: 'bl=4 tee=0 snp=24 ucode=219',
+    chip8: '4ffb5cb4fd594f3f',
+    measurement: '5feee30d6d7e1a29f403d70a4198237ddfb13051a2d6976439487c609388ed7f98189887920ab2fa0096903a0c23fca1',
+    expected: 'pass',
+  },
+  {
+    report: `${MS}/genoa_attestation_report.bin`,
+    vek: `${MS}/genoa_vcek.pem`,
+    kind: 'vcek',
+    version: 3,
+    gen: 'genoa',
+    now: T0,
+    tcb: 'bl=10 tee=0 snp=23 ucode=84',
+    chip8: 'b1e24a27bbc3a4d5',
+    measurement: '5feee30d6d7e1a29f403d70a4198237ddfb13051a2d6976439487c609388ed7f98189887920ab2fa0096903a0c23fca1',
+    expected: 'pass',
+  },
+  {
+    report: 'derived/trustee-evidence-report-rebuilt.bin',
+    vek: evidenceVcek,
+    kind: 'vcek',
+    version: 3,
+    gen: 'genoa',
+    now: T0,
+    tcb: 'bl=10 tee=0 snp=23 ucode=25',
+    chip8: '371c55d6d15cb50f',
+    measurement: '6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e',
+    expected: 'pass',
+  },
+  {
+    report: `${MS}/turin_attestation_report.bin`,
+    vek: `${MS}/turin_vcek.pem`,
+    kind: 'vcek',
+    version: 5,
+    gen: 'turin',
+    now: T0,
+    tcb: 'fmc=1 bl=1 tee=1 snp=4 ucode=81',
+    chip8: '59790fb1c39f35c1',
+    measurement: '6d6c354511d6f7c6d7504668903dc5bdc066a048b651840d8d03fb85299ebfa142fccf1d1b0baca496841bdf243619d4',
+    expected: 'pass',
+  },
 ];
 const vekBytes = (r: Real) => (typeof r.vek === 'string' ? vec(r.vek) : r.vek);
 
 /** The MANIFEST's configuration: defaults + allowV2Reports, the report's own MEASUREMENT and REPORT_DATA expected. */
 function manifestOptions(r: Real, extra: VerifySnpReportOptions = {}): VerifySnpReportOptions {
   const p = parseSnpReport(report(r.report));
-  return { certificates: { [r.kind]: vekBytes(r) }, now: r.now, allowV2Reports: true, measurements: [p.measurement], expectedReportData: p.reportData, ...extra };
+  return {
+    certificates: { [r.kind]: vekBytes(r) },
+    now: r.now,
+    allowV2Reports: true,
+    measurements: [p.measurement],
+    expectedReportData: p.reportData,
+    ...extra,
+  };
 }
 
 describe('real reports (MANIFEST "Reports (decoded)", spec §6.2)', () => {
@@ -111,7 +195,8 @@ describe('real reports (MANIFEST "Reports (decoded)", spec §6.2)', () => {
   it('each report verifies with its own VEK only (7 × 7 matrix: exactly the diagonal)', () => {
     for (const [i, r] of REAL.entries()) {
       const p = parseSnpReport(report(r.report));
-      for (const [j, other] of REAL.entries()) expect([i, j, verifyReportSignature(p, parseSnpCertificate(vekBytes(other)).publicKey)]).toEqual([i, j, i === j]);
+      for (const [j, other] of REAL.entries())
+        expect([i, j, verifyReportSignature(p, parseSnpCertificate(vekBytes(other)).publicKey)]).toEqual([i, j, i === j]);
     }
   });
 
@@ -194,7 +279,9 @@ describe('certificate-only vectors (spec §6.3)', () => {
     expect(decodeHwId(vekExtensions(fresh).hwIdValue!, 64)!.toString('hex')).toBe(want);
     expect(vekExtensions(legacy)).toMatchObject({ productName: 'Milan-B0', bootloader: 3, tee: 0, snp: 10, microcode: 169, spl4: 0 });
     expect(vekExtensions(fresh)).toMatchObject({ bootloader: 0, tee: 0, snp: 0, microcode: 30 });
-    for (const c of [legacy, fresh]) for (const g of SNP_GENERATIONS) expect(() => verifySnpChain(g, pinnedSnpRoots()[g]!, c)).toThrow(expect.objectContaining({ code: 'SNP_CHAIN_SIGNATURE' }));
+    for (const c of [legacy, fresh])
+      for (const g of SNP_GENERATIONS)
+        expect(() => verifySnpChain(g, pinnedSnpRoots()[g]!, c)).toThrow(expect.objectContaining({ code: 'SNP_CHAIN_SIGNATURE' }));
   });
 
   it('a hwID of the wrong length in either form does not decode', () => {
@@ -208,11 +295,23 @@ describe('certificate-only vectors (spec §6.3)', () => {
 
 describe('pinned roots (spec §3.2)', () => {
   const SHA: Record<SnpGeneration, [string, string, string]> = {
-    milan: ['69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd', '67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b', 'c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5'],
-    genoa: ['4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1', '5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521', '197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372'],
-    turin: ['1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a', '5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185', '104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c'],
+    milan: [
+      '69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd',
+      '67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b',
+      'c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5',
+    ],
+    genoa: [
+      '4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1',
+      '5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521',
+      '197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372',
+    ],
+    turin: [
+      '1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a',
+      '5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185',
+      '104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c',
+    ],
   };
-  it.each(SNP_GENERATIONS)('%s: the embedded ARK, ASK and ASVK are AMD\'s (SHA-256 of the DER, CNs, serials)', (g) => {
+  it.each(SNP_GENERATIONS)("%s: the embedded ARK, ASK and ASVK are AMD's (SHA-256 of the DER, CNs, serials)", (g) => {
     const c = pinnedSnpRootCertificates(g);
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     expect([sha(c.ark), sha(c.ask), sha(c.asvk)]).toEqual(SHA[g]);
@@ -224,7 +323,7 @@ describe('pinned roots (spec §3.2)', () => {
     expect(kds.map(sha)).toEqual([SHA[g][1], SHA[g][0]]);
   });
 
-  it('the TCB layouts decode the spec\'s worked examples (§1.6)', () => {
+  it("the TCB layouts decode the spec's worked examples (§1.6)", () => {
     expect(decodeTcb(Buffer.from('0300000000000873', 'hex'), 'milan')).toMatchObject({ bootloader: 3, tee: 0, snp: 8, microcode: 115 });
     expect(decodeTcb(Buffer.from('0a00000000001b1b', 'hex'), 'genoa')).toMatchObject({ bootloader: 10, tee: 0, snp: 27, microcode: 27 });
     expect(decodeTcb(Buffer.from('0101010400000051', 'hex'), 'turin')).toMatchObject({ fmc: 1, bootloader: 1, tee: 1, snp: 4, microcode: 81 });
