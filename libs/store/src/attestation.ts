@@ -6,6 +6,7 @@
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
 import { isUuid, requireBuffer, requireId, requireLength, type StoreContext } from './context';
 import { StoreError } from './errors';
+import { consumeParams, consumeStatement, openConsumed, type ConsumedLaunchSession } from './launch-sessions';
 import { firmwareImages, ownerTokens, vmLaunches, vmRegistrations } from './schema';
 
 export interface VmRegistrationRecord {
@@ -32,6 +33,12 @@ export interface VmLaunchBinding {
   expiresAt: Date;
 }
 
+export interface ConsumedVmLaunch {
+  session: ConsumedLaunchSession;
+  binding?: VmLaunchBinding;
+  vm?: VmRegistrationRecord;
+}
+
 export interface AttestationStore {
   /** ERR_STORE_CONFLICT if the uuid is registered (by anyone: uuids are global). */
   createVm(input: { uuid: string; owner: string; document: Buffer }, now: Date): Promise<VmRegistrationRecord>;
@@ -56,6 +63,14 @@ export interface AttestationStore {
 
   bindVmLaunch(input: VmLaunchBinding): Promise<void>;
   getVmLaunch(launchId: string): Promise<VmLaunchBinding | undefined>;
+  /**
+   * /validate's one round trip: consumes the launch session exactly as consumeLaunchSession does (one statement, of
+   * any number of concurrent callers on any replica exactly one gets it) and, in the same statement, reads the VM it
+   * was opened for and that VM's registration. undefined if the session is unknown, expired or used; `binding` or `vm`
+   * undefined if the session was not opened by /launch or its VM is no longer registered (the session is consumed
+   * all the same: one attempt per /launch).
+   */
+  consumeVmLaunch(launchId: string, now: Date): Promise<ConsumedVmLaunch | undefined>;
   purgeExpiredVmLaunches(now: Date): Promise<number>;
 }
 
@@ -90,6 +105,30 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       .where(eq(vmLaunches.launchId, sql.placeholder('id')))
       .prepare('kb_vm_launch_get'),
   );
+  const consumeWithVm = ctx.prepared((db) => {
+    const consumed = db.$with('consumed').as(consumeStatement(db));
+    return db
+      .with(consumed)
+      .select({
+        session: {
+          id: consumed.id,
+          sevPolicy: consumed.sevPolicy,
+          chipId: consumed.chipId,
+          generation: consumed.generation,
+          chainSha256: consumed.chainSha256,
+          createdAt: consumed.createdAt,
+          expiresAt: consumed.expiresAt,
+          consumedAt: consumed.consumedAt,
+          keysEnc: consumed.keysEnc,
+        },
+        binding: vmLaunches,
+        vm: vmRegistrations,
+      })
+      .from(consumed)
+      .leftJoin(vmLaunches, eq(vmLaunches.launchId, consumed.id))
+      .leftJoin(vmRegistrations, eq(vmRegistrations.uuid, vmLaunches.vmUuid))
+      .prepare('kb_vm_launch_consume');
+  });
   const ownerOf = (owner: string | null) => (owner === null ? sql`true` : eq(vmRegistrations.owner, owner));
   const checkUuid = (uuid: string) => {
     if (!isUuid(uuid)) throw new StoreError('ERR_STORE_ARGUMENT', 'VM uuid must be a UUID');
@@ -206,6 +245,12 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       if (!isUuid(launchId)) return undefined;
       const [row] = await ctx.run(() => launchGet().execute({ id: launchId }));
       return row;
+    },
+    async consumeVmLaunch(launchId, now) {
+      if (!isUuid(launchId)) return undefined;
+      const [row] = await ctx.run(() => consumeWithVm().execute(consumeParams(launchId, now)));
+      if (row === undefined) return undefined;
+      return { session: openConsumed(ctx, row.session, now), binding: row.binding ?? undefined, vm: row.vm ? vmRecord(row.vm) : undefined };
     },
     async purgeExpiredVmLaunches(now) {
       const rows = await ctx.run((db) => db.delete(vmLaunches).where(lte(vmLaunches.expiresAt, now)).returning({ id: vmLaunches.launchId }));

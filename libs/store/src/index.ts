@@ -26,4 +26,4 @@ export type { ReleaseCommit, ReleaseCounter, ReleaseCountStore, ReleaseWrites } 
 export type { AuditEntry, AuditEntryInput, AuditFilter, AuditLogStore, AuditPurgeOptions } from './audit-log';
 export { IMPORT_KINDS, type BulkImportStore, type ImportBatch, type ImportKind, type ImportOptions, type ImportOutcome } from './bulk-import';
 export type { KbsResourceRecord, KbsSession, KbsSessionInput, KbsStore } from './kbs';
-export type { AttestationStore, FirmwareRecord, VmLaunchBinding, VmRegistrationRecord } from './attestation';
+export type { AttestationStore, ConsumedVmLaunch, FirmwareRecord, VmLaunchBinding, VmRegistrationRecord } from './attestation';

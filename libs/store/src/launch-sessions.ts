@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { and, count, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { auditParams, auditPlaceholders, auditRow, type AuditEntryInput } from './audit-log';
-import { isUuid, requireId, requireLength, requireUint, type StoreContext } from './context';
+import { isUuid, requireId, requireLength, requireUint, type Db, type StoreContext } from './context';
 import { StoreError } from './errors';
 import { auditLog, launchSessions } from './schema';
 
@@ -82,29 +82,7 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
     const session = db.$with('session').as(db.insert(launchSessions).values(sessionValues).returning({ id: launchSessions.id }));
     return db.with(session).insert(auditLog).values(auditPlaceholders).prepare('kb_launch_session_insert_audited');
   });
-  // Self-join: RETURNING shows the new row version, whose keys are already NULL; `prior` supplies the old keys.
-  // Concurrent updaters queue on the row lock and re-check `consumed_at IS NULL` against the committed winner.
-  const consume = ctx.prepared((db) => {
-    const prior = alias(launchSessions, 'prior');
-    const now = sql.placeholder('now');
-    return (
-      db
-        .update(launchSessions)
-        // set() takes no placeholder, so the time goes in as text (consumedAtIso) for an explicit cast
-        .set({ consumedAt: sql`${sql.placeholder('consumedAtIso')}::timestamptz`, keysEnc: null })
-        .from(prior)
-        .where(
-          and(
-            eq(launchSessions.id, sql.placeholder('id')),
-            eq(prior.id, launchSessions.id),
-            isNull(launchSessions.consumedAt),
-            gt(launchSessions.expiresAt, now),
-          ),
-        )
-        .returning({ ...sessionColumns, keysEnc: prior.keysEnc })
-        .prepare('kb_launch_session_consume')
-    );
-  });
+  const consume = ctx.prepared((db) => consumeStatement(db).prepare('kb_launch_session_consume'));
 
   return {
     async createLaunchSession(input, audit) {
@@ -131,16 +109,8 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
 
     async consumeLaunchSession(id, now) {
       if (!isUuid(id)) return undefined;
-      const [row] = await ctx.run(() => consume().execute({ id, now, consumedAtIso: now.toISOString() }));
-      if (row === undefined) return undefined;
-      if (row.keysEnc === null) throw new StoreError('ERR_STORE_DECRYPT', `launch session ${row.id} has no keys`);
-      const keys = ctx.sealer.open(row.keysEnc, { ...SEALED_COLUMN, rowId: row.id });
-      return {
-        ...toSession(row),
-        consumedAt: row.consumedAt ?? now,
-        tek: keys.subarray(0, KEY_LENGTH),
-        tik: keys.subarray(KEY_LENGTH),
-      };
+      const [row] = await ctx.run(() => consume().execute(consumeParams(id, now)));
+      return row && openConsumed(ctx, row, now);
     },
 
     async countPendingSessions(now) {
@@ -174,4 +144,46 @@ const sessionColumns = {
 function toSession(row: LaunchSession): LaunchSession {
   const { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt } = row;
   return { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt };
+}
+
+/**
+ * The consume statement (one UPDATE; see consumeLaunchSession), also run inside larger statements as a CTE (the
+ * attestation service consumes a session and reads its VM in one round trip). Self-join: RETURNING shows the new row
+ * version, whose keys are already NULL; `prior` supplies the old keys. Concurrent updaters queue on the row lock and
+ * re-check `consumed_at IS NULL` against the committed winner. Parameters: consumeParams().
+ */
+export function consumeStatement(db: Db) {
+  const prior = alias(launchSessions, 'prior');
+  return (
+    db
+      .update(launchSessions)
+      // set() takes no placeholder, so the time goes in as text (consumedAtIso) for an explicit cast
+      .set({ consumedAt: sql`${sql.placeholder('consumedAtIso')}::timestamptz`, keysEnc: null })
+      .from(prior)
+      .where(
+        and(
+          eq(launchSessions.id, sql.placeholder('id')),
+          eq(prior.id, launchSessions.id),
+          isNull(launchSessions.consumedAt),
+          gt(launchSessions.expiresAt, sql.placeholder('now')),
+        ),
+      )
+      .returning({ ...sessionColumns, keysEnc: prior.keysEnc })
+  );
+}
+
+export function consumeParams(id: string, now: Date): { id: string; now: Date; consumedAtIso: string } {
+  return { id, now, consumedAtIso: now.toISOString() };
+}
+
+/** A row the consume statement returned, its keys opened (their AAD binds them to the row's id). */
+export function openConsumed(ctx: StoreContext, row: LaunchSession & { keysEnc: Buffer | null }, now: Date): ConsumedLaunchSession {
+  if (row.keysEnc === null) throw new StoreError('ERR_STORE_DECRYPT', `launch session ${row.id} has no keys`);
+  const keys = ctx.sealer.open(row.keysEnc, { ...SEALED_COLUMN, rowId: row.id });
+  return {
+    ...toSession(row),
+    consumedAt: row.consumedAt ?? now,
+    tek: keys.subarray(0, KEY_LENGTH),
+    tik: keys.subarray(KEY_LENGTH),
+  };
 }

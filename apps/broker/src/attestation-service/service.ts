@@ -13,7 +13,6 @@ import { isStoreError } from '@kb/store';
 import type { BrokerContext } from '../context';
 import type { BrokerCore } from '../core';
 import { ChainRefused } from '../core/chain-cache';
-import { consumeSession } from '../core/launch-session';
 import { readOwnRelease, releaseToLaunch } from '../core/release';
 import { BrokerError, denied, fromStore, invalid } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
@@ -253,19 +252,15 @@ export class AttestationService {
       this.ctx.audit.record({ ...base, event: 'vm-validate', outcome: 'refused', detail: { vm: uuid, reason: e.detail } });
       return e;
     };
-    // The session first, atomically: one attempt per /launch, so a host cannot probe by retrying.
-    const consumed = consumeSession(this.ctx, launchId);
-    const bound = this.ctx.store.getVmLaunch(launchId);
-    const loaded = this.load(uuid);
-    bound.catch(() => undefined);
-    loaded.catch(() => undefined);
-    const session = await consumed;
-    if (!session) throw refuse(denied('launch id unknown, expired or already used'));
+    // The session first, atomically: one attempt per /launch, so a host cannot probe by retrying. The same statement
+    // reads the VM the session was opened for and its registration (one round trip, like GetSecret's consume).
+    const consumed = await this.ctx.store.consumeVmLaunch(launchId, this.ctx.now());
+    if (!consumed) throw refuse(denied('launch id unknown, expired or already used'));
+    const { session, binding } = consumed;
     try {
-      const [binding, vm] = await Promise.all([bound, loaded]);
       if (!binding || binding.vmUuid !== uuid) throw denied(`launch ${launchId} was not opened for VM ${uuid}`);
-      if (!vm) throw denied(`VM ${uuid} is no longer registered`);
-      const { reg } = vm;
+      if (!consumed.vm) throw denied(`VM ${uuid} is no longer registered`);
+      const reg = JSON.parse(consumed.vm.document.toString('utf8')) as Registration;
       if (cpuCount !== reg.cpuCount) throw denied(`cpu-count ${cpuCount} differs from the registered ${reg.cpuCount}`);
       if (!reg.firmwareHashes.includes(firmwareHash)) throw denied(`firmware ${firmwareHash} is not one of the registered firmware-hashes`);
       const firmware = () => this.ctx.store.getFirmwareImage(Buffer.from(firmwareHash, 'hex'));
