@@ -62,7 +62,6 @@ export interface AttestationStore {
   deleteOwner(name: string): Promise<boolean>;
 
   bindVmLaunch(input: VmLaunchBinding): Promise<void>;
-  getVmLaunch(launchId: string): Promise<VmLaunchBinding | undefined>;
   /**
    * /validate's one round trip: consumes the launch session exactly as consumeLaunchSession does (one statement, of
    * any number of concurrent callers on any replica exactly one gets it) and, in the same statement, reads the VM it
@@ -97,13 +96,6 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       .from(firmwareImages)
       .where(eq(firmwareImages.sha256, sql.placeholder('sha256')))
       .prepare('kb_firmware_get'),
-  );
-  const launchGet = ctx.prepared((db) =>
-    db
-      .select()
-      .from(vmLaunches)
-      .where(eq(vmLaunches.launchId, sql.placeholder('id')))
-      .prepare('kb_vm_launch_get'),
   );
   const consumeWithVm = ctx.prepared((db) => {
     const consumed = db.$with('consumed').as(consumeStatement(db));
@@ -240,11 +232,6 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       checkUuid(input.launchId);
       checkUuid(input.vmUuid);
       await ctx.run((db) => db.insert(vmLaunches).values(input));
-    },
-    async getVmLaunch(launchId) {
-      if (!isUuid(launchId)) return undefined;
-      const [row] = await ctx.run(() => launchGet().execute({ id: launchId }));
-      return row;
     },
     async consumeVmLaunch(launchId, now) {
       if (!isUuid(launchId)) return undefined;

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constantTimeEqual, decodeChain, isSevError, PolicyFlag } from '@kb/sev';
-import { isStoreError } from '@kb/store';
+import { isStoreError, type VmRegistrationRecord } from '@kb/store';
 import type { BrokerContext } from '../context';
 import type { BrokerCore } from '../core';
 import { ChainRefused } from '../core/chain-cache';
@@ -34,6 +34,11 @@ export const conflict = (what: string) => new BrokerError('conflict', what);
 function vmUuid(v: unknown): string {
   if (typeof v !== 'string' || !UUID.test(v)) throw invalid('the VM id in the path must be a UUID');
   return v.toLowerCase();
+}
+
+/** The registration as the service stored it (registration.ts wrote the document; the store opened its seal). */
+function registrationOf(rec: VmRegistrationRecord): Registration {
+  return JSON.parse(rec.document.toString('utf8')) as Registration;
 }
 
 function ownerOf(c: Caller): string | null {
@@ -80,7 +85,7 @@ export class AttestationService {
 
   private async load(uuid: string): Promise<{ reg: Registration; owner: string; createdAt: Date; updatedAt: Date } | undefined> {
     const rec = await this.ctx.store.getVm(uuid);
-    return rec && { reg: JSON.parse(rec.document.toString('utf8')) as Registration, owner: rec.owner, createdAt: rec.createdAt, updatedAt: rec.updatedAt };
+    return rec && { reg: registrationOf(rec), owner: rec.owner, createdAt: rec.createdAt, updatedAt: rec.updatedAt };
   }
 
   private parse(body: unknown): Promise<Registration> {
@@ -260,7 +265,7 @@ export class AttestationService {
     try {
       if (!binding || binding.vmUuid !== uuid) throw denied(`launch ${launchId} was not opened for VM ${uuid}`);
       if (!consumed.vm) throw denied(`VM ${uuid} is no longer registered`);
-      const reg = JSON.parse(consumed.vm.document.toString('utf8')) as Registration;
+      const reg = registrationOf(consumed.vm);
       if (cpuCount !== reg.cpuCount) throw denied(`cpu-count ${cpuCount} differs from the registered ${reg.cpuCount}`);
       if (!reg.firmwareHashes.includes(firmwareHash)) throw denied(`firmware ${firmwareHash} is not one of the registered firmware-hashes`);
       const firmware = () => this.ctx.store.getFirmwareImage(Buffer.from(firmwareHash, 'hex'));
