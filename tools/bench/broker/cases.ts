@@ -179,19 +179,14 @@ export async function runDriver(
       push('launch', r, phases.summary());
     }
 
-    // After the closed-loop launches, whose launch/s at the same number of clients sets the default rates.
-    const paced: PacedResult[] = [];
-    for (const c of opts.cases.includes('paced') ? opts.concurrency : []) {
-      const capacity = await closedLoopCapacity(results, c, fullLaunch, opts, note);
-      paced.push(await measurePaced(fullLaunch, c, capacity, opts, cpu, phases, note));
-    }
-    // The same launches through the attestation service (/sev/v1): closed loop, then at the paced case's very rates.
-    const restPaced: PacedResult[] = [];
+    // The same launches through the attestation service (/sev/v1): closed loop here, paced below at the very rates of
+    // the gRPC paced case.
+    let fullRestLaunch: ((w: number) => Promise<void>) | undefined;
     if (opts.cases.includes('rest')) {
       if (!target.httpAddress) throw new Error('the broker under test reported no HTTP listener (--http-listen)');
       const rest = new RestHost(`http://${target.httpAddress}/sev/v1`, platform);
       await rest.register(platform);
-      const fullRestLaunch = async (w: number): Promise<void> => {
+      fullRestLaunch = async (w: number): Promise<void> => {
         const timer = phases.launch();
         const l = await rest.launch();
         timer.lap('bundle');
@@ -214,11 +209,19 @@ export async function runDriver(
         });
         push('rest', r, phases.summary());
       }
-      for (const p of paced) {
-        note(`full launch over REST, paced at the gRPC rates, ${p.concurrency} client(s)`);
-        const capacity = { opsPerSec: p.closedLoopOpsPerSec, source: p.closedLoopSource };
-        restPaced.push(await measurePaced(fullRestLaunch, p.concurrency, capacity, { ...opts, rates: p.rates.map((r) => r.offeredPerSec) }, cpu, phases, note));
-      }
+    }
+    // After the closed-loop launches, whose launch/s at the same number of clients sets the default rates. With the rest
+    // case, each rate runs over gRPC then REST before the next rate (interleaved), so that drift and other load on the
+    // machine fall on both alike rather than on whichever ran last.
+    const paced: PacedResult[] = [];
+    const restPaced: PacedResult[] = [];
+    for (const c of opts.cases.includes('paced') ? opts.concurrency : []) {
+      const capacity = await closedLoopCapacity(results, c, fullLaunch, opts, note);
+      const variants = [{ label: 'full launch, paced', launch: fullLaunch }];
+      if (fullRestLaunch) variants.push({ label: 'full launch over REST, paced', launch: fullRestLaunch });
+      const [grpc, rest] = await measurePaced(variants, c, capacity, opts, cpu, phases, note);
+      paced.push(grpc!);
+      if (rest) restPaced.push(rest);
     }
     for (const h of hosts.splice(0)) h.close();
     await cleanups.run(); // stops the broker, so that its exit status is known (and, profiled, its profiles written)
@@ -276,46 +279,49 @@ export async function closedLoopCapacity(
 }
 
 /**
- * The paced case at c clients, one open-loop run per rate. Auto rates climb PACED_FRACTIONS of the closed-loop capacity
- * and stop one rate after the first whose p99 misses the goal: those two show the knee, and higher rates would only
- * queue longer (and take longer to drain). Explicit --rates all run.
+ * The paced case at c clients, one open-loop run per rate and variant (gRPC, and REST with the rest case): at each rate
+ * every variant runs in turn before the next rate. Auto rates climb PACED_FRACTIONS of the closed-loop capacity and stop
+ * one rate after the first whose p99 misses the goal over the first variant: those two show the knee, and higher rates
+ * would only queue longer (and take longer to drain). Explicit --rates all run. One PacedResult per variant, in order.
  */
 export async function measurePaced(
-  launch: (worker: number) => Promise<void>,
+  variants: readonly { label: string; launch: (worker: number) => Promise<void> }[],
   c: number,
   capacity: { opsPerSec: number; source: PacedResult['closedLoopSource'] },
   opts: Options,
   cpu: CpuMeter,
   phases: LaunchPhases,
   note: (msg: string) => void,
-): Promise<PacedResult> {
+): Promise<PacedResult[]> {
   // Three significant digits, so that an auto rate can be given back to --rates as printed.
   const rates = opts.rates ?? PACED_FRACTIONS.map((f) => Number((f * capacity.opsPerSec).toPrecision(3)));
-  const out: PacedRate[] = [];
+  const outs: PacedRate[][] = variants.map(() => []);
   for (const rate of rates) {
-    note(`full launch, paced, ${c} client(s): ${fmt(rate)}/s (${(rate / capacity.opsPerSec).toFixed(2)} × closed loop)`);
-    const {
-      name: _name,
-      concurrency: _c,
-      ...r
-    } = await measureOpenLoop('full launch, paced', launch, {
-      ratePerSec: rate,
-      concurrency: c,
-      seconds: pacedSeconds(rate, opts),
-      warmupMs: opts.warmupMs,
-      window: windows(cpu, phases),
-    });
-    out.push({
-      ...r,
-      ratioToCapacity: rate / capacity.opsPerSec,
-      goalMet: r.p99Ms < GOAL_LAUNCH_P99_MS,
-      phases: phases.summary(),
-      ...cpuShare(cpu.take(), r.seconds * 1000, r.completed),
-    });
-    const firstMiss = out.findIndex((x) => !x.goalMet);
-    if (opts.rates === undefined && firstMiss !== -1 && out.length > firstMiss + 1) break;
+    for (const [v, { label, launch }] of variants.entries()) {
+      note(`${label}, ${c} client(s): ${fmt(rate)}/s (${(rate / capacity.opsPerSec).toFixed(2)} × closed loop)`);
+      const {
+        name: _name,
+        concurrency: _c,
+        ...r
+      } = await measureOpenLoop(label, launch, {
+        ratePerSec: rate,
+        concurrency: c,
+        seconds: pacedSeconds(rate, opts),
+        warmupMs: opts.warmupMs,
+        window: windows(cpu, phases),
+      });
+      outs[v]!.push({
+        ...r,
+        ratioToCapacity: rate / capacity.opsPerSec,
+        goalMet: r.p99Ms < GOAL_LAUNCH_P99_MS,
+        phases: phases.summary(),
+        ...cpuShare(cpu.take(), r.seconds * 1000, r.completed),
+      });
+    }
+    const firstMiss = outs[0]!.findIndex((x) => !x.goalMet);
+    if (opts.rates === undefined && firstMiss !== -1 && outs[0]!.length > firstMiss + 1) break;
   }
-  return { concurrency: c, closedLoopOpsPerSec: capacity.opsPerSec, closedLoopSource: capacity.source, rates: out };
+  return outs.map((out) => ({ concurrency: c, closedLoopOpsPerSec: capacity.opsPerSec, closedLoopSource: capacity.source, rates: out }));
 }
 
 /**
