@@ -5,7 +5,7 @@
  */
 import * as nodeCrypto from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type * as WorkerThreads from 'node:worker_threads';
 import { SevError } from '../errors';
 
 export const PAGE = 4096;
@@ -120,13 +120,23 @@ export interface WindowArrays {
   gen: number;
 }
 
+/**
+ * node:worker_threads costs ~5 ms to load on this VM, so it is loaded with the first pool: a process that never starts
+ * one (kbctl measure on a 4 MiB image) does not pay it. require() exists wherever this code runs (CommonJS sources
+ * under jest and tsx, and the banner of the esbuild bundles).
+ */
+let workerThreads: typeof WorkerThreads | undefined;
+function loadWorkerThreads(): typeof WorkerThreads {
+  return (workerThreads ??= require('node:worker_threads') as typeof WorkerThreads);
+}
+
 /** Workers a job uses by default: all cores but the calling thread's (which hashes too), none on one core. */
 export function autoThreads(): number {
   return Math.max(0, availableParallelism() - 1);
 }
 
 export class Pool {
-  readonly workers: Worker[] = [];
+  readonly workers: WorkerThreads.Worker[] = [];
   /** Set when a worker failed, errored or exited: the pool is replaced before the next job. */
   broken = false;
   /** A job is running (a nested pageHashes call, e.g. from a progress callback, takes the sequential path). */
@@ -134,13 +144,14 @@ export class Pool {
   /** Word 0: workers started (a job gives nothing to workers still booting: the calling thread does it all); 1: doorbell. */
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(8));
   /** This side of each worker's job port. */
-  private readonly ports: MessagePort[] = [];
+  private readonly ports: WorkerThreads.MessagePort[] = [];
   private window = new SharedArrayBuffer(WINDOW_BYTES);
   private spare: { ctrl: Int32Array; out: Uint8Array } | undefined;
   private gen = 0;
 
   grow(n: number): void {
     while (this.workers.length < n) {
+      const { MessageChannel, Worker } = loadWorkerThreads();
       const { port1, port2 } = new MessageChannel();
       port1.unref();
       const workerData = { ctrl: this.ctrl.buffer, window: this.window, touch: this.workers.length === 0, port: port2 };
