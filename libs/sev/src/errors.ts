@@ -16,6 +16,7 @@ export type SevErrorCode =
   | 'ERR_SEV_SECRET_TABLE' // a secret table is malformed or too large
   | 'ERR_SEV_ARGUMENT' // invalid argument combination
   | 'ERR_SEV_KEY' // a private or public key of the wrong type or curve (e.g. an SNP ID key that is not ECDSA P-384)
+  | 'ERR_SEV_WORKER' // a worker thread hashing pages for a digest threw or exited mid-job (no digest is returned)
   // IGVM files (../shared/specs/igvm.md §2.10): each code is one class of defect; IgvmError.variant names igvm 0.4.0's error
   | 'ERR_IGVM_HEADER' // fixed header: magic, version, sizes, offsets, architecture, page size
   | 'ERR_IGVM_CHECKSUM' // CRC-32 over the fixed and variable headers does not match

@@ -62,6 +62,18 @@ export * from './measurement/digest';
 // SEV-SNP launch digests (QEMU/OVMF guests, sev-snp-measure compatible)
 export * from './snp/page-info';
 export * from './snp/launch-digest';
+// The page hashes of those digests on a pool of worker threads (launch-digest.md §4.1 CONTENTS), used by default
+export {
+  pageHashes,
+  warmPageHashPool,
+  shutdownPageHashPool,
+  PAGE_HASH_CHUNK_PAGES,
+  PAGE_HASH_MIN_PAGES,
+  PAGE_HASH_COLD_MIN_PAGES,
+  type PageHashes,
+  type PageHashOptions,
+  type PageInput,
+} from './snp/page-hashes';
 // SEV-SNP ID blocks (igvm.md §4–§5) and IGVM files as igvmmeasure reads, measures and signs them (igvm.md §2–§4)
 export {
   ID_BLOCK_SIZE,

@@ -24,6 +24,7 @@ import {
 import { buildSnpKernelHashesPage, SNP_KERNEL_HASHES_PAGE_SIZE, type KernelHashesInput } from '../measurement/sev-hashes';
 import { resolveVcpuSignature, type VcpuSpec } from '../measurement/vcpu-types';
 import { buildSvsmVmsaPage, buildVmsaPair, MAX_VCPUS, vmsaPageSequence, type VmmType, type VmsaFpu } from '../measurement/vmsa';
+import type { PageHashOptions } from './page-hashes';
 import { SNP_LD_SIZE, SNP_PAGE_SIZE, SNP_VMSA_GPA, SnpLaunchDigest, SnpPageType, type SnpPageTypeValue } from './page-info';
 
 /** Firmware and SVSM images are mapped so that they end at 4 GiB (QEMU `pc_system_flash_map` / `-bios`). */
@@ -60,6 +61,8 @@ export interface SnpLaunchDigestInput {
   fpu?: VmsaFpu;
   onProgress?: ProgressCallback;
   onStep?: (step: SnpLaunchStep) => void;
+  /** Worker threads hashing the firmware pages (page-hashes.ts): 0 for none; default automatic. Same digest either way. */
+  threads?: number;
 }
 
 export interface SnpSvsmLaunchDigestInput {
@@ -75,6 +78,8 @@ export interface SnpSvsmLaunchDigestInput {
   fpu?: VmsaFpu;
   onProgress?: ProgressCallback;
   onStep?: (step: SnpLaunchStep) => void;
+  /** Worker threads hashing the OVMF and SVSM pages (page-hashes.ts): 0 for none; default automatic. Same digest either way. */
+  threads?: number;
 }
 
 function firmwareError(message: string): SevError {
@@ -96,14 +101,9 @@ function imageGpa(what: string, length: number, end: number): number {
   return gpa;
 }
 
-/** NORMAL pages of a whole image, with progress over its bytes. */
-function measureImage(ld: SnpLaunchDigest, gpa: number, data: Buffer, progress?: (done: number) => void): void {
-  const chunk = 256 * SNP_PAGE_SIZE;
-  for (let o = 0; o < data.length; o += chunk) {
-    const part = data.subarray(o, Math.min(o + chunk, data.length));
-    ld.updateNormalRange(BigInt(gpa + o), part);
-    progress?.(o + part.length);
-  }
+/** NORMAL pages of a whole image (§4.1), page hashes on the worker pool when it pays off; progress over its bytes. */
+function measureImage(ld: SnpLaunchDigest, gpa: number, data: Buffer, threads: number | undefined, progress?: (done: number) => void): void {
+  ld.updateNormalRange(BigInt(gpa), data, { threads, onPages: progress && ((pages) => progress(pages * SNP_PAGE_SIZE)) });
 }
 
 function pagesOf(section: OvmfSevMetadataSection): number {
@@ -204,11 +204,11 @@ function checkVcpus(vcpus: number): void {
 }
 
 /** `snp:ovmf-hash`: the launch digest after the firmware pages (§4.3; sev-snp-measure `calc_snp_ovmf_hash`). */
-export function snpOvmfHash(firmware: Uint8Array, onProgress?: ProgressCallback): Buffer {
+export function snpOvmfHash(firmware: Uint8Array, onProgress?: ProgressCallback, opts: PageHashOptions = {}): Buffer {
   const fw = bytesOf('firmware', firmware);
   const gpa = imageGpa('the firmware', fw.length, FIRMWARE_END_GPA);
   const ld = new SnpLaunchDigest();
-  measureImage(ld, gpa, fw, onProgress && ((done) => onProgress(done, fw.length)));
+  measureImage(ld, gpa, fw, opts.threads, onProgress && ((done) => onProgress(done, fw.length)));
   return ld.digest();
 }
 
@@ -265,7 +265,7 @@ export function snpLaunchDigest(input: SnpLaunchDigestInput): Buffer {
     input.onStep?.({ kind: 'firmware-seed', ld: ld.digest() });
   } else {
     ld = new SnpLaunchDigest();
-    measureImage(ld, gpa, fw, input.onProgress && ((done) => input.onProgress!(done, progressTotal)));
+    measureImage(ld, gpa, fw, input.threads, input.onProgress && ((done) => input.onProgress!(done, progressTotal)));
     input.onStep?.({ kind: 'firmware', gpa, pages: fw.length / SNP_PAGE_SIZE, ld: ld.digest() });
   }
   measureMetadata(ld, { sections, vmmType, kernelHashesPage, onStep: input.onStep });
@@ -322,9 +322,9 @@ export function snpSvsmLaunchDigest(input: SnpSvsmLaunchDigestInput): Buffer {
   const vmsas = snpSvsmVmsaPages(input);
   const total = fw.length + svsm.length + vmsas.length * SNP_PAGE_SIZE;
   const ld = new SnpLaunchDigest();
-  measureImage(ld, fwGpa, fw, input.onProgress && ((done) => input.onProgress!(done, total)));
+  measureImage(ld, fwGpa, fw, input.threads, input.onProgress && ((done) => input.onProgress!(done, total)));
   input.onStep?.({ kind: 'firmware', gpa: fwGpa, pages: fw.length / SNP_PAGE_SIZE, ld: ld.digest() });
-  measureImage(ld, svsmGpa, svsm, input.onProgress && ((done) => input.onProgress!(fw.length + done, total)));
+  measureImage(ld, svsmGpa, svsm, input.threads, input.onProgress && ((done) => input.onProgress!(fw.length + done, total)));
   input.onStep?.({ kind: 'svsm', gpa: svsmGpa, pages: svsm.length / SNP_PAGE_SIZE, ld: ld.digest() });
   measureMetadata(ld, { sections, vmmType: 'qemu', onStep: input.onStep });
   measureVmsas(ld, vmsas, fw.length + svsm.length, total, input);

@@ -11,6 +11,7 @@
  */
 import * as nodeCrypto from 'node:crypto';
 import { SevError } from '../errors';
+import { pageHashes, type PageHashOptions } from './page-hashes';
 
 /** PAGE_TYPE values of SNP_LAUNCH_UPDATE (SNP ABI spec, table "Page Types"). */
 export const SnpPageType = {
@@ -42,19 +43,29 @@ export function sha384(data: Uint8Array): Buffer {
 }
 const MAX_GPA = (1n << 64n) - 1n;
 
+function checkGpa(gpa: bigint): void {
+  if (gpa < 0n || gpa > MAX_GPA) throw new SevError('ERR_SEV_RANGE', `GPA 0x${gpa.toString(16)} is not a 64-bit address`);
+  if ((gpa & 0xfffn) !== 0n) throw new SevError('ERR_SEV_ARGUMENT', `GPA 0x${gpa.toString(16)} is not 4 KiB aligned`);
+}
+
+/** The PAGE_INFO fields after CONTENTS, written in place (`out` is 112 bytes; LD and CONTENTS are set by the caller). */
+function writePageInfoTail(out: Buffer, pageType: SnpPageTypeValue, gpa: bigint): void {
+  out.writeUInt16LE(PAGE_INFO_SIZE, 96);
+  out[98] = pageType;
+  // 99 IMI_PAGE, 100-102 VMPL permissions, 103 reserved: all zero for a launch.
+  out.fill(0, 99, 104);
+  out.writeBigUInt64LE(gpa, 104);
+}
+
 /** Encodes one PAGE_INFO structure (112 bytes). `contents` is SHA-384 of the page, or 48 zero bytes per §4.1's table. */
 export function encodePageInfo(ld: Uint8Array, contents: Uint8Array, pageType: SnpPageTypeValue, gpa: bigint): Buffer {
   if (ld.length !== SNP_LD_SIZE) throw new SevError('ERR_SEV_LENGTH', `launch digest must be ${SNP_LD_SIZE} bytes, got ${ld.length}`);
   if (contents.length !== SNP_LD_SIZE) throw new SevError('ERR_SEV_LENGTH', `page contents digest must be ${SNP_LD_SIZE} bytes, got ${contents.length}`);
-  if (gpa < 0n || gpa > MAX_GPA) throw new SevError('ERR_SEV_RANGE', `GPA 0x${gpa.toString(16)} is not a 64-bit address`);
-  if ((gpa & 0xfffn) !== 0n) throw new SevError('ERR_SEV_ARGUMENT', `GPA 0x${gpa.toString(16)} is not 4 KiB aligned`);
+  checkGpa(gpa);
   const out = Buffer.alloc(PAGE_INFO_SIZE);
   out.set(ld, 0);
   out.set(contents, 48);
-  out.writeUInt16LE(PAGE_INFO_SIZE, 96);
-  out[98] = pageType;
-  // 99 IMI_PAGE, 100-102 VMPL permissions, 103 reserved: all zero for a launch.
-  out.writeBigUInt64LE(gpa, 104);
+  writePageInfoTail(out, pageType, gpa);
   return out;
 }
 
@@ -92,12 +103,36 @@ export class SnpLaunchDigest {
     return this;
   }
 
-  /** Adds every 4 KiB page of `data` (a multiple of 4096 bytes) as NORMAL pages from `gpa` upwards. */
-  updateNormalRange(gpa: bigint, data: Uint8Array): this {
+  /**
+   * Adds every 4 KiB page of `data` (a multiple of 4096 bytes) as NORMAL pages from `gpa` upwards. The page hashes
+   * (CONTENTS, §4.1) may come from worker threads (page-hashes.ts, `opts.threads`); the chain itself runs here, in order.
+   * `onPages` is told the pages chained so far, every 256 pages and at the end.
+   */
+  updateNormalRange(gpa: bigint, data: Uint8Array, opts: PageHashOptions & { onPages?: (done: number) => void } = {}): this {
     if (data.length % SNP_PAGE_SIZE !== 0)
       throw new SevError('ERR_SEV_LENGTH', `measured data must be a multiple of ${SNP_PAGE_SIZE} bytes, got ${data.length}`);
-    for (let off = 0; off < data.length; off += SNP_PAGE_SIZE) {
-      this.update(SnpPageType.NORMAL, gpa + BigInt(off), data.subarray(off, off + SNP_PAGE_SIZE));
+    if (data.length === 0) return this;
+    // Every GPA of the range is checked before anything is hashed, so a refused range leaves the digest unchanged.
+    checkGpa(gpa);
+    checkGpa(gpa + BigInt(data.length - SNP_PAGE_SIZE));
+    const hashes = pageHashes(data, opts);
+    try {
+      // One PAGE_INFO buffer for the whole range (§4.1): per page only LD, CONTENTS and GPA change.
+      const info = Buffer.alloc(PAGE_INFO_SIZE);
+      let ld: Buffer = this.ld;
+      for (let i = 0; i < hashes.count; i++) {
+        info.set(ld, 0);
+        info.set(hashes.get(i), 48);
+        writePageInfoTail(info, SnpPageType.NORMAL, gpa + BigInt(i * SNP_PAGE_SIZE));
+        ld = sha384(info);
+        if (opts.onPages && ((i + 1) % 256 === 0 || i + 1 === hashes.count)) {
+          this.ld = ld;
+          opts.onPages(i + 1);
+        }
+      }
+      this.ld = ld;
+    } finally {
+      hashes.close();
     }
     return this;
   }
