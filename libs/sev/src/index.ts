@@ -67,6 +67,7 @@ export {
   pageHashes,
   warmPageHashPool,
   shutdownPageHashPool,
+  sharedPageBuffer,
   PAGE_HASH_CHUNK_PAGES,
   PAGE_HASH_MIN_PAGES,
   PAGE_HASH_COLD_MIN_PAGES,

@@ -3,10 +3,10 @@
  * `eval: true` and only node:crypto / node:worker_threads, so it works unchanged inside the esbuild bundles of the apps
  * (no worker file to ship or resolve).
  */
-import * as nodeCrypto from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type * as WorkerThreads from 'node:worker_threads';
 import { SevError } from '../errors';
+import { sha384 } from './sha384';
 
 export const PAGE = 4096;
 /** The shared window the input passes through, 1024 pages: bounded memory whatever the image size. */
@@ -17,11 +17,8 @@ const HOT_MS = 500;
 /** One buffer of whole 4 KiB pages, or a list of 4 KiB pages (e.g. IGVM PAGE_DATA). */
 export type PageInput = Uint8Array | readonly Uint8Array[];
 
-const oneShot = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
-/** SHA-384 of one page; the one-shot crypto.hash (Node >= 20.12) skips the Hash object (see page-info.ts sha384). */
-export function hashPage(page: Uint8Array): Buffer {
-  return oneShot !== undefined ? oneShot('sha384', page, 'buffer') : nodeCrypto.createHash('sha384').update(page).digest();
-}
+/** SHA-384 of one 4 KiB page: the CONTENTS field of a NORMAL page (launch-digest.md §4.1). */
+export const hashPage = sha384;
 
 /**
  * The worker. At start-up the first one touches every page of the pool's window with a no-op compare-exchange (0 → 0,

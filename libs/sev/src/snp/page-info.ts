@@ -9,9 +9,11 @@
  * so the layout exists once. The permission and reserved bytes are always 0 for a launch (the two peer tools even
  * order them differently), so they are not parameters.
  */
-import * as nodeCrypto from 'node:crypto';
 import { SevError } from '../errors';
 import { pageHashes, type PageHashOptions } from './page-hashes';
+import { sha384 } from './sha384';
+
+export { sha384 };
 
 /** PAGE_TYPE values of SNP_LAUNCH_UPDATE (SNP ABI spec, table "Page Types"). */
 export const SnpPageType = {
@@ -32,15 +34,6 @@ export const SNP_VMSA_GPA = 0x0000_ffff_ffff_f000n;
 
 const ZERO48 = Buffer.alloc(SNP_LD_SIZE);
 
-/**
- * SHA-384 of one buffer. Every page costs two hash calls (its contents, then PAGE_INFO), so the per-call cost of
- * node:crypto dominates an SNP digest: the one-shot `crypto.hash` (Node >= 20.12) skips the Hash stream object
- * that createHash builds. tools/bench/sev-crypto.ts measures the effect.
- */
-const oneShot = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
-export function sha384(data: Uint8Array): Buffer {
-  return oneShot !== undefined ? oneShot('sha384', data, 'buffer') : nodeCrypto.createHash('sha384').update(data).digest();
-}
 const MAX_GPA = (1n << 64n) - 1n;
 
 function checkGpa(gpa: bigint): void {
