@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { measureIgvm } from '../../src/igvm/measure';
 import { parseIgvm } from '../../src/igvm/parser';
 import { PageDataFlag, type IgvmDirective } from '../../src/igvm/layout';
-import { shutdownPageHashPool, warmPageHashPool } from '../../src/snp/page-hashes';
+import { sharedPageBuffer, shutdownPageHashPool, warmPageHashPool } from '../../src/snp/page-hashes';
 import { snpLaunchDigest, snpOvmfHash, snpSvsmLaunchDigest } from '../../src/snp/launch-digest';
 import { readVector, SNP_A } from '../igvm/vectors';
 import { snpFile, vmsaPage } from '../igvm/build';
@@ -29,6 +29,15 @@ describe('SNP digests with worker-thread page hashes (launch-digest.md §4.1)', 
     for (const threads of [1, 0, undefined]) {
       expect(hex(snpSvsmLaunchDigest({ firmware: svsmOvmf, svsm, varsSize: VARS_SIZE, vcpus, vcpu: EPYC_V4, threads }))).toBe(expected);
     }
+  });
+
+  it('images in shared memory (sharedPageBuffer, read by the workers in place) give the vectors too', () => {
+    const [fw, sv] = [sharedPageBuffer(svsmOvmf), sharedPageBuffer(svsm)];
+    expect(fw.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(fw.equals(svsmOvmf)).toBe(true);
+    const digest = snpSvsmLaunchDigest({ firmware: fw, svsm: sv, varsSize: VARS_SIZE, vcpus: 4, vcpu: EPYC_V4, threads: 1 });
+    expect(hex(digest)).toBe('27d154c27b7b359c935e250ec6fee72aa0ae8c1225e3b0e1cf46a9567e938066d7d6f94bbdc4a857818bdb79277a44b2');
+    expect(snpOvmfHash(fw, undefined, { threads: 1 }).equals(snpOvmfHash(svsmOvmf, undefined, { threads: 0 }))).toBe(true);
   });
 
   it('snp and snp:ovmf-hash agree across paths, seeded or not, with the same progress calls', () => {
