@@ -274,6 +274,49 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     expect(vm.guestSecrets().map((s) => s.data.toString())).toEqual(['pw']);
   }, 120_000);
 
+  it('/launch follows a registration replaced or removed through another broker at once (cached terms never decide alone)', async () => {
+    const db = await testDatabase('pg');
+    cleanups.push(() => db.drop());
+    const [a, b] = [await replica(db), await replica(db)];
+    const platform = testPlatform();
+    const uuid = randomUUID();
+    const registration = (policy: number) => ({
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(platform),
+      policy,
+      'cpu-count': 1,
+      'firmware-hashes': [sha256hex(fw)],
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+    });
+    const body = launchBody(platform); // no cpu-id: fine for SEV (policy 1), refused for SEV-ES (policy 5)
+    await a.svc.addFirmware({ admin: true }, fw, info);
+    await a.svc.register({ admin: true }, uuid, registration(1), info);
+    expect((await a.svc.launch(uuid, body, { ...info, refId: 'ok-1' })).policy).toBe(1); // a now holds policy 1's terms
+    let reads = 0;
+    const getVm = a.store.getVm.bind(a.store);
+    a.store.getVm = (u) => (reads++, getVm(u));
+    expect((await a.svc.launch(uuid, body, { ...info, refId: 'ok-0' })).policy).toBe(1);
+    expect(reads).toBe(0); // unchanged registration: the session's statement is the launch's only round trip
+    await b.svc.replace({ admin: true }, uuid, registration(5), info);
+    await expect(a.svc.launch(uuid, body, { ...info, refId: 'es' })).rejects.toMatchObject({ kind: 'denied' });
+    await b.svc.replace({ admin: true }, uuid, registration(1), info); // a now holds policy 5's: they refuse, the database allows
+    expect((await a.svc.launch(uuid, body, { ...info, refId: 'ok-2' })).policy).toBe(1);
+    await b.svc.remove({ admin: true }, uuid, info);
+    await expect(a.svc.launch(uuid, body, { ...info, refId: 'gone' })).rejects.toMatchObject({ kind: 'denied' });
+    await a.close();
+    const trail = (await b.store.listAudit({ event: 'vm-launch' })).map((e) => [e.refId, e.outcome, (e.detail as { reason?: string }).reason ?? '']);
+    expect(trail.sort()).toEqual([
+      ['es', 'refused', 'an SEV-ES launch needs the host to name its vCPU (cpu-id)'],
+      ['gone', 'refused', `VM ${uuid} is not registered`],
+      ['ok-0', 'issued', ''],
+      ['ok-1', 'issued', ''],
+      ['ok-2', 'issued', ''],
+    ]);
+    // one session per issued launch, each bound to the VM
+    expect(await b.store.countPendingSessions(new Date())).toBe(3);
+    expect(reads).toBe(3); // es, ok-2 and gone each read the registration once more
+  }, 120_000);
+
   it('a broker restarted between /launch and /validate finishes the launch', async () => {
     const db = await testDatabase('pg');
     cleanups.push(() => db.drop());

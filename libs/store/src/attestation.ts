@@ -3,11 +3,21 @@
  * firmware catalogue, owner tokens (only a SHA-256 of each token is kept) and the VM each `/launch` session is for.
  * Owner isolation is in the statements: `owner` null means the admin (any VM); otherwise only that owner's rows match.
  */
+import { createHash } from 'node:crypto';
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
+import { auditRow, type AuditEntryInput } from './audit-log';
 import { isUuid, requireBuffer, requireId, requireLength, type StoreContext } from './context';
 import { StoreError } from './errors';
-import { consumeParams, consumeStatement, openConsumed, type ConsumedLaunchSession } from './launch-sessions';
-import { firmwareImages, ownerTokens, vmLaunches, vmRegistrations } from './schema';
+import {
+  consumeParams,
+  consumeStatement,
+  openConsumed,
+  sessionRow,
+  type ConsumedLaunchSession,
+  type LaunchSession,
+  type LaunchSessionInput,
+} from './launch-sessions';
+import { auditLog, firmwareImages, launchSessions, ownerTokens, vmLaunches, vmRegistrations } from './schema';
 
 export interface VmRegistrationRecord {
   uuid: string;
@@ -17,6 +27,11 @@ export interface VmRegistrationRecord {
   document: Buffer;
   createdAt: Date;
   updatedAt: Date;
+  /**
+   * Names this exact stored registration: SHA-256 of its sealed document, which a replacement always changes (the seal
+   * draws a fresh nonce). openVmLaunch only writes while the registration still has it.
+   */
+  version: Buffer;
 }
 
 export interface FirmwareRecord {
@@ -61,7 +76,17 @@ export interface AttestationStore {
   listOwners(): Promise<{ name: string; createdAt: Date }[]>;
   deleteOwner(name: string): Promise<boolean>;
 
-  bindVmLaunch(input: VmLaunchBinding): Promise<void>;
+  /**
+   * /launch's one round trip: the launch session (as createLaunchSession writes it), the VM it is for and its audit
+   * entry, in one statement, only while VM `vm.uuid` is still registered at `vm.version` (the registration the caller
+   * decided on: the row is locked FOR SHARE, so a concurrent replace waits or wins, never interleaves). undefined, with
+   * nothing written, if the registration was replaced or removed since.
+   */
+  openVmLaunch(
+    input: LaunchSessionInput,
+    vm: { uuid: string; version: Buffer; cpuSignature: number | null },
+    audit: AuditEntryInput,
+  ): Promise<LaunchSession | undefined>;
   /**
    * /validate's one round trip: consumes the launch session exactly as consumeLaunchSession does (one statement, of
    * any number of concurrent callers on any replica exactly one gets it) and, in the same statement, reads the VM it
@@ -82,6 +107,7 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
     document: ctx.sealer.open(row.documentEnc, binding(row.uuid)),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
+    version: versionOf(row.documentEnc),
   });
   const vmGet = ctx.prepared((db) =>
     db
@@ -120,6 +146,74 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       .leftJoin(vmLaunches, eq(vmLaunches.launchId, consumed.id))
       .leftJoin(vmRegistrations, eq(vmRegistrations.uuid, vmLaunches.vmUuid))
       .prepare('kb_vm_launch_consume');
+  });
+  // INSERT … SELECT FROM the locked registration, so that zero rows are written when its version moved on. Drizzle's
+  // insert-select names every column of the table, so each placeholder carries its column's type, and audit_log's id
+  // takes its serial default explicitly.
+  const openLaunch = ctx.prepared((db) => {
+    const p = (name: string, type: string) => sql`${sql.placeholder(name)}::${sql.raw(type)}`;
+    const vm = db.$with('vm').as(
+      db
+        .select({ uuid: vmRegistrations.uuid })
+        .from(vmRegistrations)
+        .where(and(eq(vmRegistrations.uuid, sql.placeholder('vmUuid')), sql`sha256(${vmRegistrations.documentEnc}) = ${p('vmVersion', 'bytea')}`))
+        .for('share'),
+    );
+    const session = db.$with('session').as(
+      db
+        .insert(launchSessions)
+        .select(
+          db
+            .select({
+              id: p('id', 'uuid').as('id'),
+              keysEnc: p('keysEnc', 'bytea').as('keys_enc'),
+              sevPolicy: p('sevPolicy', 'bigint').as('sev_policy'),
+              chipId: p('chipId', 'text').as('chip_id'),
+              generation: p('generation', 'text').as('generation'),
+              chainSha256: p('chainSha256', 'bytea').as('chain_sha256'),
+              createdAt: p('createdAt', 'timestamptz').as('created_at'),
+              expiresAt: p('expiresAt', 'timestamptz').as('expires_at'),
+              consumedAt: sql`null::timestamptz`.as('consumed_at'),
+            })
+            .from(vm),
+        )
+        .returning({ id: launchSessions.id }),
+    );
+    const bound = db.$with('bound').as(
+      db
+        .insert(vmLaunches)
+        .select(
+          db
+            .select({
+              launchId: session.id,
+              vmUuid: p('vmUuid', 'uuid').as('vm_uuid'),
+              cpuSignature: p('cpuSignature', 'bigint').as('cpu_signature'),
+              expiresAt: p('expiresAt', 'timestamptz').as('expires_at'),
+            })
+            .from(session),
+        )
+        .returning({ launchId: vmLaunches.launchId }),
+    );
+    return db
+      .with(vm, session, bound)
+      .insert(auditLog)
+      .select(
+        db
+          .select({
+            id: sql`nextval(pg_get_serial_sequence('audit_log', 'id'))`.as('id'),
+            at: p('auditAt', 'timestamptz').as('at'),
+            event: p('auditEvent', 'text').as('event'),
+            launchId: p('auditLaunchId', 'text').as('launch_id'),
+            clientId: p('auditClientId', 'text').as('client_id'),
+            peer: p('auditPeer', 'text').as('peer'),
+            refId: p('auditRefId', 'text').as('ref_id'),
+            outcome: p('auditOutcome', 'text').as('outcome'),
+            detail: p('auditDetail', 'jsonb').as('detail'),
+          })
+          .from(bound),
+      )
+      .returning({ id: auditLog.id })
+      .prepare('kb_vm_launch_open');
   });
   const ownerOf = (owner: string | null) => (owner === null ? sql`true` : eq(vmRegistrations.owner, owner));
   const checkUuid = (uuid: string) => {
@@ -228,10 +322,36 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       return rows.length > 0;
     },
 
-    async bindVmLaunch(input) {
-      checkUuid(input.launchId);
-      checkUuid(input.vmUuid);
-      await ctx.run((db) => db.insert(vmLaunches).values(input));
+    async openVmLaunch(input, vm, audit) {
+      checkUuid(vm.uuid);
+      requireLength(vm.version, 32, 'registration version');
+      if (vm.cpuSignature !== null && !(Number.isSafeInteger(vm.cpuSignature) && vm.cpuSignature >= 0)) {
+        throw new StoreError('ERR_STORE_ARGUMENT', 'cpuSignature must be a non-negative integer or null');
+      }
+      const { values, session } = sessionRow(ctx, input);
+      const entry = auditRow(audit);
+      // Times go in as ISO text and the detail as JSON text: no column maps these placeholders (see openLaunch).
+      const rows = await ctx.run(
+        () =>
+          openLaunch().execute({
+            ...values,
+            createdAt: values.createdAt!.toISOString(),
+            expiresAt: values.expiresAt.toISOString(),
+            vmUuid: vm.uuid,
+            vmVersion: vm.version,
+            cpuSignature: vm.cpuSignature,
+            auditAt: entry.at.toISOString(),
+            auditEvent: entry.event,
+            auditOutcome: entry.outcome,
+            auditLaunchId: entry.launchId,
+            auditClientId: entry.clientId,
+            auditPeer: entry.peer,
+            auditRefId: entry.refId,
+            auditDetail: entry.detail === null || entry.detail === undefined ? null : JSON.stringify(entry.detail),
+          }),
+        { unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${values.id} already exists`) },
+      );
+      return rows.length === 1 ? session : undefined;
     },
     async consumeVmLaunch(launchId, now) {
       if (!isUuid(launchId)) return undefined;
@@ -244,4 +364,9 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
       return rows.length;
     },
   };
+}
+
+/** VmRegistrationRecord.version: what openVmLaunch's statement computes as sha256(document_enc). */
+function versionOf(documentEnc: Buffer): Buffer {
+  return createHash('sha256').update(documentEnc).digest();
 }

@@ -86,25 +86,12 @@ export function launchSessionStore(ctx: StoreContext): LaunchSessionStore {
 
   return {
     async createLaunchSession(input, audit) {
-      const { id = randomUUID(), tek, tik, sevPolicy, chipId, generation, chainSha256, createdAt = new Date(), expiresAt } = input;
-      if (!isUuid(id)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch session id must be a UUID');
-      requireLength(tek, KEY_LENGTH, 'TEK');
-      requireLength(tik, KEY_LENGTH, 'TIK');
-      requireLength(chainSha256, 32, 'chainSha256');
-      requireUint(sevPolicy, 0xffffffff, 'sevPolicy');
-      requireId(chipId, 'chipId');
-      requireId(generation, 'generation');
-      if (!(expiresAt.getTime() > createdAt.getTime())) {
-        throw new StoreError('ERR_STORE_ARGUMENT', 'launch session must expire after it is created');
-      }
+      const { values, session } = sessionRow(ctx, input);
       const entry = audit === undefined ? undefined : auditRow(audit);
-      const rowId = id.toLowerCase(); // what PostgreSQL's uuid type gives back, so consume opens it under the same AAD
-      const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId });
-      const values = { id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt };
       await ctx.run(() => (entry === undefined ? insert().execute(values) : insertAudited().execute({ ...values, ...auditParams(entry) })), {
-        unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${id} already exists`),
+        unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${values.id} already exists`),
       });
-      return { id: rowId, sevPolicy, chipId, generation, chainSha256: Buffer.from(chainSha256), createdAt, expiresAt, consumedAt: null };
+      return session;
     },
 
     async consumeLaunchSession(id, now) {
@@ -144,6 +131,33 @@ const sessionColumns = {
 function toSession(row: LaunchSession): LaunchSession {
   const { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt } = row;
   return { id, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt, consumedAt };
+}
+
+/**
+ * A session's row as it is written (checked; TEK ‖ TIK sealed under the row's id) and the session it describes: for
+ * createLaunchSession and for attestation.ts's openVmLaunch, which writes the same row in its own statement.
+ */
+export function sessionRow(
+  ctx: StoreContext,
+  input: LaunchSessionInput,
+): { values: typeof launchSessions.$inferInsert & { id: string }; session: LaunchSession } {
+  const { id = randomUUID(), tek, tik, sevPolicy, chipId, generation, chainSha256, createdAt = new Date(), expiresAt } = input;
+  if (!isUuid(id)) throw new StoreError('ERR_STORE_ARGUMENT', 'launch session id must be a UUID');
+  requireLength(tek, KEY_LENGTH, 'TEK');
+  requireLength(tik, KEY_LENGTH, 'TIK');
+  requireLength(chainSha256, 32, 'chainSha256');
+  requireUint(sevPolicy, 0xffffffff, 'sevPolicy');
+  requireId(chipId, 'chipId');
+  requireId(generation, 'generation');
+  if (!(expiresAt.getTime() > createdAt.getTime())) {
+    throw new StoreError('ERR_STORE_ARGUMENT', 'launch session must expire after it is created');
+  }
+  const rowId = id.toLowerCase(); // what PostgreSQL's uuid type gives back, so consume opens it under the same AAD
+  const keysEnc = ctx.sealer.seal(Buffer.concat([tek, tik]), { ...SEALED_COLUMN, rowId });
+  return {
+    values: { id: rowId, keysEnc, sevPolicy, chipId, generation, chainSha256, createdAt, expiresAt },
+    session: { id: rowId, sevPolicy, chipId, generation, chainSha256: Buffer.from(chainSha256), createdAt, expiresAt, consumedAt: null },
+  };
 }
 
 /**

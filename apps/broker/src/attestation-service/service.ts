@@ -12,12 +12,13 @@ import { constantTimeEqual, decodeChain, isSevError, PolicyFlag } from '@kb/sev'
 import { isStoreError, type VmRegistrationRecord } from '@kb/store';
 import type { BrokerContext } from '../context';
 import type { BrokerCore } from '../core';
-import { ChainRefused } from '../core/chain-cache';
+import { ChainRefused, type TrustedPlatform } from '../core/chain-cache';
 import { readOwnRelease, releaseToLaunch } from '../core/release';
-import { BrokerError, denied, fromStore, invalid } from '../errors';
+import { BrokerError, denied, fromStore, invalid, unavailable } from '../errors';
 import { peerAddress, RateLimiter } from '../rate-limit';
 import type { CallInfo } from '../unary';
 import { DigestCache, sha256Hex } from './expected-digest';
+import { launchTermsOf, LaunchTermsCache, type LaunchTerms } from './launch-terms';
 import { base64, cpuId, describeRegistration, hex32, parseRegistration, type Registration } from './registration';
 
 /** Who an owner call is from: the admin (every VM) or a named owner (its own). */
@@ -62,8 +63,29 @@ function byte(v: unknown, name: string): number {
 export const LAUNCH_FIELDS = ['pdh', 'cert-chain', 'cpu-id'] as const;
 export const VALIDATE_FIELDS = ['launch-id', 'api-major', 'api-minor', 'build-id', 'policy', 'measurement', 'firmware-hash', 'cpu-count'] as const;
 
+/** Thrown by /launch's session write when the registration it decided on was replaced or removed meanwhile. */
+class StaleRegistration extends Error {}
+/** Reads of a registration that keeps changing before /launch gives up (each replace in between is an owner's call). */
+const MAX_LAUNCH_ATTEMPTS = 3;
+
+/**
+ * Why these terms refuse a host (its OCA, the time, its claimed vCPU), for the audit trail; undefined if they allow it.
+ */
+function launchRefusal(terms: LaunchTerms, oca: Buffer, claimedSig: number | null, now: Date): string | undefined {
+  if (!terms.cloudCerts.has(oca.toString('base64'))) return `the host's OCA (sha256 ${sha256Hex(oca)}) is not one of the registered cloud-certs`;
+  if (terms.notBefore && now < terms.notBefore) return `the registration is valid from ${terms.notBefore.toISOString()}`;
+  if (terms.notAfter && now >= terms.notAfter) return `the registration expired at ${terms.notAfter.toISOString()}`;
+  if ((terms.policy & PolicyFlag.ES) !== 0) {
+    if (claimedSig === null) return 'an SEV-ES launch needs the host to name its vCPU (cpu-id)';
+    if (terms.cpuSignatures && !terms.cpuSignatures.includes(claimedSig))
+      return `vCPU signature 0x${claimedSig.toString(16)} is not one of the registered cpu-models`;
+  }
+  return undefined;
+}
+
 export class AttestationService {
   private readonly digests = new DigestCache();
+  private readonly launchTerms = new LaunchTermsCache();
   private readonly launchLimiter: RateLimiter;
 
   constructor(
@@ -112,6 +134,7 @@ export class AttestationService {
     const uuid = vmUuid(uuidParam);
     const reg = await this.parse(body);
     const rec = await this.ctx.store.replaceVm({ uuid, owner: ownerOf(caller), document: Buffer.from(JSON.stringify(reg)) }, this.ctx.now());
+    this.launchTerms.delete(uuid); // this process's own next /launch need not find out from the database
     if (!rec) throw notFound(`VM ${uuid}`);
     this.audit('vm-register', 'replaced', info, { vm: uuid, owner: rec.owner || 'admin', policy: reg.policy, firmware: reg.firmwareHashes });
     return describeRegistration(uuid, rec.owner, reg, rec);
@@ -127,6 +150,7 @@ export class AttestationService {
   async remove(caller: Caller, uuidParam: unknown, info: CallInfo): Promise<void> {
     const uuid = vmUuid(uuidParam);
     if (!(await this.ctx.store.deleteVm(uuid, ownerOf(caller)))) throw notFound(`VM ${uuid}`);
+    this.launchTerms.delete(uuid);
     this.audit('vm-register', 'deleted', info, { vm: uuid });
   }
 
@@ -189,43 +213,62 @@ export class AttestationService {
       this.audit('vm-launch', 'refused', info, { vm: uuid, reason: err.detail });
       return err;
     };
-    const vm = await this.load(uuid);
-    if (!vm) throw refuse(`VM ${uuid} is not registered`);
-    const { reg } = vm;
-    let platform;
-    try {
-      platform = this.core.chains.verify(chain);
-    } catch (e) {
-      if (!(e instanceof ChainRefused)) throw e;
-      throw refuse(`certificate chain not trusted: ${e.message}`);
+    // Decided on the cached terms when there are some; a refusal on cached terms, or a registration that moved on
+    // before the session was written, reads the registration again (launch-terms.ts).
+    let terms = this.launchTerms.get(uuid);
+    let cached = terms !== undefined;
+    let platform: TrustedPlatform | undefined;
+    for (let attempt = 1; ; attempt++) {
+      if (terms === undefined) {
+        const rec = await this.ctx.store.getVm(uuid);
+        if (!rec) {
+          this.launchTerms.delete(uuid);
+          throw refuse(`VM ${uuid} is not registered`);
+        }
+        terms = launchTermsOf(rec, registrationOf(rec));
+        this.launchTerms.set(terms);
+        cached = false;
+      }
+      try {
+        platform ??= this.core.chains.verify(chain);
+      } catch (e) {
+        if (!(e instanceof ChainRefused)) throw e;
+        throw refuse(`certificate chain not trusted: ${e.message}`);
+      }
+      const refusal = launchRefusal(terms, decoded.oca.raw, claimedSig, this.ctx.now());
+      if (refusal !== undefined) {
+        if (!cached) throw refuse(refusal);
+        terms = undefined;
+        continue;
+      }
+      const es = (terms.policy & PolicyFlag.ES) !== 0;
+      const cpuSignature = es ? claimedSig : null;
+      const vm = { uuid, version: terms.version, cpuSignature };
+      try {
+        const session = await this.core.sessions.open(
+          {
+            platform,
+            policy: terms.policy,
+            event: 'vm-launch',
+            detail: { vm: uuid, cpuSignature },
+            write: (row, audit) => this.ctx.store.openVmLaunch(row, vm, audit),
+            stale: () => new StaleRegistration(),
+          },
+          info,
+        );
+        return {
+          session: session.launchBlob.toString('base64'),
+          'owner-cert': session.godhCert.toString('base64'),
+          policy: terms.policy,
+          'launch-id': session.launchId,
+        };
+      } catch (e) {
+        if (!(e instanceof StaleRegistration)) throw e;
+        this.launchTerms.delete(uuid);
+        terms = undefined;
+        if (attempt >= MAX_LAUNCH_ATTEMPTS) throw refuse('', unavailable(`the registration of VM ${uuid} kept changing during the launch`));
+      }
     }
-    const oca = decoded.oca.raw.toString('base64');
-    if (!reg.cloudCerts.includes(oca)) throw refuse(`the host's OCA (sha256 ${sha256Hex(decoded.oca.raw)}) is not one of the registered cloud-certs`);
-    const now = this.ctx.now();
-    if (reg.notBefore && now < new Date(reg.notBefore)) throw refuse(`the registration is valid from ${reg.notBefore}`);
-    if (reg.notAfter && now >= new Date(reg.notAfter)) throw refuse(`the registration expired at ${reg.notAfter}`);
-    const es = (reg.policy & PolicyFlag.ES) !== 0;
-    if (es && claimedSig === null) throw refuse('an SEV-ES launch needs the host to name its vCPU (cpu-id)');
-    if (es && reg.cpuSignatures && !reg.cpuSignatures.includes(claimedSig!)) {
-      throw refuse(`vCPU signature 0x${claimedSig!.toString(16)} is not one of the registered cpu-models`);
-    }
-    const cpuSignature = es ? claimedSig : null;
-    const session = await this.core.sessions.open(
-      {
-        platform,
-        policy: reg.policy,
-        event: 'vm-launch',
-        detail: { vm: uuid, cpuSignature },
-        alongside: (launchId, expiresAt) => this.ctx.store.bindVmLaunch({ launchId, vmUuid: uuid, cpuSignature, expiresAt }),
-      },
-      info,
-    );
-    return {
-      session: session.launchBlob.toString('base64'),
-      'owner-cert': session.godhCert.toString('base64'),
-      policy: reg.policy,
-      'launch-id': session.launchId,
-    };
   }
 
   /**

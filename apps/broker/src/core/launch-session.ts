@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describePolicy, isSevError, sessionFromAgreement, verifyMeasurement } from '@kb/sev';
-import type { ConsumedLaunchSession, JsonValue } from '@kb/store';
+import type { AuditEntryInput, ConsumedLaunchSession, JsonValue, LaunchSession, LaunchSessionInput } from '@kb/store';
 import { jsonSafe } from '../audit';
 import type { BrokerContext } from '../context';
 import { BrokerError, denied, timedOut, unavailable } from '../errors';
@@ -72,10 +72,13 @@ export interface OpenSessionInput {
   /** extra audit detail (e.g. the VM) */
   detail?: Record<string, JsonValue>;
   /**
-   * A write of the front-end's own, run alongside the session's insert (the attestation service binds the session to
-   * its VM): if it fails, the session is withdrawn like one whose key agreement failed.
+   * The front-end's own write of the session row and its audit entry, instead of store.createLaunchSession (the
+   * attestation service writes the session with its VM binding, only while the registration it decided on is current).
+   * Resolving undefined means it wrote nothing: open() then rejects with `stale` (and no session exists).
    */
-  alongside?: (launchId: string, expiresAt: Date) => Promise<void>;
+  write?: (session: LaunchSessionInput, audit: AuditEntryInput) => Promise<LaunchSession | undefined>;
+  /** what open() rejects with when `write` wrote nothing (the front-end's own error, e.g. to re-decide and retry) */
+  stale?: () => Error;
 }
 
 export interface OpenedSession {
@@ -128,31 +131,25 @@ export class LaunchSessions {
     };
     const tek = randomBytes(16);
     const tik = randomBytes(16);
-    const [agreed, stored, own] = await Promise.allSettled([
+    const row: LaunchSessionInput = {
+      id: launchId,
+      tek,
+      tik,
+      sevPolicy: policy,
+      chipId: platform.chipId,
+      generation: platform.generation,
+      chainSha256: platform.chainSha256,
+      createdAt: now,
+      expiresAt,
+    };
+    const [agreed, stored] = await Promise.allSettled([
       this.ecdh.agree(platform.pdhKey),
-      ctx.store.createLaunchSession(
-        {
-          id: launchId,
-          tek,
-          tik,
-          sevPolicy: policy,
-          chipId: platform.chipId,
-          generation: platform.generation,
-          chainSha256: platform.chainSha256,
-          createdAt: now,
-          expiresAt,
-        },
-        jsonSafe(issued),
-      ),
-      input.alongside?.(launchId, expiresAt),
+      input.write ? input.write(row, jsonSafe(issued)) : ctx.store.createLaunchSession(row, jsonSafe(issued)),
     ]);
     let session;
     try {
       if (stored.status === 'rejected') throw stored.reason;
-      if (own.status === 'rejected') {
-        await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
-        throw own.reason;
-      }
+      if (stored.value === undefined) throw input.stale?.() ?? new Error('the launch session was not written');
       if (agreed.status === 'rejected') {
         await ctx.store.consumeLaunchSession(launchId, ctx.now()).catch(() => undefined);
         const reason = `the key agreement failed (${(agreed.reason as Error)?.message}); its session was withdrawn`;

@@ -63,7 +63,8 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
   }
 }
 
-const TABLES = 'audit_log, connections, launch_sessions, release_counts, keysets, secrets, resources, report_keys, kbs_resources, kbs_sessions, policies';
+const TABLES =
+  'audit_log, connections, launch_sessions, release_counts, keysets, secrets, resources, report_keys, kbs_resources, kbs_sessions, policies, vm_registrations, vm_launches';
 
 export function storeSuite(harness: () => Harness): void {
   let store: Store;
@@ -364,6 +365,88 @@ export function storeSuite(harness: () => Harness): void {
     it('stores the full u32 policy range', async () => {
       const { id } = await store.createLaunchSession(sessionInput({ sevPolicy: 0xffffffff }));
       expect((await store.consumeLaunchSession(id, at(1)))?.sevPolicy).toBe(0xffffffff);
+    });
+  });
+
+  describe('VM launches (openVmLaunch: session, binding and audit entry in one statement)', () => {
+    const doc = (n: number) => Buffer.from(JSON.stringify({ policy: n }));
+    const issued = (refId: string) => ({ event: 'vm-launch', outcome: 'issued', peer: 'ipv4:127.0.0.1:1', refId, at: at(1), detail: { vm: 'x', n: 1 } });
+    const counts = async () =>
+      (
+        await raw(
+          'SELECT (SELECT count(*) FROM launch_sessions)::int AS s, (SELECT count(*) FROM vm_launches)::int AS b, (SELECT count(*) FROM audit_log)::int AS a',
+        )
+      )[0];
+
+    it('writes all three at the registration version it was given, and consumeVmLaunch finds them', async () => {
+      const uuid = randomUUID();
+      const vm = await store.createVm({ uuid, owner: 'alice', document: doc(1) }, at(0));
+      expect(vm.version).toHaveLength(32);
+      expect((await store.getVm(uuid))?.version).toEqual(vm.version);
+      const opened = await store.openVmLaunch(sessionInput(), { uuid, version: vm.version, cpuSignature: 0x00a00f11 }, issued('l-1'));
+      expect(opened?.sevPolicy).toBe(3);
+      expect(await raw('SELECT event, outcome, ref_id, at, detail FROM audit_log')).toEqual([
+        { event: 'vm-launch', outcome: 'issued', ref_id: 'l-1', at: at(1), detail: { vm: 'x', n: 1 } },
+      ]);
+      const consumed = await store.consumeVmLaunch(opened!.id, at(2));
+      expect(consumed?.binding).toEqual({ launchId: opened!.id, vmUuid: uuid, cpuSignature: 0x00a00f11, expiresAt: at(300) });
+      expect(consumed?.vm?.document.equals(doc(1))).toBe(true);
+      expect(consumed?.session.tek).toHaveLength(16);
+    });
+
+    it('writes nothing once the registration was replaced or removed, or for another VM’s version', async () => {
+      const [a, b] = [randomUUID(), randomUUID()];
+      const first = await store.createVm({ uuid: a, owner: '', document: doc(1) }, at(0));
+      const other = await store.createVm({ uuid: b, owner: '', document: doc(1) }, at(0));
+      const replaced = await store.replaceVm({ uuid: a, owner: null, document: doc(1) }, at(0)); // same bytes, same time
+      expect(replaced!.version.equals(first.version)).toBe(false); // a fresh seal: a new version all the same
+      expect(await store.openVmLaunch(sessionInput(), { uuid: a, version: first.version, cpuSignature: null }, issued('stale'))).toBeUndefined();
+      expect(await store.openVmLaunch(sessionInput(), { uuid: a, version: other.version, cpuSignature: null }, issued('other'))).toBeUndefined();
+      expect(await counts()).toEqual({ s: 0, b: 0, a: 0 });
+      expect(await store.openVmLaunch(sessionInput(), { uuid: a, version: replaced!.version, cpuSignature: null }, issued('ok'))).toBeDefined();
+      expect(await store.deleteVm(a, null)).toBe(true);
+      expect(await store.openVmLaunch(sessionInput(), { uuid: a, version: replaced!.version, cpuSignature: null }, issued('gone'))).toBeUndefined();
+      expect(await counts()).toEqual({ s: 1, b: 1, a: 1 });
+    });
+
+    it('refuses malformed input and a taken launch id before or without writing', async () => {
+      const uuid = randomUUID();
+      const { version } = await store.createVm({ uuid, owner: '', document: doc(1) }, at(0));
+      const id = randomUUID();
+      await store.openVmLaunch(sessionInput({ id }), { uuid, version, cpuSignature: null }, issued('1'));
+      expect(await codeOf(store.openVmLaunch(sessionInput({ id }), { uuid, version, cpuSignature: null }, issued('2')))).toBe('ERR_STORE_CONFLICT');
+      expect(await codeOf(store.openVmLaunch(sessionInput({ tek: randomBytes(8) }), { uuid, version, cpuSignature: null }, issued('3')))).toBe(
+        'ERR_STORE_ARGUMENT',
+      );
+      expect(await codeOf(store.openVmLaunch(sessionInput(), { uuid, version: randomBytes(31), cpuSignature: null }, issued('4')))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.openVmLaunch(sessionInput(), { uuid: 'nope', version, cpuSignature: null }, issued('5')))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.openVmLaunch(sessionInput(), { uuid, version, cpuSignature: -1 }, issued('6')))).toBe('ERR_STORE_ARGUMENT');
+      expect(await codeOf(store.openVmLaunch(sessionInput(), { uuid, version, cpuSignature: null }, { event: 'vm-launch', outcome: '' }))).toBe(
+        'ERR_STORE_ARGUMENT',
+      );
+      expect(await counts()).toEqual({ s: 1, b: 1, a: 1 });
+    });
+
+    it('racing replacements: every launch written was opened at the version current when it committed', async () => {
+      const uuid = randomUUID();
+      let { version } = await store.createVm({ uuid, owner: '', document: doc(0) }, at(0));
+      const opened: string[] = [];
+      await Promise.all([
+        (async () => {
+          for (let i = 1; i <= 10; i++) version = (await store.replaceVm({ uuid, owner: null, document: doc(i) }, at(0)))!.version;
+        })(),
+        (async () => {
+          for (let i = 0; i < 30; i++) {
+            const seen = (await store.getVm(uuid))!.version;
+            const s = await store.openVmLaunch(sessionInput(), { uuid, version: seen, cpuSignature: null }, issued(`r-${i}`));
+            if (s) opened.push(s.id);
+          }
+        })(),
+      ]);
+      const c = await counts();
+      expect(c).toEqual({ s: opened.length, b: opened.length, a: opened.length });
+      const now = await store.openVmLaunch(sessionInput(), { uuid, version, cpuSignature: null }, issued('last'));
+      expect(now).toBeDefined(); // the final version is current
     });
   });
 
