@@ -300,7 +300,14 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     await b.svc.replace({ admin: true }, uuid, registration(5), info);
     await expect(a.svc.launch(uuid, body, { ...info, refId: 'es' })).rejects.toMatchObject({ kind: 'denied' });
     await b.svc.replace({ admin: true }, uuid, registration(1), info); // a now holds policy 5's: they refuse, the database allows
-    expect((await a.svc.launch(uuid, body, { ...info, refId: 'ok-2' })).policy).toBe(1);
+    const l2 = await a.svc.launch(uuid, body, { ...info, refId: 'ok-2' });
+    expect(l2.policy).toBe(1);
+    // a policy changed between /launch and /validate: the owner's latest word holds, the launch gets no secret
+    await b.svc.replace({ admin: true }, uuid, registration(3), info);
+    const claims = { 'api-major': 1, 'api-minor': 51, 'build-id': 3, policy: 1, measurement: Buffer.alloc(48).toString('base64'), 'cpu-count': 1 };
+    await expect(
+      a.svc.validate(uuid, { ...claims, 'launch-id': l2['launch-id'], 'firmware-hash': sha256hex(fw) }, { ...info, refId: 'changed' }),
+    ).rejects.toMatchObject({ kind: 'denied', detail: 'the registered policy changed since /launch (0x1 then, 0x3 now)' });
     await b.svc.remove({ admin: true }, uuid, info);
     await expect(a.svc.launch(uuid, body, { ...info, refId: 'gone' })).rejects.toMatchObject({ kind: 'denied' });
     await a.close();
@@ -313,7 +320,7 @@ describe('PostgreSQL: one launch session, two brokers', () => {
       ['ok-2', 'issued', ''],
     ]);
     // one session per issued launch, each bound to the VM
-    expect(await b.store.countPendingSessions(new Date())).toBe(3);
+    expect(await b.store.countPendingSessions(new Date())).toBe(2); // ok-2's was consumed by its refused /validate
     expect(reads).toBe(3); // es, ok-2 and gone each read the registration once more
   }, 120_000);
 

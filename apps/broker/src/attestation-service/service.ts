@@ -8,7 +8,7 @@
  * guest gRPC API: they learn only the class of a refusal and a reference, the reason goes to the audit trail.
  */
 import { createHash } from 'node:crypto';
-import { constantTimeEqual, decodeChain, isSevError, PolicyFlag } from '@kb/sev';
+import { constantTimeEqual, PolicyFlag, SEV_CERT_SIZE } from '@kb/sev';
 import { isStoreError, type VmRegistrationRecord } from '@kb/store';
 import type { BrokerContext } from '../context';
 import type { BrokerCore } from '../core';
@@ -199,14 +199,19 @@ export class AttestationService {
     const pdh = base64(body.pdh, 'pdh', 0x824);
     const chain = base64(body['cert-chain'], 'cert-chain', MAX_CHAIN_BYTES);
     const claimedSig = body['cpu-id'] === undefined ? null : cpuId(body['cpu-id']);
-    let decoded;
+    // The chain's verdict is cached per chain (chain-cache.ts): a host sends the same one every launch, and decoding it
+    // alone costs ~1 ms here. A malformed chain is the host's input error; an untrusted one is refused below, after the
+    // VM is known to be registered.
+    let verdict: TrustedPlatform | ChainRefused;
     try {
-      decoded = decodeChain(chain);
+      verdict = this.core.chains.verify(chain);
     } catch (e) {
-      if (isSevError(e)) throw invalid(`cert-chain is not a SEV certificate chain (sevctl export --full): ${e.message}`);
-      throw e;
+      if (!(e instanceof ChainRefused)) throw e;
+      if (e.malformed) throw invalid(`cert-chain is not a SEV certificate chain (sevctl export --full): ${e.message}`);
+      verdict = e;
     }
-    if (!constantTimeEqual(decoded.pdh.raw, pdh)) throw invalid('pdh must be the PDH certificate at the head of cert-chain');
+    // A decodable chain starts with its PDH (PDH ‖ PEK ‖ OCA ‖ CEK ‖ ASK ‖ ARK).
+    if (!constantTimeEqual(chain.subarray(0, SEV_CERT_SIZE), pdh)) throw invalid('pdh must be the PDH certificate at the head of cert-chain');
 
     const refuse = (detail: string, e?: BrokerError) => {
       const err = e ?? denied(detail);
@@ -217,7 +222,6 @@ export class AttestationService {
     // before the session was written, reads the registration again (launch-terms.ts).
     let terms = this.launchTerms.get(uuid);
     let cached = terms !== undefined;
-    let platform: TrustedPlatform | undefined;
     for (let attempt = 1; ; attempt++) {
       if (terms === undefined) {
         const rec = await this.ctx.store.getVm(uuid);
@@ -229,13 +233,9 @@ export class AttestationService {
         this.launchTerms.set(terms);
         cached = false;
       }
-      try {
-        platform ??= this.core.chains.verify(chain);
-      } catch (e) {
-        if (!(e instanceof ChainRefused)) throw e;
-        throw refuse(`certificate chain not trusted: ${e.message}`);
-      }
-      const refusal = launchRefusal(terms, decoded.oca.raw, claimedSig, this.ctx.now());
+      if (verdict instanceof ChainRefused) throw refuse(`certificate chain not trusted: ${verdict.message}`);
+      const platform = verdict;
+      const refusal = launchRefusal(terms, platform.oca, claimedSig, this.ctx.now());
       if (refusal !== undefined) {
         if (!cached) throw refuse(refusal);
         terms = undefined;
@@ -309,6 +309,10 @@ export class AttestationService {
       if (!binding || binding.vmUuid !== uuid) throw denied(`launch ${launchId} was not opened for VM ${uuid}`);
       if (!consumed.vm) throw denied(`VM ${uuid} is no longer registered`);
       const reg = registrationOf(consumed.vm);
+      // The session carries the policy /launch issued it under; an owner who changed it since has the final word.
+      if (session.sevPolicy !== reg.policy) {
+        throw denied(`the registered policy changed since /launch (0x${session.sevPolicy.toString(16)} then, 0x${reg.policy.toString(16)} now)`);
+      }
       if (cpuCount !== reg.cpuCount) throw denied(`cpu-count ${cpuCount} differs from the registered ${reg.cpuCount}`);
       if (!reg.firmwareHashes.includes(firmwareHash)) throw denied(`firmware ${firmwareHash} is not one of the registered firmware-hashes`);
       const firmware = () => this.ctx.store.getFirmwareImage(Buffer.from(firmwareHash, 'hex'));

@@ -10,6 +10,8 @@ export interface TrustedPlatform {
   generation: string;
   trustedBy: 'amd' | 'extra';
   chainSha256: Buffer;
+  /** the raw OCA certificate (the attestation service matches it against a VM's cloud-certs) */
+  oca: Buffer;
 }
 
 /** A refused chain: malformed (not a PDH‖PEK‖OCA‖CEK‖ASK‖ARK layout at all) or well-formed but not trusted. */
@@ -66,6 +68,7 @@ export class ChainCache {
         generation: v.generation,
         trustedBy: v.trustedBy,
         chainSha256,
+        oca: Buffer.from(v.chain.oca.raw),
       };
     } catch (e) {
       if (isSevError(e)) return new ChainRefused(false, e);
