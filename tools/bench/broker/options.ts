@@ -24,7 +24,7 @@ Options:
   --concurrency LIST    concurrent clients, comma-separated (default 1,16,64)
   --cases LIST          any of bundle,secret,launch,paced,rest,null (default: all six); rest = the same full launch
                         through the attestation service (/launch, /validate over HTTP), closed loop and at the
-                        paced case's rates
+                        paced case's rates, each right after its gRPC run (interleaved)
                           bundle  GetBundle alone
                           secret  GetSecret alone (its launches prepared untimed)
                           launch  full launches, closed loop: each client sends its next launch when the previous one
