@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
-import { auditRow, type AuditEntryInput } from './audit-log';
+import { auditParams, auditRow, type AuditEntryInput } from './audit-log';
 import { isUuid, requireBuffer, requireId, requireLength, type StoreContext } from './context';
 import { StoreError } from './errors';
 import {
@@ -340,13 +340,8 @@ export function attestationStore(ctx: StoreContext): AttestationStore {
             vmUuid: vm.uuid,
             vmVersion: vm.version,
             cpuSignature: vm.cpuSignature,
+            ...auditParams(entry),
             auditAt: entry.at.toISOString(),
-            auditEvent: entry.event,
-            auditOutcome: entry.outcome,
-            auditLaunchId: entry.launchId,
-            auditClientId: entry.clientId,
-            auditPeer: entry.peer,
-            auditRefId: entry.refId,
             auditDetail: entry.detail === null || entry.detail === undefined ? null : JSON.stringify(entry.detail),
           }),
         { unique: () => new StoreError('ERR_STORE_CONFLICT', `launch session ${values.id} already exists`) },
