@@ -15,7 +15,7 @@ import {
   type WorkerFault,
 } from '../../src/snp/page-hashes';
 import type { ParallelPageHashes } from '../../src/snp/page-hash-job';
-import { SnpLaunchDigest } from '../../src/snp/page-info';
+import { SnpLaunchDigest, SnpPageType } from '../../src/snp/page-info';
 
 /**
  * The worker-pool page hashes (CONTENTS of §4.1) against the sequential path: same digests byte for byte, typed
@@ -51,6 +51,16 @@ describe('page hashes on worker threads (launch-digest.md §4.1)', () => {
       ),
       { numRuns: 40 },
     );
+  });
+
+  it('the range chain equals one PAGE_INFO step per page, GPAs across 4 GiB and up to the last page below 2^64', () => {
+    const data = randomBytes(3 * 4096);
+    for (const gpa of [0n, 0xffff_e000n, 0xffff_f000n, 0x1_2345_6000n, (1n << 64n) - 3n * 4096n]) {
+      const stepwise = new SnpLaunchDigest();
+      for (let i = 0; i < 3; i++) stepwise.update(SnpPageType.NORMAL, gpa + BigInt(i * 4096), data.subarray(i * 4096, (i + 1) * 4096));
+      for (const threads of [0, 1]) expect(chain(data, threads, { gpa }).equals(stepwise.digest())).toBe(true);
+    }
+    expect(() => chain(data, 0, { gpa: (1n << 64n) - 2n * 4096n })).toThrow(/64-bit/);
   });
 
   it('gives each page its SHA-384 across chunk and window boundaries, whatever the order of reading', () => {
