@@ -154,7 +154,7 @@ export async function startBroker(config: BrokerConfig, opts: StartOptions = {})
     adminAddress = await bind(adminServer, '--admin-listen', config.adminListen, creds(config.adminTlsCert, config.adminTlsKey));
     if (config.httpListen !== undefined) {
       const httpConfig = { ...config, listen: config.httpListen, tlsCert: config.httpTlsCert, tlsKey: config.httpTlsKey };
-      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx, { core, auth }), ...(opts.httpApis?.(ctx) ?? [])], logger).catch(
+      http = await startHttpListener(ctx, httpConfig, [...httpApis(ctx, { core, auth }), ...(opts.httpApis?.(ctx) ?? [])], logger, metrics).catch(
         (e: NodeJS.ErrnoException) => {
           throw e.code ? new Error(bindProblem('--http-listen', config.httpListen!, e.code)) : e;
         },

@@ -88,6 +88,12 @@ const HTTP_STATUS: Record<FailureClass, number> = {
   conflict: 409,
 };
 
+const CLASS_OF_HTTP_STATUS = new Map(Object.entries(HTTP_STATUS).map(([k, v]) => [v, k as FailureClass]));
+/** The failure class an HTTP front-end answers with `status` (the inverse of the table above); undefined if none. */
+export function failureClassOfHttpStatus(status: number): FailureClass | undefined {
+  return CLASS_OF_HTTP_STATUS.get(status);
+}
+
 export interface HttpFailure {
   status: number;
   /** the failure class, as named in the answer's body */

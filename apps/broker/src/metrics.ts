@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Store } from '@kb/store';
 import type { AuditTrail } from './audit';
 import { parseHostPort } from './config';
+import { failureClassOfHttpStatus } from './errors';
 import type { EcdhPool } from './keybroker/ecdh-pool';
 import type { Logger } from './log';
 
@@ -31,6 +32,13 @@ const LAUNCH_STEPS: Record<string, { step: string; success: 'bundled' | 'release
   '/keybroker.KeyBrokerService/GetOnlineSecret': { step: 'online-secret', success: 'released' },
 };
 
+/** The attestation service's launch steps (HTTP routes, POST), counted in kb_launch_steps_total beside gRPC's. */
+const HTTP_LAUNCH_STEPS: Record<string, { step: string; success: 'bundled' | 'released' }> = {
+  '/sev/v1/vm/:uuid/launch': { step: 'vm-launch', success: 'bundled' },
+  '/sev/v1/vm/:uuid/validate': { step: 'vm-validate', success: 'released' },
+};
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
+
 /**
  * Latency buckets, seconds: a warm GetBundle answers in about a millisecond, a GetSecret on PostgreSQL in a few, and
  * --request-timeout (default 10 s) caps every call.
@@ -54,6 +62,8 @@ export class BrokerMetrics {
   private readonly rpcs: Counter<'api' | 'method' | 'code'>;
   private readonly rpcSeconds: Histogram<'api' | 'method' | 'code'>;
   private readonly launches: Counter<'step' | 'outcome' | 'class'>;
+  private readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  private readonly httpSeconds: Histogram<'route' | 'method' | 'status'>;
   private sources: MetricSources | undefined;
 
   constructor() {
@@ -76,6 +86,19 @@ export class BrokerMetrics {
       name: 'kb_launch_steps_total',
       help: 'Launch steps by step (bundle|secret|online-secret) and outcome (bundled|released|refused); refusals by class',
       labelNames: ['step', 'outcome', 'class'],
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'kb_http_requests_total',
+      help: 'HTTP requests answered on --http-listen, by route pattern (unmatched: none), method and status code',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.httpSeconds = new Histogram({
+      name: 'kb_http_request_duration_seconds',
+      help: 'Time from an HTTP request arriving to its response being sent, by route pattern, method and status code',
+      labelNames: ['route', 'method', 'status'],
+      buckets: RPC_BUCKETS,
       registers,
     });
     const self = this;
@@ -164,6 +187,27 @@ export class BrokerMetrics {
     if (launch) {
       if (code === status.OK) this.launches.inc({ step: launch.step, outcome: launch.success, class: '' });
       else this.launches.inc({ step: launch.step, outcome: 'refused', class: classOf(code) });
+    }
+  }
+
+  /**
+   * Records one answered HTTP request (the HTTP listener's onResponse hook). `route` is Fastify's route pattern
+   * (`/sev/v1/vm/:uuid/launch`), never the URL a caller sent, so a uuid or a probe's path never becomes a label; the
+   * attestation service's /launch and /validate also count as launch steps, like GetBundle and GetSecret.
+   */
+  observeHttp(route: string | undefined, method: string, statusCode: number, seconds: number): void {
+    const labels = { route: route ?? 'unmatched', method: HTTP_METHODS.has(method) ? method : 'other', status: String(statusCode) };
+    this.httpRequests.inc(labels);
+    this.httpSeconds.observe(labels, seconds);
+    const launch = route === undefined ? undefined : HTTP_LAUNCH_STEPS[route];
+    if (launch && method === 'POST') {
+      if (statusCode < 300) this.launches.inc({ step: launch.step, outcome: launch.success, class: '' });
+      else
+        this.launches.inc({
+          step: launch.step,
+          outcome: 'refused',
+          class: failureClassOfHttpStatus(statusCode) ?? (statusCode < 500 ? 'invalid' : 'internal'),
+        });
     }
   }
 

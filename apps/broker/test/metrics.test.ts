@@ -10,6 +10,8 @@ import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
 import { rawClient, rawUnary } from './support/fuzz';
 import { httpGet, scrape, value, type Sample } from './support/prometheus';
 import { eventually } from './support/wait';
+import { api, launchBody, ocaOf, sha256hex } from './support/attestation';
+import { randomUUID } from 'node:crypto';
 
 const KEY = [{ Guid: '0b6f2c0e-3f5e-4c1a-9d55-7f1d2a9b8c41', Format: 'binary', SecretType: 'key', Id: 'metrics/key/disk' }];
 /** --request-timeout, and so the statement timeout */
@@ -188,6 +190,47 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     expect(value(drained!, 'kb_audit_queue_lag_seconds')).toBe(0);
   });
 
+  it('counts HTTP requests by route pattern, method and status, and /launch and /validate as launch steps', async () => {
+    const before = await scrape(metricsAt);
+    const base = `http://${tb.broker.httpAddress}`;
+    const vm = randomUUID();
+    const registration = {
+      scheme: 'amd-sev',
+      'cloud-cert': ocaOf(tb.platform),
+      policy: 1,
+      'cpu-count': 1,
+      'firmware-hashes': [sha256hex('firmware')],
+      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+    };
+    expect((await api(base, 'POST', `/sev/v1/vm/${vm}`, registration, ADMIN_TOKEN)).status).toBe(201);
+    expect((await api(base, 'POST', `/sev/v1/vm/${vm}/launch`, launchBody(tb.platform))).status).toBe(200);
+    expect((await api(base, 'POST', `/sev/v1/vm/${vm}/launch`, {})).status).toBe(400); // the schema refuses it
+    const claims = { 'api-major': 1, 'api-minor': 51, 'build-id': 3, policy: 1, measurement: Buffer.alloc(48).toString('base64'), 'cpu-count': 1 };
+    const unknown = { ...claims, 'launch-id': randomUUID(), 'firmware-hash': sha256hex('firmware') };
+    expect((await api(base, 'POST', `/sev/v1/vm/${vm}/validate`, unknown)).status).toBe(403);
+    expect((await api(base, 'GET', '/no/such/path')).status).toBe(404);
+    expect((await api(base, 'GET', '/healthz')).status).toBe(200);
+    // counted once each answer is sent (Fastify's onResponse), so the scrape may come first: wait for the last one
+    const after = (await eventually(async () => {
+      const s = await scrape(metricsAt);
+      return moved(before, s, 'kb_http_requests_total', { route: '/healthz', method: 'GET', status: '200' }) === 1 ? s : undefined;
+    }))!;
+    expect(after).toBeDefined();
+    const http = (route: string, method: string, status: string) => moved(before, after, 'kb_http_requests_total', { route, method, status });
+    expect(http('/sev/v1/vm/:uuid', 'POST', '201')).toBe(1);
+    expect(http('/sev/v1/vm/:uuid/launch', 'POST', '200')).toBe(1);
+    expect(http('/sev/v1/vm/:uuid/launch', 'POST', '400')).toBe(1);
+    expect(http('/sev/v1/vm/:uuid/validate', 'POST', '403')).toBe(1);
+    expect(http('unmatched', 'GET', '404')).toBe(1);
+    expect(moved(before, after, 'kb_http_request_duration_seconds_count', { route: '/sev/v1/vm/:uuid/launch', method: 'POST', status: '200' })).toBe(1);
+    const launch = (step: string, outcome: string, cls = '') => moved(before, after, 'kb_launch_steps_total', { step, outcome, class: cls });
+    expect(launch('vm-launch', 'bundled')).toBe(1);
+    expect(launch('vm-launch', 'refused', 'invalid')).toBe(1);
+    expect(launch('vm-validate', 'refused', 'denied')).toBe(1);
+    // the route pattern, never the path a caller sent: no VM uuid in any label
+    expect((await httpGet(metricsAt, '/metrics')).body).not.toContain(vm);
+  });
+
   it('puts no token, launch id, peer address or secret in any label', async () => {
     const { bundle } = await simulatedLaunch(tb.host, tb.platform, { policy: 0x1, requests: KEY });
     const text = (await httpGet(metricsAt, '/metrics')).body;
@@ -195,7 +238,25 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     const labelNames = new Set((await scrape(metricsAt)).flatMap((s) => Object.keys(s.labels)));
     expect([...labelNames].sort()).toEqual(expect.arrayContaining(['api', 'code', 'method']));
     for (const n of labelNames)
-      expect(['api', 'method', 'code', 'le', 'step', 'outcome', 'class', 'ahead', 'version', 'major', 'minor', 'patch', 'space', 'kind', 'type']).toContain(n);
+      expect([
+        'api',
+        'method',
+        'code',
+        'le',
+        'step',
+        'outcome',
+        'class',
+        'ahead',
+        'version',
+        'major',
+        'minor',
+        'patch',
+        'space',
+        'kind',
+        'type',
+        'route',
+        'status',
+      ]).toContain(n);
   });
 });
 

@@ -6,6 +6,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsy
 import type { BrokerContext } from '../context';
 import { BrokerError, invalid } from '../errors';
 import type { Logger } from '../log';
+import type { BrokerMetrics } from '../metrics';
 import { listenGated, type GatedListener, type PeerLimits } from '../peer-limits';
 import { answerFailure, defaultErrorBody, type ErrorBody } from './route';
 
@@ -48,7 +49,13 @@ export const HTTP_BODY_LIMIT = 64 * 1024;
 /** How long a shutdown waits for the requests in flight before it ends the connections still open. */
 const CLOSE_GRACE_MS = 2000;
 
-export async function startHttpListener(ctx: BrokerContext, cfg: HttpListenerConfig, apis: HttpApi[], logger: Logger): Promise<RunningHttp> {
+export async function startHttpListener(
+  ctx: BrokerContext,
+  cfg: HttpListenerConfig,
+  apis: HttpApi[],
+  logger: Logger,
+  metrics?: BrokerMetrics,
+): Promise<RunningHttp> {
   const tls = cfg.tlsCert && cfg.tlsKey ? { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) } : undefined;
   const idleMs = cfg.idleTimeoutSeconds * 1000;
   const arrivalMs = Math.round(cfg.requestArrivalTimeoutSeconds * 1000);
@@ -102,6 +109,13 @@ export async function startHttpListener(ctx: BrokerContext, cfg: HttpListenerCon
       },
       { prefix: api.prefix },
     );
+  }
+  // Every answer, from a handler, the error handler or a not-found, is counted once (metrics.ts observeHttp).
+  if (metrics) {
+    app.addHook('onResponse', (req, reply, done) => {
+      metrics.observeHttp(req.routeOptions.url, req.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    });
   }
   app.get('/healthz', async () => ({ status: 'SERVING' }));
   app.setNotFoundHandler((req, reply) => {
