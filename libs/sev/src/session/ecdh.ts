@@ -36,6 +36,11 @@ export function dhPublicKey(cert: SevCertificate, what: string): KeyObject {
  */
 export function sharedSecret(privateKey: KeyObject, peer: SevCertificate, what: string): Buffer {
   assertP384Key(privateKey, 'private', 'ECDH private key');
+  return sharedSecretOfOwnKey(privateKey, peer, what);
+}
+
+/** sharedSecret with a P-384 key the caller just generated itself, which is not inspected (see godh.ts generateGodhKeyPair). */
+export function sharedSecretOfOwnKey(privateKey: KeyObject, peer: SevCertificate, what: string): Buffer {
   const z = diffieHellman({ privateKey, publicKey: dhPublicKey(peer, what) });
   if (z.length !== P384_BYTES) throw new SevError('ERR_SEV_LENGTH', `ECDH secret is ${z.length} bytes, expected 48`);
   return z;

@@ -4,11 +4,27 @@ import { sevKeyFromPublicKey } from '../certs/sev/key';
 import { Curve } from '../certs/sev/layout';
 import { expectLength } from '../util/bytes';
 import { Algo, Usage } from '../certs/sev/usage';
+import { SevError } from '../errors';
 import { assertP384Key } from './ecdh';
 
 /** A fresh guest-owner Diffie-Hellman key (the crate's `Certificate::generate(Usage::PDH)` uses P-384). */
 export function generateGodhKey(): KeyObject {
   return generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
+}
+
+/**
+ * A fresh GODH key with its public point taken from the generation's own SPKI encoding. Why not generateGodhKey and
+ * then read the key: on Node 20, inspecting a just-generated key (asymmetricKeyDetails, export) can deadlock its
+ * thread when the allocation it makes while holding the key's lock runs the garbage collection of the generation job,
+ * which takes the same lock (seen in bench:sev's loops; apps/broker/src/keybroker/ecdh-worker.js avoids it the same way).
+ */
+export function generateGodhKeyPair(): { privateKey: KeyObject; point: P384Point } {
+  // Node's types have no overload for a public encoding without a private one: the key stays a KeyObject.
+  const generate = generateKeyPairSync as unknown as (type: 'ec', options: object) => { privateKey: KeyObject; publicKey: Buffer };
+  const { privateKey, publicKey: spki } = generate('ec', { namedCurve: 'P-384', publicKeyEncoding: { type: 'spki', format: 'der' } });
+  const point = spki.subarray(spki.length - 97); // SPKI of a P-384 key ends in the uncompressed point 04 ‖ X ‖ Y
+  if (point[0] !== 0x04) throw new SevError('ERR_SEV_KEY', 'unexpected SPKI encoding of a generated P-384 key');
+  return { privateKey, point: { x: Buffer.from(point.subarray(1, 49)), y: Buffer.from(point.subarray(49)) } };
 }
 
 /**

@@ -1,8 +1,8 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { SevCertificate } from '../certs/sev/certificate';
 import { assertRepresentablePolicy } from '../launch/policy';
-import { sharedSecret } from './ecdh';
-import { generateGodhKey, godhCertificate, type P384Point } from './godh';
+import { sharedSecret, sharedSecretOfOwnKey } from './ecdh';
+import { generateGodhKeyPair, godhCertificate, type P384Point } from './godh';
 import { wrapSession } from './wrap';
 import { expectLength } from '../util/bytes';
 
@@ -35,8 +35,9 @@ export interface StartedSession {
  */
 export function startSession(input: StartSessionInput): StartedSession {
   assertRepresentablePolicy(input.policy); // before spending an ECDH on a session that could never launch
-  const godhKey = input.godhKey ?? generateGodhKey();
-  return sessionFromAgreement({ ...input, z: sharedSecret(godhKey, input.pdh, 'PDH certificate'), godhPublicKey: godhKey });
+  if (input.godhKey) return sessionFromAgreement({ ...input, z: sharedSecret(input.godhKey, input.pdh, 'PDH certificate'), godhPublicKey: input.godhKey });
+  const own = generateGodhKeyPair();
+  return sessionFromAgreement({ ...input, z: sharedSecretOfOwnKey(own.privateKey, input.pdh, 'PDH certificate'), godhPublicKey: own.point });
 }
 
 export interface AgreedSessionInput extends Omit<StartSessionInput, 'pdh' | 'godhKey'> {

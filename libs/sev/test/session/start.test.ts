@@ -4,7 +4,7 @@ import { encodeSevCertificate, emptySignatureSlot, parseSevCertificate, type Sev
 import { Algo, Usage } from '../../src/certs/sev/usage';
 import { SevError } from '../../src/errors';
 import { parseLaunchBlob } from '../../src/launch/session-blob';
-import { godhCertificate } from '../../src/session/godh';
+import { generateGodhKeyPair, godhCertificate } from '../../src/session/godh';
 import { openLaunchBlob } from '../../src/session/open';
 import { sessionFromAgreement, startSession } from '../../src/session/start';
 import { wrapSession } from '../../src/session/wrap';
@@ -153,6 +153,25 @@ describe('startSession / openLaunchBlob', () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe('generateGodhKeyPair (startSession without a godhKey)', () => {
+  it('gives the public point of the private key it returns, read from the generation itself', () => {
+    for (let i = 0; i < 20; i++) {
+      const { privateKey, point } = generateGodhKeyPair();
+      const jwk = createPublicKey(privateKey).export({ format: 'jwk' }); // a test may inspect the key; a hot loop may not
+      expect(Buffer.from(point.x).equals(Buffer.from(jwk.x!, 'base64url'))).toBe(true);
+      expect(Buffer.from(point.y).equals(Buffer.from(jwk.y!, 'base64url'))).toBe(true);
+      expect(jwk.crv).toBe('P-384');
+    }
+  });
+
+  it('startSession with its own key: a session the owner of the PDH opens', () => {
+    const { privateKey: pdhKey, publicKey: pdhPub } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const pdh = parseSevCertificate(godhCertificate(pdhPub));
+    const s = startSession({ pdh, policy: 0x1 });
+    expect(openLaunchBlob({ launchBlob: s.launchBlob, godhCert: s.godhCert, pdhPrivateKey: pdhKey, policy: 0x1 })).toEqual({ tek: s.tek, tik: s.tik });
   });
 });
 
