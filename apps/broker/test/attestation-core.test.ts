@@ -7,7 +7,7 @@ import { createCore } from '../src/core';
 import { EcdhPool } from '../src/keybroker/ecdh-pool';
 import { silentLogger } from '../src/log';
 import { startTestBroker, testConfig, testDatabase, testPlatform } from './support/broker';
-import { launchBody, ocaOf, sha256hex, cmdlineHashHex } from './support/attestation';
+import { launchBody, ocaOf, sevRegistration, sha256hex, cmdlineHashHex } from './support/attestation';
 import { SimulatedHypervisor } from '@kb/sev-host-sim';
 
 /**
@@ -53,15 +53,11 @@ it('SEV and SEV-ES, disk and direct kernel boot: registered digests match what t
     await svc.register(
       { admin: true },
       uuid,
-      {
-        scheme: 'amd-sev',
-        'cloud-cert': ocaOf(platform),
+      sevRegistration(platform, fw, {
         policy,
         'cpu-count': vcpus,
-        'firmware-hashes': [sha256hex(fw)],
-        secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
         ...(kernel ? { 'kernel-hash': sha256hex(K.kernel), 'initrd-hash': sha256hex(K.initrd), 'cmdline-hash': cmdlineHashHex(K.cmdline) } : {}),
-      },
+      }),
       info,
     );
     const l = await svc.launch(uuid, launchBody(platform, { family: 25, model: 1, stepping: 1 }), info);
@@ -225,19 +221,7 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     const platform = testPlatform();
     await svc.addFirmware({ admin: true }, fw, info);
     const uuid = randomUUID();
-    await svc.register(
-      { admin: true },
-      uuid,
-      {
-        scheme: 'amd-sev',
-        'cloud-cert': ocaOf(platform),
-        policy: 1,
-        'cpu-count': 1,
-        'firmware-hashes': [sha256hex(fw)],
-        secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-      },
-      info,
-    );
+    await svc.register({ admin: true }, uuid, sevRegistration(platform, fw), info);
     const l = await svc.launch(uuid, launchBody(platform), info);
     const vm = new SimulatedHypervisor(platform).createVm({
       firmware: fw,
@@ -280,14 +264,7 @@ describe('PostgreSQL: one launch session, two brokers', () => {
     const [a, b] = [await replica(db), await replica(db)];
     const platform = testPlatform();
     const uuid = randomUUID();
-    const registration = (policy: number) => ({
-      scheme: 'amd-sev',
-      'cloud-cert': ocaOf(platform),
-      policy,
-      'cpu-count': 1,
-      'firmware-hashes': [sha256hex(fw)],
-      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-    });
+    const registration = (policy: number) => sevRegistration(platform, fw, { policy });
     const body = launchBody(platform); // no cpu-id: fine for SEV (policy 1), refused for SEV-ES (policy 5)
     await a.svc.addFirmware({ admin: true }, fw, info);
     await a.svc.register({ admin: true }, uuid, registration(1), info);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { syntheticOvmf } from '@kb/sev-host-sim';
 import { ADMIN_TOKEN, MASTER_KEY, testDatabase, testPlatform } from './support/broker';
-import { api, hostPrepare, ocaOf, sha256hex } from './support/attestation';
+import { api, hostPrepare, sevRegistration } from './support/attestation';
 import { spawnBroker, type BrokerProcess } from './support/process';
 
 const FIRMWARE = syntheticOvmf({ label: 'two processes' });
@@ -56,14 +56,7 @@ describe('attestation service: two broker processes on one PostgreSQL', () => {
     const [a, b] = [await start(), await start()];
     expect((await api(a.base, 'POST', '/firmware', FIRMWARE, ADMIN_TOKEN)).status).toBe(201);
     const uuid = randomUUID();
-    const reg = {
-      scheme: 'amd-sev',
-      'cloud-cert': ocaOf(platform),
-      policy: 1,
-      'cpu-count': 1,
-      'firmware-hashes': [sha256hex(FIRMWARE)],
-      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-    };
+    const reg = sevRegistration(platform, FIRMWARE);
     expect((await api(a.base, 'POST', `/vm/${uuid}`, reg, ADMIN_TOKEN)).status).toBe(201);
 
     const p = await hostPrepare(b.base, uuid, platform, { firmware: FIRMWARE, policy: 0x1 });

@@ -10,7 +10,7 @@ import { createPlatform } from '@kb/sev-sim';
 import type { Store } from '@kb/store';
 import { LUKS_PASSPHRASE_GUID } from '../src/attestation-service/registration';
 import { ADMIN_TOKEN, startTestBroker, testDatabase, type TestBroker } from './support/broker';
-import { api, cmdlineHashHex, hostLaunch, hostPrepare, launchBody, ocaOf, sha256hex } from './support/attestation';
+import { api, cmdlineHashHex, hostLaunch, hostPrepare, launchBody, ocaOf, sevRegistration, sha256hex } from './support/attestation';
 import { serviceBase } from './support/attestation-broker';
 
 const FIRMWARE = syntheticOvmf({ label: 'attestation-service test firmware' });
@@ -314,14 +314,7 @@ describe('over HTTP, every field fuzzed: 400 with the field named, nothing writt
   it('/launch and /validate fields: 400, and the launch session survives them', async () => {
     expect((await api(base, 'POST', '/firmware', FIRMWARE, ADMIN_TOKEN)).status).toBe(201);
     const uuid = randomUUID();
-    const reg = {
-      scheme: 'amd-sev',
-      'cloud-cert': ocaOf(t.platform),
-      policy: 1,
-      'cpu-count': 1,
-      'firmware-hashes': [sha256hex(FIRMWARE)],
-      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-    };
+    const reg = sevRegistration(t.platform, FIRMWARE);
     expect((await api(base, 'POST', `/vm/${uuid}`, reg, ADMIN_TOKEN)).status).toBe(201);
     for (const field of ['pdh', 'cert-chain', 'cpu-id']) {
       for (const bad of BAD) expect((await api(base, 'POST', `/vm/${uuid}/launch`, { ...launchBody(t.platform), [field]: bad })).status).toBe(400);

@@ -10,7 +10,7 @@ import { expectedDigest, prepareLaunch, simulatedLaunch } from './support/host';
 import { rawClient, rawUnary } from './support/fuzz';
 import { httpGet, scrape, value, type Sample } from './support/prometheus';
 import { eventually } from './support/wait';
-import { api, launchBody, ocaOf, sha256hex } from './support/attestation';
+import { api, launchBody, sevRegistration, sha256hex } from './support/attestation';
 import { randomUUID } from 'node:crypto';
 
 const KEY = [{ Guid: '0b6f2c0e-3f5e-4c1a-9d55-7f1d2a9b8c41', Format: 'binary', SecretType: 'key', Id: 'metrics/key/disk' }];
@@ -194,14 +194,7 @@ describe('Prometheus metrics on --metrics-listen, scraped over HTTP after real g
     const before = await scrape(metricsAt);
     const base = `http://${tb.broker.httpAddress}`;
     const vm = randomUUID();
-    const registration = {
-      scheme: 'amd-sev',
-      'cloud-cert': ocaOf(tb.platform),
-      policy: 1,
-      'cpu-count': 1,
-      'firmware-hashes': [sha256hex('firmware')],
-      secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
-    };
+    const registration = sevRegistration(tb.platform, 'firmware');
     expect((await api(base, 'POST', `/sev/v1/vm/${vm}`, registration, ADMIN_TOKEN)).status).toBe(201);
     expect((await api(base, 'POST', `/sev/v1/vm/${vm}/launch`, launchBody(tb.platform))).status).toBe(200);
     expect((await api(base, 'POST', `/sev/v1/vm/${vm}/launch`, {})).status).toBe(400); // the schema refuses it

@@ -54,6 +54,22 @@ export function ocaOf(platform: SimulatedPlatform): string {
   return platform.oca.raw.toString('base64');
 }
 
+/**
+ * A minimal registration for a VM launched on `platform` with `firmware`: SEV (policy 1), one vCPU, one LUKS
+ * passphrase "pw"; `fields` adds or replaces registration fields.
+ */
+export function sevRegistration(platform: SimulatedPlatform, firmware: Uint8Array | string, fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    scheme: 'amd-sev',
+    'cloud-cert': ocaOf(platform),
+    policy: 1,
+    'cpu-count': 1,
+    'firmware-hashes': [sha256hex(firmware)],
+    secrets: [{ type: 'luks-passphrase', passphrase: 'pw' }],
+    ...fields,
+  };
+}
+
 /** The /launch body a host on `platform` sends (cpu-id given for SEV-ES). */
 export function launchBody(platform: SimulatedPlatform, cpuId?: Record<string, number>): Record<string, unknown> {
   const chain = new SimulatedHypervisor(platform).certChain();

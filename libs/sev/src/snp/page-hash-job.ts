@@ -12,7 +12,8 @@
  * can still write into them (every chunk DONE, none taken over from a worker).
  */
 import { SevError } from '../errors';
-import { hashPage, PAGE, pageOf, type PageInput, type Pool, type WindowArrays } from './page-hash-pool';
+import { PAGE, pageOf, type PageInput, type Pool, type WindowArrays } from './page-hash-pool';
+import { sha384 } from './sha384';
 
 const HASH = 48;
 /** How long the calling thread waits for a worker's chunk before hashing it itself (~10 chunks of work). */
@@ -239,7 +240,7 @@ export class ParallelPageHashes {
   /** Chunk c of the input on the calling thread, from the caller's own bytes straight into `results`. */
   private hashInto(c: number): void {
     const end = Math.min(this.count, (c + 1) * this.chunkPages);
-    for (let i = c * this.chunkPages; i < end; i++) this.results.set(hashPage(pageOf(this.input, i)), i * HASH);
+    for (let i = c * this.chunkPages; i < end; i++) this.results.set(sha384(pageOf(this.input, i)), i * HASH);
     this.copied[c] = 1;
   }
 

@@ -6,7 +6,6 @@
 import { availableParallelism } from 'node:os';
 import type * as WorkerThreads from 'node:worker_threads';
 import { SevError } from '../errors';
-import { sha384 } from './sha384';
 
 export const PAGE = 4096;
 /** The shared window the input passes through, 1024 pages: bounded memory whatever the image size. */
@@ -21,9 +20,6 @@ const SPIN_MS = 0.2;
 
 /** One buffer of whole 4 KiB pages, or a list of 4 KiB pages (e.g. IGVM PAGE_DATA). */
 export type PageInput = Uint8Array | readonly Uint8Array[];
-
-/** SHA-384 of one 4 KiB page: the CONTENTS field of a NORMAL page (launch-digest.md §4.1). */
-export const hashPage = sha384;
 
 /**
  * The worker. At start-up the first one touches every page of the pool's window with a no-op compare-exchange (0 → 0,

@@ -13,7 +13,8 @@
  */
 import { SevError } from '../errors';
 import { ParallelPageHashes, type WorkerFault } from './page-hash-job';
-import { autoThreads, hashPage, inputPages, PAGE, pageOf, Pool, WINDOW_BYTES, type PageInput } from './page-hash-pool';
+import { autoThreads, inputPages, PAGE, pageOf, Pool, WINDOW_BYTES, type PageInput } from './page-hash-pool';
+import { sha384 } from './sha384';
 
 export type { PageInput, WorkerFault };
 
@@ -93,7 +94,7 @@ class SequentialPageHashes implements PageHashes {
   ) {}
   get(i: number): Buffer {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) throw new SevError('ERR_SEV_RANGE', `page ${i} is not in 0..${this.count - 1}`);
-    return hashPage(pageOf(this.input, i));
+    return sha384(pageOf(this.input, i));
   }
   close(): void {}
 }
